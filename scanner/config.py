@@ -1,0 +1,324 @@
+"""Configuration: a TOML file, environment variables and flags, validated all at once.
+
+Precedence: flag > environment > file > default. Secrets come only from the environment
+(`TENCENTCLOUD_SECRET_ID`, `TENCENTCLOUD_SECRET_KEY`, `TENCENTCLOUD_SESSION_TOKEN`); any other
+key can be set from the environment as `COS_SCANNER_<SECTION>_<KEY>` (e.g.
+`COS_SCANNER_COS_BUCKET`). Every problem is collected and reported in one ConfigError, naming
+the key and the value. Unknown keys are errors. This is the only module that reads the config
+file or the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from scanner.errors import ConfigError
+
+if typing.TYPE_CHECKING:
+    from pathlib import Path
+
+ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"
+ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"
+ENV_SESSION_TOKEN = "TENCENTCLOUD_SESSION_TOKEN"
+ENV_PREFIX = "COS_SCANNER_"
+
+DEFAULT_REGION = "ap-guangzhou"
+DEFAULT_PAGE_SIZE = 1000
+DEFAULT_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 100
+DEFAULT_CONCURRENCY = 16
+DEFAULT_QPS = 20.0
+DEFAULT_STORE_PATH = "scanner.db"
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A key pair and optional session token; never printed."""
+
+    secret_id: str
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CosSettings:
+    region: str = DEFAULT_REGION  # e.g. ap-guangzhou
+    bucket: str = ""  # BucketName-APPID
+    prefix: str = ""  # only keys under this prefix
+    endpoint: str = ""  # override, e.g. http://127.0.0.1:9000 (Host still names the bucket)
+    page_size: int = DEFAULT_PAGE_SIZE  # ListObjects max-keys, 1..1000
+    timeout: float = 30.0  # seconds per request
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # larger answers are refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditSettings:
+    endpoint: str = ""  # override for the CI host
+    biz_type: str = ""  # moderation policy; empty = account default
+    detect_type: str = ""  # deprecated comma list, e.g. "Porn,Ads"; empty = not sent
+    batch_size: int = DEFAULT_BATCH_SIZE  # images per request, 1..100
+    concurrency: int = DEFAULT_CONCURRENCY  # requests in flight
+    qps: float = DEFAULT_QPS  # request budget per second (strict, no burst)
+    interval: int = 0  # GIF: audit every Nth frame; 0 = not sent (API default 5)
+    max_frames: int = 0  # GIF: at most N frames; 0 = not sent (API default 5)
+    large_image_detect: bool = False  # compress 5-32 MB images before auditing (billed)
+    timeout: float = 60.0  # seconds per request
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySettings:
+    attempts: int = 6  # tries per request, including the first
+    deadline: float = 300.0  # seconds for all tries of one request
+    wait_initial: float = 0.5  # first backoff ceiling, doubled each try (full jitter)
+    wait_max: float = 30.0  # backoff ceiling
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSettings:
+    path: str = DEFAULT_STORE_PATH  # SQLite file with the checkpoints and verdicts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    cos: CosSettings = field(default_factory=CosSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    credentials: Credentials | None = None
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "cos": CosSettings,
+    "audit": AuditSettings,
+    "retry": RetrySettings,
+    "store": StoreSettings,
+}
+
+_REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+_BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
+_DETECT_TYPES = ("Porn", "Terrorism", "Politics", "Ads", "Illegal", "Abuse", "Teenager")
+
+Check = Callable[[Any], str | None]
+
+
+def _at_least(low: float) -> Check:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _between(low: float, high: float) -> Check:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _region(v: str) -> str | None:
+    return None if _REGION.match(v) else "must look like ap-guangzhou"
+
+
+def _bucket(v: str) -> str | None:
+    if not v:
+        return "is required (BucketName-APPID, e.g. examplebucket-1250000000)"
+    if not _BUCKET.match(v):
+        return "must be BucketName-APPID: lowercase letters, digits, '-', ending in -<appid>"
+    return None
+
+
+def _endpoint(v: str) -> str | None:
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    if parts.path not in ("", "/") or parts.query:
+        return "must have no path or query"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+def _detect_type(v: str) -> str | None:
+    bad = [t for t in v.split(",") if t.strip() not in _DETECT_TYPES] if v else []
+    return f"unknown type(s) {bad}; choose from {','.join(_DETECT_TYPES)}" if bad else None
+
+
+CHECKS: dict[str, Check] = {
+    "cos.region": _region,
+    "cos.bucket": _bucket,
+    "cos.endpoint": _endpoint,
+    "cos.page_size": _between(1, 1000),
+    "cos.timeout": _positive,
+    "cos.max_response_bytes": _at_least(1024),
+    "audit.endpoint": _endpoint,
+    "audit.detect_type": _detect_type,
+    "audit.batch_size": _between(1, MAX_BATCH_SIZE),
+    "audit.concurrency": _between(1, 1000),
+    "audit.qps": _positive,
+    "audit.interval": _at_least(0),
+    "audit.max_frames": _at_least(0),
+    "audit.timeout": _positive,
+    "audit.max_response_bytes": _at_least(1024),
+    "retry.attempts": _between(1, 100),
+    "retry.deadline": _positive,
+    "retry.wait_initial": _at_least(0),
+    "retry.wait_max": _at_least(0),
+    "store.path": lambda v: None if v else "must not be empty",
+}
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _as_bool(raw: Any, from_text: bool) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if from_text and str(raw).lower() in _TRUE + _FALSE:
+        return str(raw).lower() in _TRUE
+    raise ValueError("must be true or false")
+
+
+def _as_int(raw: Any, from_text: bool) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if from_text and re.fullmatch(r"-?\d+", str(raw).strip()):
+        return int(raw)
+    raise ValueError("must be an integer")
+
+
+def _as_float(raw: Any, from_text: bool) -> float:
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw)
+    if from_text:
+        try:
+            return float(raw)
+        except ValueError:
+            pass
+    raise ValueError("must be a number")
+
+
+def _as_str(raw: Any, from_text: bool) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise ValueError("must be a string")
+
+
+_COERCE: dict[Any, Callable[[Any, bool], Any]] = {
+    bool: _as_bool,
+    int: _as_int,
+    float: _as_float,
+    str: _as_str,
+}
+
+
+def _coerce(raw: Any, kind: Any, from_text: bool) -> Any:
+    """Return `raw` as `kind`, or raise ValueError with the reason."""
+    return _COERCE[kind](raw, from_text)
+
+
+def _section(
+    name: str, cls: type[Any], values: Mapping[str, tuple[Any, bool]], problems: list[str]
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, (raw, from_text) in values.items():
+        if key not in hints:
+            problems.append(f"{name}.{key}: unknown key (got {raw!r})")
+            continue
+        try:
+            kwargs[key] = _coerce(raw, hints[key], from_text)
+        except ValueError as exc:
+            problems.append(f"{name}.{key}: {exc} (got {raw!r})")
+    obj = cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        check = CHECKS.get(f"{name}.{f.name}")
+        value = getattr(obj, f.name)
+        if check is not None and (reason := check(value)) is not None:
+            problems.append(f"{name}.{f.name}: {reason} (got {value!r})")
+    return obj
+
+
+def _read_file(path: Path | None, problems: list[str]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"config file {str(path)!r} does not exist")
+    except IsADirectoryError:
+        problems.append(f"config file {str(path)!r} is a directory")
+    except PermissionError:
+        problems.append(f"config file {str(path)!r} is not readable")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"config file {str(path)!r} is not valid TOML: {exc}")
+    except UnicodeDecodeError:
+        problems.append(f"config file {str(path)!r} is not UTF-8 text")
+    return {}
+
+
+def _credentials(environ: Mapping[str, str], problems: list[str]) -> Credentials | None:
+    sid = environ.get(ENV_SECRET_ID, "").strip()
+    skey = environ.get(ENV_SECRET_KEY, "").strip()
+    token = environ.get(ENV_SESSION_TOKEN, "").strip() or None
+    if not sid and not skey:
+        return None
+    if not sid or not skey:
+        missing = ENV_SECRET_ID if not sid else ENV_SECRET_KEY
+        problems.append(f"credentials: {missing} is not set (both it and the other are needed)")
+        return None
+    return Credentials(sid, skey, token)
+
+
+def load_config(
+    path: Path | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    require_credentials: bool = True,
+) -> Config:
+    """Read `path` (optional), apply `environ` and then `overrides` ("section.key" -> value).
+
+    Raises ConfigError listing every problem found.
+    """
+    problems: list[str] = []
+    data = _read_file(path, problems)
+    merged: dict[str, dict[str, tuple[Any, bool]]] = {name: {} for name in SECTIONS}
+    for name, table in data.items():
+        if name not in SECTIONS:
+            problems.append(f"{name}: unknown section (expected one of {', '.join(SECTIONS)})")
+        elif not isinstance(table, dict):
+            problems.append(f"{name}: must be a [{name}] table (got {table!r})")
+        else:
+            merged[name].update({k: (v, False) for k, v in table.items()})
+    for var, value in environ.items():
+        if var.startswith(ENV_PREFIX):
+            name, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
+            if name in SECTIONS:
+                merged[name][key] = (value, True)
+    for dotted, value in (overrides or {}).items():
+        name, _, key = dotted.partition(".")
+        merged[name][key] = (value, False)
+    sections = {name: _section(name, cls, merged[name], problems) for name, cls in SECTIONS.items()}
+    creds = _credentials(environ, problems)
+    if (
+        creds is None
+        and require_credentials
+        and not any(p.startswith("credentials:") for p in problems)
+    ):
+        problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
+    if problems:
+        raise ConfigError(problems)
+    return Config(credentials=creds, **sections)

@@ -1,0 +1,117 @@
+"""The exception tree: everything cos-scanner raises on purpose.
+
+```
+ScannerError                  base
+├── ConfigError               bad file, flag or environment          -> exit 2
+├── StoreError                SQLite failure
+│   └── MigrationError        a migration failed (rolled back)
+└── RemoteError               .service ("cos"|"audit"), .request_id, .retryable
+    ├── TransportError        connect/read failure, timeout          retryable
+    ├── ThrottledError        429 / 503 / SlowDown; .retry_after     retryable
+    ├── AuthError             401/403 signature, key or permission   fatal
+    ├── ServiceError          other non-2xx; .status, .code          5xx retryable
+    └── ProtocolError         a body we cannot parse or accept       fatal
+```
+
+Per-object outcomes (an image the API could not read) are data, not exceptions.
+This module is a leaf: it imports nothing from `scanner`.
+"""
+
+from __future__ import annotations
+
+
+class ScannerError(Exception):
+    """Base of every error cos-scanner raises on purpose."""
+
+
+class ConfigError(ScannerError):
+    """The configuration (file, environment or flags) is invalid."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class StoreError(ScannerError):
+    """The SQLite store failed or is not usable."""
+
+
+class MigrationError(StoreError):
+    """A schema migration failed and was rolled back."""
+
+
+class RemoteError(ScannerError):
+    """A call to COS or CI failed."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        request_id: str = "",
+        status: int = 0,
+        code: str = "",
+    ) -> None:
+        self.service = service
+        self.message = message
+        self.request_id = request_id
+        self.status = status
+        self.code = code
+        detail = f"{service}: {message}"
+        if status:
+            detail += f" (HTTP {status}{', ' + code if code else ''})"
+        if request_id:
+            detail += f" [request id {request_id}]"
+        super().__init__(detail)
+
+
+class TransportError(RemoteError):
+    """The connection failed or timed out before a complete answer arrived."""
+
+    retryable = True
+
+
+class ThrottledError(RemoteError):
+    """The service asked us to slow down (429, 503, SlowDown)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        request_id: str = "",
+        status: int = 0,
+        code: str = "",
+    ) -> None:
+        super().__init__(service, message, request_id=request_id, status=status, code=code)
+        self.retry_after = retry_after
+
+
+class AuthError(RemoteError):
+    """The service refused our credentials, signature or permissions."""
+
+
+class ServiceError(RemoteError):
+    """The service answered with an error status; 5xx ones are worth retrying."""
+
+    def __init__(
+        self,
+        service: str,
+        message: str,
+        *,
+        request_id: str = "",
+        status: int = 0,
+        code: str = "",
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(service, message, request_id=request_id, status=status, code=code)
+        self.retryable = retryable
+
+
+class ProtocolError(RemoteError):
+    """The service answered with a body we cannot parse or must not accept."""

@@ -1,0 +1,132 @@
+"""Plain data that crosses module boundaries: listed objects, pages, audit inputs and verdicts.
+
+Leaf module: imports nothing from `scanner`. Everything here is immutable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+#: The scene blocks a batch image audit can return, by their XML element name.
+SCENES = (
+    "PornInfo",
+    "TerrorismInfo",
+    "PoliticsInfo",
+    "AdsInfo",
+    "IllegalInfo",
+    "AbuseInfo",
+    "TeenagerInfo",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """One object as ListObjects reports it (key already URL-decoded, ETag unquoted)."""
+
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+    storage_class: str = "STANDARD"
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One ListObjects answer: its objects and where the next page starts (None = done)."""
+
+    marker: str
+    objects: tuple[ObjectRef, ...]
+    common_prefixes: tuple[str, ...] = ()
+    next_marker: str | None = None
+
+
+class Result(IntEnum):
+    """The audit verdict of an image."""
+
+    NORMAL = 0
+    SENSITIVE = 1
+    SUSPICIOUS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class AuditItem:
+    """One image to audit: the key and a DataId unique within its request (<= 512 bytes)."""
+
+    key: str
+    data_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OcrResult:
+    text: str = ""
+    keywords: tuple[str, ...] = ()
+    sub_label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LibResult:
+    image_id: str = ""
+    score: int = 0
+    lib_type: str = ""
+    lib_name: str = ""
+    keywords: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SceneInfo:
+    """One scene block (PornInfo, AdsInfo, ...) of a verdict."""
+
+    code: int = 0
+    msg: str = ""
+    hit_flag: int = 0
+    score: int = 0
+    label: str = ""
+    category: str = ""
+    sub_label: str = ""
+    ocr_results: tuple[OcrResult, ...] = ()
+    lib_results: tuple[LibResult, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """A custom allow/block list hit (ListInfo/ListResults)."""
+
+    list_type: int = 0
+    list_name: str = ""
+    entity: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageVerdict:
+    """The outcome for one audited image: a verdict, or a per-image failure (`code` set).
+
+    `retryable` says whether a later attempt may succeed; `raw` is the JobsDetail element as a
+    JSON-able dict, kept for the store and for reports.
+    """
+
+    key: str
+    data_id: str
+    job_id: str = ""
+    state: str = ""
+    result: Result | None = None
+    label: str = ""
+    score: int = 0
+    category: str = ""
+    sub_label: str = ""
+    text: str = ""
+    compression_result: int | None = None
+    scenes: dict[str, SceneInfo] = field(default_factory=dict)
+    list_results: tuple[ListResult, ...] = ()
+    code: str = ""
+    message: str = ""
+    retryable: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.code)

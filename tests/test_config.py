@@ -1,0 +1,133 @@
+"""Configuration: the example file, precedence, and one error naming every problem."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from scanner.config import SECTIONS, load_config
+from scanner.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {"TENCENTCLOUD_SECRET_ID": "AKIDx", "TENCENTCLOUD_SECRET_KEY": "sekrit"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_loads_and_mentions_every_field() -> None:
+    example = ROOT / "config.example.toml"
+    config = load_config(example, ENV)
+    assert config.cos.bucket == "examplebucket-1250000000"
+    text = example.read_text()
+    for name, cls in SECTIONS.items():
+        assert f"[{name}]" in text
+        defaults = getattr(config, name)
+        for f in dataclasses.fields(cls):
+            assert f"\n{f.name} = " in text, f"{name}.{f.name} missing from the example"
+            if (name, f.name) != ("cos", "bucket"):  # required: the example names one
+                assert getattr(defaults, f.name) == getattr(cls(), f.name), f"{name}.{f.name}"
+
+
+def test_precedence_flag_env_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cos]\nbucket = "file-1250000000"\nprefix = "f/"\n[audit]\nqps = 5\n')
+    env = {**ENV, "COS_SCANNER_COS_PREFIX": "env/", "COS_SCANNER_AUDIT_QPS": "7.5"}
+    config = load_config(path, env, {"cos.prefix": "flag/"})
+    assert config.cos.bucket == "file-1250000000"
+    assert config.cos.prefix == "flag/"
+    assert config.audit.qps == 7.5
+
+
+def test_secrets_only_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cos]\nbucket = "b-1250000000"\nsecret_key = "x"\n')
+    with pytest.raises(ConfigError, match=r"cos.secret_key: unknown key"):
+        load_config(path, ENV)
+    config = load_config(
+        write(tmp_path, '[cos]\nbucket = "b-1250000000"\n'),
+        {**ENV, "TENCENTCLOUD_SESSION_TOKEN": "tok"},
+    )
+    assert config.credentials is not None
+    assert config.credentials.token == "tok"
+    assert "sekrit" not in repr(config)
+    assert "tok" not in repr(config.credentials)
+
+
+def test_every_problem_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[cos]
+bucket = "nobucketid"
+region = "Guangzhou"
+typo = 1
+[audit]
+batch_size = 101
+concurrency = "many"
+qps = -1
+detect_type = "Porn,Nudity"
+[bogus]
+""",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    problems = info.value.problems
+    assert any(
+        p.startswith("cos.bucket: must be BucketName-APPID") and "'nobucketid'" in p
+        for p in problems
+    )
+    assert any(p.startswith("cos.region:") for p in problems)
+    assert "cos.typo: unknown key (got 1)" in problems
+    assert "audit.batch_size: must be between 1 and 100 (got 101)" in problems
+    assert "audit.concurrency: must be an integer (got 'many')" in problems
+    assert "audit.qps: must be > 0 (got -1.0)" in problems
+    assert any(p.startswith("audit.detect_type: unknown type(s) ['Nudity']") for p in problems)
+    assert any(p.startswith("bogus: unknown section") for p in problems)
+    assert any(p.startswith("credentials:") for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[cos\n", "not valid TOML"),
+        ('[cos]\nbucket = ""\n', "cos.bucket: is required"),
+        ('[cos]\nbucket = "b-1250000000"\nendpoint = "ftp://x"\n', "cos.endpoint: must be an http"),
+        ('[cos]\nbucket = "b-1250000000"\nendpoint = "http://h:9/x"\n', "must have no path"),
+        ('[cos]\nbucket = "b-1250000000"\n[audit]\nbatch_size = 0\n', "audit.batch_size"),
+        ('[cos]\nbucket = "b-1250000000"\n[audit]\nlarge_image_detect = "yes"\n', "true or false"),
+        ('[cos]\nbucket = "b-1250000000"\n[store]\npath = ""\n', "store.path"),
+        ("cos = 3\n", r"cos: must be a \[cos\] table"),
+    ],
+)
+def test_bad_values(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, text), ENV)
+
+
+def test_missing_file_and_partial_credentials(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", ENV)
+    path = write(tmp_path, '[cos]\nbucket = "b-1250000000"\n')
+    with pytest.raises(ConfigError, match="TENCENTCLOUD_SECRET_KEY is not set"):
+        load_config(path, {"TENCENTCLOUD_SECRET_ID": "x"})
+    assert load_config(path, {}, require_credentials=False).credentials is None
+
+
+def test_env_values_are_coerced(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cos]\nbucket = "b-1250000000"\n')
+    env = {
+        **ENV,
+        "COS_SCANNER_AUDIT_LARGE_IMAGE_DETECT": "true",
+        "COS_SCANNER_AUDIT_BATCH_SIZE": "50",
+        "COS_SCANNER_AUDIT_CONCURRENCY": "x",
+    }
+    with pytest.raises(ConfigError, match=r"audit.concurrency: must be an integer \(got 'x'\)"):
+        load_config(path, env)
+    del env["COS_SCANNER_AUDIT_CONCURRENCY"]
+    config = load_config(path, env)
+    assert config.audit.large_image_detect is True
+    assert config.audit.batch_size == 50
