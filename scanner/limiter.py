@@ -1,0 +1,74 @@
+"""The audit budget: a strict token bucket for requests per second, plus an in-flight cap.
+
+The bucket holds at most one token, so an idle period never turns into a burst (bursting
+limiters are a known way to trip a provider's quota): request n may start no earlier than
+1/rate after request n-1. A throttling answer halves the rate (multiplicative decrease, down
+to `floor`) and pauses until its Retry-After; each success adds `ceiling/100` back (additive
+increase) up to the configured ceiling, so a scan converges on what the account allows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from scanner.clock import Clock
+
+
+class RateLimiter:
+    """Requests-per-second budget with AIMD; `acquire()` before each request."""
+
+    def __init__(self, rate: float, clock: Clock, *, floor: float = 0.1) -> None:
+        self.ceiling = rate
+        self.rate = rate
+        self.floor = min(floor, rate)
+        self._clock = clock
+        self._next = clock.now()
+        self.throttled = 0
+
+    async def acquire(self) -> None:
+        now = self._clock.now()
+        start = max(now, self._next)
+        self._next = start + 1.0 / self.rate
+        if start > now:
+            await self._clock.sleep(start - now)
+
+    def on_throttled(self, retry_after: float | None = None) -> None:
+        self.throttled += 1
+        self.rate = max(self.floor, self.rate / 2)
+        now = self._clock.now()
+        pause = retry_after if retry_after is not None else 1.0 / self.rate
+        self._next = max(self._next, now + pause)
+
+    def on_success(self) -> None:
+        self.rate = min(self.ceiling, self.rate + self.ceiling / 100)
+
+
+class AuditBudget:
+    """The in-flight cap and the rate budget that every audit request passes through."""
+
+    def __init__(self, concurrency: int, qps: float, clock: Clock) -> None:
+        self.slots = anyio.CapacityLimiter(concurrency)
+        self.rate = RateLimiter(qps, clock)
+
+    @property
+    def in_flight(self) -> int:
+        return self.slots.borrowed_tokens
+
+    async def __aenter__(self) -> AuditBudget:
+        await self.slots.acquire()
+        try:
+            await self.rate.acquire()
+        except BaseException:
+            self.slots.release()
+            raise
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.slots.release()

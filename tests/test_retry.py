@@ -1,0 +1,69 @@
+"""RetryPolicy and retrying() on a fake clock."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import pytest
+
+from scanner.errors import AuthError, ServiceError, ThrottledError, TransportError
+from scanner.retry import RetryPolicy, retrying
+
+if TYPE_CHECKING:
+    from tests.conftest import FakeClock
+
+
+def test_backoff_is_full_jitter_under_the_cap() -> None:
+    policy = RetryPolicy(wait_initial=0.5, wait_max=4.0)
+    rng = random.Random(1)
+    for attempt, cap in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (9, 4.0)]:
+        waits = [policy.backoff(attempt, rng) for _ in range(200)]
+        assert 0 <= min(waits)
+        assert max(waits) <= cap
+        assert max(waits) > cap * 0.8  # it spreads over the whole range
+
+
+async def test_retries_retryable_until_success(clock: FakeClock) -> None:
+    calls = []
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise TransportError("cos", "boom")
+        return "ok"
+
+    assert await retrying(RetryPolicy(attempts=5), clock, flaky) == "ok"
+    assert len(calls) == 3
+    assert len(clock.sleeps) == 2
+
+
+async def test_fatal_errors_are_not_retried(clock: FakeClock) -> None:
+    async def denied() -> None:
+        raise AuthError("cos", "no", status=403)
+
+    with pytest.raises(AuthError):
+        await retrying(RetryPolicy(attempts=5), clock, denied)
+    assert clock.sleeps == []
+
+
+async def test_attempts_bound(clock: FakeClock) -> None:
+    seen: list[int] = []
+
+    async def down() -> None:
+        raise ServiceError("cos", "x", status=500, retryable=True)
+
+    with pytest.raises(ServiceError):
+        await retrying(
+            RetryPolicy(attempts=4), clock, down, on_retry=lambda e, n, w: seen.append(n)
+        )
+    assert seen == [1, 2, 3]
+
+
+async def test_deadline_bound_and_retry_after(clock: FakeClock) -> None:
+    async def throttled() -> None:
+        raise ThrottledError("audit", "slow", retry_after=30.0)
+
+    with pytest.raises(ThrottledError):
+        await retrying(RetryPolicy(attempts=100, deadline=100.0), clock, throttled)
+    assert clock.sleeps == [30.0, 30.0, 30.0]  # a fourth wait would pass the deadline
