@@ -1,0 +1,1 @@
+"""COS: request signing, the HTTP transport shared with CI, and bucket listing."""

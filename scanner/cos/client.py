@@ -1,0 +1,266 @@
+"""The HTTP transport COS and CI share: one aiohttp session, signing, capped bodies, errors.
+
+`HttpClient.send()` makes exactly one signed attempt and maps every failure into the error
+tree (`scanner.errors`): transport failures and timeouts to TransportError, 429/503/SlowDown
+to ThrottledError, 401/403 and credential codes to AuthError, other statuses to ServiceError
+(5xx retryable). Retries are the callers' (`scanner.retry`), so each client decides what an
+attempt includes (the audit client acquires its budget per attempt).
+
+With an endpoint override, requests go to that URL while the `Host` header (and the
+signature) still name `<bucket>.cos.<region>.myqcloud.com` or `<bucket>.ci.<region>...`, the
+form the official SDK uses with IP/Port, so one emulator serves both services.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import yarl
+
+from scanner import __version__
+from scanner.cos.signing import encode, sign, signable_headers
+from scanner.cos.xml import error_fields
+from scanner.errors import (
+    AuthError,
+    ProtocolError,
+    RemoteError,
+    ServiceError,
+    ThrottledError,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from types import TracebackType
+
+    from scanner.config import AuditSettings, CosSettings, Credentials
+
+USER_AGENT = f"cos-scanner/{__version__}"
+SIGN_TTL = 900  # seconds a request signature stays valid
+SIGN_SKEW = 60  # start the window this much earlier, for clock skew (as the SDK does)
+
+AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessForbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "RequestTimeTooSkewed",
+        "Request has expired",
+        "ExpiredToken",
+        "InvalidAuthorization",
+        "MissingAuthorization",
+        "SecretidNotExist",
+        "SignatureExpired",
+        "InvalidToken",
+    }
+)
+THROTTLE_CODES = frozenset({"SlowDown", "1020", "KmsFreqControl", "TooManyRequests"})
+RETRYABLE_CODES = frozenset({"RequestTimeout", "InternalError", "ServiceUnavailable"})
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """Where one service of one bucket is reached: URL base, and the Host we sign."""
+
+    name: str  # "cos" or "audit"
+    base_url: str  # scheme://host[:port], no trailing slash
+    host: str  # <bucket>.<cos|ci>.<region>.myqcloud.com
+    token_header: str  # x-cos-security-token or x-ci-security-token
+
+
+def _service(name: str, sub: str, cos: CosSettings, endpoint: str) -> Service:
+    host = f"{cos.bucket}.{sub}.{cos.region}.myqcloud.com"
+    base = endpoint.rstrip("/") if endpoint else f"https://{host}"
+    return Service(name, base, host, f"x-{sub}-security-token")
+
+
+def cos_service(cos: CosSettings) -> Service:
+    return _service("cos", "cos", cos, cos.endpoint)
+
+
+def ci_service(cos: CosSettings, audit: AuditSettings) -> Service:
+    return _service("audit", "ci", cos, audit.endpoint or cos.endpoint)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    request_id: str
+
+
+class HttpClient:
+    """One aiohttp session for COS and CI; a context manager, not reusable after close."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        connections: int = 100,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._creds = credentials
+        self._wall = wall
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> HttpClient:
+        if self._closed or self._session is not None:
+            raise RuntimeError("HttpClient cannot be reopened")
+        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+        )
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._closed = True
+        if self._session is not None:
+            with anyio.CancelScope(shield=True):
+                await self._session.close()
+
+    def authorization(
+        self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str]
+    ) -> str:
+        now = int(self._wall())
+        return sign(
+            method=method,
+            path=path,
+            params=params,
+            headers=signable_headers(headers),
+            secret_id=self._creds.secret_id,
+            secret_key=self._creds.secret_key,
+            start=now - SIGN_SKEW,
+            end=now + SIGN_TTL,
+        )
+
+    async def send(
+        self,
+        service: Service,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: bytes = b"",
+        content_type: str = "",
+        timeout_s: float = 30.0,
+        max_bytes: int = 16 * 1024 * 1024,
+    ) -> Reply:
+        """One signed request; returns a 2xx reply or raises a RemoteError."""
+        if self._session is None or self._closed:
+            raise RuntimeError("HttpClient is not open")
+        params = dict(params or {})
+        headers = {"Host": service.host}
+        if body or method in ("POST", "PUT"):
+            headers["Content-Length"] = str(len(body))
+            if content_type:
+                headers["Content-Type"] = content_type
+        if self._creds.token:
+            headers[service.token_header] = self._creds.token
+        headers["Authorization"] = self.authorization(method, path, params, headers)
+        headers["User-Agent"] = USER_AGENT
+        headers["Accept-Encoding"] = "identity"
+        query = "&".join(f"{encode(k)}={encode(v)}" for k, v in params.items())
+        url = yarl.URL(
+            f"{service.base_url}{encode_path(path)}{'?' + query if query else ''}", encoded=True
+        )
+        try:
+            async with self._session.request(
+                method,
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as resp:
+                reply = await _read(service, resp, max_bytes)
+        except RemoteError:
+            raise
+        except TimeoutError as exc:
+            raise TransportError(service.name, f"timed out after {timeout_s:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(service.name, _describe(exc, service)) from exc
+        if reply.status >= 300:
+            raise status_error(service.name, reply)
+        return reply
+
+
+def encode_path(path: str) -> str:
+    """A decoded path as sent on the wire (the SDK's quote(key, '/-_.~'))."""
+    return "/" + encode(path.lstrip("/")).replace("%2F", "/")
+
+
+async def _read(service: Service, resp: aiohttp.ClientResponse, max_bytes: int) -> Reply:
+    request_id = resp.headers.get("x-cos-request-id") or resp.headers.get("x-ci-request-id") or ""
+    if resp.content_length is not None and resp.content_length > max_bytes:
+        raise ProtocolError(
+            service.name,
+            f"answer of {resp.content_length} bytes is over the {max_bytes}-byte limit",
+            request_id=request_id,
+            status=resp.status,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ProtocolError(
+                service.name,
+                f"answer is over the {max_bytes}-byte limit",
+                request_id=request_id,
+                status=resp.status,
+            )
+        chunks.append(chunk)
+    return Reply(resp.status, resp.headers, b"".join(chunks), request_id)
+
+
+def _describe(exc: aiohttp.ClientError, service: Service) -> str:
+    where = urlsplit(service.base_url).netloc
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {where}: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"{where} closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"incomplete answer from {where}"
+    return f"request to {where} failed: {type(exc).__name__}: {exc}"
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def status_error(service: str, reply: Reply) -> RemoteError:
+    """The RemoteError for a non-2xx reply, from its status and error XML."""
+    fields = error_fields(reply.body)
+    code = fields.get("Code", "")
+    request_id = fields.get("RequestId") or reply.request_id
+    message = fields.get("Message") or (code or f"HTTP {reply.status} without an error body")
+    if reply.status in (429, 503) or code in THROTTLE_CODES:
+        return ThrottledError(
+            service,
+            message,
+            retry_after=_retry_after(reply.headers),
+            request_id=request_id,
+            status=reply.status,
+            code=code,
+        )
+    if reply.status in (401, 403) or code in AUTH_CODES:
+        return AuthError(service, message, request_id=request_id, status=reply.status, code=code)
+    retryable = reply.status >= 500 or code in RETRYABLE_CODES
+    return ServiceError(
+        service, message, request_id=request_id, status=reply.status, code=code, retryable=retryable
+    )

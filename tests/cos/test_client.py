@@ -1,0 +1,242 @@
+"""Every error class of the transport, provoked for real against the emulator."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from scanner.config import Credentials
+from scanner.cos.client import HttpClient, cos_service
+from scanner.cos.listing import Lister
+from scanner.emulator import DEFAULT_SECRET_ID, EmulatorState, KeyPair
+from scanner.emulator.bucket import StoredObject, etag_of
+from scanner.errors import (
+    AuthError,
+    ProtocolError,
+    ServiceError,
+    ThrottledError,
+    TransportError,
+)
+from scanner.retry import RetryPolicy
+from tests.conftest import FAST_RETRY, Emulator, FakeClock
+
+NO_RETRY = RetryPolicy(attempts=1, deadline=1.0, wait_initial=0.0, wait_max=0.0)
+
+
+def _put(state: EmulatorState, n: int = 3) -> None:
+    from datetime import UTC, datetime
+
+    for i in range(n):
+        state.bucket.put(f"k{i}.jpg", StoredObject(etag_of(str(i)), 10, datetime.now(UTC)))
+
+
+async def test_bad_signature_is_auth_error_with_request_id(
+    emulator: Emulator, clock: FakeClock
+) -> None:
+    async with HttpClient(Credentials(DEFAULT_SECRET_ID, "wrong-key")) as http:
+        lister = Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock)
+        with pytest.raises(AuthError) as info:
+            await lister.page()
+    assert info.value.code == "SignatureDoesNotMatch"
+    assert info.value.status == 403
+    assert info.value.request_id
+    assert info.value.request_id in str(info.value)
+    assert emulator.state.stats.requests["list"] == 1  # fatal: not retried
+
+
+async def test_unknown_secret_id(emulator: Emulator, clock: FakeClock) -> None:
+    async with HttpClient(Credentials("AKIDnobody", "k")) as http:
+        with pytest.raises(AuthError, match="InvalidAccessKeyId"):
+            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+
+
+async def test_expired_signature(emulator: Emulator, clock: FakeClock) -> None:
+    from scanner.emulator import DEFAULT_SECRET_KEY
+
+    stale = HttpClient(
+        Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY), wall=lambda: time.time() - 7200
+    )
+    async with stale as http:
+        with pytest.raises(AuthError, match="Request has expired"):
+            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+
+
+async def test_session_token_is_sent_and_checked(emulator: Emulator, clock: FakeClock) -> None:
+    from scanner.emulator import DEFAULT_SECRET_KEY
+
+    emulator.state.keys[DEFAULT_SECRET_ID] = KeyPair(DEFAULT_SECRET_KEY, token="tok+/=")
+    _put(emulator.state)
+    async with HttpClient(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, "tok+/=")) as http:
+        page = await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+    assert len(page.objects) == 3
+    async with HttpClient(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)) as http:
+        with pytest.raises(AuthError, match="InvalidToken"):
+            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+
+
+async def test_expired_session_token(emulator: Emulator, clock: FakeClock) -> None:
+    from scanner.emulator import DEFAULT_SECRET_KEY
+
+    emulator.state.keys[DEFAULT_SECRET_ID] = KeyPair(
+        DEFAULT_SECRET_KEY, token="t", token_expires=time.time() - 1
+    )
+    async with HttpClient(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, "t")) as http:
+        with pytest.raises(AuthError) as info:
+            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+    assert info.value.code == "ExpiredToken"
+
+
+async def test_unknown_bucket(emulator: Emulator, http: HttpClient, clock: FakeClock) -> None:
+    cos = emulator.cos().__class__(bucket="nosuch-1250000000", endpoint=emulator.url)
+    with pytest.raises(ServiceError) as info:
+        await Lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+    assert (info.value.status, info.value.code) == (404, "NoSuchBucket")
+    assert not info.value.retryable
+
+
+async def test_wrong_region_is_no_such_bucket(
+    emulator: Emulator, http: HttpClient, clock: FakeClock
+) -> None:
+    cos = emulator.cos(region="ap-beijing")
+    with pytest.raises(ServiceError, match="NoSuchBucket"):
+        await Lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+
+
+async def test_throttled_then_succeeds(
+    emulator: Emulator, lister: Lister, clock: FakeClock
+) -> None:
+    _put(emulator.state)
+    emulator.state.faults.fail_next = [503, 503]
+    emulator.state.faults.retry_after = 2.0
+    page = await lister.page()
+    assert len(page.objects) == 3
+    assert emulator.state.stats.statuses["list 503"] == 2
+    assert clock.sleeps == [2.0, 2.0]  # Retry-After honoured
+
+
+async def test_throttled_error_class(
+    emulator: Emulator, http: HttpClient, clock: FakeClock
+) -> None:
+    emulator.state.faults.fail_next = [503]
+    with pytest.raises(ThrottledError) as info:
+        await Lister(http, emulator.cos(), retry=NO_RETRY, clock=clock).page()
+    assert info.value.code == "SlowDown"
+    assert info.value.retryable
+
+
+async def test_429_is_throttling(emulator: Emulator, http: HttpClient, clock: FakeClock) -> None:
+    emulator.state.faults.fail_next = [429]
+    with pytest.raises(ThrottledError):
+        await Lister(http, emulator.cos(), retry=NO_RETRY, clock=clock).page()
+
+
+async def test_5xx_then_succeeds(emulator: Emulator, lister: Lister) -> None:
+    _put(emulator.state)
+    emulator.state.faults.fail_next = [500, 502]
+    page = await lister.page()
+    assert len(page.objects) == 3
+    assert emulator.state.stats.requests["list"] == 3
+
+
+async def test_5xx_exhausts_attempts(emulator: Emulator, lister: Lister) -> None:
+    emulator.state.faults.fail_next = [500, 500, 500, 500]
+    with pytest.raises(ServiceError) as info:
+        await lister.page()
+    assert info.value.status == 500
+    assert info.value.retryable
+    assert emulator.state.stats.requests["list"] == FAST_RETRY.attempts
+
+
+async def test_connection_reset_then_succeeds(emulator: Emulator, lister: Lister) -> None:
+    _put(emulator.state)
+    emulator.state.faults.reset_rate = 1.0
+    with pytest.raises(TransportError):
+        await lister.page()
+    emulator.state.faults.reset_rate = 0.0
+    assert len((await lister.page()).objects) == 3
+
+
+async def test_truncated_body_is_transport_error(emulator: Emulator, lister: Lister) -> None:
+    _put(emulator.state)
+    emulator.state.faults.truncate_rate = 1.0
+    with pytest.raises(TransportError, match=r"incomplete|closed"):
+        await lister.page()
+
+
+async def test_malformed_xml_is_protocol_error(emulator: Emulator, lister: Lister) -> None:
+    _put(emulator.state)
+    emulator.state.faults.malformed_rate = 1.0
+    with pytest.raises(ProtocolError, match="malformed XML") as info:
+        await lister.page()
+    assert not info.value.retryable
+    assert emulator.state.stats.requests["list"] == 1
+
+
+async def test_html_answer_is_protocol_error(emulator: Emulator, lister: Lister) -> None:
+    emulator.state.faults.body_mode = "html"
+    with pytest.raises(ProtocolError):
+        await lister.page()
+
+
+async def test_entity_bomb_is_refused(emulator: Emulator, lister: Lister) -> None:
+    emulator.state.faults.body_mode = "bomb"
+    with pytest.raises(ProtocolError, match="DTD"):
+        await lister.page()
+
+
+async def test_oversized_chunked_body_is_refused(
+    emulator: Emulator, http: HttpClient, clock: FakeClock
+) -> None:
+    emulator.state.faults.body_mode = "huge"
+    lister = Lister(
+        http, emulator.cos(max_response_bytes=1024 * 1024), retry=FAST_RETRY, clock=clock
+    )
+    with pytest.raises(ProtocolError, match="over the 1048576-byte limit"):
+        await lister.page()
+
+
+async def test_oversized_declared_body_is_refused(
+    emulator: Emulator, http: HttpClient, clock: FakeClock
+) -> None:
+    _put(emulator.state, 50)
+    lister = Lister(http, emulator.cos(max_response_bytes=2048), retry=FAST_RETRY, clock=clock)
+    with pytest.raises(ProtocolError, match="bytes is over the 2048-byte limit"):
+        await lister.page()
+
+
+async def test_refused_connection_is_transport_error(http: HttpClient, clock: FakeClock) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    from scanner.config import CosSettings
+
+    cos = CosSettings(bucket="album-1250000000", endpoint=f"http://127.0.0.1:{port}")
+    with pytest.raises(TransportError, match=r"cannot connect to 127\.0\.0\.1"):
+        await Lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+
+
+async def test_timeout_is_transport_error(
+    emulator: Emulator, http: HttpClient, clock: FakeClock
+) -> None:
+    emulator.state.faults.latency = 0.5
+    lister = Lister(http, emulator.cos(timeout=0.05), retry=NO_RETRY, clock=clock)
+    with pytest.raises(TransportError, match="timed out"):
+        await lister.page()
+
+
+async def test_requests_name_the_bucket_in_host(emulator: Emulator) -> None:
+    service = cos_service(emulator.cos())
+    assert service.host == "album-1250000000.cos.ap-guangzhou.myqcloud.com"
+    assert service.base_url == emulator.url
+
+
+async def test_client_cannot_be_reopened() -> None:
+    from tests.conftest import CREDS
+
+    client = HttpClient(CREDS)
+    async with client:
+        pass
+    with pytest.raises(RuntimeError):
+        await client.__aenter__()
