@@ -1,0 +1,1 @@
+"""CI batch image auditing: the request/response codec and the client."""

@@ -1,0 +1,92 @@
+"""AuditClient: one synchronous batch image audit per call, under the audit budget.
+
+Each attempt takes one in-flight slot and one token of the QPS budget around the HTTP call;
+a throttling answer shrinks the budget, a success grows it back. Transport errors, timeouts,
+5xx and throttling are retried (`scanner.retry`); per-image failures come back as data.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scanner.audit.codec import AuditOptions, decode_results, encode_batch
+from scanner.cos.client import HttpClient, ci_service
+from scanner.cos.xml import XmlError
+from scanner.errors import ProtocolError, RemoteError, ThrottledError
+from scanner.retry import RetryPolicy, retrying
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from scanner.clock import Clock
+    from scanner.config import AuditSettings, CosSettings
+    from scanner.limiter import AuditBudget
+    from scanner.models import AuditItem, ImageVerdict
+
+
+def audit_options(settings: AuditSettings) -> AuditOptions:
+    return AuditOptions(
+        biz_type=settings.biz_type,
+        detect_type=settings.detect_type,
+        interval=settings.interval,
+        max_frames=settings.max_frames,
+        large_image_detect=settings.large_image_detect,
+    )
+
+
+class AuditClient:
+    """Audits batches of objects of one bucket."""
+
+    def __init__(
+        self,
+        http: HttpClient,
+        cos: CosSettings,
+        settings: AuditSettings,
+        *,
+        retry: RetryPolicy,
+        clock: Clock,
+        budget: AuditBudget,
+        on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    ) -> None:
+        self._http = http
+        self._settings = settings
+        self._service = ci_service(cos, settings)
+        self.options = audit_options(settings)
+        self._retry = retry
+        self._clock = clock
+        self.budget = budget
+        self._on_retry = on_retry
+        self.requests = 0
+
+    async def moderate(self, items: Sequence[AuditItem]) -> list[ImageVerdict]:
+        """Verdicts (or per-image failures) for `items`, in their order."""
+        body = encode_batch(items, self.options)
+
+        async def attempt() -> list[ImageVerdict]:
+            async with self.budget:
+                self.requests += 1
+                try:
+                    reply = await self._http.send(
+                        self._service,
+                        "POST",
+                        "/image/auditing",
+                        body=body,
+                        content_type="application/xml",
+                        timeout_s=self._settings.timeout,
+                        max_bytes=self._settings.max_response_bytes,
+                    )
+                except ThrottledError as exc:
+                    self.budget.rate.on_throttled(exc.retry_after)
+                    raise
+            self.budget.rate.on_success()
+            try:
+                return decode_results(reply.body, items)
+            except (XmlError, ValueError) as exc:
+                raise ProtocolError(
+                    "audit",
+                    f"unreadable audit answer: {exc}",
+                    request_id=reply.request_id,
+                    status=reply.status,
+                ) from exc
+
+        return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)

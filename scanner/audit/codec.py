@@ -1,0 +1,231 @@
+"""Batch image auditing bodies <-> models. Pure: no I/O.
+
+Results are matched to inputs by DataId (the client always sends a unique one), falling back
+to the echoed Object for answers that leave DataId empty (per-image failures may), never by
+position. An input the answer does not mention becomes a retryable `NoResult` failure; an
+answer for an unknown DataId is ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
+
+from scanner.cos.xml import parse, text, to_dict, to_int
+from scanner.models import (
+    SCENES,
+    AuditItem,
+    ImageVerdict,
+    LibResult,
+    ListResult,
+    OcrResult,
+    Result,
+    SceneInfo,
+)
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
+    from collections.abc import Sequence
+
+MAX_INPUTS = 100
+MAX_DATA_ID_BYTES = 512
+
+#: Per-image failure codes worth another attempt later; every other code is final.
+RETRYABLE_IMAGE_CODES = frozenset(
+    {
+        "-65010",  # download failed
+        "InternalError",
+        "ResourceDownloadFailed",
+        "ServiceUnavailable",
+        "SlowDown",
+        "1020",
+        "RequestTimeout",
+        "Timeout",
+        "NoResult",
+        "NoVerdict",
+    }
+)
+
+# Characters XML 1.0 cannot carry at all, even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(value: str) -> bool:
+    """Whether `value` can travel inside an XML 1.0 element."""
+    return _NOT_XML.search(value) is None
+
+
+def _esc(value: str) -> str:
+    # \r would be normalised to \n by any XML parser: send it as a character reference.
+    return escape(value).replace("\r", "&#13;")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditOptions:
+    """What is sent besides the images: the policy and the per-input options."""
+
+    biz_type: str = ""
+    detect_type: str = ""
+    interval: int = 0
+    max_frames: int = 0
+    large_image_detect: bool = False
+
+    def fingerprint(self) -> str:
+        """A stable text naming everything that changes a verdict (for incremental rescans)."""
+        return (
+            f"biz_type={self.biz_type};detect_type={self.detect_type};interval={self.interval};"
+            f"max_frames={self.max_frames};large_image_detect={int(self.large_image_detect)}"
+        )
+
+
+def _input_options(options: AuditOptions) -> str:
+    extra = ""
+    if options.interval:
+        extra += f"<Interval>{options.interval}</Interval>"
+    if options.max_frames:
+        extra += f"<MaxFrames>{options.max_frames}</MaxFrames>"
+    if options.large_image_detect:
+        extra += "<LargeImageDetect>1</LargeImageDetect>"
+    return extra
+
+
+def _input(item: AuditItem, extra: str) -> str:
+    if len(item.data_id.encode()) > MAX_DATA_ID_BYTES or not xml_safe(item.data_id):
+        raise ValueError(f"DataId {item.data_id!r} is over 512 bytes or not XML-safe")
+    if not xml_safe(item.key):
+        raise ValueError(f"key {item.key!r} has characters XML cannot carry")
+    return (
+        f"<Input><Object>{_esc(item.key)}</Object>"
+        f"<DataId>{_esc(item.data_id)}</DataId>{extra}</Input>"
+    )
+
+
+def encode_batch(items: Sequence[AuditItem], options: AuditOptions) -> bytes:
+    """The <Request> body for a synchronous batch audit of `items` by Object."""
+    if not 1 <= len(items) <= MAX_INPUTS:
+        raise ValueError(f"a batch holds 1..{MAX_INPUTS} images (got {len(items)})")
+    if len({i.data_id for i in items}) != len(items):
+        raise ValueError("DataIds in a batch must be unique")
+    extra = _input_options(options)
+    parts = ['<?xml version="1.0" encoding="utf-8"?>\n<Request>']
+    parts.extend(_input(item, extra) for item in items)
+    parts.append("<Conf>")
+    if options.biz_type:
+        parts.append(f"<BizType>{_esc(options.biz_type)}</BizType>")
+    if options.detect_type:
+        parts.append(f"<DetectType>{_esc(options.detect_type)}</DetectType>")
+    parts.append("<Async>0</Async></Conf></Request>")
+    return "".join(parts).encode()
+
+
+def _keywords(elem: ET.Element) -> tuple[str, ...]:
+    return tuple(k.text or "" for k in elem.iterfind("Keywords"))
+
+
+def _scene(elem: ET.Element) -> SceneInfo:
+    return SceneInfo(
+        code=to_int(text(elem, "Code", "0")),
+        msg=text(elem, "Msg"),
+        hit_flag=to_int(text(elem, "HitFlag", "0")),
+        score=to_int(text(elem, "Score", "0")),
+        label=text(elem, "Label"),
+        category=text(elem, "Category"),
+        sub_label=text(elem, "SubLabel"),
+        ocr_results=tuple(
+            OcrResult(text(o, "Text"), _keywords(o), text(o, "SubLabel"))
+            for o in elem.iterfind("OcrResults")
+        ),
+        lib_results=tuple(
+            LibResult(
+                text(lib, "ImageId"),
+                to_int(text(lib, "Score", "0")),
+                text(lib, "LibType"),
+                text(lib, "LibName"),
+                _keywords(lib),
+            )
+            for lib in elem.iterfind("LibResults")
+        ),
+    )
+
+
+def _failure(item: AuditItem, code: str, message: str, **kw: object) -> ImageVerdict:
+    return ImageVerdict(
+        key=item.key,
+        data_id=item.data_id,
+        code=code,
+        message=message,
+        retryable=code in RETRYABLE_IMAGE_CODES,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def decode_job(jd: ET.Element, item: AuditItem) -> ImageVerdict:
+    """One JobsDetail element as the verdict (or per-image failure) for `item`."""
+    raw = to_dict(jd)
+    raw = raw if isinstance(raw, dict) else {}
+    job_id, state = text(jd, "JobId"), text(jd, "State")
+    code = text(jd, "Code")
+    if (code and code not in ("0", "Success")) or state == "Failed":
+        message = text(jd, "Message") or state or "failed"
+        return _failure(item, code or "Failed", message, job_id=job_id, state=state, raw=raw)
+    scenes = {tag: _scene(e) for tag in SCENES if (e := jd.find(tag)) is not None}
+    broken = [(t, s) for t, s in scenes.items() if s.code != 0]
+    if broken:
+        tag, scene = broken[0]
+        msg = f"{tag}: {scene.msg or 'scene failed'}"
+        return _failure(item, str(scene.code), msg, job_id=job_id, state=state, raw=raw)
+    result = to_int(text(jd, "Result", "-1"), -1)
+    if result not in (0, 1, 2):
+        return _failure(
+            item,
+            "NoVerdict",
+            f"answer has no valid Result ({text(jd, 'Result')!r})",
+            job_id=job_id,
+            state=state,
+            raw=raw,
+        )
+    compression = text(jd, "CompressionResult")
+    return ImageVerdict(
+        key=item.key,
+        data_id=item.data_id,
+        job_id=job_id,
+        state=state or "Success",
+        result=Result(result),
+        label=text(jd, "Label"),
+        score=to_int(text(jd, "Score", "0")),
+        category=text(jd, "Category"),
+        sub_label=text(jd, "SubLabel"),
+        text=text(jd, "Text"),
+        compression_result=to_int(compression) if compression else None,
+        scenes=scenes,
+        list_results=tuple(
+            ListResult(to_int(text(r, "ListType", "0")), text(r, "ListName"), text(r, "Entity"))
+            for r in jd.iterfind("ListInfo/ListResults")
+        ),
+        raw=raw,
+    )
+
+
+def decode_results(body: bytes, items: Sequence[AuditItem]) -> list[ImageVerdict]:
+    """The verdicts for `items`, in their order, from a <Response> body.
+
+    Raises XmlError for a body that is not XML and ValueError for one that is not a Response.
+    """
+    root = parse(body)
+    if root.tag != "Response":
+        raise ValueError(f"expected <Response>, got <{root.tag}>")
+    by_id = {i.data_id: i for i in items}
+    by_key = {i.key: i for i in items}
+    found: dict[str, ImageVerdict] = {}
+    for jd in root.iterfind("JobsDetail"):
+        item = by_id.get(text(jd, "DataId"))
+        if item is None and not text(jd, "DataId"):
+            item = by_key.get(text(jd, "Object"))
+        if item is not None and item.data_id not in found:
+            found[item.data_id] = decode_job(jd, item)
+    return [
+        found.get(i.data_id) or _failure(i, "NoResult", "the answer did not mention this image")
+        for i in items
+    ]
