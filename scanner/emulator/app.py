@@ -1,0 +1,297 @@
+"""The emulator's aiohttp.web app: COS ListObjects, CI batch image auditing, fault injection.
+
+Routes (the bucket comes from the Host header `<bucket>.cos|ci.<region>.myqcloud.com`; any
+other Host, e.g. an IP, means the emulator's one bucket):
+- `GET /` ListObjects v1; `POST /image/auditing` batch audit; `GET /image/auditing/<JobId>`
+  query an async job;
+- `GET /_emulator/stats[?detail=1]`, `GET|POST /_emulator/faults` (JSON),
+  `POST /_emulator/objects` (JSON: put/delete/touch/churn), `POST /_emulator/reset`:
+  control endpoints under a path no real API uses, unauthenticated, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from scanner.cos.xml import XmlError, parse, text
+from scanner.emulator import control, faults
+from scanner.emulator.auth import check_request, strip_port
+from scanner.emulator.bucket import StoredObject
+from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, Verdict, verdict_for
+from scanner.emulator.state import EmulatorState, Job
+from scanner.emulator.wire import error_xml, job_xml, list_xml, request_id, response_xml
+
+STATE = web.AppKey("state", EmulatorState)
+_HOST = re.compile(
+    r"^(?P<bucket>[a-z0-9-]+)\.(?P<svc>cos|ci)\.(?P<region>[a-z0-9-]+)\.(?:myqcloud\.com|tencentcos\.cn)$"
+)
+MAX_INPUTS = 100
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
+
+
+class Refusal(Exception):
+    """An error answer: status, code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _endpoint(request: web.Request) -> tuple[str, str]:
+    """(endpoint, service) for a request: ("list"|"audit"|"query"|"object", "cos"|"ci")."""
+    path = request.path
+    if path == "/image/auditing":
+        return "audit", "ci"
+    if path.startswith("/image/auditing/"):
+        return "query", "ci"
+    if path == "/":
+        return "list", "cos"
+    return "object", "cos"
+
+
+def error_response(
+    service: str, status: int, code: str, message: str, resource: str
+) -> web.Response:
+    rid = request_id()
+    header = "x-ci-request-id" if service == "ci" else "x-cos-request-id"
+    return web.Response(
+        status=status,
+        text=error_xml(service, code, message, rid, resource),
+        content_type="application/xml",
+        headers={header: rid, "Server": "tencent-cos"},
+    )
+
+
+def _check_bucket(state: EmulatorState, request: web.Request) -> None:
+    host = strip_port(request.headers.get("Host", ""))
+    match = _HOST.match(host)
+    if match is None:
+        return  # IP or Domain mode: the emulator's one bucket
+    if match["bucket"] != state.bucket_name or match["region"] != state.region:
+        raise Refusal(404, "NoSuchBucket", "The specified bucket does not exist.")
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    endpoint, service = _endpoint(request)
+    state.stats.requests[endpoint] += 1
+    resource = f"{request.headers.get('Host', '')}{request.path}"
+    try:
+        if state.faults.latency:
+            await asyncio.sleep(state.faults.latency)
+        denial = check_request(
+            state,
+            service=service,
+            method=request.method,
+            path=request.path,
+            query=request.query,
+            headers=request.headers,
+            now=time.time(),
+        )
+        if denial is not None:
+            raise Refusal(*denial)
+        _check_bucket(state, request)
+        early = await faults.before(state, request, endpoint)
+        if early is not None:
+            state.stats.statuses[f"{endpoint} {early.status}"] += 1
+            return early
+        body = await _handle(state, request, endpoint)
+    except Refusal as exc:
+        state.stats.statuses[f"{endpoint} {exc.status}"] += 1
+        return error_response(service, exc.status, exc.code, exc.message, resource)
+    state.stats.statuses[f"{endpoint} 200"] += 1
+    return await faults.answer(state, request, endpoint, body, service)
+
+
+async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> str:
+    if endpoint == "list":
+        return list_objects(state, request.query)
+    if endpoint == "audit":
+        if request.method != "POST":
+            raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
+        return audit(state, await request.read())
+    if endpoint == "query":
+        job = state.jobs.get(request.path.rsplit("/", 1)[-1])
+        if job is None:
+            raise Refusal(400, "InvalidArgument", "job does not exist")
+        return response_xml([job.xml], request_id())
+    raise Refusal(501, "NotImplemented", "The emulator serves ListObjects and image auditing.")
+
+
+def _int_param(query: Any, name: str, default: int) -> int:
+    raw = query.get(name, "")
+    if raw == "":
+        return default
+    if not raw.isdigit():
+        raise Refusal(400, "InvalidArgument", f"{name} must be a non-negative integer")
+    return int(raw)
+
+
+def list_objects(state: EmulatorState, query: Any) -> str:
+    """ListObjects v1 over the bucket (reference 1.1-1.3)."""
+    prefix = query.get("prefix", "")
+    marker = query.get("marker", "")
+    delimiter = query.get("delimiter", "")
+    encoding = query.get("encoding-type", "")
+    if encoding and encoding != "url":
+        raise Refusal(400, "InvalidArgument", "encoding-type must be url")
+    if len(delimiter) > 1:
+        raise Refusal(400, "InvalidDelimiter", "delimiter must be one character")
+    max_keys = min(1000, _int_param(query, "max-keys", 1000))
+    state.stats.list_markers[f"{prefix}:{marker}" if prefix else marker] += 1
+    keys, objects = state.bucket.keys(), state.bucket.objects
+    contents: list[Any] = []
+    prefixes: list[str] = []
+    last = None
+    truncated = False
+    for i in range(state.bucket.after(marker, prefix), len(keys)):
+        key = keys[i]
+        if not key.startswith(prefix):
+            break
+        cut = key.find(delimiter, len(prefix)) if delimiter else -1
+        item = key[: cut + 1] if cut >= 0 else key
+        if item == last or item <= marker:
+            continue  # same common prefix, or inside the prefix the marker names
+        if len(contents) + len(prefixes) >= max_keys:
+            truncated = True
+            break
+        if cut >= 0:
+            prefixes.append(item)
+        else:
+            contents.append((key, objects[key]))
+        last = item
+    return list_xml(
+        bucket=state.bucket_name,
+        prefix=prefix,
+        marker=marker,
+        max_keys=max_keys,
+        delimiter=delimiter,
+        encoding=encoding,
+        contents=contents,
+        prefixes=prefixes,
+        next_marker=last if truncated and last is not None else None,
+    )
+
+
+def _scenes(conf: Any) -> tuple[str, ...]:
+    if conf is None:
+        return DEFAULT_SCENES
+    raw = text(conf, "DetectType")
+    if not raw:
+        return DEFAULT_SCENES
+    scenes = tuple(s.strip().capitalize() for s in raw.split(","))
+    unknown = [s for s in scenes if s not in ALL_SCENES]
+    if unknown:
+        raise Refusal(400, "InvalidArgument", f"DetectType {','.join(unknown)} is invalid")
+    return scenes
+
+
+def _input_verdict(
+    state: EmulatorState, item: Any, scenes: tuple[str, ...]
+) -> tuple[str, str, Verdict]:
+    """(source, value, verdict) for one Input element."""
+    large = text(item, "LargeImageDetect") == "1"
+    for name in ("MaxFrames", "Interval"):
+        value = text(item, name)
+        if value and (not value.lstrip("-").isdigit() or int(value) <= 0):
+            bad = Verdict(code="InvalidArgument", message=f"Param {name} is illegal")
+            return "Object", text(item, "Object"), bad
+    if len(text(item, "DataId").encode()) > 512:
+        return (
+            "Object",
+            text(item, "Object"),
+            Verdict(code="InvalidArgument", message="DataId is too long"),
+        )
+    if item.find("Content") is not None:
+        try:
+            data = base64.b64decode(text(item, "Content"), validate=True)
+        except (binascii.Error, ValueError):
+            return "Content", "", Verdict(code="-65007", message="image decode failed")
+        return "Content", "", _content_verdict(data, scenes, large)
+    if item.find("Object") is not None:
+        key = text(item, "Object")
+        obj = state.bucket.objects.get(key)
+        return "Object", key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)
+    url = text(item, "Url")
+    return "Url", url, Verdict(code="-65010", message="download failed")
+
+
+def _content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdict:
+    """Content inputs are judged like an object named after the content's hash."""
+    digest = hashlib.sha256(data).hexdigest()
+    blob = StoredObject(digest[:32], len(data), datetime.now(UTC))
+    return verdict_for(f"content-{digest[:16]}.jpg", blob, scenes=scenes, large_image_detect=large)
+
+
+def audit(state: EmulatorState, body: bytes) -> str:
+    """Synchronous (or async-submitted) batch image audit (reference 3.1-3.3)."""
+    try:
+        root = parse(body)
+    except XmlError as exc:
+        raise Refusal(400, "InvalidContent", f"request body is malformed: {exc}") from None
+    inputs = root.findall("Input") if root.tag == "Request" else []
+    if not inputs:
+        raise Refusal(400, "InvalidArgument", "Request must contain at least one Input")
+    if len(inputs) > MAX_INPUTS:
+        raise Refusal(400, "InvalidArgument", f"at most {MAX_INPUTS} Input per request")
+    conf = root.find("Conf")
+    scenes = _scenes(conf)
+    is_async = conf is not None and text(conf, "Async") == "1"
+    jobs = []
+    for item in inputs:
+        source, value, verdict = _input_verdict(state, item, scenes)
+        if (
+            not verdict.code
+            and state.faults.image_failure_rate
+            and state.rng.random() < state.faults.image_failure_rate
+        ):
+            verdict = Verdict(code="-65010", message="download failed (injected)")
+            state.stats.faults["image_failure"] += 1
+        if verdict.code:
+            state.stats.image_failures[verdict.code] += 1
+        elif source == "Object":
+            state.stats.audits[value] += 1
+            state.stats.billed_units += len(scenes)
+        else:
+            state.stats.billed_units += len(scenes)
+        job_id = "si" + f"{state.rng.getrandbits(128):032x}"
+        data_id = text(item, "DataId")
+        done = job_xml(
+            data_id=data_id,
+            job_id=job_id,
+            source=source,
+            value=value,
+            verdict=verdict,
+            scenes=scenes,
+        )
+        if is_async and not verdict.code:
+            state.jobs[job_id] = Job(done)
+            done = job_xml(
+                data_id=data_id,
+                job_id=job_id,
+                source=source,
+                value=value,
+                verdict=verdict,
+                scenes=scenes,
+                state="Submitted",
+            )
+        jobs.append(done)
+    return response_xml(faults.mangle_jobs(state, jobs), request_id())
+
+
+def build_app(state: EmulatorState) -> web.Application:
+    """The emulator as an aiohttp application; `app[STATE]` is `state`."""
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app[STATE] = state
+    control.add_routes(app, STATE)
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app

@@ -1,0 +1,195 @@
+"""Fault injection: decided per request from the state's seeded RNG, counted in stats.faults.
+
+Before handling (nothing is billed): fail_next statuses, connection resets, 5xx errors and
+throttling past the audit QPS cap. After handling: malformed, truncated, slow, HTML, entity-
+bomb or oversized bodies, and audit answers that drop an image or name an unknown DataId.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from scanner.emulator.wire import error_xml, request_id
+
+if TYPE_CHECKING:
+    from scanner.emulator.state import EmulatorState
+
+BOMB = (
+    '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10 if i > 1 else "&lol;" * 10}">'
+        for i in range(1, 10)
+    )
+    + "]>\n<ListBucketResult><Name>&lol9;</Name></ListBucketResult>"
+)
+HUGE_BYTES = 100 * 1024 * 1024
+
+
+def _roll(state: EmulatorState, rate: float) -> bool:
+    return rate > 0 and state.rng.random() < rate
+
+
+def _error(
+    service: str, status: int, code: str, message: str, extra: dict[str, str] | None = None
+) -> web.Response:
+    rid = request_id()
+    headers = {"x-ci-request-id" if service == "ci" else "x-cos-request-id": rid}
+    headers.update(extra or {})
+    return web.Response(
+        status=status,
+        text=error_xml(service, code, message, rid, "/"),
+        content_type="application/xml",
+        headers=headers,
+    )
+
+
+_STATUS_CODES = {
+    429: "TooManyRequests",
+    500: "InternalError",
+    502: "BadGateway",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+    403: "AccessDenied",
+    404: "NoSuchBucket",
+    400: "InvalidArgument",
+}
+
+
+def _throttled(state: EmulatorState, service: str) -> web.Response:
+    f = state.faults
+    state.stats.faults["throttled"] += 1
+    extra = {"Retry-After": f"{f.retry_after:g}"} if f.retry_after is not None else None
+    return _error(
+        service, f.throttle_status, f.throttle_code, "Please reduce your request rate.", extra
+    )
+
+
+def _over_cap(state: EmulatorState) -> bool:
+    cap = state.faults.qps_cap
+    if not cap:
+        return False
+    now = time.monotonic()
+    window = state.audit_times
+    while window and now - window[0] >= 1.0:
+        window.popleft()
+    if len(window) >= cap:
+        return True
+    window.append(now)
+    return False
+
+
+async def before(
+    state: EmulatorState, request: web.Request, endpoint: str
+) -> web.StreamResponse | None:
+    """An injected answer that replaces handling, or None to handle the request."""
+    f = state.faults
+    service = "ci" if endpoint in ("audit", "query") else "cos"
+    if endpoint not in f.targets:
+        return None
+    if f.fail_next:
+        status = f.fail_next.pop(0)
+        state.stats.faults[f"fail_next {status}"] += 1
+        if status in (429, 503) and status == f.throttle_status:
+            return _throttled(state, service)
+        return _error(
+            service, status, _STATUS_CODES.get(status, "InternalError"), "injected failure"
+        )
+    if _roll(state, f.reset_rate):
+        state.stats.faults["reset"] += 1
+        if request.transport is not None:
+            request.transport.abort()
+        raise asyncio.CancelledError  # the peer is gone; aiohttp drops the handler quietly
+    if _roll(state, f.error_rate):
+        state.stats.faults["error"] += 1
+        if state.rng.random() < 0.5:
+            return _error(service, 500, "InternalError", "We encountered an internal error.")
+        return _error(service, 503, "ServiceUnavailable", "Service is unavailable. Try again.")
+    if endpoint == "audit" and _over_cap(state):
+        return _throttled(state, service)
+    return None
+
+
+def mangle_jobs(state: EmulatorState, jobs: list[str]) -> list[str]:
+    """body_mode drop_one / unknown_id: an audit answer that does not match its inputs."""
+    mode = state.faults.body_mode
+    if mode == "drop_one" and jobs:
+        state.stats.faults["drop_one"] += 1
+        return jobs[:-1]
+    if mode == "unknown_id" and jobs:
+        state.stats.faults["unknown_id"] += 1
+        head, _, tail = jobs[0].partition("</DataId>")
+        return [
+            head[: head.index("<DataId>")] + "<DataId>no-such-data-id</DataId>" + tail,
+            *jobs[1:],
+        ]
+    return jobs
+
+
+async def _stream(
+    request: web.Request, chunks: list[bytes], delay: float, length: int | None
+) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/xml"})
+    if length is not None:
+        resp.content_length = length
+    await resp.prepare(request)
+    for i, chunk in enumerate(chunks):
+        if i and delay:
+            await asyncio.sleep(delay)
+        await resp.write(chunk)
+    return resp
+
+
+async def _huge(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(status=200, headers={"Content-Type": "application/xml"})
+    await resp.prepare(request)  # chunked: no Content-Length, so the client must count
+    block = b"<Response>" + b"x" * (1024 * 1024 - 10)
+    try:
+        for _ in range(HUGE_BYTES // len(block)):
+            await resp.write(block)
+    except (ConnectionResetError, ConnectionError):
+        pass
+    return resp
+
+
+async def answer(
+    state: EmulatorState, request: web.Request, endpoint: str, body: str, service: str
+) -> web.StreamResponse:
+    """The 200 answer for `body`, mangled as the faults say."""
+    f = state.faults
+    rid = request_id()
+    headers = {
+        "x-ci-request-id" if service == "ci" else "x-cos-request-id": rid,
+        "Server": "tencent-cos",
+    }
+    if endpoint in f.targets:
+        if f.body_mode == "html":
+            return web.Response(
+                text="<html><body><h1>502 Bad Gateway</h1><p>nginx</body></html>",
+                content_type="text/html",
+            )
+        if f.body_mode == "bomb":
+            return web.Response(text=BOMB, content_type="application/xml")
+        if f.body_mode == "huge":
+            return await _huge(request)
+        data = body.encode()
+        if _roll(state, f.malformed_rate):
+            state.stats.faults["malformed"] += 1
+            return web.Response(
+                body=data[: len(data) // 2], content_type="application/xml", headers=headers
+            )
+        if _roll(state, f.truncate_rate):
+            state.stats.faults["truncated"] += 1
+            resp = await _stream(request, [data[: len(data) // 2]], 0, len(data))
+            if request.transport is not None:
+                request.transport.close()
+            return resp
+        if f.slow_body:
+            state.stats.faults["slow_body"] += 1
+            quarter = max(1, len(data) // 4)
+            chunks = [data[i : i + quarter] for i in range(0, len(data), quarter)]
+            return await _stream(request, chunks, f.slow_body / len(chunks), len(data))
+    return web.Response(body=body.encode(), content_type="application/xml", headers=headers)

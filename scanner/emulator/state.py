@@ -1,0 +1,114 @@
+"""The emulator's plain-dataclass state: bucket, keys, faults to inject, and what it saw.
+
+Tests build an EmulatorState, hand it to `build_app`, and inspect `stats` afterwards (or
+read them over HTTP at GET /_emulator/stats from another process).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from scanner.emulator.bucket import Bucket
+
+DEFAULT_SECRET_ID = "AKIDemulator0000000000000000000000000"
+DEFAULT_SECRET_KEY = "emulator-secret-key-000000000000"
+DEFAULT_BUCKET = "album-1250000000"
+DEFAULT_REGION = "ap-guangzhou"
+
+
+@dataclass(slots=True)
+class KeyPair:
+    secret_key: str
+    token: str | None = None  # when set, requests must carry this session token
+    token_expires: float | None = None  # unix time after which the token is ExpiredToken
+
+
+@dataclass(slots=True)
+class Faults:
+    """What to inject; rates are per request (per image for image_failure_rate)."""
+
+    latency: float = 0.0  # seconds before each API answer
+    qps_cap: float = 0.0  # audit requests per second before throttling; 0 = no cap
+    throttle_status: int = 503
+    throttle_code: str = "SlowDown"
+    retry_after: float | None = None  # sent as Retry-After on throttling answers
+    error_rate: float = 0.0  # 500 InternalError / 503 ServiceUnavailable
+    reset_rate: float = 0.0  # connection dropped without an answer
+    malformed_rate: float = 0.0  # 200 with a broken XML body
+    truncate_rate: float = 0.0  # Content-Length promises more than is sent
+    slow_body: float = 0.0  # seconds to trickle each body out
+    image_failure_rate: float = 0.0  # per image: retryable -65010 download failed
+    fail_next: list[int] = field(default_factory=list)  # statuses for the next requests
+    targets: list[str] = field(default_factory=lambda: ["list", "audit"])
+    body_mode: str = ""  # "", "html", "bomb", "huge", "drop_one", "unknown_id"
+
+    def update(self, changes: dict[str, Any]) -> None:
+        names = {f.name for f in fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ValueError(f"unknown fault(s): {sorted(unknown)}")
+        for name, value in changes.items():
+            setattr(self, name, value)
+
+
+@dataclass(slots=True)
+class Stats:
+    requests: Counter[str] = field(default_factory=Counter)  # by endpoint
+    statuses: Counter[str] = field(default_factory=Counter)  # by "endpoint status"
+    audits: Counter[str] = field(default_factory=Counter)  # billed verdicts per key
+    image_failures: Counter[str] = field(default_factory=Counter)  # by code
+    list_markers: Counter[str] = field(default_factory=Counter)  # pages served, by marker
+    billed_units: int = 0
+    faults: Counter[str] = field(default_factory=Counter)  # injected, by kind
+
+    def as_json(self, detail: bool) -> dict[str, Any]:
+        doubled = [k for k, n in self.audits.items() if n > 1]
+        relisted = [m for m, n in self.list_markers.items() if n > 1]
+        out: dict[str, Any] = {
+            "requests": dict(self.requests),
+            "statuses": dict(self.statuses),
+            "audited_images": sum(self.audits.values()),
+            "distinct_images": len(self.audits),
+            "billed_units": self.billed_units,
+            "double_audited": len(doubled),
+            "double_audited_keys": sorted(doubled)[:100],
+            "pages_listed": sum(self.list_markers.values()),
+            "pages_listed_twice": len(relisted),
+            "image_failures": dict(self.image_failures),
+            "faults": dict(self.faults),
+        }
+        if detail:
+            out["audits"] = dict(self.audits)
+            out["list_markers"] = dict(self.list_markers)
+        return out
+
+
+@dataclass(slots=True)
+class Job:
+    xml: str  # the JobsDetail element of an async job, served by the query API
+
+
+@dataclass(slots=True)
+class EmulatorState:
+    bucket: Bucket = field(default_factory=Bucket)
+    bucket_name: str = DEFAULT_BUCKET
+    region: str = DEFAULT_REGION
+    keys: dict[str, KeyPair] = field(
+        default_factory=lambda: {DEFAULT_SECRET_ID: KeyPair(DEFAULT_SECRET_KEY)}
+    )
+    faults: Faults = field(default_factory=Faults)
+    stats: Stats = field(default_factory=Stats)
+    seed: int = 1
+    rng: random.Random = field(default_factory=random.Random)
+    audit_times: deque[float] = field(default_factory=deque)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    versions: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.rng.seed(self.seed)
+
+    def faults_json(self) -> dict[str, Any]:
+        return asdict(self.faults)

@@ -1,0 +1,49 @@
+"""The command line: help for every subcommand, usage errors, the demo."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from scanner.cli import build_parser, main
+
+if TYPE_CHECKING:
+    import pytest
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_every_subcommand_has_help() -> None:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help for c in action._choices_actions}
+    assert set(helps) == set(_subcommands())
+    assert all(helps.values())
+    for sub in _subcommands().values():
+        assert sub.description
+        assert all(a.help for a in sub._actions)
+
+
+def test_usage_error_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "invalid choice" in err
+
+
+def test_bad_emulator_root(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    assert main(["emulator", "--root", "/nonexistent/dir"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "cos-scanner: config error: --root '/nonexistent/dir' is not a directory"
+    )
+
+
+def test_demo_lists_the_album(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--objects", "1500"]) == 0
+    out = capsys.readouterr().out
+    assert "listed 1500 objects" in out
