@@ -1,22 +1,28 @@
 """The command line: subcommands, exit codes, logging setup and signals live here only.
 
-Exit codes: 0 done; 1 failed but resumable; 2 usage or config error; 130 interrupted.
+Exit codes: 0 done (or paused at --max-images); 1 failed but resumable; 2 usage or config error;
+75 another live scan holds the target; 130 interrupted (drained, resumable).
 Errors are one line on stderr; `--verbose` adds the detail. Secrets never reach output.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
 import anyio
 
 from scanner import __version__
+from scanner.config import Config, load_config
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -29,14 +35,19 @@ from scanner.emulator import (
     serve,
     synthetic,
 )
-from scanner.errors import ConfigError, ScannerError
+from scanner.errors import ConfigError, ScanBusyError, ScannerError
+from scanner.models import ScanStatus
+from scanner.pipeline import Progress
+from scanner.report import status_json, status_table, summary_text
+from scanner.runner import DryRun, ScanResult, dry_run, scan_target, target_of
+from scanner.store import Store
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BUSY = 75  # the target is leased by a live scan (EX_TEMPFAIL: try again later)
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("scanner")
@@ -147,21 +158,289 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML config file (default: $COS_SCANNER_CONFIG, else ./config.toml if present)",
+    )
+    p.add_argument("--store", default=None, help="SQLite store path (overrides [store] path)")
+
+
+def _scan_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "scan",
+        help="scan the configured target, or resume its unfinished scan",
+        description="List the bucket, audit every image in batches under the configured limits "
+        "and checkpoint every object in SQLite. Resumes an unfinished scan of the same target.",
+    )
+    _config_args(p)
+    p.add_argument("--prefix", default=None, help="only keys under this prefix ([cos] prefix)")
+    p.add_argument(
+        "--max-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bill at most N images in this run, then pause (resumable)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list only: print images, bytes, skips, billable units, price, duration",
+    )
+    p.set_defaults(run=_run_scan)
+
+
+def _status_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="progress of the current and past scans",
+        description="Per scan: listed, audited, flagged, review, failed, skipped, "
+        "pending, rate, elapsed and ETA.",
+    )
+    _config_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
+    p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
+    p.set_defaults(run=_run_status)
+
+
+def _migrate_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "migrate",
+        help="apply pending store migrations",
+        description="Create the store if needed and bring its schema up to date "
+        "(scan does this too).",
+    )
+    _config_args(p)
+    p.set_defaults(run=_run_migrate)
+
+
 def _demo_args(sub: Any) -> None:
     p = sub.add_parser(
         "demo",
         help="scan a synthetic album on an in-process emulator",
-        description="Start the emulator in-process and run the scanner against it.",
+        description="Start the emulator in-process with a synthetic album and a little latency, "
+        "run a full scan into a temporary store and print the summary.",
     )
     p.add_argument("--objects", type=int, default=3000, help="album size (default 3000)")
     p.add_argument("--seed", type=int, default=1, help="album seed")
+    p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
     p.set_defaults(run=_run_demo)
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from scanner.demo import run_demo
+def _config_path(args: argparse.Namespace) -> Path | None:
+    if args.config is not None:
+        return Path(args.config)
+    env = os.environ.get("COS_SCANNER_CONFIG")
+    if env:
+        return Path(env)
+    return Path("config.toml") if Path("config.toml").is_file() else None
 
-    return anyio.run(run_demo, args.objects, args.seed, print)
+
+def _load(args: argparse.Namespace, *, full: bool) -> Config:
+    overrides: dict[str, Any] = {}
+    if args.store is not None:
+        overrides["store.path"] = args.store
+    if getattr(args, "prefix", None) is not None:
+        overrides["cos.prefix"] = args.prefix
+    return load_config(
+        _config_path(args), os.environ, overrides, require_credentials=full, require_target=full
+    )
+
+
+def _progress_line(p: Progress) -> str:
+    budget = p.budget
+    extra = f" | in-flight {budget.in_flight} | qps {budget.rate.rate:.1f}" if budget else ""
+    throttled = f" | throttled {budget.rate.throttled}" if budget and budget.rate.throttled else ""
+    return (
+        f"{p.phase}: listed {p.listed:,} | audited {p.audited:,} | flagged {p.flagged:,} | "
+        f"review {p.review:,} | failed {p.failed:,} | skipped {p.skipped:,} | "
+        f"{p.rate:.1f} img/s{extra}{throttled}"
+    )
+
+
+async def _show_progress(progress: Progress, interval: float) -> None:
+    """A live line on a terminal; a log line every `interval` seconds otherwise."""
+    if sys.stderr.isatty():
+        try:
+            while True:
+                sys.stderr.write("\r\x1b[K" + _progress_line(progress))
+                sys.stderr.flush()
+                await anyio.sleep(0.5)
+        finally:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+    while True:
+        await anyio.sleep(interval)
+        log.info("%s", _progress_line(progress))
+
+
+async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    """First SIGINT/SIGTERM: stop listing and drain. Second: abort at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.is_set():
+                log.warning("%s again: aborting; what was in flight stays pending", signum.name)
+                scope.cancel()
+                return
+            log.warning("%s: draining in-flight batches; repeat to abort", signum.name)
+            stop.set()
+
+
+async def _supervised(
+    config: Config, work: Callable[[anyio.Event, Progress], Awaitable[T]]
+) -> T | None:
+    """Run `work` beside the signal watcher and progress display; None if aborted."""
+    stop = anyio.Event()
+    progress = Progress()
+    result: T | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(watch_signals, stop, tg.cancel_scope)
+        tg.start_soon(_show_progress, progress, config.scan.progress_interval)
+        result = await work(stop, progress)
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def _summary(config: Config, result: ScanResult, run_seconds: float) -> str:
+    async with await Store.open(config.store.path) as store:
+        sid = result.status.id
+        skips, failures, labels = (
+            await store.skip_reasons(sid),
+            await store.failure_codes(sid),
+            await store.labels(sid),
+        )
+    return summary_text(
+        result.status,
+        outcome=OUTCOMES[result.outcome],
+        skips=skips,
+        failures=failures,
+        labels=labels,
+        run_seconds=run_seconds,
+        run_audited=result.status.run_audited,
+    )
+
+
+OUTCOMES = {
+    "done": "done",
+    "nothing": "already done; nothing to audit (a finished scan is not billed again)",
+    "paused": "paused at --max-images; run scan again to continue",
+    "interrupted": "interrupted; in-flight batches were written; run scan again to resume",
+}
+
+
+def _exit_for(outcome: str) -> int:
+    return EXIT_INTERRUPTED if outcome == "interrupted" else EXIT_OK
+
+
+async def _scan(config: Config, max_images: int | None) -> int:
+    started = time.monotonic()
+
+    def work(stop: anyio.Event, progress: Progress) -> Awaitable[ScanResult]:
+        return scan_target(config, stop, progress, max_images=max_images)
+
+    result = await _supervised(config, work)
+    if result is None:
+        _fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
+        return EXIT_INTERRUPTED
+    print(await _summary(config, result, time.monotonic() - started))
+    return _exit_for(result.outcome)
+
+
+async def _dry(config: Config) -> int:
+    def work(stop: anyio.Event, progress: Progress) -> Awaitable[DryRun]:
+        return dry_run(config, progress, stop)
+
+    report = await _supervised(config, work)
+    if report is None:
+        return EXIT_INTERRUPTED
+    scenes = config.audit.scenes_per_image
+    units = report.units(scenes)
+    skips = ", ".join(f"{k} {v:,}" for k, v in report.skipped.most_common()) or "none"
+    print(f"dry run of {target_of(config).id}: nothing audited, nothing written")
+    print(f"  objects      {report.objects:>12,}   in {report.pages:,} pages")
+    print(f"  images       {report.images:>12,}   {report.bytes / 2**30:,.2f} GiB")
+    print(f"  skipped      {sum(report.skipped.values()):>12,}   {skips}")
+    print(f"  billable     {units:>12,}   units ({scenes} scene(s) per image)")
+    print(
+        f"  price        {units * config.audit.unit_price:>12,.2f}   at [audit] unit_price "
+        f"{config.audit.unit_price:g}"
+    )
+    seconds = report.seconds(config.audit.batch_size, config.audit.qps)
+    print(
+        f"  duration   >= {seconds / 3600:>10,.2f} h   at {config.audit.qps:g} requests/s "
+        f"x {config.audit.batch_size} images"
+    )
+    return EXIT_OK
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    if args.max_images is not None and args.max_images < 1:
+        raise ConfigError(f"--max-images must be >= 1 (got {args.max_images})")
+    config = _load(args, full=True)
+    if args.dry_run:
+        return anyio.run(_dry, config)
+    return anyio.run(_scan, config, args.max_images)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    config = _load(args, full=False)
+
+    async def read() -> list[ScanStatus]:
+        async with await Store.open(config.store.path, readonly=True) as store:
+            return await store.scans(args.limit)
+
+    scans = anyio.run(read)
+    if args.json:
+        print(json.dumps([status_json(s) for s in scans], indent=2))
+    elif not scans:
+        print(f"no scans in {config.store.path}")
+    else:
+        print(status_table(scans))
+    return EXIT_OK
+
+
+def _run_migrate(args: argparse.Namespace) -> int:
+    config = _load(args, full=False)
+
+    async def migrate() -> int:
+        async with await Store.open(config.store.path) as store:
+            return await store.version()
+
+    print(f"store {config.store.path}: schema version {anyio.run(migrate)}")
+    return EXIT_OK
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from scanner.demo import demo_config, expected_counts, start_demo_emulator
+
+    with tempfile.TemporaryDirectory(prefix="cos-scanner-demo-") as tmp:
+
+        async def run() -> int:
+            async with start_demo_emulator(args.objects, args.seed, args.latency) as (state, url):
+                config = demo_config(url, Path(tmp) / "demo.db")
+                print(
+                    f"emulator: {len(state.bucket):,} objects in {state.bucket_name} at {url} "
+                    f"(latency {args.latency:g}s); store {config.store.path}"
+                )
+                code = await _scan(config, None)
+                async with await Store.open(config.store.path) as store:
+                    status = await store.latest_scan(target_of(config))
+                assert status is not None
+                expected = expected_counts(state, config)
+                got = {k: getattr(status, k) for k in expected}
+                verdict = "yes" if got == expected else f"NO: expected {expected}"
+                print(f"counts match the emulator's rules: {verdict}")
+                stats = state.stats.as_json(False)
+                print(
+                    f"emulator billed {stats['audited_images']:,} images "
+                    f"({stats['double_audited']} twice) in "
+                    f"{stats['requests'].get('audit', 0):,} requests"
+                )
+                return code if got == expected else EXIT_FAILED
+
+        return anyio.run(run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in (_emulator_args, _demo_args):
+    for add in (_scan_args, _status_args, _migrate_args, _demo_args, _emulator_args):
         add(sub)
     return parser
 
@@ -186,6 +465,13 @@ def _setup_logging(verbose: bool) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp").setLevel(logging.WARNING if verbose else logging.CRITICAL)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _fail(line: str) -> None:
@@ -203,12 +489,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        try:
+            return run(args)
+        except BaseExceptionGroup as group:
+            raise _leaf(group) from group
     except ConfigError as exc:
         _fail(f"cos-scanner: config error: {exc}")
         return EXIT_USAGE
+    except ScanBusyError as exc:
+        _fail(f"cos-scanner: busy: {exc}")
+        return EXIT_BUSY
     except ScannerError as exc:
         _fail(f"cos-scanner: {exc}")
+        if args.verbose:
+            log.exception("detail")
         return EXIT_FAILED
     except KeyboardInterrupt:
         _fail("cos-scanner: interrupted")

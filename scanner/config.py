@@ -16,6 +16,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +73,28 @@ class AuditSettings:
     large_image_detect: bool = False  # compress 5-32 MB images before auditing (billed)
     timeout: float = 60.0  # seconds per request
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    unit_price: float = 0.0  # price per billed unit (image x scene), for --dry-run estimates
+    billed_scenes: int = 0  # scenes billed per image; 0 = count detect_type (or 1 if empty)
+
+    @property
+    def scenes_per_image(self) -> int:
+        if self.billed_scenes:
+            return self.billed_scenes
+        return len(self.detect_type.split(",")) if self.detect_type else 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanSettings:
+    include: tuple[str, ...] = ()  # glob patterns on the key; empty = every key
+    exclude: tuple[str, ...] = ()  # glob patterns on the key to skip
+    modified_after: str = ""  # ISO date/time: skip objects modified before it
+    modified_before: str = ""  # ISO date/time: skip objects modified at or after it
+    min_size: int = 0  # bytes: skip smaller objects
+    max_size: int = 0  # bytes: skip larger objects; 0 = only the API's limits
+    max_attempts: int = 3  # audit attempts per image for retryable per-image failures
+    batch_wait: float = 0.5  # seconds before a partial batch is sent anyway
+    lease_stale_after: float = 60.0  # seconds without heartbeat before a lease is taken over
+    progress_interval: float = 10.0  # seconds between progress log lines (not on a terminal)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +114,7 @@ class StoreSettings:
 class Config:
     cos: CosSettings = field(default_factory=CosSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
+    scan: ScanSettings = field(default_factory=ScanSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     credentials: Credentials | None = None
@@ -99,6 +123,7 @@ class Config:
 SECTIONS: dict[str, type[Any]] = {
     "cos": CosSettings,
     "audit": AuditSettings,
+    "scan": ScanSettings,
     "retry": RetrySettings,
     "store": StoreSettings,
 }
@@ -149,6 +174,16 @@ def _endpoint(v: str) -> str | None:
     return None
 
 
+def _iso(v: str) -> str | None:
+    if not v:
+        return None
+    try:
+        datetime.fromisoformat(v)
+    except ValueError:
+        return "must be an ISO date or date-time, e.g. 2024-01-31 or 2024-01-31T12:00:00Z"
+    return None
+
+
 def _detect_type(v: str) -> str | None:
     bad = [t for t in v.split(",") if t.strip() not in _DETECT_TYPES] if v else []
     return f"unknown type(s) {bad}; choose from {','.join(_DETECT_TYPES)}" if bad else None
@@ -170,6 +205,16 @@ CHECKS: dict[str, Check] = {
     "audit.max_frames": _at_least(0),
     "audit.timeout": _positive,
     "audit.max_response_bytes": _at_least(1024),
+    "audit.unit_price": _at_least(0),
+    "audit.billed_scenes": _between(0, 7),
+    "scan.modified_after": lambda v: _iso(v),
+    "scan.modified_before": lambda v: _iso(v),
+    "scan.min_size": _at_least(0),
+    "scan.max_size": _at_least(0),
+    "scan.max_attempts": _between(1, 20),
+    "scan.batch_wait": _positive,
+    "scan.lease_stale_after": _at_least(5),
+    "scan.progress_interval": _positive,
     "retry.attempts": _between(1, 100),
     "retry.deadline": _positive,
     "retry.wait_initial": _at_least(0),
@@ -209,6 +254,14 @@ def _as_float(raw: Any, from_text: bool) -> float:
     raise ValueError("must be a number")
 
 
+def _as_strings(raw: Any, from_text: bool) -> tuple[str, ...]:
+    if from_text and isinstance(raw, str):
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+    if isinstance(raw, list) and all(isinstance(p, str) for p in raw):
+        return tuple(raw)
+    raise ValueError("must be a list of strings")
+
+
 def _as_str(raw: Any, from_text: bool) -> str:
     if isinstance(raw, str):
         return raw
@@ -220,6 +273,7 @@ _COERCE: dict[Any, Callable[[Any, bool], Any]] = {
     int: _as_int,
     float: _as_float,
     str: _as_str,
+    tuple[str, ...]: _as_strings,
 }
 
 
@@ -288,13 +342,36 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     *,
     require_credentials: bool = True,
+    require_target: bool = True,
 ) -> Config:
     """Read `path` (optional), apply `environ` and then `overrides` ("section.key" -> value).
 
     Raises ConfigError listing every problem found.
     """
     problems: list[str] = []
-    data = _read_file(path, problems)
+    merged = _merge(_read_file(path, problems), environ, overrides or {}, problems)
+    sections = {name: _section(name, cls, merged[name], problems) for name, cls in SECTIONS.items()}
+    if not require_target:  # e.g. `status`: only the store matters
+        problems = [p for p in problems if not p.startswith("cos.bucket: is required")]
+    creds = _credentials(environ, problems)
+    if (
+        creds is None
+        and require_credentials
+        and not any(p.startswith("credentials:") for p in problems)
+    ):
+        problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
+    if problems:
+        raise ConfigError(problems)
+    return Config(credentials=creds, **sections)
+
+
+def _merge(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    problems: list[str],
+) -> dict[str, dict[str, tuple[Any, bool]]]:
+    """file < environment < flags, per section: key -> (value, came-from-text)."""
     merged: dict[str, dict[str, tuple[Any, bool]]] = {name: {} for name in SECTIONS}
     for name, table in data.items():
         if name not in SECTIONS:
@@ -308,17 +385,7 @@ def load_config(
             name, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
             if name in SECTIONS:
                 merged[name][key] = (value, True)
-    for dotted, value in (overrides or {}).items():
+    for dotted, value in overrides.items():
         name, _, key = dotted.partition(".")
         merged[name][key] = (value, False)
-    sections = {name: _section(name, cls, merged[name], problems) for name, cls in SECTIONS.items()}
-    creds = _credentials(environ, problems)
-    if (
-        creds is None
-        and require_credentials
-        and not any(p.startswith("credentials:") for p in problems)
-    ):
-        problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
-    if problems:
-        raise ConfigError(problems)
-    return Config(credentials=creds, **sections)
+    return merged

@@ -1,49 +1,82 @@
-"""`cos-scanner demo`: an in-process emulator with a synthetic album, listed through the client.
+"""`cos-scanner demo`: an in-process emulator with a synthetic album and a little latency.
 
-Everything runs offline over real HTTP on loopback with the emulator's documented keys.
+Everything runs offline over real HTTP on loopback with the emulator's documented keys. The
+expected counts are computed from the emulator's rules and the scanner's filter, so the demo
+can say whether the scan got every object right.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import TYPE_CHECKING
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 
-from scanner.clock import MonotonicClock
-from scanner.config import CosSettings, Credentials
-from scanner.cos.client import HttpClient
-from scanner.cos.listing import Lister
+from scanner.config import (
+    AuditSettings,
+    Config,
+    CosSettings,
+    Credentials,
+    ScanSettings,
+    StoreSettings,
+)
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
     EmulatorState,
+    Faults,
     running,
     synthetic,
 )
-from scanner.retry import RetryPolicy
+from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
+from scanner.filter import ObjectFilter
+from scanner.models import ObjectRef
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
-
-async def run_demo(objects: int, seed: int, out: Callable[[str], None]) -> int:
-    state = EmulatorState(bucket=synthetic(objects, seed), seed=seed)
+@contextlib.asynccontextmanager
+async def start_demo_emulator(
+    objects: int, seed: int, latency: float
+) -> AsyncIterator[tuple[EmulatorState, str]]:
+    state = EmulatorState(
+        bucket=synthetic(objects, seed), seed=seed, faults=Faults(latency=latency)
+    )
     async with running(state) as url:
-        out(f"emulator: {objects} objects in {DEFAULT_BUCKET} at {url}")
-        cos = CosSettings(bucket=DEFAULT_BUCKET, endpoint=url)
-        creds = Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)
-        by_ext: Counter[str] = Counter()
-        total = pages = size = 0
-        async with HttpClient(creds) as http:
-            lister = Lister(http, cos, retry=RetryPolicy(), clock=MonotonicClock())
-            async for page in lister.iter_pages():
-                pages += 1
-                for obj in page.objects:
-                    total += 1
-                    size += obj.size
-                    name = obj.key.rsplit("/", 1)[-1]
-                    by_ext[name.rsplit(".", 1)[-1].lower() if "." in name else "(none)"] += 1
-    out(f"listed {total} objects ({size / 2**30:.1f} GiB) in {pages} pages")
-    for ext, n in by_ext.most_common():
-        out(f"  {ext:>8} {n:>7}")
-    return 0
+        yield state, url
+
+
+def demo_config(url: str, store: Path) -> Config:
+    return Config(
+        cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url),
+        audit=AuditSettings(concurrency=8, qps=100.0),
+        scan=ScanSettings(batch_wait=0.2, progress_interval=2.0),
+        store=StoreSettings(path=str(store)),
+        credentials=Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY),
+    )
+
+
+def expected_counts(state: EmulatorState, config: Config) -> dict[str, int]:
+    """What a correct scan of the emulated bucket records, from the rules alone."""
+    flt = ObjectFilter.from_settings(config.scan, config.audit)
+    counts = dict.fromkeys(("listed", "audited", "flagged", "review", "failed", "skipped"), 0)
+    for key, obj in state.bucket.objects.items():
+        if not key.startswith(config.cos.prefix):
+            continue
+        counts["listed"] += 1
+        when = obj.last_modified.replace(microsecond=0).astimezone(UTC)
+        ref = ObjectRef(
+            key, obj.etag, obj.size, datetime.fromisoformat(when.isoformat()), obj.storage_class
+        )
+        if flt.reason(ref):
+            counts["skipped"] += 1
+            continue
+        verdict = verdict_for(
+            key, obj, scenes=DEFAULT_SCENES, large_image_detect=config.audit.large_image_detect
+        )
+        if verdict.code:
+            counts["failed"] += 1
+        else:
+            counts["audited"] += 1
+            counts["flagged"] += verdict.result == 1
+            counts["review"] += verdict.result == 2
+    return counts

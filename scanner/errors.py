@@ -3,6 +3,7 @@
 ```
 ScannerError                  base
 ├── ConfigError               bad file, flag or environment          -> exit 2
+├── ScanBusyError             a live scan holds the target's lease   -> exit 75
 ├── StoreError                SQLite failure
 │   └── MigrationError        a migration failed (rolled back)
 └── RemoteError               .service ("cos"|"audit"), .request_id, .retryable
@@ -115,3 +116,7 @@ class ServiceError(RemoteError):
 
 class ProtocolError(RemoteError):
     """The service answered with a body we cannot parse or must not accept."""
+
+
+class ScanBusyError(ScannerError):
+    """Another live process holds the target's lease."""

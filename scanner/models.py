@@ -130,3 +130,58 @@ class ImageVerdict:
     @property
     def failed(self) -> bool:
         return bool(self.code)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a scan covers: one bucket (in one region) under one prefix."""
+
+    bucket: str
+    region: str
+    prefix: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"cos://{self.bucket}.{self.region}/{self.prefix}"
+
+
+#: States of a scan; every one but "done" is resumable.
+SCAN_STATES = ("running", "paused", "interrupted", "failed", "done")
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStatus:
+    """A scan's row: where it stands and its counters."""
+
+    id: int
+    target: str
+    mode: str
+    policy: str
+    state: str
+    marker: str
+    listing_done: bool
+    listed: int
+    audited: int
+    flagged: int
+    review: int
+    failed: int
+    skipped: int
+    requests: int
+    error: str | None
+    started_at: float
+    updated_at: float
+    finished_at: float | None
+    run_started_at: float | None
+    run_audited: int
+
+    @property
+    def pending(self) -> int:
+        return self.listed - self.audited - self.failed - self.skipped
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the filter decided for a listed object: audit it, or skip it with a reason."""
+
+    ref: ObjectRef
+    skip: str = ""  # empty = audit

@@ -43,7 +43,9 @@ def test_bad_emulator_root(capsys: pytest.CaptureFixture[str], tmp_path: object)
     )
 
 
-def test_demo_lists_the_album(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--objects", "1500"]) == 0
+def test_demo_scans_the_album_and_matches_the_rules(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--objects", "1500", "--latency", "0.001"]) == 0
     out = capsys.readouterr().out
-    assert "listed 1500 objects" in out
+    assert "listed         1,500" in out
+    assert "counts match the emulator's rules: yes" in out
+    assert "(0 twice)" in out

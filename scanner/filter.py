@@ -1,0 +1,93 @@
+"""Which listed objects are audited, and why the others are skipped. Pure: no I/O.
+
+Reasons (recorded with every skip): folder, empty, not-image, archived, too-large,
+needs-large-image-detect, not-included, excluded, modified-window, size-window,
+unencodable-key.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from scanner.audit.codec import xml_safe
+from scanner.config import AuditSettings, ScanSettings
+from scanner.models import Decision, ObjectRef
+
+#: Formats batch image auditing reads (reference 3.2).
+IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "heif", "heic"})
+#: Storage classes the API cannot read without a restore.
+ARCHIVE_CLASSES = frozenset({"ARCHIVE", "DEEP_ARCHIVE"})
+SMALL_LIMIT = 5 * 1024 * 1024  # bytes; larger needs LargeImageDetect
+HARD_LIMIT = 32 * 1024 * 1024  # bytes; at or over it the API refuses
+
+
+def _when(value: str) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectFilter:
+    include: re.Pattern[str] | None
+    exclude: re.Pattern[str] | None
+    after: datetime | None
+    before: datetime | None
+    min_size: int
+    max_size: int
+    large_image_detect: bool
+
+    @classmethod
+    def from_settings(cls, scan: ScanSettings, audit: AuditSettings) -> ObjectFilter:
+        return cls(
+            _globs(scan.include),
+            _globs(scan.exclude),
+            _when(scan.modified_after),
+            _when(scan.modified_before),
+            scan.min_size,
+            scan.max_size,
+            audit.large_image_detect,
+        )
+
+    def reason(self, ref: ObjectRef) -> str:  # noqa: C901 - one flat rule per reason
+        """Why `ref` is skipped, or "" to audit it."""
+        key = ref.key
+        if key.endswith("/"):
+            return "folder"
+        name = key.rsplit("/", 1)[-1]
+        if "." not in name or name.rsplit(".", 1)[1].lower() not in IMAGE_EXTENSIONS:
+            return "not-image"
+        if ref.size == 0:
+            return "empty"
+        if self.include is not None and not self.include.match(key):
+            return "not-included"
+        if self.exclude is not None and self.exclude.match(key):
+            return "excluded"
+        if (self.after and ref.last_modified < self.after) or (
+            self.before and ref.last_modified >= self.before
+        ):
+            return "modified-window"
+        if ref.size < self.min_size or (self.max_size and ref.size > self.max_size):
+            return "size-window"
+        if ref.storage_class.upper() in ARCHIVE_CLASSES:
+            return "archived"
+        if ref.size >= HARD_LIMIT:
+            return "too-large"
+        if ref.size > SMALL_LIMIT and not self.large_image_detect:
+            return "needs-large-image-detect"
+        if not xml_safe(key):
+            return "unencodable-key"
+        return ""
+
+    def decide(self, ref: ObjectRef) -> Decision:
+        return Decision(ref, self.reason(ref))

@@ -1,0 +1,222 @@
+"""The scan pipeline: source -> batcher -> K auditors -> writer, in one task group per pass.
+
+    source ──refs──▶ batcher ──batches──▶ auditors xK ──outcomes──▶ writer (SQLite)
+
+The source feeds the scan's pending objects from the store (a resume, or a retry pass), then
+lists on from the saved marker: each page and its next marker are recorded in one transaction
+before its objects go downstream. Streams are bounded, so memory stays flat and a slow stage
+slows the ones before it. An auditor hands its outcome to the writer and waits until it is
+committed before taking another batch: at most K batches are ever billed but not recorded,
+which bounds what a kill -9 can make us pay twice (K x batch size images).
+
+`stop` (first signal) ends listing between pages and lets what is in flight drain and be
+written; cancelling the caller's scope (second signal) aborts at once. Every write is a
+shielded transaction, so cancellation never leaves the store half-written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from scanner.audit.client import AuditClient
+from scanner.batcher import make_batches
+from scanner.cos.listing import Lister
+from scanner.filter import ObjectFilter
+from scanner.limiter import AuditBudget
+from scanner.models import AuditItem, ImageVerdict, ObjectRef, Result, ScanStatus, Target
+from scanner.store import Store
+
+
+@dataclass
+class Progress:
+    """Live counters of this run, read by the CLI's progress display."""
+
+    listed: int = 0
+    queued: int = 0
+    audited: int = 0
+    flagged: int = 0
+    review: int = 0
+    failed: int = 0
+    retrying: int = 0
+    skipped: int = 0
+    pages: int = 0
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+    budget: AuditBudget | None = None
+    phase: str = "starting"
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.audited / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ScanDeps:
+    store: Store
+    lister: Lister
+    auditor: AuditClient
+    target: Target
+    policy: str
+    filter: ObjectFilter
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PassOptions:
+    batch_size: int
+    workers: int
+    batch_wait: float
+    max_attempts: int
+    max_images: int | None = None  # stop feeding after this many images this run
+    list_pages: bool = True  # False: a retry pass over pending objects only
+
+
+@dataclass
+class Feed:
+    """What the source of a pass sent downstream."""
+
+    sent: int = 0
+    capped: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    refs: list[ObjectRef]
+    verdicts: list[ImageVerdict]
+    done: anyio.Event
+
+
+async def _send_refs(
+    refs: Sequence[ObjectRef], refs_tx: ObjectSendStream[ObjectRef], feed: Feed, limit: int | None
+) -> bool:
+    """Send refs downstream until `limit`; False once the cap is reached."""
+    for ref in refs:
+        if limit is not None and feed.sent >= limit:
+            feed.capped = True
+            return False
+        await refs_tx.send(ref)
+        feed.sent += 1
+    return True
+
+
+async def _source(
+    deps: ScanDeps,
+    scan: ScanStatus,
+    refs_tx: ObjectSendStream[ObjectRef],
+    stop: anyio.Event,
+    opts: PassOptions,
+    feed: Feed,
+    progress: Progress,
+) -> None:
+    async with refs_tx:
+        async for refs in deps.store.iter_pending(scan.id):
+            if stop.is_set() or not await _send_refs(refs, refs_tx, feed, opts.max_images):
+                return
+            progress.queued += len(refs)
+        if not opts.list_pages or scan.listing_done:
+            return
+        progress.phase = "listing"
+        marker = scan.marker
+        while not stop.is_set():
+            page = await deps.lister.page(marker)
+            decisions = [deps.filter.decide(ref) for ref in page.objects]
+            fresh = await deps.store.record_page(scan.id, decisions, page.next_marker)
+            progress.pages += 1
+            progress.listed += len(page.objects)
+            progress.skipped += len(page.objects) - len(fresh)
+            progress.queued += len(fresh)
+            if not await _send_refs(fresh, refs_tx, feed, opts.max_images):
+                return
+            if page.next_marker is None:
+                return
+            marker = page.next_marker
+
+
+async def _audit(
+    auditor: AuditClient,
+    batches_rx: ObjectReceiveStream[list[ObjectRef]],
+    results_tx: ObjectSendStream[_Outcome],
+) -> None:
+    async with batches_rx, results_tx:
+        async for refs in batches_rx:
+            items = [AuditItem(ref.key, str(n)) for n, ref in enumerate(refs)]
+            verdicts = await auditor.moderate(items)
+            outcome = _Outcome(refs, verdicts, anyio.Event())
+            await results_tx.send(outcome)
+            await outcome.done.wait()  # committed: only then take the next batch
+
+
+def _count(progress: Progress, verdicts: Sequence[ImageVerdict]) -> None:
+    for v in verdicts:
+        if v.failed:
+            if v.retryable:
+                progress.retrying += 1
+            else:
+                progress.failed += 1
+        else:
+            progress.audited += 1
+            progress.flagged += v.result == Result.SENSITIVE
+            progress.review += v.result == Result.SUSPICIOUS
+
+
+async def _write(
+    deps: ScanDeps,
+    scan_id: int,
+    results_rx: MemoryObjectReceiveStream[_Outcome],
+    opts: PassOptions,
+    progress: Progress,
+) -> None:
+    """Group-commit: everything waiting is written in one transaction, then acknowledged."""
+    async with results_rx:
+        async for first in results_rx:
+            group = [first]
+            while True:
+                try:
+                    group.append(results_rx.receive_nowait())
+                except (anyio.WouldBlock, anyio.EndOfStream):
+                    break
+            pairs = [(r, v) for o in group for r, v in zip(o.refs, o.verdicts, strict=True)]
+            await deps.store.record_results(
+                scan_id,
+                deps.target,
+                deps.policy,
+                pairs,
+                requests=len(group),
+                max_attempts=opts.max_attempts,
+            )
+            for outcome in group:
+                progress.requests += 1
+                _count(progress, outcome.verdicts)
+                outcome.done.set()
+
+
+async def run_pass(
+    deps: ScanDeps, scan: ScanStatus, opts: PassOptions, stop: anyio.Event, progress: Progress
+) -> Feed:
+    """One pass over the scan; says how many images it sent and whether it hit the cap."""
+    feed = Feed()
+    refs_tx, refs_rx = anyio.create_memory_object_stream[ObjectRef](opts.batch_size)
+    batches_tx, batches_rx = anyio.create_memory_object_stream[list[ObjectRef]](0)
+    results_tx, results_rx = anyio.create_memory_object_stream[_Outcome](opts.workers)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_source, deps, scan, refs_tx, stop, opts, feed, progress, name="source")
+        tg.start_soon(
+            make_batches, refs_rx, batches_tx, opts.batch_size, opts.batch_wait, name="batcher"
+        )
+        with batches_rx, results_tx:
+            for n in range(opts.workers):
+                tg.start_soon(
+                    _audit,
+                    deps.auditor,
+                    batches_rx.clone(),
+                    results_tx.clone(),
+                    name=f"auditor-{n}",
+                )
+        tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, name="writer")
+    return feed

@@ -1,0 +1,140 @@
+"""Read-only summaries of scans, as text tables and JSON. Prints nothing itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from scanner.models import ScanStatus
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def _tally(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+
+
+def rates(status: ScanStatus, now: float | None = None) -> dict[str, float | None]:
+    """Images/s of the current (or last) run, elapsed seconds, and ETA when computable."""
+    now = now or time.time()
+    end = status.finished_at or (now if status.state == "running" else status.updated_at)
+    elapsed = max(0.0, end - status.started_at)
+    run_start = status.run_started_at or status.started_at
+    run_elapsed = max(1e-9, (now if status.state == "running" else status.updated_at) - run_start)
+    rate = status.run_audited / run_elapsed if status.run_audited else 0.0
+    eta = None
+    if status.state != "done" and rate > 0 and status.listing_done:
+        eta = status.pending / rate
+    return {"rate": rate, "elapsed": elapsed, "eta": eta}
+
+
+def status_json(status: ScanStatus) -> dict[str, Any]:
+    r = rates(status)
+    return {
+        "scan_id": status.id,
+        "target": status.target,
+        "mode": status.mode,
+        "state": status.state,
+        "listing_done": status.listing_done,
+        "listed": status.listed,
+        "audited": status.audited,
+        "flagged": status.flagged,
+        "review": status.review,
+        "failed": status.failed,
+        "skipped": status.skipped,
+        "pending": status.pending,
+        "requests": status.requests,
+        "error": status.error,
+        "started_at": status.started_at,
+        "updated_at": status.updated_at,
+        "finished_at": status.finished_at,
+        "rate": round(r["rate"] or 0.0, 2),
+        "elapsed": round(r["elapsed"] or 0.0, 1),
+        "eta": None if r["eta"] is None else round(r["eta"], 1),
+        "policy": status.policy,
+    }
+
+
+def status_table(scans: Sequence[ScanStatus]) -> str:
+    head = (
+        "scan",
+        "state",
+        "listed",
+        "audited",
+        "flagged",
+        "review",
+        "failed",
+        "skipped",
+        "pending",
+        "rate/s",
+        "elapsed",
+        "eta",
+        "target",
+    )
+    rows = [head]
+    for s in scans:
+        r = rates(s)
+        eta = "" if r["eta"] is None else _duration(r["eta"])
+        rows.append(
+            (
+                str(s.id),
+                s.state,
+                f"{s.listed:,}",
+                f"{s.audited:,}",
+                f"{s.flagged:,}",
+                f"{s.review:,}",
+                f"{s.failed:,}",
+                f"{s.skipped:,}",
+                f"{s.pending:,}",
+                f"{r['rate'] or 0:.1f}",
+                _duration(r["elapsed"] or 0),
+                eta,
+                s.target,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = [
+        "  ".join(
+            c.rjust(w) if i not in (1, 12) else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+    lines.extend(f"scan {s.id} error: {s.error}" for s in scans if s.error)
+    return "\n".join(lines)
+
+
+def summary_text(
+    status: ScanStatus,
+    *,
+    outcome: str,
+    skips: Mapping[str, int],
+    failures: Mapping[str, int],
+    labels: Mapping[str, int],
+    run_seconds: float,
+    run_audited: int,
+) -> str:
+    """The table printed when a scan run ends."""
+    rate = run_audited / run_seconds if run_seconds > 0 else 0.0
+    lines = [
+        f"scan {status.id} of {status.target}: {outcome}",
+        f"  listed    {status.listed:>10,}",
+        f"  audited   {status.audited:>10,}   flagged (Result 1) {status.flagged:,}, "
+        f"review (Result 2) {status.review:,}",
+        f"  failed    {status.failed:>10,}   {_tally(failures)}".rstrip(),
+        f"  skipped   {status.skipped:>10,}   {_tally(skips)}".rstrip(),
+        f"  pending   {status.pending:>10,}",
+        f"  requests  {status.requests:>10,}",
+        f"  this run  {run_audited:>10,} images in {run_seconds:.1f}s ({rate:.1f} images/s)",
+    ]
+    if labels:
+        lines.append(f"  labels    {_tally(labels)}")
+    if status.error:
+        lines.append(f"  error     {status.error}")
+    return "\n".join(lines)

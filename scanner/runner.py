@@ -1,0 +1,274 @@
+"""Running a scan of the configured target: lease, resume, passes, final state.
+
+`scan_target` takes the target's lease (refusing if a live process holds it, taking over a
+stale one), resumes the target's unfinished scan or starts one, runs the pipeline's passes
+(the main pass, then retry passes for retryable per-image failures) and records how it ended:
+done, paused (--max-images), interrupted (signal) or failed (an error; resumable). A target
+whose last scan is done is left alone: running it again changes nothing and bills nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import socket
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import anyio
+
+from scanner.audit.client import AuditClient, audit_options
+from scanner.clock import Clock, MonotonicClock
+from scanner.config import Config
+from scanner.cos.client import HttpClient
+from scanner.cos.listing import Lister
+from scanner.errors import RemoteError, ScanBusyError
+from scanner.filter import ObjectFilter
+from scanner.limiter import AuditBudget
+from scanner.models import ScanStatus, Target
+from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
+from scanner.retry import RetryPolicy
+from scanner.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    status: ScanStatus
+    outcome: str  # done | nothing | paused | interrupted | failed
+
+
+def target_of(config: Config) -> Target:
+    return Target(config.cos.bucket, config.cos.region, config.cos.prefix)
+
+
+def retry_policy(config: Config) -> RetryPolicy:
+    r = config.retry
+    return RetryPolicy(
+        attempts=r.attempts, deadline=r.deadline, wait_initial=r.wait_initial, wait_max=r.wait_max
+    )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_dead(host: str, pid: int) -> bool:
+    """Whether a lease holder is known dead (same host, no such process)."""
+    return host == socket.gethostname() and not _pid_alive(pid)
+
+
+def _first_error(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) or type(exc).__name__
+
+
+async def _heartbeat(store: Store, target: Target, owner: str, every: float) -> None:
+    while True:
+        await anyio.sleep(every)
+        if not await store.heartbeat(target, owner):
+            raise ScanBusyError(f"lost the lease on {target.id} to another process")
+
+
+@dataclass
+class _Run:
+    deps: ScanDeps
+    opts: PassOptions
+    stop: anyio.Event
+    progress: Progress
+    sent: int = 0
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
+    store = run.deps.store
+    for number in range(1, run.opts.max_attempts + 1):
+        remaining = None if run.opts.max_images is None else run.opts.max_images - run.sent
+        opts = replace(run.opts, max_images=remaining, list_pages=number == 1)
+        run.progress.phase = "auditing" if number == 1 else f"retry pass {number}"
+        feed = await run_pass(run.deps, scan, opts, run.stop, run.progress)
+        run.sent += feed.sent
+        if run.stop.is_set():
+            return ScanResult(await store.finish_scan(scan.id, "interrupted"), "interrupted")
+        if feed.capped:
+            return ScanResult(await store.finish_scan(scan.id, "paused"), "paused")
+        scan = await store.scan(scan.id)
+        if scan.pending == 0:
+            return ScanResult(await store.finish_scan(scan.id, "done"), "done")
+        with anyio.move_on_after(min(30.0, 2.0**number)):
+            await run.stop.wait()
+    await store.fail_pending(scan.id, "RetriesExhausted", "retryable failures on every attempt")
+    return ScanResult(await store.finish_scan(scan.id, "done"), "done")
+
+
+async def _guarded(run: _Run, scan: ScanStatus) -> ScanResult:
+    """Run the passes; whatever happens, the scan's row says how it ended."""
+    try:
+        return await _passes(run, scan)
+    except BaseException as exc:
+        with anyio.CancelScope(shield=True):
+            cancelled = isinstance(exc, anyio.get_cancelled_exc_class())
+            state = "interrupted" if cancelled else "failed"
+            await run.deps.store.finish_scan(
+                scan.id, state, None if cancelled else _first_error(exc)
+            )
+        raise
+
+
+async def _open_scan(store: Store, target: Target, policy: str, mode: str) -> ScanStatus | None:
+    latest = await store.latest_scan(target)
+    if latest is not None and latest.state != "done":
+        return await store.resume_scan(latest.id, policy)
+    if latest is not None and mode == "full":
+        return None
+    return await store.start_scan(target, policy, mode)
+
+
+async def scan_target(
+    config: Config,
+    stop: anyio.Event,
+    progress: Progress,
+    *,
+    max_images: int | None = None,
+    clock: Clock | None = None,
+    on_retry: Callable[[RemoteError, int, float], None] | None = None,
+) -> ScanResult:
+    """Scan (or resume) the configured target until done, stopped, capped or failed."""
+    assert config.credentials is not None
+    target = target_of(config)
+    policy = audit_options(config.audit).fingerprint()
+    clock = clock or MonotonicClock()
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    async with await Store.open(config.store.path) as store:
+        await store.acquire_lease(
+            target,
+            owner,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            stale_after=config.scan.lease_stale_after,
+            is_dead=is_dead,
+        )
+        try:
+            scan = await _open_scan(store, target, policy, "full")
+            if scan is None:
+                latest = await store.latest_scan(target)
+                assert latest is not None
+                return ScanResult(latest, "nothing")
+            return await _scan_with_clients(
+                config,
+                store,
+                target,
+                policy,
+                scan,
+                stop,
+                progress,
+                max_images,
+                clock,
+                on_retry,
+                owner,
+            )
+        finally:
+            with anyio.CancelScope(shield=True):
+                await store.release_lease(target, owner)
+
+
+async def _scan_with_clients(
+    config: Config,
+    store: Store,
+    target: Target,
+    policy: str,
+    scan: ScanStatus,
+    stop: anyio.Event,
+    progress: Progress,
+    max_images: int | None,
+    clock: Clock,
+    on_retry: Callable[[RemoteError, int, float], None] | None,
+    owner: str,
+) -> ScanResult:
+    assert config.credentials is not None
+    retry = retry_policy(config)
+    budget = AuditBudget(config.audit.concurrency, config.audit.qps, clock)
+    progress.budget = budget
+    opts = PassOptions(
+        batch_size=config.audit.batch_size,
+        workers=config.audit.concurrency,
+        batch_wait=config.scan.batch_wait,
+        max_attempts=config.scan.max_attempts,
+        max_images=max_images,
+    )
+    async with HttpClient(config.credentials, connections=config.audit.concurrency + 4) as http:
+        lister = Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
+        auditor = AuditClient(
+            http,
+            config.cos,
+            config.audit,
+            retry=retry,
+            clock=clock,
+            budget=budget,
+            on_retry=on_retry,
+        )
+        deps = ScanDeps(
+            store,
+            lister,
+            auditor,
+            target,
+            policy,
+            ObjectFilter.from_settings(config.scan, config.audit),
+        )
+        run = _Run(deps, opts, stop, progress)
+        async with anyio.create_task_group() as tg:
+            every = max(1.0, config.scan.lease_stale_after / 4)
+            tg.start_soon(_heartbeat, store, target, owner, every, name="heartbeat")
+            result = await _guarded(run, scan)
+            tg.cancel_scope.cancel()
+    return result
+
+
+@dataclass
+class DryRun:
+    """What a scan would audit, from a listing only."""
+
+    objects: int = 0
+    images: int = 0
+    bytes: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    pages: int = 0
+
+    def units(self, scenes: int) -> int:
+        return self.images * scenes
+
+    def seconds(self, batch_size: int, qps: float) -> float:
+        return math.ceil(self.images / batch_size) / qps if self.images else 0.0
+
+
+async def dry_run(config: Config, progress: Progress, stop: anyio.Event) -> DryRun:
+    """List the target and tally what would be audited; writes nothing, bills nothing."""
+    assert config.credentials is not None
+    report = DryRun()
+    flt = ObjectFilter.from_settings(config.scan, config.audit)
+    async with HttpClient(config.credentials) as http:
+        lister = Lister(http, config.cos, retry=retry_policy(config), clock=MonotonicClock())
+        progress.phase = "listing (dry run)"
+        async for page in lister.iter_pages():
+            report.pages += 1
+            for ref in page.objects:
+                report.objects += 1
+                reason = flt.reason(ref)
+                if reason:
+                    report.skipped[reason] += 1
+                else:
+                    report.images += 1
+                    report.bytes += ref.size
+            progress.listed = report.objects
+            progress.queued = report.images
+            if stop.is_set():
+                break
+    return report

@@ -1,0 +1,70 @@
+"""Forward-only numbered migrations, recorded in PRAGMA user_version.
+
+Each `migrations/NNNN_name.sql` runs as `BEGIN; <file>; PRAGMA user_version = N; COMMIT;`, so
+a change and its record land together, and a failing file rolls back and stays pending. This
+is the only module that knows where the migration files live.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+
+from scanner.errors import MigrationError, StoreError
+
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migrations_dir() -> Path:
+    """The shipped migrations: `scanner/store/migrations` (a link to the top-level folder in a
+    checkout, a copy in the wheel)."""
+    return Path(__file__).resolve().parent / "migrations"
+
+
+def available(directory: Path | None = None) -> list[tuple[int, Path]]:
+    directory = directory or migrations_dir()
+    found = []
+    for path in sorted(directory.iterdir()):
+        match = _NAME.match(path.name)
+        if match:
+            found.append((int(match[1]), path))
+    numbers = [n for n, _ in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise MigrationError(f"migrations in {directory} are not numbered 1..N: {numbers}")
+    return found
+
+
+def latest_version(directory: Path | None = None) -> int:
+    return len(available(directory))
+
+
+async def current_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def apply_migrations(conn: aiosqlite.Connection, directory: Path | None = None) -> list[int]:
+    """Apply pending migrations in order; returns the versions applied."""
+    steps = available(directory)
+    version = await current_version(conn)
+    if version > len(steps):
+        raise StoreError(
+            f"the store has schema version {version}, newer than this cos-scanner knows "
+            f"({len(steps)}); upgrade cos-scanner"
+        )
+    applied = []
+    for number, path in steps[version:]:
+        script = path.read_text(encoding="utf-8")
+        try:
+            await conn.executescript(f"BEGIN;\n{script}\n;PRAGMA user_version = {number};\nCOMMIT;")
+        except sqlite3.Error as exc:
+            await conn.execute("ROLLBACK") if conn.in_transaction else None
+            raise MigrationError(
+                f"migration {path.name} failed and was rolled back: {exc}"
+            ) from exc
+        applied.append(number)
+    return applied
