@@ -3,7 +3,8 @@
 The bucket holds at most one token, so an idle period never turns into a burst (bursting
 limiters are a known way to trip a provider's quota): request n may start no earlier than
 1/rate after request n-1. A throttling answer halves the rate (multiplicative decrease, down
-to `floor`) and pauses until its Retry-After; each success adds `ceiling/100` back (additive
+to `floor`, at most once per window so a burst of throttled answers counts once) and pauses
+until its Retry-After; each success adds `ceiling/100` back (additive
 increase) up to the configured ceiling, so a scan converges on what the account allows.
 """
 
@@ -22,12 +23,13 @@ if TYPE_CHECKING:
 class RateLimiter:
     """Requests-per-second budget with AIMD; `acquire()` before each request."""
 
-    def __init__(self, rate: float, clock: Clock, *, floor: float = 0.1) -> None:
+    def __init__(self, rate: float, clock: Clock, *, floor: float = 1.0) -> None:
         self.ceiling = rate
         self.rate = rate
         self.floor = min(floor, rate)
         self._clock = clock
         self._next = clock.now()
+        self._calm_until = clock.now()
         self.throttled = 0
 
     async def acquire(self) -> None:
@@ -38,9 +40,13 @@ class RateLimiter:
             await self._clock.sleep(start - now)
 
     def on_throttled(self, retry_after: float | None = None) -> None:
+        """Halve the rate, at most once per window: the answers to requests already in flight
+        when the quota tripped report the same event and must not halve it again."""
         self.throttled += 1
-        self.rate = max(self.floor, self.rate / 2)
         now = self._clock.now()
+        if now >= self._calm_until:
+            self.rate = max(self.floor, self.rate / 2)
+            self._calm_until = now + max(1.0, 2.0 / self.rate)
         pause = retry_after if retry_after is not None else 1.0 / self.rate
         self._next = max(self._next, now + pause)
 

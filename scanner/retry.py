@@ -2,7 +2,9 @@
 
 Only `RemoteError.retryable` errors are retried; a `ThrottledError.retry_after` is honoured.
 Waits are exponential with full jitter: uniform(0, min(wait_max, wait_initial * 2**(n-1))),
-bounded both by the number of attempts and by a deadline for all attempts together.
+bounded both by the number of attempts and by a deadline for all attempts together. Throttling
+answers are bounded by the deadline only: they say "wait", not "broken", and the audit budget
+slows down on each of them until it fits the account's quota.
 """
 
 from __future__ import annotations
@@ -52,10 +54,11 @@ async def retrying(
         try:
             return await call()
         except RemoteError as exc:
-            if not exc.retryable or attempt >= policy.attempts:
+            throttled = isinstance(exc, ThrottledError)
+            if not exc.retryable or (attempt >= policy.attempts and not throttled):
                 raise
             wait = policy.backoff(attempt)
-            if isinstance(exc, ThrottledError) and exc.retry_after is not None:
+            if throttled and exc.retry_after is not None:
                 wait = max(wait, exc.retry_after)
             if clock.now() + wait - started > policy.deadline:
                 raise

@@ -39,9 +39,14 @@ async def test_throttle_halves_and_recovers_additively(clock: FakeClock) -> None
     for _ in range(60):
         limiter.on_success()
     assert limiter.rate == 20.0  # capped at the ceiling
+    limiter.on_throttled()
+    limiter.on_throttled()  # same window: counted, not halved again
+    assert limiter.rate == 10.0
+    assert limiter.throttled == 3
     for _ in range(20):
+        clock.t += 60.0
         limiter.on_throttled()
-    assert limiter.rate == limiter.floor
+    assert limiter.rate == limiter.floor == 1.0
 
 
 async def test_budget_caps_in_flight(clock: FakeClock) -> None:

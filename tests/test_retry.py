@@ -67,3 +67,17 @@ async def test_deadline_bound_and_retry_after(clock: FakeClock) -> None:
     with pytest.raises(ThrottledError):
         await retrying(RetryPolicy(attempts=100, deadline=100.0), clock, throttled)
     assert clock.sleeps == [30.0, 30.0, 30.0]  # a fourth wait would pass the deadline
+
+
+async def test_throttling_is_bounded_by_the_deadline_not_attempts(clock: FakeClock) -> None:
+    calls = []
+
+    async def busy() -> str:
+        calls.append(1)
+        if len(calls) < 10:
+            raise ThrottledError("audit", "slow")
+        return "ok"
+
+    policy = RetryPolicy(attempts=3, deadline=100.0, wait_initial=0.1, wait_max=1.0)
+    assert await retrying(policy, clock, busy) == "ok"
+    assert len(calls) == 10

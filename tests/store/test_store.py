@@ -1,0 +1,125 @@
+"""The Store on a real SQLite file: pages, results, counters, leases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from scanner.errors import ScanBusyError
+from scanner.models import Decision, ImageVerdict, ObjectRef, Result, Target
+from scanner.store import Store
+
+TARGET = Target("b-1250000000", "ap-guangzhou", "")
+WHEN = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def ref(key: str, etag: str = "e") -> ObjectRef:
+    return ObjectRef(key, etag, 10, WHEN)
+
+
+def ok(key: str, result: Result = Result.NORMAL) -> ImageVerdict:
+    return ImageVerdict(key=key, data_id="0", job_id="j", result=result, label="L", score=5,
+                        raw={"Result": str(int(result))})  # fmt: skip
+
+
+def fail(key: str, code: str, retryable: bool) -> ImageVerdict:
+    return ImageVerdict(key=key, data_id="0", code=code, message="m", retryable=retryable)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with await Store.open(tmp_path / "s.db") as s:
+        yield s
+
+
+async def test_page_then_results_keep_i1(store: Store) -> None:
+    scan = await store.start_scan(TARGET, "p")
+    decisions = [Decision(ref("a.jpg")), Decision(ref("b.jpg")), Decision(ref("c/"), "folder"),
+                 Decision(ref("d.jpg")), Decision(ref("e.jpg"))]  # fmt: skip
+    fresh = await store.record_page(scan.id, decisions, "e.jpg")
+    assert [r.key for r in fresh] == ["a.jpg", "b.jpg", "d.jpg", "e.jpg"]
+    await store.record_results(
+        scan.id, TARGET, "p",
+        [(ref("a.jpg"), ok("a.jpg", Result.SENSITIVE)), (ref("b.jpg"), fail("b.jpg", "-65007", False)),
+         (ref("d.jpg"), fail("d.jpg", "-65010", True)), (ref("e.jpg"), ok("e.jpg", Result.SUSPICIOUS))],
+        requests=1, max_attempts=2,
+    )  # fmt: skip
+    s = await store.scan(scan.id)
+    assert (s.listed, s.audited, s.flagged, s.review, s.failed, s.skipped, s.pending) == (
+        5,
+        2,
+        1,
+        1,
+        1,
+        1,
+        1,
+    )  # noqa: E501
+    assert s.marker == "e.jpg"
+    assert not s.listing_done
+    assert await store.state_counts(scan.id) == {
+        "audited": 2,
+        "failed": 1,
+        "skipped": 1,
+        "pending": 1,
+    }  # noqa: E501
+    # the retryable failure gets its second and last attempt, and fails for good
+    await store.record_results(scan.id, TARGET, "p", [(ref("d.jpg"), fail("d.jpg", "-65010", True))],
+                               requests=1, max_attempts=2)  # fmt: skip
+    s = await store.scan(scan.id)
+    assert (s.failed, s.pending) == (2, 0)
+    assert await store.failure_codes(scan.id) == {"-65007": 1, "-65010": 1}
+    assert await store.verdict_map(TARGET) == {"a.jpg": (1, "L", 5), "e.jpg": (2, "L", 5)}
+
+
+async def test_relisted_page_keeps_states_and_counts_once(store: Store) -> None:
+    scan = await store.start_scan(TARGET, "p")
+    await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], "b.jpg")
+    await store.record_results(scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))], requests=1,
+                               max_attempts=3)  # fmt: skip
+    again = await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], None)
+    assert again == []
+    s = await store.scan(scan.id)
+    assert (s.listed, s.audited, s.pending, s.listing_done) == (2, 1, 1, True)
+    pending = [r.key async for chunk in store.iter_pending(scan.id, chunk=1) for r in chunk]
+    assert pending == ["b.jpg"]
+
+
+async def test_recording_a_result_twice_is_idempotent(store: Store) -> None:
+    scan = await store.start_scan(TARGET, "p")
+    await store.record_page(scan.id, [Decision(ref("a.jpg"))], None)
+    for _ in range(2):
+        await store.record_results(scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))],
+                                   requests=1, max_attempts=3)  # fmt: skip
+    s = await store.scan(scan.id)
+    assert (s.audited, s.pending) == (1, 0)
+
+
+async def test_lease_refuses_live_and_takes_over_stale(store: Store) -> None:
+    await store.acquire_lease(
+        TARGET, "A", host="h", pid=1, stale_after=60, is_dead=lambda h, p: False
+    )  # noqa: E501
+    with pytest.raises(ScanBusyError, match="pid 1 on h"):
+        await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
+                                  is_dead=lambda h, p: False)  # fmt: skip
+    await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
+                              is_dead=lambda h, p: p == 1)  # fmt: skip
+    assert not await store.heartbeat(TARGET, "A")
+    assert await store.heartbeat(TARGET, "B")
+    await store.release_lease(TARGET, "B")
+    await store.acquire_lease(
+        TARGET, "C", host="h", pid=3, stale_after=60, is_dead=lambda h, p: False
+    )  # noqa: E501
+
+
+async def test_old_heartbeat_is_stale(store: Store) -> None:
+    await store.acquire_lease(
+        TARGET, "A", host="other", pid=1, stale_after=60, is_dead=lambda h, p: False
+    )  # noqa: E501
+    with pytest.raises(ScanBusyError):
+        await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
+                                  is_dead=lambda h, p: False)  # fmt: skip
+    await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=-1,
+                              is_dead=lambda h, p: False)  # fmt: skip

@@ -1,0 +1,68 @@
+"""The filter: every skip reason, and what passes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from scanner.config import AuditSettings, ScanSettings
+from scanner.filter import ObjectFilter
+from scanner.models import ObjectRef
+
+MB = 1024 * 1024
+WHEN = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+def reason(key: str, size: int = 1000, cls: str = "STANDARD", when: datetime = WHEN,
+           scan: ScanSettings | None = None, large: bool = False) -> str:  # fmt: skip
+    flt = ObjectFilter.from_settings(
+        scan or ScanSettings(), AuditSettings(large_image_detect=large)
+    )
+    return flt.reason(ObjectRef(key, "e", size, when, cls))
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "cls", "expected"),
+    [
+        ("a/b.jpg", 1000, "STANDARD", ""),
+        ("a/B.JPEG", 1000, "STANDARD_IA", ""),
+        ("x.heic", 1000, "INTELLIGENT_TIERING", ""),
+        ("a/", 0, "STANDARD", "folder"),
+        ("a/readme.txt", 10, "STANDARD", "not-image"),
+        ("a/noext", 10, "STANDARD", "not-image"),
+        ("a.dir/noext", 10, "STANDARD", "not-image"),
+        ("a/empty.png", 0, "STANDARD", "empty"),
+        ("a/cold.png", 10, "ARCHIVE", "archived"),
+        ("a/cold.png", 10, "DEEP_ARCHIVE", "archived"),
+        ("a/huge.png", 32 * MB, "STANDARD", "too-large"),
+        ("a/big.png", 6 * MB, "STANDARD", "needs-large-image-detect"),
+        ("bell\x07.png", 10, "STANDARD", "unencodable-key"),
+    ],
+)
+def test_reasons(key: str, size: int, cls: str, expected: str) -> None:
+    assert reason(key, size, cls) == expected
+
+
+def test_large_image_detect_admits_5_to_32_mb() -> None:
+    assert reason("big.png", 6 * MB, large=True) == ""
+    assert reason("huge.png", 33 * MB, large=True) == "too-large"
+
+
+def test_globs_windows_and_sizes() -> None:
+    scan = ScanSettings(include=("albums/*",), exclude=("*/thumbs/*",),
+                        modified_after="2024-01-01", modified_before="2024-12-31T00:00:00Z",
+                        min_size=100, max_size=2000)  # fmt: skip
+    assert reason("albums/u1/a.jpg", scan=scan) == ""
+    assert reason("other/a.jpg", scan=scan) == "not-included"
+    assert reason("albums/thumbs/a.jpg", scan=scan) == "excluded"
+    assert (
+        reason("albums/a.jpg", when=datetime(2023, 1, 1, tzinfo=UTC), scan=scan)
+        == "modified-window"
+    )  # noqa: E501
+    assert (
+        reason("albums/a.jpg", when=datetime(2025, 1, 1, tzinfo=UTC), scan=scan)
+        == "modified-window"
+    )  # noqa: E501
+    assert reason("albums/a.jpg", size=50, scan=scan) == "size-window"
+    assert reason("albums/a.jpg", size=5000, scan=scan) == "size-window"

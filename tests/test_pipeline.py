@@ -1,0 +1,169 @@
+"""End-to-end scans against the in-process emulator and a real SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from scanner.config import (
+    AuditSettings,
+    Config,
+    CosSettings,
+    RetrySettings,
+    ScanSettings,
+    StoreSettings,
+)
+from scanner.emulator import DEFAULT_BUCKET, EmulatorState, Faults, running, synthetic
+from scanner.models import ScanStatus
+from scanner.pipeline import Progress
+from scanner.runner import scan_target, target_of
+from scanner.store import Store
+from tests.conftest import CREDS
+
+FAST_RETRY = RetrySettings(attempts=10, deadline=30.0, wait_initial=0.01, wait_max=0.05)
+
+
+def config(url: str, tmp_path: Path, **audit: object) -> Config:
+    settings = {"concurrency": 8, "qps": 500.0, **audit}
+    return Config(
+        cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url, timeout=5.0),
+        audit=AuditSettings(**settings),  # type: ignore[arg-type]
+        scan=ScanSettings(batch_wait=0.05),
+        retry=FAST_RETRY,
+        store=StoreSettings(path=str(tmp_path / "scan.db")),
+        credentials=CREDS,
+    )
+
+
+async def check_i1(cfg: Config, state: EmulatorState, max_double: int = 0) -> ScanStatus:
+    """I1 exactly, from the rows and from the counters; nothing billed twice beyond
+    `max_double` images (what was in flight when a run failed)."""
+    async with await Store.open(cfg.store.path) as store:
+        status = await store.latest_scan(target_of(cfg))
+        assert status is not None
+        counts = await store.state_counts(status.id)
+        verdicts = await store.verdict_map(target_of(cfg))
+    assert status.state == "done"
+    assert status.listed == len(state.bucket)
+    assert status.listed == status.audited + status.failed + status.skipped
+    assert counts == {k: v for k, v in {"audited": status.audited, "failed": status.failed,
+                                         "skipped": status.skipped}.items() if v}  # fmt: skip
+    assert len(verdicts) == status.audited
+    stats = state.stats.as_json(False)
+    assert stats["double_audited"] <= max_double, stats["double_audited_keys"]
+    assert set(state.stats.audits) == set(verdicts)
+    return status
+
+
+async def scan(cfg: Config, stop: anyio.Event | None = None, **kw: object) -> str:
+    with anyio.fail_after(60):
+        result = await scan_target(cfg, stop or anyio.Event(), Progress(), **kw)  # type: ignore[arg-type]
+    return result.outcome
+
+
+async def test_faulted_scan_of_5000_accounts_for_everything(tmp_path: Path) -> None:
+    faults = Faults(error_rate=0.05, reset_rate=0.01, qps_cap=20, image_failure_rate=0.02,
+                    fail_next=[503, 500])  # fmt: skip
+    state = EmulatorState(bucket=synthetic(5000, 11), seed=11, faults=faults)
+    async with running(state) as url:
+        cfg = config(url, tmp_path, batch_size=50, qps=60.0)
+        assert await scan(cfg) == "done"
+        status = await check_i1(cfg, state)
+    f = state.stats.faults
+    assert f["error"] > 0
+    assert f["throttled"] > 0
+    assert f["image_failure"] > 0
+    assert f["reset"] > 0 or f["fail_next 500"] == 1  # resets are rare at 1% of ~120 requests
+    assert status.audited > 4000
+    # injected per-image failures were retried, not recorded as final failures
+    async with await Store.open(cfg.store.path) as store:
+        assert "-65010" not in await store.failure_codes(status.id)
+
+
+async def test_stop_drains_then_resume_completes(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(3000, 2), seed=2, faults=Faults(latency=0.01))
+    async with running(state) as url:
+        cfg = config(url, tmp_path, concurrency=4, batch_size=50)
+        stop = anyio.Event()
+        progress = Progress()
+
+        async def stop_early() -> None:
+            while progress.audited < 400:
+                await anyio.sleep(0.01)
+            stop.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_early)
+            result = await scan_target(cfg, stop, progress)
+        assert result.outcome == "interrupted"
+        assert result.status.state == "interrupted"
+        assert 400 <= result.status.audited < 2500
+        # everything the emulator billed before the stop was written
+        async with await Store.open(cfg.store.path) as store:
+            assert set(await store.verdict_map(target_of(cfg))) == set(state.stats.audits)
+        assert await scan(cfg) == "done"
+        await check_i1(cfg, state)
+
+
+async def test_max_images_pauses_and_resumes(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(1500, 3), seed=3)
+    async with running(state) as url:
+        cfg = config(url, tmp_path, batch_size=20)
+        assert await scan(cfg, max_images=150) == "paused"
+        assert sum(state.stats.audits.values()) == 150
+        assert await scan(cfg, max_images=150) == "paused"
+        assert sum(state.stats.audits.values()) == 300
+        assert await scan(cfg) == "done"
+        await check_i1(cfg, state)
+
+
+async def test_finished_scan_again_changes_nothing(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(800, 4), seed=4)
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        assert await scan(cfg) == "done"
+        requests = dict(state.stats.requests)
+        async with await Store.open(cfg.store.path) as store:
+            before = await store.scans()
+        assert await scan(cfg) == "nothing"
+        assert dict(state.stats.requests) == requests
+        async with await Store.open(cfg.store.path) as store:
+            assert await store.scans() == before
+
+
+async def test_prefix_scans_only_the_prefix(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(2000, 5), seed=5)
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        cfg = Config(cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url, prefix="albums/u0000"),
+                     audit=cfg.audit, scan=cfg.scan, retry=cfg.retry, store=cfg.store,
+                     credentials=CREDS)  # fmt: skip
+        assert await scan(cfg) == "done"
+        async with await Store.open(cfg.store.path) as store:
+            status = await store.latest_scan(target_of(cfg))
+    expected = [k for k in state.bucket.keys() if k.startswith("albums/u0000")]
+    assert status is not None
+    assert status.listed == len(expected) > 0
+    assert all(k.startswith("albums/u0000") for k in state.stats.audits)
+
+
+async def test_fatal_error_marks_scan_failed_and_resumable(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(600, 6), seed=6)
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        state.faults.body_mode = "html"
+        state.faults.targets = ["audit"]
+        with pytest.raises(BaseExceptionGroup):
+            await scan(cfg)
+        async with await Store.open(cfg.store.path) as store:
+            status = await store.latest_scan(target_of(cfg))
+            assert status is not None
+            assert status.state == "failed"
+            assert status.error and "unreadable audit answer" in status.error
+        state.faults.body_mode = ""
+        assert await scan(cfg) == "done"
+        # the batch billed before its unreadable answer was in flight: re-audited, once
+        in_flight = cfg.audit.concurrency * cfg.audit.batch_size
+        await check_i1(cfg, state, max_double=in_flight)
