@@ -58,7 +58,7 @@ async def retrying(
             if not exc.retryable or (attempt >= policy.attempts and not throttled):
                 raise
             wait = policy.backoff(attempt)
-            if throttled and exc.retry_after is not None:
+            if isinstance(exc, ThrottledError) and exc.retry_after is not None:
                 wait = max(wait, exc.retry_after)
             if clock.now() + wait - started > policy.deadline:
                 raise

@@ -59,10 +59,10 @@ def test_globs_windows_and_sizes() -> None:
     assert (
         reason("albums/a.jpg", when=datetime(2023, 1, 1, tzinfo=UTC), scan=scan)
         == "modified-window"
-    )  # noqa: E501
+    )
     assert (
         reason("albums/a.jpg", when=datetime(2025, 1, 1, tzinfo=UTC), scan=scan)
         == "modified-window"
-    )  # noqa: E501
+    )
     assert reason("albums/a.jpg", size=50, scan=scan) == "size-window"
     assert reason("albums/a.jpg", size=5000, scan=scan) == "size-window"

@@ -55,7 +55,7 @@ async def test_failing_migration_rolls_back_and_stays_pending(tmp_path: Path) ->
     )
     db = tmp_path / "s.db"
     async with aiosqlite.connect(db, isolation_level=None) as conn:
-        with pytest.raises(MigrationError, match="0002_broken.sql failed and was rolled back"):
+        with pytest.raises(MigrationError, match=r"0002_broken\.sql failed and was rolled back"):
             await apply_migrations(conn, folder)
     assert version(db) == 1
     assert "extra" not in tables(db)

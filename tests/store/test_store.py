@@ -41,12 +41,13 @@ async def test_page_then_results_keep_i1(store: Store) -> None:
                  Decision(ref("d.jpg")), Decision(ref("e.jpg"))]  # fmt: skip
     fresh = await store.record_page(scan.id, decisions, "e.jpg")
     assert [r.key for r in fresh] == ["a.jpg", "b.jpg", "d.jpg", "e.jpg"]
-    await store.record_results(
-        scan.id, TARGET, "p",
-        [(ref("a.jpg"), ok("a.jpg", Result.SENSITIVE)), (ref("b.jpg"), fail("b.jpg", "-65007", False)),
-         (ref("d.jpg"), fail("d.jpg", "-65010", True)), (ref("e.jpg"), ok("e.jpg", Result.SUSPICIOUS))],
-        requests=1, max_attempts=2,
-    )  # fmt: skip
+    outcomes = [
+        (ref("a.jpg"), ok("a.jpg", Result.SENSITIVE)),
+        (ref("b.jpg"), fail("b.jpg", "-65007", False)),
+        (ref("d.jpg"), fail("d.jpg", "-65010", True)),
+        (ref("e.jpg"), ok("e.jpg", Result.SUSPICIOUS)),
+    ]
+    await store.record_results(scan.id, TARGET, "p", outcomes, requests=1, max_attempts=2)
     s = await store.scan(scan.id)
     assert (s.listed, s.audited, s.flagged, s.review, s.failed, s.skipped, s.pending) == (
         5,
@@ -56,7 +57,7 @@ async def test_page_then_results_keep_i1(store: Store) -> None:
         1,
         1,
         1,
-    )  # noqa: E501
+    )
     assert s.marker == "e.jpg"
     assert not s.listing_done
     assert await store.state_counts(scan.id) == {
@@ -64,10 +65,10 @@ async def test_page_then_results_keep_i1(store: Store) -> None:
         "failed": 1,
         "skipped": 1,
         "pending": 1,
-    }  # noqa: E501
+    }
     # the retryable failure gets its second and last attempt, and fails for good
-    await store.record_results(scan.id, TARGET, "p", [(ref("d.jpg"), fail("d.jpg", "-65010", True))],
-                               requests=1, max_attempts=2)  # fmt: skip
+    retry = [(ref("d.jpg"), fail("d.jpg", "-65010", True))]
+    await store.record_results(scan.id, TARGET, "p", retry, requests=1, max_attempts=2)
     s = await store.scan(scan.id)
     assert (s.failed, s.pending) == (2, 0)
     assert await store.failure_codes(scan.id) == {"-65007": 1, "-65010": 1}
@@ -79,7 +80,8 @@ async def test_relisted_page_keeps_states_and_counts_once(store: Store) -> None:
     await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], "b.jpg")
     await store.record_results(scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))], requests=1,
                                max_attempts=3)  # fmt: skip
-    again = await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], None)
+    page = [Decision(ref("a.jpg")), Decision(ref("b.jpg"))]
+    again = await store.record_page(scan.id, page, None)
     assert again == []
     s = await store.scan(scan.id)
     assert (s.listed, s.audited, s.pending, s.listing_done) == (2, 1, 1, True)
@@ -100,7 +102,7 @@ async def test_recording_a_result_twice_is_idempotent(store: Store) -> None:
 async def test_lease_refuses_live_and_takes_over_stale(store: Store) -> None:
     await store.acquire_lease(
         TARGET, "A", host="h", pid=1, stale_after=60, is_dead=lambda h, p: False
-    )  # noqa: E501
+    )
     with pytest.raises(ScanBusyError, match="pid 1 on h"):
         await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
                                   is_dead=lambda h, p: False)  # fmt: skip
@@ -111,13 +113,13 @@ async def test_lease_refuses_live_and_takes_over_stale(store: Store) -> None:
     await store.release_lease(TARGET, "B")
     await store.acquire_lease(
         TARGET, "C", host="h", pid=3, stale_after=60, is_dead=lambda h, p: False
-    )  # noqa: E501
+    )
 
 
 async def test_old_heartbeat_is_stale(store: Store) -> None:
     await store.acquire_lease(
         TARGET, "A", host="other", pid=1, stale_after=60, is_dead=lambda h, p: False
-    )  # noqa: E501
+    )
     with pytest.raises(ScanBusyError):
         await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
                                   is_dead=lambda h, p: False)  # fmt: skip
