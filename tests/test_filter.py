@@ -14,8 +14,14 @@ MB = 1024 * 1024
 WHEN = datetime(2024, 6, 1, tzinfo=UTC)
 
 
-def reason(key: str, size: int = 1000, cls: str = "STANDARD", when: datetime = WHEN,
-           scan: ScanSettings | None = None, large: bool = False) -> str:  # fmt: skip
+def reason(
+    key: str,
+    size: int = 1000,
+    cls: str = "STANDARD",
+    when: datetime = WHEN,
+    scan: ScanSettings | None = None,
+    large: bool = False,
+) -> str:
     flt = ObjectFilter.from_settings(
         scan or ScanSettings(), AuditSettings(large_image_detect=large)
     )
@@ -50,9 +56,14 @@ def test_large_image_detect_admits_5_to_32_mb() -> None:
 
 
 def test_globs_windows_and_sizes() -> None:
-    scan = ScanSettings(include=("albums/*",), exclude=("*/thumbs/*",),
-                        modified_after="2024-01-01", modified_before="2024-12-31T00:00:00Z",
-                        min_size=100, max_size=2000)  # fmt: skip
+    scan = ScanSettings(
+        include=("albums/*",),
+        exclude=("*/thumbs/*",),
+        modified_after="2024-01-01",
+        modified_before="2024-12-31T00:00:00Z",
+        min_size=100,
+        max_size=2000,
+    )
     assert reason("albums/u1/a.jpg", scan=scan) == ""
     assert reason("other/a.jpg", scan=scan) == "not-included"
     assert reason("albums/thumbs/a.jpg", scan=scan) == "excluded"

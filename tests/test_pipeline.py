@@ -48,8 +48,15 @@ async def check_i1(cfg: Config, state: EmulatorState, max_double: int = 0) -> Sc
     assert status.state == "done"
     assert status.listed == len(state.bucket)
     assert status.listed == status.audited + status.failed + status.skipped
-    assert counts == {k: v for k, v in {"audited": status.audited, "failed": status.failed,
-                                         "skipped": status.skipped}.items() if v}  # fmt: skip
+    assert counts == {
+        k: v
+        for k, v in {
+            "audited": status.audited,
+            "failed": status.failed,
+            "skipped": status.skipped,
+        }.items()
+        if v
+    }
     assert len(verdicts) == status.audited
     stats = state.stats.as_json(False)
     assert stats["double_audited"] <= max_double, stats["double_audited_keys"]
@@ -64,8 +71,9 @@ async def scan(cfg: Config, stop: anyio.Event | None = None, **kw: object) -> st
 
 
 async def test_faulted_scan_of_5000_accounts_for_everything(tmp_path: Path) -> None:
-    faults = Faults(error_rate=0.05, reset_rate=0.01, qps_cap=20, image_failure_rate=0.02,
-                    fail_next=[503, 500])  # fmt: skip
+    faults = Faults(
+        error_rate=0.05, reset_rate=0.01, qps_cap=20, image_failure_rate=0.02, fail_next=[503, 500]
+    )
     state = EmulatorState(bucket=synthetic(5000, 11), seed=11, faults=faults)
     async with running(state) as url:
         cfg = config(url, tmp_path, batch_size=50, qps=60.0)
@@ -137,9 +145,14 @@ async def test_prefix_scans_only_the_prefix(tmp_path: Path) -> None:
     state = EmulatorState(bucket=synthetic(2000, 5), seed=5)
     async with running(state) as url:
         cfg = config(url, tmp_path)
-        cfg = Config(cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url, prefix="albums/u0000"),
-                     audit=cfg.audit, scan=cfg.scan, retry=cfg.retry, store=cfg.store,
-                     credentials=CREDS)  # fmt: skip
+        cfg = Config(
+            cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url, prefix="albums/u0000"),
+            audit=cfg.audit,
+            scan=cfg.scan,
+            retry=cfg.retry,
+            store=cfg.store,
+            credentials=CREDS,
+        )
         assert await scan(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:
             status = await store.latest_scan(target_of(cfg))

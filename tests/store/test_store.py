@@ -21,8 +21,15 @@ def ref(key: str, etag: str = "e") -> ObjectRef:
 
 
 def ok(key: str, result: Result = Result.NORMAL) -> ImageVerdict:
-    return ImageVerdict(key=key, data_id="0", job_id="j", result=result, label="L", score=5,
-                        raw={"Result": str(int(result))})  # fmt: skip
+    return ImageVerdict(
+        key=key,
+        data_id="0",
+        job_id="j",
+        result=result,
+        label="L",
+        score=5,
+        raw={"Result": str(int(result))},
+    )
 
 
 def fail(key: str, code: str, retryable: bool) -> ImageVerdict:
@@ -37,8 +44,13 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_page_then_results_keep_i1(store: Store) -> None:
     scan = await store.start_scan(TARGET, "p")
-    decisions = [Decision(ref("a.jpg")), Decision(ref("b.jpg")), Decision(ref("c/"), "folder"),
-                 Decision(ref("d.jpg")), Decision(ref("e.jpg"))]  # fmt: skip
+    decisions = [
+        Decision(ref("a.jpg")),
+        Decision(ref("b.jpg")),
+        Decision(ref("c/"), "folder"),
+        Decision(ref("d.jpg")),
+        Decision(ref("e.jpg")),
+    ]
     fresh = await store.record_page(scan.id, decisions, "e.jpg")
     assert [r.key for r in fresh] == ["a.jpg", "b.jpg", "d.jpg", "e.jpg"]
     outcomes = [
@@ -78,8 +90,9 @@ async def test_page_then_results_keep_i1(store: Store) -> None:
 async def test_relisted_page_keeps_states_and_counts_once(store: Store) -> None:
     scan = await store.start_scan(TARGET, "p")
     await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], "b.jpg")
-    await store.record_results(scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))], requests=1,
-                               max_attempts=3)  # fmt: skip
+    await store.record_results(
+        scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))], requests=1, max_attempts=3
+    )
     page = [Decision(ref("a.jpg")), Decision(ref("b.jpg"))]
     again = await store.record_page(scan.id, page, None)
     assert again == []
@@ -93,8 +106,9 @@ async def test_recording_a_result_twice_is_idempotent(store: Store) -> None:
     scan = await store.start_scan(TARGET, "p")
     await store.record_page(scan.id, [Decision(ref("a.jpg"))], None)
     for _ in range(2):
-        await store.record_results(scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))],
-                                   requests=1, max_attempts=3)  # fmt: skip
+        await store.record_results(
+            scan.id, TARGET, "p", [(ref("a.jpg"), ok("a.jpg"))], requests=1, max_attempts=3
+        )
     s = await store.scan(scan.id)
     assert (s.audited, s.pending) == (1, 0)
 
@@ -104,10 +118,12 @@ async def test_lease_refuses_live_and_takes_over_stale(store: Store) -> None:
         TARGET, "A", host="h", pid=1, stale_after=60, is_dead=lambda h, p: False
     )
     with pytest.raises(ScanBusyError, match="pid 1 on h"):
-        await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
-                                  is_dead=lambda h, p: False)  # fmt: skip
-    await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
-                              is_dead=lambda h, p: p == 1)  # fmt: skip
+        await store.acquire_lease(
+            TARGET, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: False
+        )
+    await store.acquire_lease(
+        TARGET, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: p == 1
+    )
     assert not await store.heartbeat(TARGET, "A")
     assert await store.heartbeat(TARGET, "B")
     await store.release_lease(TARGET, "B")
@@ -121,7 +137,9 @@ async def test_old_heartbeat_is_stale(store: Store) -> None:
         TARGET, "A", host="other", pid=1, stale_after=60, is_dead=lambda h, p: False
     )
     with pytest.raises(ScanBusyError):
-        await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=60,
-                                  is_dead=lambda h, p: False)  # fmt: skip
-    await store.acquire_lease(TARGET, "B", host="h", pid=2, stale_after=-1,
-                              is_dead=lambda h, p: False)  # fmt: skip
+        await store.acquire_lease(
+            TARGET, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: False
+        )
+    await store.acquire_lease(
+        TARGET, "B", host="h", pid=2, stale_after=-1, is_dead=lambda h, p: False
+    )

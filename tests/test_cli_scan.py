@@ -1,0 +1,162 @@
+"""scan / status / migrate through main(): outputs, exit codes, one-line errors, intact store."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner.cli import main
+from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+from tests.procs import start_emulator
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    proc, url = start_emulator("--objects", "400", "--seed", "9")
+    with proc:
+        try:
+            yield url
+        finally:
+            proc.kill()
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+
+
+def cfg(tmp_path: Path, url: str, bucket: str = "album-1250000000", store: str = "") -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[cos]\nbucket = "{bucket}"\nendpoint = "{url}"\n[audit]\nqps = 200.0\nunit_price = 0.01\n'
+        f'detect_type = "Porn,Ads,Illegal"\n[retry]\nattempts = 2\nwait_initial = 0.01\n'
+        f'wait_max = 0.01\n[store]\npath = "{store or tmp_path / "s.db"}"\n'
+    )
+    return path
+
+
+def stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url + "/_emulator/stats", timeout=5) as resp:
+        data: dict[str, Any] = json.load(resp)
+    return data
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def integrity(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def test_scan_then_status_json_and_table(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = cfg(tmp_path, emulator)
+    assert main(["scan", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "scan 1 of cos://album-1250000000.ap-guangzhou/: done" in out
+    assert main(["status", "--config", str(config), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["state"] == "done"
+    assert row["listed"] == 400
+    assert row["listed"] == row["audited"] + row["failed"] + row["skipped"]
+    assert row["pending"] == 0
+    assert main(["status", "--store", str(tmp_path / "s.db")]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["scan", "state", "listed"]
+    assert " done " in table
+    assert main(["scan", "--config", str(config)]) == 0
+    assert "already done; nothing to audit" in capsys.readouterr().out
+
+
+def test_dry_run_writes_and_bills_nothing(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = stats(emulator)
+    assert main(["scan", "--config", str(cfg(tmp_path, emulator)), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "objects               400" in out
+    assert "3 scene(s) per image" in out
+    assert "at [audit] unit_price 0.01" in out
+    assert not (tmp_path / "s.db").exists()
+    after = stats(emulator)
+    assert after["requests"].get("audit", 0) == before["requests"].get("audit", 0)
+
+
+def test_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate", "--store", str(tmp_path / "m.db")]) == 0
+    assert "schema version 1" in capsys.readouterr().out
+
+
+def test_wrong_key_is_one_line_exit_1_store_valid(
+    emulator: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-key")
+    assert main(["scan", "--config", str(cfg(tmp_path, emulator))]) == 1
+    line = one_line(capsys.readouterr().err)
+    assert "SignatureDoesNotMatch" in line
+    assert "request id" in line
+    assert "not-the-key" not in line
+    assert integrity(tmp_path / "s.db") == "ok"
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        assert conn.execute("SELECT state FROM scans").fetchall() == [("failed",)]
+
+
+def test_missing_bucket(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", "--config", str(cfg(tmp_path, emulator, bucket="gone-1250000000"))]) == 1
+    assert "NoSuchBucket" in one_line(capsys.readouterr().err)
+
+
+def test_unreachable_endpoint(
+    tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["scan", "--config", str(cfg(tmp_path, f"http://127.0.0.1:{port}"))]) == 1
+    assert "cannot connect to 127.0.0.1" in one_line(capsys.readouterr().err)
+
+
+def test_unwritable_store(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = str(tmp_path / "no" / "such" / "dir" / "s.db")
+    assert main(["scan", "--config", str(cfg(tmp_path, emulator, store=store))]) == 1
+    assert "is not a directory" in one_line(capsys.readouterr().err)
+
+
+def test_missing_config_and_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("TENCENTCLOUD_SECRET_ID", raising=False)
+    monkeypatch.delenv("TENCENTCLOUD_SECRET_KEY", raising=False)
+    assert main(["scan", "--config", str(tmp_path / "nope.toml")]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "does not exist" in line
+    assert "TENCENTCLOUD_SECRET_ID" in line
+    assert main(["scan", "--max-images", "0"]) == 2
+    assert "--max-images must be >= 1" in one_line(capsys.readouterr().err)
+
+
+def test_status_without_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--store", str(tmp_path / "none.db")]) == 1
+    assert "no store at" in one_line(capsys.readouterr().err)

@@ -1,0 +1,202 @@
+"""cos-scanner scan as a real subprocess against an emulator subprocess: kill -9, SIGINT,
+leases. The store is a real SQLite file; nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from scanner.emulator import (
+    DEFAULT_SECRET_ID,
+    DEFAULT_SECRET_KEY,
+    EmulatorState,
+    running,
+    synthetic,
+)
+from tests.procs import start_emulator
+
+OBJECTS, SEED = 3000, 5
+CONCURRENCY, BATCH = 2, 25
+IN_FLIGHT = CONCURRENCY * BATCH
+ENV = dict(
+    os.environ,
+    TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID,
+    TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY,
+    PYTHONUNBUFFERED="1",
+)
+
+
+def write_config(path: Path, url: str, store: Path, **audit: Any) -> Path:
+    settings = {"concurrency": CONCURRENCY, "batch_size": BATCH, "qps": 30.0, **audit}
+    lines = ["[cos]", 'bucket = "album-1250000000"', f'endpoint = "{url}"', "[audit]"]
+    lines += [f"{k} = {v!r}" for k, v in settings.items()]
+    lines += [
+        "[scan]",
+        "batch_wait = 0.1",
+        "lease_stale_after = 30.0",
+        "progress_interval = 60.0",
+        "[retry]",
+        "wait_initial = 0.01",
+        "wait_max = 0.1",
+        "[store]",
+        f'path = "{store}"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def stats(url: str, detail: bool = False) -> dict[str, Any]:
+    with urllib.request.urlopen(
+        f"{url}/_emulator/stats{'?detail=1' if detail else ''}", timeout=5
+    ) as r:
+        data: dict[str, Any] = json.load(r)
+    return data
+
+
+def scan(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "scanner", "scan", "--config", str(cfg), *extra],
+            stdout=out,
+            stderr=out,
+            env=ENV,
+        )
+
+
+def wait_until(
+    check: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        assert proc.poll() is None, f"scanner exited early with {proc.returncode}"
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def db_rows(store: Path, sql: str) -> list[Any]:
+    with sqlite3.connect(store) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+def emulator() -> Iterator[str]:
+    proc, url = start_emulator("--objects", str(OBJECTS), "--seed", str(SEED), "--latency", "0.04")
+    with proc:
+        try:
+            yield url
+        finally:
+            proc.kill()
+
+
+def uninterrupted_verdicts(tmp_path: Path) -> dict[str, tuple[Any, ...]]:
+    """The verdict set of a scan nobody interrupts (in-process emulator, same album)."""
+    store = tmp_path / "clean.db"
+
+    async def run() -> None:
+        state = EmulatorState(bucket=synthetic(OBJECTS, SEED), seed=SEED)
+        async with running(state) as url:
+            cfg = write_config(tmp_path / "clean.toml", url, store, qps=200.0)
+            proc = await anyio.run_process(
+                [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)],
+                env=ENV,
+                check=False,
+            )
+            assert proc.returncode == 0, proc.stderr
+
+    anyio.run(run)
+    return {
+        r[0]: tuple(r[1:]) for r in db_rows(store, "SELECT key, result, label, score FROM verdicts")
+    }
+
+
+def test_sigkill_at_five_points_then_resume(emulator: str, tmp_path: Path) -> None:
+    store = tmp_path / "scan.db"
+    cfg = write_config(tmp_path / "c.toml", emulator, store)
+    log = tmp_path / "scan.log"
+    points: list[Callable[[dict[str, Any]], bool]] = [
+        lambda s: s["requests"].get("list", 0) >= 1,  # during listing, before any audit
+        lambda s: s["audited_images"] >= 400,
+        lambda s: s["audited_images"] >= 1000,
+        lambda s: s["audited_images"] >= 1600,
+        lambda s: s["audited_images"] >= 2200,
+    ]
+    for point in points:
+        proc = scan(cfg, log)
+        wait_until(lambda p=point: p(stats(emulator)), proc)  # type: ignore[misc]
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+    proc = scan(cfg, log)
+    assert proc.wait(timeout=120) == 0, log.read_text()
+
+    state, listed, audited, failed, skipped = db_rows(
+        store, "SELECT state, listed, audited, failed, skipped FROM scans"
+    )[0]
+    assert state == "done"
+    assert listed == OBJECTS == audited + failed + skipped  # I1
+    assert db_rows(store, "PRAGMA integrity_check") == [("ok",)]
+    s = stats(emulator, detail=True)
+    reaudited = sum(n - 1 for n in s["audits"].values())
+    print(f"kills={len(points)} reaudited={reaudited} pages_listed_twice={s['pages_listed_twice']}")
+    assert reaudited <= len(points) * IN_FLIGHT, reaudited  # I2: at most what was in flight
+    assert s["pages_listed_twice"] <= len(points)  # only a page listed but not yet recorded
+    stored = {
+        r[0]: tuple(r[1:]) for r in db_rows(store, "SELECT key, result, label, score FROM verdicts")
+    }
+    assert stored == uninterrupted_verdicts(tmp_path)
+
+
+def test_sigint_drains_exits_130_and_resumes(emulator: str, tmp_path: Path) -> None:
+    store = tmp_path / "scan.db"
+    cfg = write_config(tmp_path / "c.toml", emulator, store)
+    log = tmp_path / "scan.log"
+    proc = scan(cfg, log)
+    wait_until(lambda: stats(emulator)["audited_images"] >= 300, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130, log.read_text()
+    assert "draining in-flight batches" in log.read_text()
+    assert db_rows(store, "SELECT state FROM scans") == [("interrupted",)]
+    billed = set(stats(emulator, detail=True)["audits"])
+    recorded = {r[0] for r in db_rows(store, "SELECT key FROM verdicts")}
+    assert billed == recorded  # every in-flight batch was written before exiting
+    proc = scan(cfg, log)
+    assert proc.wait(timeout=120) == 0, log.read_text()
+    s = stats(emulator)
+    assert s["double_audited"] == 0
+    assert db_rows(store, "SELECT state FROM scans") == [("done",)]
+
+
+def test_second_scan_refuses_then_takes_over_a_dead_lease(emulator: str, tmp_path: Path) -> None:
+    store = tmp_path / "scan.db"
+    cfg = write_config(tmp_path / "c.toml", emulator, store)
+    first = scan(cfg, tmp_path / "first.log")
+    wait_until(lambda: stats(emulator)["audited_images"] >= 100, first)
+    busy = subprocess.run(
+        [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert busy.returncode == 75
+    assert f"being scanned by pid {first.pid}" in busy.stderr
+    assert busy.stderr.count("\n") == 1
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = scan(cfg, tmp_path / "second.log")
+    assert second.wait(timeout=120) == 0, (tmp_path / "second.log").read_text()
+    assert db_rows(store, "SELECT state FROM scans") == [("done",)]
+    assert db_rows(store, "SELECT COUNT(*) FROM leases") == [(0,)]
