@@ -23,6 +23,8 @@ from scanner.retry import RetryPolicy
 from tests.conftest import FAST_RETRY, Emulator, FakeClock
 
 NO_RETRY = RetryPolicy(attempts=1, deadline=1.0, wait_initial=0.0, wait_max=0.0)
+# throttling is bounded by the deadline: a first backoff past it means no retry at all
+NO_WAITING = RetryPolicy(attempts=1, deadline=0.5, wait_initial=1.0, wait_max=1.0)
 
 
 def _put(state: EmulatorState, n: int = 3) -> None:
@@ -120,8 +122,9 @@ async def test_throttled_error_class(
     emulator: Emulator, http: HttpClient, clock: FakeClock
 ) -> None:
     emulator.state.faults.fail_next = [503]
+    emulator.state.faults.retry_after = None
     with pytest.raises(ThrottledError) as info:
-        await Lister(http, emulator.cos(), retry=NO_RETRY, clock=clock).page()
+        await Lister(http, emulator.cos(), retry=NO_WAITING, clock=clock).page()
     assert info.value.code == "SlowDown"
     assert info.value.retryable
 
@@ -129,7 +132,7 @@ async def test_throttled_error_class(
 async def test_429_is_throttling(emulator: Emulator, http: HttpClient, clock: FakeClock) -> None:
     emulator.state.faults.fail_next = [429]
     with pytest.raises(ThrottledError):
-        await Lister(http, emulator.cos(), retry=NO_RETRY, clock=clock).page()
+        await Lister(http, emulator.cos(), retry=NO_WAITING, clock=clock).page()
 
 
 async def test_5xx_then_succeeds(emulator: Emulator, lister: Lister) -> None:
