@@ -3,6 +3,7 @@ FROM python:3.12-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scanner ./scanner
+COPY migrations ./migrations
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && pip download --no-cache-dir --dest /wheels 'aiohttp>=3.9' 'anyio>=4.4' 'xmltodict>=0.13' 'aiosqlite>=0.20'
 

@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml
 test: lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check scanner tests
-	$(BIN)/ruff format --check scanner tests
+	$(BIN)/ruff check scanner tests bench
+	$(BIN)/ruff format --check scanner tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

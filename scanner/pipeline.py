@@ -121,7 +121,7 @@ async def _source(
             progress.queued += len(refs)
         if not opts.list_pages or scan.listing_done:
             return
-        progress.phase = "listing"
+        progress.phase = "scanning"
         marker = scan.marker
         while not stop.is_set():
             page = await deps.lister.page(marker)
