@@ -6,7 +6,8 @@ from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from scanner.models import ObjectRef
 
@@ -28,7 +29,7 @@ def chunk(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 async def make_batches(
-    refs_rx: ObjectReceiveStream[ObjectRef],
+    refs_rx: MemoryObjectReceiveStream[ObjectRef],
     batches_tx: ObjectSendStream[list[ObjectRef]],
     size: int,
     wait: float,
@@ -38,11 +39,14 @@ async def make_batches(
         batch: list[ObjectRef] = []
         while True:
             try:
-                if batch:
-                    with anyio.fail_after(wait):
-                        ref = await refs_rx.receive()
-                else:
+                if not batch:
                     ref = await refs_rx.receive()
+                else:
+                    try:  # the common case: more is already waiting, no timer needed
+                        ref = refs_rx.receive_nowait()
+                    except anyio.WouldBlock:
+                        with anyio.fail_after(wait):
+                            ref = await refs_rx.receive()
             except TimeoutError:
                 await batches_tx.send(batch)
                 batch = []
