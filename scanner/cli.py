@@ -184,6 +184,25 @@ def _scan_args(sub: Any) -> None:
         metavar="N",
         help="bill at most N images in this run, then pause (resumable)",
     )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--incremental",
+        action="store_true",
+        help="nightly rescan: audit only new, changed, retryably failed or re-policied keys",
+    )
+    mode.add_argument(
+        "--full", action="store_true", help="a full scan even if [scan] incremental is set"
+    )
+    mode.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-audit exactly the objects whose last attempt failed",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start a new scan that re-audits everything (bills again)",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
@@ -334,11 +353,25 @@ def _exit_for(outcome: str) -> int:
     return EXIT_INTERRUPTED if outcome == "interrupted" else EXIT_OK
 
 
-async def _scan(config: Config, max_images: int | None) -> int:
+def scan_mode(args: argparse.Namespace, config: Config) -> tuple[str, bool]:
+    """(mode, force) from the flags and the config default."""
+    if getattr(args, "retry_failed", False):
+        return "retry-failed", False
+    if getattr(args, "force", False):
+        return "full", True
+    incremental = getattr(args, "incremental", False) or (
+        config.scan.incremental and not getattr(args, "full", False)
+    )
+    return ("incremental" if incremental else "full"), False
+
+
+async def _scan(
+    config: Config, max_images: int | None, mode: str = "full", force: bool = False
+) -> int:
     started = time.monotonic()
 
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[ScanResult]:
-        return scan_target(config, stop, progress, max_images=max_images)
+        return scan_target(config, stop, progress, max_images=max_images, mode=mode, force=force)
 
     result = await _supervised(config, work)
     if result is None:
@@ -381,7 +414,8 @@ def _run_scan(args: argparse.Namespace) -> int:
     config = _load(args, full=True)
     if args.dry_run:
         return anyio.run(_dry, config)
-    return anyio.run(_scan, config, args.max_images)
+    mode, force = scan_mode(args, config)
+    return anyio.run(_scan, config, args.max_images, mode, force)
 
 
 def _run_status(args: argparse.Namespace) -> int:

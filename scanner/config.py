@@ -91,6 +91,7 @@ class ScanSettings:
     modified_before: str = ""  # ISO date/time: skip objects modified at or after it
     min_size: int = 0  # bytes: skip smaller objects
     max_size: int = 0  # bytes: skip larger objects; 0 = only the API's limits
+    incremental: bool = False  # `scan` is a nightly rescan by default (--full to override)
     max_attempts: int = 3  # audit attempts per image for retryable per-image failures
     batch_wait: float = 0.5  # seconds before a partial batch is sent anyway
     lease_stale_after: float = 60.0  # seconds without heartbeat before a lease is taken over

@@ -173,6 +173,7 @@ class ScanStatus:
     finished_at: float | None
     run_started_at: float | None
     run_audited: int
+    deleted: int = 0
 
     @property
     def pending(self) -> int:

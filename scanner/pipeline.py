@@ -29,8 +29,16 @@ from scanner.batcher import make_batches
 from scanner.cos.listing import Lister
 from scanner.filter import ObjectFilter
 from scanner.limiter import AuditBudget
-from scanner.models import AuditItem, ImageVerdict, ObjectRef, Result, ScanStatus, Target
-from scanner.store import Store
+from scanner.models import (
+    AuditItem,
+    Decision,
+    ImageVerdict,
+    ObjectRef,
+    Result,
+    ScanStatus,
+    Target,
+)
+from scanner.store import Prior, Store
 
 
 @dataclass
@@ -65,6 +73,7 @@ class ScanDeps:
     target: Target
     policy: str
     filter: ObjectFilter
+    incremental: bool = False  # skip keys whose last outcome still stands
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,7 +134,7 @@ async def _source(
         marker = scan.marker
         while not stop.is_set():
             page = await deps.lister.page(marker)
-            decisions = [deps.filter.decide(ref) for ref in page.objects]
+            decisions = await _decide(deps, page.objects)
             fresh = await deps.store.record_page(scan.id, decisions, page.next_marker)
             progress.pages += 1
             progress.listed += len(page.objects)
@@ -136,6 +145,27 @@ async def _source(
             if page.next_marker is None:
                 return
             marker = page.next_marker
+
+
+def unchanged(ref: ObjectRef, prior: Prior | None, policy: str) -> bool:
+    """Whether a nightly rescan may skip `ref`: same ETag, size and policy as its last
+    outcome, and that outcome was a verdict or a final (not retryable) failure."""
+    if prior is None or prior.retryable:
+        return False
+    return prior.etag == ref.etag and prior.size == ref.size and prior.policy == policy
+
+
+async def _decide(deps: ScanDeps, refs: Sequence[ObjectRef]) -> list[Decision]:
+    decisions = [deps.filter.decide(ref) for ref in refs]
+    if not deps.incremental or not refs:
+        return decisions
+    priors = await deps.store.priors(deps.target, refs[0].key, refs[-1].key)
+    return [
+        Decision(d.ref, "unchanged")
+        if not d.skip and unchanged(d.ref, priors.get(d.ref.key), deps.policy)
+        else d
+        for d in decisions
+    ]
 
 
 async def _audit(

@@ -130,6 +130,7 @@ def summary_text(
         f"  failed    {status.failed:>10,}   {_tally(failures)}".rstrip(),
         f"  skipped   {status.skipped:>10,}   {_tally(skips)}".rstrip(),
         f"  pending   {status.pending:>10,}",
+        f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
         f"  this run  {run_audited:>10,} images in {run_seconds:.1f}s ({rate:.1f} images/s)",
     ]

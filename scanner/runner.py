@@ -102,11 +102,19 @@ async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
             return ScanResult(await store.finish_scan(scan.id, "paused"), "paused")
         scan = await store.scan(scan.id)
         if scan.pending == 0:
-            return ScanResult(await store.finish_scan(scan.id, "done"), "done")
+            return ScanResult(await _done(run, scan), "done")
         with anyio.move_on_after(min(30.0, 2.0**number)):
             await run.stop.wait()
     await store.fail_pending(scan.id, "RetriesExhausted", "retryable failures on every attempt")
-    return ScanResult(await store.finish_scan(scan.id, "done"), "done")
+    await store.spent_to_failures(scan.id, run.deps.target, run.deps.policy, "RetriesExhausted")
+    return ScanResult(await _done(run, scan), "done")
+
+
+async def _done(run: _Run, scan: ScanStatus) -> ScanStatus:
+    """Finish the scan; a complete listing also marks the keys that vanished as deleted."""
+    if scan.mode != "retry-failed":
+        await run.deps.store.mark_deleted(scan.id, run.deps.target)
+    return await run.deps.store.finish_scan(scan.id, "done")
 
 
 async def _guarded(run: _Run, scan: ScanStatus) -> ScanResult:
@@ -123,13 +131,26 @@ async def _guarded(run: _Run, scan: ScanStatus) -> ScanResult:
         raise
 
 
-async def _open_scan(store: Store, target: Target, policy: str, mode: str) -> ScanStatus | None:
+async def _open_scan(
+    store: Store, target: Target, policy: str, mode: str, force: bool
+) -> ScanStatus | None:
+    """Resume the target's unfinished scan, or start one; None when there is nothing to do.
+
+    A plain full scan of a target whose last scan is done does nothing (it would only bill
+    again); `--incremental`, `--retry-failed` and `--force` start a new scan.
+    """
     latest = await store.latest_scan(target)
     if latest is not None and latest.state != "done":
         return await store.resume_scan(latest.id, policy)
-    if latest is not None and mode == "full":
+    if latest is not None and mode == "full" and not force:
         return None
-    return await store.start_scan(target, policy, mode)
+    if latest is None and mode == "incremental":
+        mode = "full"  # nothing to compare with yet
+    scan = await store.start_scan(target, policy, mode)
+    if mode == "retry-failed":
+        await store.seed_failures(scan.id, target)
+        scan = await store.scan(scan.id)
+    return scan
 
 
 async def scan_target(
@@ -138,6 +159,8 @@ async def scan_target(
     progress: Progress,
     *,
     max_images: int | None = None,
+    mode: str = "full",
+    force: bool = False,
     clock: Clock | None = None,
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
 ) -> ScanResult:
@@ -157,7 +180,7 @@ async def scan_target(
             is_dead=is_dead,
         )
         try:
-            scan = await _open_scan(store, target, policy, "full")
+            scan = await _open_scan(store, target, policy, mode, force)
             if scan is None:
                 latest = await store.latest_scan(target)
                 assert latest is not None
@@ -222,6 +245,7 @@ async def _scan_with_clients(
             target,
             policy,
             ObjectFilter.from_settings(config.scan, config.audit),
+            incremental=scan.mode == "incremental",
         )
         run = _Run(deps, opts, stop, progress)
         async with anyio.create_task_group() as tg:

@@ -14,6 +14,7 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +31,7 @@ from scanner.store.migrate import apply_migrations, current_version, latest_vers
 _SCAN_COLUMNS = (
     "id, target, mode, policy, state, marker, listing_done, listed, audited, flagged, review, "
     "failed, skipped, requests, error, started_at, updated_at, finished_at, run_started_at, "
-    "run_audited"
+    "run_audited, deleted"
 )
 _UPSERT_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
@@ -41,7 +42,19 @@ ON CONFLICT (target, key) DO UPDATE SET
     result = excluded.result, label = excluded.label, score = excluded.score,
     category = excluded.category, sub_label = excluded.sub_label, text = excluded.text,
     job_id = excluded.job_id, raw = excluded.raw, audited_at = excluded.audited_at,
-    scan_id = excluded.scan_id
+    scan_id = excluded.scan_id, deleted_scan = NULL
+"""
+_UPSERT_FAILURE = """
+INSERT INTO failures (target, key, etag, size, last_modified, storage_class, policy, code,
+                      message, retryable, scan_id, failed_at)
+SELECT ?, key, etag, size, last_modified, storage_class, ?, COALESCE(reason, ''),
+       COALESCE(message, ''), ?, scan_id, ?
+FROM scan_objects WHERE scan_id = ? AND key = ?
+ON CONFLICT (target, key) DO UPDATE SET
+    etag = excluded.etag, size = excluded.size, last_modified = excluded.last_modified,
+    storage_class = excluded.storage_class, policy = excluded.policy, code = excluded.code,
+    message = excluded.message, retryable = excluded.retryable, scan_id = excluded.scan_id,
+    failed_at = excluded.failed_at, deleted_scan = NULL
 """
 _SPENT = (  # a retryable failure on its last allowed attempt
     "UPDATE scan_objects SET state = 'failed', reason = ?, message = ?, attempts = attempts + 1 "
@@ -55,6 +68,17 @@ _MARK = (
     "UPDATE scan_objects SET state = ?, reason = ?, message = ?, attempts = attempts + 1 "
     "WHERE scan_id = ? AND key = ? AND state = 'pending'"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Prior:
+    """The last outcome the store holds for a key."""
+
+    etag: str
+    size: int
+    policy: str
+    failed: bool
+    retryable: bool
 
 
 def _status(row: Sequence[Any]) -> ScanStatus:
@@ -400,6 +424,19 @@ class Store:
                 await conn.executemany(_LATER, retry)
             if verdicts:
                 await conn.executemany(_UPSERT_VERDICT, verdicts)
+                await conn.executemany(
+                    "DELETE FROM failures WHERE target = ? AND key = ?",
+                    [(target.id, v[1]) for v in verdicts],
+                )
+            final = [(target.id, policy, 0, now, scan_id, row[4]) for row in groups["failed"]]
+            final += [(target.id, policy, 1, now, scan_id, row[3]) for row in retry]
+            await conn.executemany(  # only rows that ended failed are copied
+                _UPSERT_FAILURE.replace(
+                    "WHERE scan_id = ? AND key = ?",
+                    "WHERE scan_id = ? AND key = ? AND state = 'failed'",
+                ),
+                final,
+            )
             audited = counts["ok0"] + counts["ok1"] + counts["ok2"]
             await conn.execute(
                 "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
@@ -427,6 +464,75 @@ class Store:
             )
             n = cur.rowcount
             await conn.execute("UPDATE scans SET failed = failed + ? WHERE id = ?", (n, scan_id))
+        return n
+
+    async def spent_to_failures(self, scan_id: int, target: Target, policy: str, code: str) -> None:
+        """Remember the objects `fail_pending` just failed as retryable failures."""
+        async with self._tx() as conn:
+            await conn.execute(
+                _UPSERT_FAILURE.replace(
+                    "WHERE scan_id = ? AND key = ?",
+                    "WHERE scan_id = ? AND state = 'failed' AND reason = ?",
+                ),
+                (target.id, policy, 1, time.time(), scan_id, code),
+            )
+
+    # -- incremental ----------------------------------------------------------------------
+
+    async def priors(self, target: Target, first: str, last: str) -> dict[str, Prior]:
+        """What the store knows of keys first..last of a target: last verdict or failure."""
+        found: dict[str, Prior] = {}
+        for row in await self._all(
+            "SELECT key, etag, size, policy FROM verdicts WHERE target = ? AND key BETWEEN ? AND ?",
+            (target.id, first, last),
+        ):
+            found[row[0]] = Prior(row[1], int(row[2]), row[3], failed=False, retryable=False)
+        for row in await self._all(
+            "SELECT key, etag, size, policy, retryable FROM failures "
+            "WHERE target = ? AND key BETWEEN ? AND ?",
+            (target.id, first, last),
+        ):
+            found[row[0]] = Prior(row[1], int(row[2]), row[3], failed=True, retryable=bool(row[4]))
+        return found
+
+    async def mark_deleted(self, scan_id: int, target: Target) -> int:
+        """Keys of the target this (complete) scan did not list are marked deleted by it."""
+        absent = (
+            "target = ? AND deleted_scan IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM scan_objects o WHERE o.scan_id = ? AND o.key = {t}.key)"
+        )
+        seen = (
+            "target = ? AND deleted_scan IS NOT NULL AND EXISTS "
+            "(SELECT 1 FROM scan_objects o WHERE o.scan_id = ? AND o.key = {t}.key)"
+        )
+        async with self._tx() as conn:
+            gone = 0
+            for table in ("verdicts", "failures"):
+                cur = await conn.execute(
+                    f"UPDATE {table} SET deleted_scan = ? WHERE " + absent.format(t=table),
+                    (scan_id, target.id, scan_id),
+                )
+                gone += cur.rowcount
+                await conn.execute(
+                    f"UPDATE {table} SET deleted_scan = NULL WHERE " + seen.format(t=table),
+                    (target.id, scan_id),
+                )
+            await conn.execute("UPDATE scans SET deleted = ? WHERE id = ?", (gone, scan_id))
+        return gone
+
+    async def seed_failures(self, scan_id: int, target: Target) -> int:
+        """A retry-failed scan: every key whose last attempt failed becomes pending in it."""
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO scan_objects (scan_id, key, etag, size, last_modified, storage_class,"
+                " state) SELECT ?, key, etag, size, last_modified, storage_class, 'pending' "
+                "FROM failures WHERE target = ? AND deleted_scan IS NULL",
+                (scan_id, target.id),
+            )
+            n = cur.rowcount
+            await conn.execute(
+                "UPDATE scans SET listed = ?, listing_done = 1 WHERE id = ?", (n, scan_id)
+            )
         return n
 
     # -- reading --------------------------------------------------------------------------
@@ -471,3 +577,11 @@ class Store:
 
     async def version(self) -> int:
         return await current_version(self._conn)
+
+    async def deleted_keys(self, target: Target, scan_id: int) -> set[str]:
+        rows = await self._all(
+            "SELECT key FROM verdicts WHERE target = ? AND deleted_scan = ? "
+            "UNION SELECT key FROM failures WHERE target = ? AND deleted_scan = ?",
+            (target.id, scan_id, target.id, scan_id),
+        )
+        return {r[0] for r in rows}
