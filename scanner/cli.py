@@ -16,13 +16,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import anyio
 
 from scanner import __version__
 from scanner.config import Config, load_config
+from scanner.cos.client import HttpClient, cos_service
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -38,9 +40,9 @@ from scanner.emulator import (
 from scanner.errors import ConfigError, ScanBusyError, ScannerError
 from scanner.models import ScanStatus
 from scanner.pipeline import Progress
-from scanner.report import status_json, status_table, summary_text
+from scanner.report import status_json, status_table, summary_text, write_rows
 from scanner.runner import DryRun, ScanResult, dry_run, scan_target, target_of
-from scanner.store import Store
+from scanner.store import ReportFilter, Store
 
 T = TypeVar("T")
 
@@ -222,6 +224,70 @@ def _status_args(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
     p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
     p.set_defaults(run=_run_status)
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _csv_words(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _since(text: str) -> float:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time, got {text!r}"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _report_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="export verdicts: csv, jsonl or a json summary",
+        description="Export the current state of every key of the target (its latest verdict or "
+        "failure, deletions, skips of the latest scan). Streams: constant memory at any size.",
+    )
+    _config_args(p)
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "json"),
+        default="csv",
+        help="csv or jsonl rows, or a json summary of totals (default csv)",
+    )
+    p.add_argument("--result", type=_csv_ints, default=(), help="only these Results, e.g. 1,2")
+    p.add_argument("--label", type=_csv_words, default=(), help="only these Labels, e.g. Porn,Ads")
+    p.add_argument("--min-score", type=int, default=None, help="only scores >= this")
+    p.add_argument(
+        "--state",
+        type=_csv_words,
+        default=(),
+        help="only these states: audited,failed,skipped,deleted",
+    )
+    p.add_argument("--scan", type=int, default=None, help="only rows recorded by this scan id")
+    p.add_argument(
+        "--since",
+        type=_since,
+        default=None,
+        help="only rows audited (or failed) at or after this ISO date/time",
+    )
+    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    p.add_argument(
+        "--presign",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="add a signed GET URL per object, valid for SECONDS",
+    )
+    p.set_defaults(run=_run_report)
 
 
 def _migrate_args(sub: Any) -> None:
@@ -435,6 +501,80 @@ def _run_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_STATES = {"audited", "failed", "skipped", "deleted"}
+
+
+def _report_filter(args: argparse.Namespace) -> ReportFilter:
+    bad = set(args.state) - _STATES
+    if bad:
+        raise ConfigError(f"--state: unknown {sorted(bad)}; choose from {sorted(_STATES)}")
+    if args.presign is not None and not 1 <= args.presign <= 7 * 86400:
+        raise ConfigError(f"--presign must be 1..604800 seconds (got {args.presign})")
+    return ReportFilter(
+        results=args.result,
+        labels=args.label,
+        min_score=args.min_score,
+        states=args.state,
+        scan_id=args.scan,
+        since=args.since,
+    )
+
+
+async def _report_target(store: Store, config: Config) -> str:
+    if config.cos.bucket:
+        return target_of(config).id
+    targets = await store.targets()
+    if len(targets) != 1:
+        raise ConfigError(f"the store holds {len(targets)} targets: set [cos] bucket/region/prefix")
+    return targets[0]
+
+
+async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
+    where = _report_filter(args)
+    async with await Store.open(config.store.path, readonly=True) as store:
+        target = await _report_target(store, config)
+        if args.format == "json":
+            totals = await store.report_totals(target, where)
+            out.write(json.dumps({"target": target, **totals}, indent=2) + "\n")
+            return
+        if args.presign is None:
+            await write_rows(store.iter_report(target, where), out, args.format)
+            return
+        if config.credentials is None:
+            raise ConfigError("--presign needs TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY")
+        async with HttpClient(config.credentials) as http:
+            service = cos_service(config.cos)
+            await write_rows(
+                store.iter_report(target, where),
+                out,
+                args.format,
+                lambda key: http.presign(service, key, args.presign),
+            )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    config = load_config(
+        _config_path(args),
+        os.environ,
+        {"store.path": args.store} if args.store else {},
+        require_credentials=False,
+        require_target=False,
+    )
+    if args.out is None:
+        anyio.run(_report, config, args, sys.stdout)
+        return EXIT_OK
+    partial = args.out.with_name(args.out.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            anyio.run(_report, config, args, out)
+        partial.replace(args.out)
+    except OSError as exc:
+        raise ConfigError(f"--out {str(args.out)!r}: {exc.strerror or exc}") from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return EXIT_OK
+
+
 def _run_migrate(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
 
@@ -487,7 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log details and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in (_scan_args, _status_args, _migrate_args, _demo_args, _emulator_args):
+    for add in (_scan_args, _status_args, _report_args, _migrate_args, _demo_args, _emulator_args):
         add(sub)
     return parser
 

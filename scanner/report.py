@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 from scanner.models import ScanStatus
 
@@ -139,3 +142,59 @@ def summary_text(
     if status.error:
         lines.append(f"  error     {status.error}")
     return "\n".join(lines)
+
+
+#: The columns of csv/jsonl reports: a contract (consumers ignore unknown fields).
+FIELDS = (
+    "key",
+    "etag",
+    "size",
+    "state",
+    "reason",
+    "message",
+    "result",
+    "label",
+    "score",
+    "category",
+    "sub_label",
+    "job_id",
+    "audited_at",
+    "scan_id",
+)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def row_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A store report row (REPORT_COLUMNS) as the report's fields (without the raw verdict)."""
+    out = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
+    out["audited_at"] = _iso(out["audited_at"])
+    return out
+
+
+async def write_rows(
+    chunks: AsyncIterator[list[tuple[Any, ...]]],
+    out: TextIO,
+    fmt: str,
+    link: Callable[[str], str] | None = None,
+) -> int:
+    """Stream report rows to `out` as csv or jsonl; returns how many were written."""
+    writer = None
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow([*FIELDS, "url"] if link else FIELDS)
+    count = 0
+    async for chunk in chunks:
+        for row in chunk:
+            record = row_dict(row)
+            if link is not None:
+                record["url"] = link(record["key"])
+            if writer is not None:
+                writer.writerow(["" if v is None else v for v in record.values()])
+            else:
+                record["verdict"] = json.loads(row[len(FIELDS)]) if row[len(FIELDS)] else None
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count

@@ -54,8 +54,11 @@ async def test_churn_audits_exactly_new_and_changed(tmp_path: Path) -> None:
         state.stats = Stats()
         assert await run(cfg, mode="incremental") == "done"
         candidates = auditable(state, cfg, changes["changed"] + changes["added"])
-        good = {k for k in candidates if not verdict_for(k, state.bucket.objects[k],
-                                                          scenes=DEFAULT_SCENES).code}  # fmt: skip
+        good = {
+            k
+            for k in candidates
+            if not verdict_for(k, state.bucket.objects[k], scenes=DEFAULT_SCENES).code
+        }
         assert set(state.stats.audits) == good
         assert sum(state.stats.audits.values()) + sum(state.stats.image_failures.values()) == len(
             candidates

@@ -23,7 +23,7 @@ import anyio
 import yarl
 
 from scanner import __version__
-from scanner.cos.signing import encode, sign, signable_headers
+from scanner.cos.signing import encode, presign_query, sign, signable_headers
 from scanner.cos.xml import error_fields
 from scanner.errors import (
     AuthError,
@@ -143,6 +143,21 @@ class HttpClient:
             start=now - SIGN_SKEW,
             end=now + SIGN_TTL,
         )
+
+    def presign(self, service: Service, key: str, seconds: int) -> str:
+        """A URL that GETs object `key` without credentials for `seconds` from now."""
+        now = int(self._wall())
+        overridden = not service.base_url.endswith(f"//{service.host}")
+        query = presign_query(
+            path="/" + key,
+            host=None if overridden else service.host,
+            secret_id=self._creds.secret_id,
+            secret_key=self._creds.secret_key,
+            start=now,
+            end=now + seconds,
+            token=self._creds.token,
+        )
+        return f"{service.base_url}{encode_path(key)}?{query}"
 
     async def send(
         self,

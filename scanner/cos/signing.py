@@ -110,3 +110,34 @@ def parse_authorization(value: str) -> dict[str, str]:
         if sep:
             fields[name] = val
     return fields
+
+
+def presign_query(
+    *,
+    path: str,
+    host: str | None,
+    secret_id: str,
+    secret_key: str,
+    start: int,
+    end: int,
+    token: str | None = None,
+) -> str:
+    """Query string of a presigned GET of `path` (reference 2.1, signature as URL params).
+
+    `host` is signed when given (real COS); with an endpoint override it is left out, since
+    a browser sends the override's host, as the SDK allows with SignHost=False.
+    """
+    auth = sign(
+        method="GET",
+        path=path,
+        params={},
+        headers={"host": host} if host else {},
+        secret_id=secret_id,
+        secret_key=secret_key,
+        start=start,
+        end=end,
+    )
+    query = "&".join(f"{k}={encode(v)}" for k, v in parse_authorization(auth).items())
+    if token:
+        query += f"&x-cos-security-token={encode(token)}"
+    return query

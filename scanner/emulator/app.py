@@ -95,7 +95,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             path=request.path,
             query=request.query,
             headers=request.headers,
-            now=time.time(),
+            now=time.time() + state.clock_offset,
         )
         if denial is not None:
             raise Refusal(*denial)
@@ -104,6 +104,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if early is not None:
             state.stats.statuses[f"{endpoint} {early.status}"] += 1
             return early
+        if endpoint == "object":
+            return _get_object(state, request)
         body = await _handle(state, request, endpoint)
     except Refusal as exc:
         state.stats.statuses[f"{endpoint} {exc.status}"] += 1
@@ -125,6 +127,25 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
             raise Refusal(400, "InvalidArgument", "job does not exist")
         return response_xml([job.xml], request_id())
     raise Refusal(501, "NotImplemented", "The emulator serves ListObjects and image auditing.")
+
+
+# A 1x1 GIF: what synthetic objects (which have no content) serve.
+_PIXEL = bytes.fromhex(
+    "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
+)
+
+
+def _get_object(state: EmulatorState, request: web.Request) -> web.Response:
+    """GET Object: the file in folder mode; a 1x1 GIF for synthetic objects."""
+    if request.method not in ("GET", "HEAD"):
+        raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
+    key = request.path[1:]
+    obj = state.bucket.objects.get(key)
+    if obj is None:
+        raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
+    body = obj.path.read_bytes() if obj.path is not None else _PIXEL
+    headers = {"ETag": f'"{obj.etag}"', "x-cos-request-id": request_id()}
+    return web.Response(body=body, headers=headers, content_type="application/octet-stream")
 
 
 def _int_param(query: Any, name: str, default: int) -> int:

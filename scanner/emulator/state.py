@@ -106,6 +106,7 @@ class EmulatorState:
     audit_times: deque[float] = field(default_factory=deque)
     jobs: dict[str, Job] = field(default_factory=dict)
     versions: Counter[str] = field(default_factory=Counter)
+    clock_offset: float = 0.0  # seconds added to the emulator's clock (tests of expiry)
 
     def __post_init__(self) -> None:
         self.rng.seed(self.seed)

@@ -1,0 +1,193 @@
+"""cos-scanner report as a subprocess over a real store: csv/jsonl round-trips, totals,
+filters, and presigned URLs the emulator accepts for exactly their lifetime."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+
+from scanner.config import Config
+from scanner.emulator import (
+    DEFAULT_SECRET_ID,
+    DEFAULT_SECRET_KEY,
+    EmulatorState,
+    running,
+    synthetic,
+)
+from scanner.pipeline import Progress
+from scanner.report import FIELDS
+from scanner.runner import scan_target
+from tests.test_pipeline import config
+
+ENV = dict(
+    os.environ, TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID, TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY
+)
+
+
+@pytest.fixture
+async def scanned(tmp_path: Path) -> AsyncIterator[tuple[EmulatorState, Config, Path]]:
+    state = EmulatorState(bucket=synthetic(1500, 31), seed=31)
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        state.faults.image_failure_rate = 0.02
+        cfg_file = tmp_path / "c.toml"
+        cfg_file.write_text(
+            f'[cos]\nbucket = "{cfg.cos.bucket}"\nendpoint = "{url}"\n'
+            f'[store]\npath = "{cfg.store.path}"\n[scan]\nmax_attempts = 1\n'
+        )
+        from dataclasses import replace
+
+        cfg = replace(cfg, scan=replace(cfg.scan, max_attempts=1))
+        with anyio.fail_after(60):
+            await scan_target(cfg, anyio.Event(), Progress())
+        state.faults.image_failure_rate = 0.0
+        yield state, cfg, cfg_file
+
+
+async def report(cfg_file: Path, *args: str) -> str:
+    argv = [sys.executable, "-m", "scanner", "report", "--config", str(cfg_file), *args]
+    done = await anyio.run_process(argv, env=ENV, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
+
+
+def db(cfg: Config, sql: str) -> list[Any]:
+    with sqlite3.connect(cfg.store.path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+async def test_csv_round_trips_every_verdict_field(
+    scanned: tuple[EmulatorState, Config, Path],
+) -> None:
+    _state, cfg, cfg_file = scanned
+    rows = list(csv.DictReader(io.StringIO(await report(cfg_file, "--format", "csv"))))
+    assert tuple(rows[0]) == FIELDS
+    verdicts = {
+        r[0]: r
+        for r in db(
+            cfg,
+            "SELECT key, etag, size, result, label, score, category, "
+            "sub_label, job_id, scan_id FROM verdicts",
+        )
+    }
+    audited = {r["key"]: r for r in rows if r["state"] == "audited"}
+    assert set(audited) == set(verdicts)
+    for key, v in verdicts.items():
+        r = audited[key]
+        assert (
+            r["etag"],
+            int(r["size"]),
+            int(r["result"]),
+            r["label"],
+            int(r["score"]),
+            r["category"],
+            r["sub_label"],
+            r["job_id"],
+            int(r["scan_id"]),
+        ) == v[1:]
+        assert r["audited_at"]
+    ((listed, _audited, failed, skipped),) = db(
+        cfg, "SELECT listed, audited, failed, skipped FROM scans"
+    )
+    assert len(rows) == listed
+    assert sum(r["state"] == "failed" for r in rows) == failed > 0
+    assert sum(r["state"] == "skipped" for r in rows) == skipped
+    assert all(r["reason"] == "-65010" for r in rows if r["state"] == "failed")
+
+
+async def test_jsonl_carries_the_full_verdict(scanned: tuple[EmulatorState, Config, Path]) -> None:
+    _state, cfg, cfg_file = scanned
+    lines = (await report(cfg_file, "--format", "jsonl", "--state", "audited")).splitlines()
+    raws = dict(db(cfg, "SELECT key, raw FROM verdicts"))
+    assert len(lines) == len(raws)
+    for line in lines:
+        record = json.loads(line)
+        assert set(FIELDS) <= set(record)
+        assert record["verdict"] == json.loads(raws[record["key"]])
+        assert record["verdict"]["Result"] == str(record["result"])
+
+
+async def test_json_summary_equals_store_counts(
+    scanned: tuple[EmulatorState, Config, Path],
+) -> None:
+    _state, cfg, cfg_file = scanned
+    summary = json.loads(await report(cfg_file, "--format", "json"))
+    ((sid, audited, flagged, review, failed, skipped),) = db(
+        cfg, "SELECT id, audited, flagged, review, failed, skipped FROM scans"
+    )
+    assert summary["by_state"] == {"audited": audited, "failed": failed, "skipped": skipped}
+    assert summary["by_result"]["1"] == flagged
+    assert summary["by_result"]["2"] == review
+    assert summary["by_result"]["0"] == audited - flagged - review
+    assert summary["by_scan"] == {str(sid): audited + failed + skipped}
+    labels = dict(db(cfg, "SELECT label, COUNT(*) FROM verdicts GROUP BY label"))
+    assert {k: v for k, v in summary["by_label"].items() if k} == labels
+
+
+async def test_filters(scanned: tuple[EmulatorState, Config, Path]) -> None:
+    _state, cfg, cfg_file = scanned
+    flagged = list(
+        csv.DictReader(io.StringIO(await report(cfg_file, "--result", "1,2", "--min-score", "80")))
+    )
+    expected = db(cfg, "SELECT COUNT(*) FROM verdicts WHERE result IN (1, 2) AND score >= 80")[0][0]
+    assert len(flagged) == expected > 0
+    assert all(int(r["score"]) >= 80 and r["result"] in ("1", "2") for r in flagged)
+    porn = list(csv.DictReader(io.StringIO(await report(cfg_file, "--label", "Porn"))))
+    assert porn
+    assert {r["label"] for r in porn} == {"Porn"}
+    skipped = list(csv.DictReader(io.StringIO(await report(cfg_file, "--state", "skipped"))))
+    assert {r["state"] for r in skipped} == {"skipped"}
+    assert all(r["reason"] for r in skipped)
+    none = await report(cfg_file, "--since", "2999-01-01")
+    assert none.strip() == ",".join(FIELDS)
+
+
+async def test_presigned_urls_live_exactly_their_lifetime(
+    scanned: tuple[EmulatorState, Config, Path],
+) -> None:
+    state, _cfg, cfg_file = scanned
+    lines = (
+        await report(cfg_file, "--format", "jsonl", "--result", "1", "--presign", "600")
+    ).splitlines()
+    record = json.loads(lines[0])
+    url = record["url"]
+    assert "q-signature=" in url
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url) as resp:
+            assert resp.status == 200
+            assert resp.headers["ETag"].strip('"') == record["etag"]
+        state.clock_offset = 590  # still inside the 600 s
+        async with session.get(url) as resp:
+            assert resp.status == 200
+        state.clock_offset = 610  # past it
+        async with session.get(url) as resp:
+            assert resp.status == 403
+            assert "Request has expired" in await resp.text()
+        state.clock_offset = 0
+        tampered = url.replace("q-signature=", "q-signature=0")
+        async with session.get(tampered) as resp:
+            assert resp.status == 403
+
+
+async def test_report_to_file_and_bad_state(
+    scanned: tuple[EmulatorState, Config, Path], tmp_path: Path
+) -> None:
+    _state, _cfg, cfg_file = scanned
+    out = tmp_path / "flagged.csv"
+    assert await report(cfg_file, "--result", "1", "--out", str(out)) == ""
+    assert out.read_text().startswith("key,etag,size,state")
+    argv = [sys.executable, "-m", "scanner", "report", "--config", str(cfg_file), "--state", "gone"]
+    done = await anyio.run_process(argv, env=ENV, check=False)
+    assert done.returncode == 2
+    assert b"--state: unknown ['gone']" in done.stderr
