@@ -8,7 +8,7 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && pip download --no-cache-dir --dest /wheels 'aiohttp>=3.9' 'anyio>=4.4' 'xmltodict>=0.13' 'aiosqlite>=0.20'
 
 FROM python:3.12-slim
-RUN useradd --system --uid 10001 --home-dir /var/lib/cos-scanner scanner \
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/cos-scanner scanner \
  && mkdir -p /var/lib/cos-scanner /etc/cos-scanner \
  && chown scanner /var/lib/cos-scanner
 COPY --from=build /wheels /wheels
@@ -17,6 +17,7 @@ COPY config.example.toml /etc/cos-scanner/config.example.toml
 USER scanner
 WORKDIR /var/lib/cos-scanner
 VOLUME /var/lib/cos-scanner
-ENV COS_SCANNER_STORE_PATH=/var/lib/cos-scanner/scanner.db
+ENV COS_SCANNER_CONFIG=/etc/cos-scanner/config.toml \
+    COS_SCANNER_STORE_PATH=/var/lib/cos-scanner/scanner.db
 ENTRYPOINT ["cos-scanner"]
 CMD ["--help"]

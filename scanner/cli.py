@@ -37,7 +37,13 @@ from scanner.emulator import (
     serve,
     synthetic,
 )
-from scanner.errors import ConfigError, ScanBusyError, ScannerError
+from scanner.errors import (
+    ConfigError,
+    RemoteError,
+    ScanBusyError,
+    ScannerError,
+    ThrottledError,
+)
 from scanner.models import ScanStatus
 from scanner.pipeline import Progress
 from scanner.report import status_json, status_table, summary_text, write_rows
@@ -201,6 +207,12 @@ def _scan_args(sub: Any) -> None:
         help="re-audit exactly the objects whose last attempt failed",
     )
     p.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="write the final summary JSON here (default: <store>.summary.json)",
+    )
+    p.add_argument(
         "--force",
         action="store_true",
         help="start a new scan that re-audits everything (bills again)",
@@ -345,9 +357,28 @@ def _progress_line(p: Progress) -> str:
     )
 
 
+def _progress_fields(p: Progress) -> dict[str, Any]:
+    budget = p.budget
+    return {
+        "event": "progress",
+        "phase": p.phase,
+        "listed": p.listed,
+        "audited": p.audited,
+        "flagged": p.flagged,
+        "review": p.review,
+        "failed": p.failed,
+        "skipped": p.skipped,
+        "requests": p.requests,
+        "rate": round(p.rate, 2),
+        "in_flight": budget.in_flight if budget else 0,
+        "qps_budget": round(budget.rate.rate, 2) if budget else None,
+        "throttled": budget.rate.throttled if budget else 0,
+    }
+
+
 async def _show_progress(progress: Progress, interval: float) -> None:
-    """A live line on a terminal; a log line every `interval` seconds otherwise."""
-    if sys.stderr.isatty():
+    """A live line on a terminal; a log line (or JSON event) every `interval` s otherwise."""
+    if sys.stderr.isatty() and not _JSON_LOGS:
         try:
             while True:
                 sys.stderr.write("\r\x1b[K" + _progress_line(progress))
@@ -358,7 +389,7 @@ async def _show_progress(progress: Progress, interval: float) -> None:
             sys.stderr.flush()
     while True:
         await anyio.sleep(interval)
-        log.info("%s", _progress_line(progress))
+        log.info("%s", _progress_line(progress), extra=_progress_fields(progress))
 
 
 async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -432,19 +463,73 @@ def scan_mode(args: argparse.Namespace, config: Config) -> tuple[str, bool]:
 
 
 async def _scan(
-    config: Config, max_images: int | None, mode: str = "full", force: bool = False
+    config: Config,
+    max_images: int | None,
+    mode: str = "full",
+    force: bool = False,
+    summary_path: Path | None = None,
 ) -> int:
     started = time.monotonic()
 
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[ScanResult]:
-        return scan_target(config, stop, progress, max_images=max_images, mode=mode, force=force)
+        return scan_target(
+            config,
+            stop,
+            progress,
+            max_images=max_images,
+            mode=mode,
+            force=force,
+            on_retry=_log_retry,
+        )
 
     result = await _supervised(config, work)
     if result is None:
         _fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
         return EXIT_INTERRUPTED
-    print(await _summary(config, result, time.monotonic() - started))
+    seconds = time.monotonic() - started
+    print(await _summary(config, result, seconds))
+    record = {
+        **status_json(result.status),
+        "outcome": result.outcome,
+        "run_seconds": round(seconds, 2),
+    }
+    log.info(
+        "scan %d %s", result.status.id, result.outcome, extra={"event": "scan_finish", **record}
+    )
+    _write_summary(summary_path or Path(config.store.path + ".summary.json"), record)
     return _exit_for(result.outcome)
+
+
+def _write_summary(path: Path, record: dict[str, Any]) -> None:
+    """The final summary as JSON for monitoring, replaced atomically."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        partial.replace(path)
+    except OSError as exc:
+        log.warning("could not write the summary to %s: %s", path, exc.strerror or exc)
+
+
+def _log_retry(exc: RemoteError, attempt: int, wait: float) -> None:
+    event = "throttled" if isinstance(exc, ThrottledError) else "retry"
+    level = logging.INFO if _JSON_LOGS else logging.DEBUG
+    log.log(
+        level,
+        "%s: attempt %d failed (%s); retrying in %.2fs",
+        exc.service,
+        attempt,
+        exc,
+        wait,
+        extra={
+            "event": event,
+            "service": exc.service,
+            "attempt": attempt,
+            "wait": round(wait, 3),
+            "status": exc.status,
+            "code": exc.code,
+            "request_id": exc.request_id,
+        },
+    )
 
 
 async def _dry(config: Config) -> int:
@@ -481,7 +566,7 @@ def _run_scan(args: argparse.Namespace) -> int:
     if args.dry_run:
         return anyio.run(_dry, config)
     mode, force = scan_mode(args, config)
-    return anyio.run(_scan, config, args.max_images, mode, force)
+    return anyio.run(_scan, config, args.max_images, mode, force, args.summary)
 
 
 def _run_status(args: argparse.Namespace) -> int:
@@ -625,6 +710,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cos-scanner {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details and tracebacks")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON event per line (for log pipelines)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in (_scan_args, _status_args, _report_args, _migrate_args, _demo_args, _emulator_args):
@@ -632,12 +723,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
+_JSON_LOGS = False
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, event, message and the record's extra fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", "log"),
+            "message": record.getMessage(),
+        }
+        out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if record.exc_info and record.exc_info[1] is not None:
+            out["error"] = str(record.exc_info[1])
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def _setup_logging(verbose: bool, fmt: str = "text") -> None:
+    global _JSON_LOGS
+    _JSON_LOGS = fmt == "json"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if _JSON_LOGS
+        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     )
+    root = logging.getLogger("scanner")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
     logging.getLogger("aiohttp").setLevel(logging.WARNING if verbose else logging.CRITICAL)
 
 
@@ -660,7 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _fail(str(exc))
         return EXIT_USAGE
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.log_format)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         try:

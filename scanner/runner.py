@@ -9,6 +9,7 @@ whose last scan is done is left alone: running it again changes nothing and bill
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -31,6 +32,8 @@ from scanner.models import ScanStatus, Target
 from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
 from scanner.retry import RetryPolicy
 from scanner.store import Store
+
+log = logging.getLogger("scanner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,21 @@ async def scan_target(
         )
         try:
             scan = await _open_scan(store, target, policy, mode, force)
+            if scan is not None:
+                log.info(
+                    "scan %d of %s (%s) %s",
+                    scan.id,
+                    target.id,
+                    scan.mode,
+                    "resumed" if scan.listed else "started",
+                    extra={
+                        "event": "scan_start",
+                        "scan_id": scan.id,
+                        "target": target.id,
+                        "mode": scan.mode,
+                        "resumed": bool(scan.listed),
+                    },
+                )
             if scan is None:
                 latest = await store.latest_scan(target)
                 assert latest is not None

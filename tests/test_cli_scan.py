@@ -50,10 +50,13 @@ def stats(url: str) -> dict[str, Any]:
 
 
 def one_line(err: str) -> str:
+    """The error: exactly one `cos-scanner:` line, last, and no traceback (log lines aside)."""
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
+    errors = [line for line in lines if line.startswith("cos-scanner:")]
+    assert len(errors) == 1, err
+    assert lines[-1] == errors[0], err
     assert "Traceback" not in err
-    return lines[0]
+    return errors[0]
 
 
 def integrity(db: Path) -> str:
@@ -160,3 +163,22 @@ def test_missing_config_and_credentials(
 def test_status_without_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--store", str(tmp_path / "none.db")]) == 1
     assert "no store at" in one_line(capsys.readouterr().err)
+
+
+def test_json_logs_and_summary_file(emulator: str, tmp_path: Path, creds: None,
+                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    config = cfg(tmp_path, emulator)
+    summary = tmp_path / "summary.json"
+    assert (
+        main(["--log-format", "json", "scan", "--config", str(config), "--summary", str(summary)])
+        == 0
+    )
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "scan_start"
+    assert kinds[-1] == "scan_finish"
+    finish = events[-1]
+    assert finish["listed"] == finish["audited"] + finish["failed"] + finish["skipped"]
+    written = json.loads(summary.read_text())
+    assert written["scan_id"] == finish["scan_id"]
+    assert written["outcome"] == "done"
