@@ -1,9 +1,10 @@
-"""Throughput, CPU and peak RSS of one full `cos-scanner scan` against an emulator.
+"""Throughput, CPU and peak RSS of a full `cos-scanner scan` against an emulator, and with
+--rescan of the incremental rescan of the same, unchanged bucket that follows it.
 
-The emulator runs in its own process (its own event loop); the scanner is a second process,
-measured with getrusage once it exits. Both share this machine's cores (see the header line).
+The emulator runs in its own process (its own event loop); each scanner run is a second
+process, measured with os.wait4 when it exits. Both share this machine's cores.
 
-    .venv/bin/python bench/scan_throughput.py --objects 100000 --latency 0
+    .venv/bin/python bench/scan_throughput.py --objects 100000 --latency 0 --rescan
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -21,6 +21,7 @@ import time
 import urllib.request
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 EMULATOR_ID = "AKIDemulator0000000000000000000000000"
 EMULATOR_KEY = "emulator-secret-key-000000000000"
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--qps", type=float, default=10_000.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rescan", action="store_true", help="then an unchanged incremental rescan")
     args = ap.parse_args()
     print(machine())
     emulator, url = start_emulator(args.objects, args.latency, args.seed)
@@ -81,35 +83,53 @@ def main() -> None:
             env = dict(
                 os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY
             )
-            started = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)],
-                env=env,
-                capture_output=True,
-                text=True,
+            print(
+                f"objects {args.objects:,}  latency {args.latency:g}s  concurrency "
+                f"{args.concurrency}  batch {args.batch_size}  qps ceiling {args.qps:g}"
             )
-            wall = time.perf_counter() - started
-            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode != 0:
-            raise SystemExit(f"scan failed ({done.returncode}): {done.stderr.strip()}")
-        with urllib.request.urlopen(url + "/_emulator/stats") as resp:
-            stats = json.load(resp)
+            report("full scan", run_scan(cfg, env, []), args.objects, url)
+            if args.rescan:
+                report(
+                    "incremental rescan (unchanged)",
+                    run_scan(cfg, env, ["--incremental"]),
+                    args.objects,
+                    url,
+                )
     finally:
         emulator.kill()
         emulator.wait()
+
+
+def run_scan(cfg: Path, env: dict[str, str], extra: list[str]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    argv = [sys.executable, "-m", "scanner", "scan", "--config", str(cfg), *extra]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - started
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"scan failed ({proc.returncode}): {err.read().decode().strip()}")
+    return wall, usage
+
+
+def report(name: str, measured: tuple[float, Any], objects: int, url: str) -> None:
+    wall, usage = measured
+    with urllib.request.urlopen(url + "/_emulator/stats") as resp:
+        stats = json.load(resp)
+    with urllib.request.urlopen(urllib.request.Request(url + "/_emulator/reset", method="POST")):
+        pass
     cpu = usage.ru_utime + usage.ru_stime
+    print(f"{name}:")
     print(
-        f"objects {args.objects:,}  latency {args.latency:g}s  concurrency {args.concurrency}  "
-        f"batch {args.batch_size}  qps ceiling {args.qps:g}"
-    )
-    print(
-        f"wall {wall:.1f}s  -> {args.objects / wall:,.0f} objects/s listed+checkpointed, "
+        f"  wall {wall:.1f}s  -> {objects / wall:,.0f} objects/s listed+checkpointed, "
         f"{stats['audited_images'] / wall:,.0f} images/s audited"
     )
-    print(f"scanner CPU {cpu:.1f}s  -> {cpu / args.objects * 10_000:.2f} CPU-s per 10,000 objects")
-    print(f"scanner peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
+    print(f"  scanner CPU {cpu:.1f}s  -> {cpu / objects * 10_000:.2f} CPU-s per 10,000 objects")
+    print(f"  scanner peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
     print(
-        f"audit requests {stats['requests'].get('audit', 0):,}, images billed "
+        f"  audit requests {stats['requests'].get('audit', 0):,}, images billed "
         f"{stats['audited_images']:,}, billed twice {stats['double_audited']}"
     )
 
