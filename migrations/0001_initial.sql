@@ -58,7 +58,7 @@ CREATE TABLE verdicts (
     sub_label     TEXT    NOT NULL,
     text          TEXT    NOT NULL,
     job_id        TEXT    NOT NULL,
-    raw           TEXT    NOT NULL,            -- JobsDetail as JSON
+    raw           TEXT    NOT NULL,            -- the JobsDetail element as received (XML)
     audited_at    REAL    NOT NULL,
     scan_id       INTEGER NOT NULL,
     PRIMARY KEY (target, key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -105,8 +105,8 @@ class ListResult:
 class ImageVerdict:
     """The outcome for one audited image: a verdict, or a per-image failure (`code` set).
 
-    `retryable` says whether a later attempt may succeed; `raw` is the JobsDetail element as a
-    JSON-able dict, kept for the store and for reports.
+    `retryable` says whether a later attempt may succeed; `raw` is the JobsDetail element's XML as
+    received, kept for the store and for reports.
     """
 
     key: str
@@ -125,7 +125,7 @@ class ImageVerdict:
     code: str = ""
     message: str = ""
     retryable: bool = False
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: str = ""
 
     @property
     def failed(self) -> bool:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from scanner.audit.codec import raw_to_dict
 from scanner.models import ScanStatus
 
 
@@ -194,7 +195,7 @@ async def write_rows(
             if writer is not None:
                 writer.writerow(["" if v is None else v for v in record.values()])
             else:
-                record["verdict"] = json.loads(row[len(FIELDS)]) if row[len(FIELDS)] else None
+                record["verdict"] = raw_to_dict(row[len(FIELDS)]) if row[len(FIELDS)] else None
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     return count

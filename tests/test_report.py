@@ -17,6 +17,7 @@ import aiohttp
 import anyio
 import pytest
 
+from scanner.audit.codec import raw_to_dict
 from scanner.config import Config
 from scanner.emulator import (
     DEFAULT_SECRET_ID,
@@ -114,7 +115,8 @@ async def test_jsonl_carries_the_full_verdict(scanned: tuple[EmulatorState, Conf
     for line in lines:
         record = json.loads(line)
         assert set(FIELDS) <= set(record)
-        assert record["verdict"] == json.loads(raws[record["key"]])
+        assert record["verdict"] == raw_to_dict(raws[record["key"]])
+        assert raws[record["key"]].startswith("<JobsDetail>")
         assert record["verdict"]["Result"] == str(record["result"])
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from scanner.cos.xml import parse, text, to_dict, to_int
@@ -124,29 +124,36 @@ def _keywords(elem: ET.Element) -> tuple[str, ...]:
     return tuple(k.text or "" for k in elem.iterfind("Keywords"))
 
 
+def _fields(elem: ET.Element) -> dict[str, str]:
+    """Child tag -> text in one pass (the decode hot path: no repeated find())."""
+    return {child.tag: child.text or "" for child in elem}
+
+
 def _scene(elem: ET.Element) -> SceneInfo:
-    return SceneInfo(
-        code=to_int(text(elem, "Code", "0")),
-        msg=text(elem, "Msg"),
-        hit_flag=to_int(text(elem, "HitFlag", "0")),
-        score=to_int(text(elem, "Score", "0")),
-        label=text(elem, "Label"),
-        category=text(elem, "Category"),
-        sub_label=text(elem, "SubLabel"),
-        ocr_results=tuple(
+    f = _fields(elem)
+    ocr: tuple[OcrResult, ...] = ()
+    libs: tuple[LibResult, ...] = ()
+    if "OcrResults" in f:
+        ocr = tuple(
             OcrResult(text(o, "Text"), _keywords(o), text(o, "SubLabel"))
             for o in elem.iterfind("OcrResults")
-        ),
-        lib_results=tuple(
-            LibResult(
-                text(lib, "ImageId"),
-                to_int(text(lib, "Score", "0")),
-                text(lib, "LibType"),
-                text(lib, "LibName"),
-                _keywords(lib),
-            )
+        )
+    if "LibResults" in f:
+        libs = tuple(
+            LibResult(text(lib, "ImageId"), to_int(text(lib, "Score", "0")),
+                      text(lib, "LibType"), text(lib, "LibName"), _keywords(lib))
             for lib in elem.iterfind("LibResults")
-        ),
+        )  # fmt: skip
+    return SceneInfo(
+        code=to_int(f.get("Code") or "0"),
+        msg=f.get("Msg", ""),
+        hit_flag=to_int(f.get("HitFlag") or "0"),
+        score=to_int(f.get("Score") or "0"),
+        label=f.get("Label", ""),
+        category=f.get("Category", ""),
+        sub_label=f.get("SubLabel", ""),
+        ocr_results=ocr,
+        lib_results=libs,
     )
 
 
@@ -161,51 +168,63 @@ def _failure(item: AuditItem, code: str, message: str, **kw: object) -> ImageVer
     )
 
 
-def decode_job(jd: ET.Element, item: AuditItem) -> ImageVerdict:
-    """One JobsDetail element as the verdict (or per-image failure) for `item`."""
-    raw = to_dict(jd)
-    raw = raw if isinstance(raw, dict) else {}
-    job_id, state = text(jd, "JobId"), text(jd, "State")
-    code = text(jd, "Code")
+_SCENE_TAGS = frozenset(SCENES)
+
+
+def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
+    """One JobsDetail element as the verdict (or per-image failure) for `item`.
+
+    `raw` is the element's XML as received (kept for the store and reports).
+    """
+    raw = raw or ET.tostring(jd, encoding="unicode")
+    f = _fields(jd)
+    job_id, state, code = f.get("JobId", ""), f.get("State", ""), f.get("Code", "")
+    common = {"job_id": job_id, "state": state, "raw": raw}
     if (code and code not in ("0", "Success")) or state == "Failed":
-        message = text(jd, "Message") or state or "failed"
-        return _failure(item, code or "Failed", message, job_id=job_id, state=state, raw=raw)
-    scenes = {tag: _scene(e) for tag in SCENES if (e := jd.find(tag)) is not None}
+        return _failure(item, code or "Failed", f.get("Message") or state or "failed", **common)
+    scenes = {e.tag: _scene(e) for e in jd if e.tag in _SCENE_TAGS}
     broken = [(t, s) for t, s in scenes.items() if s.code != 0]
     if broken:
         tag, scene = broken[0]
-        msg = f"{tag}: {scene.msg or 'scene failed'}"
-        return _failure(item, str(scene.code), msg, job_id=job_id, state=state, raw=raw)
-    result = to_int(text(jd, "Result", "-1"), -1)
+        return _failure(item, str(scene.code), f"{tag}: {scene.msg or 'scene failed'}", **common)
+    result = to_int(f.get("Result") or "-1", -1)
     if result not in (0, 1, 2):
-        return _failure(
-            item,
-            "NoVerdict",
-            f"answer has no valid Result ({text(jd, 'Result')!r})",
-            job_id=job_id,
-            state=state,
-            raw=raw,
+        msg = f"answer has no valid Result ({f.get('Result', '')!r})"
+        return _failure(item, "NoVerdict", msg, **common)
+    compression = f.get("CompressionResult", "")
+    lists: tuple[ListResult, ...] = ()
+    if "ListInfo" in f:
+        lists = tuple(
+            ListResult(to_int(text(r, "ListType", "0")), text(r, "ListName"), text(r, "Entity"))
+            for r in jd.iterfind("ListInfo/ListResults")
         )
-    compression = text(jd, "CompressionResult")
     return ImageVerdict(
         key=item.key,
         data_id=item.data_id,
         job_id=job_id,
         state=state or "Success",
         result=Result(result),
-        label=text(jd, "Label"),
-        score=to_int(text(jd, "Score", "0")),
-        category=text(jd, "Category"),
-        sub_label=text(jd, "SubLabel"),
-        text=text(jd, "Text"),
+        label=f.get("Label", ""),
+        score=to_int(f.get("Score") or "0"),
+        category=f.get("Category", ""),
+        sub_label=f.get("SubLabel", ""),
+        text=f.get("Text", ""),
         compression_result=to_int(compression) if compression else None,
         scenes=scenes,
-        list_results=tuple(
-            ListResult(to_int(text(r, "ListType", "0")), text(r, "ListName"), text(r, "Entity"))
-            for r in jd.iterfind("ListInfo/ListResults")
-        ),
+        list_results=lists,
         raw=raw,
     )
+
+
+_JOB_XML = re.compile(rb"<JobsDetail>.*?</JobsDetail>", re.DOTALL)
+
+
+def raw_to_dict(raw: str) -> dict[str, Any]:
+    """A stored raw JobsDetail (XML) as JSON-able data, for reports."""
+    if not raw:
+        return {}
+    data = to_dict(parse(raw.encode()))
+    return data if isinstance(data, dict) else {}
 
 
 def decode_results(body: bytes, items: Sequence[AuditItem]) -> list[ImageVerdict]:
@@ -219,12 +238,15 @@ def decode_results(body: bytes, items: Sequence[AuditItem]) -> list[ImageVerdict
     by_id = {i.data_id: i for i in items}
     by_key = {i.key: i for i in items}
     found: dict[str, ImageVerdict] = {}
-    for jd in root.iterfind("JobsDetail"):
+    jobs = root.findall("JobsDetail")
+    spans = _JOB_XML.findall(body)
+    raws = [s.decode() for s in spans] if len(spans) == len(jobs) else [""] * len(jobs)
+    for jd, raw in zip(jobs, raws, strict=True):
         item = by_id.get(text(jd, "DataId"))
         if item is None and not text(jd, "DataId"):
             item = by_key.get(text(jd, "Object"))
         if item is not None and item.data_id not in found:
-            found[item.data_id] = decode_job(jd, item)
+            found[item.data_id] = decode_job(jd, item, raw)
     return [
         found.get(i.data_id) or _failure(i, "NoResult", "the answer did not mention this image")
         for i in items

@@ -10,7 +10,6 @@ The counters in `scans` change only in the same transactions as the rows they co
 from __future__ import annotations
 
 import contextlib
-import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -406,7 +405,7 @@ class Store:
                         v.sub_label,
                         v.text,
                         v.job_id,
-                        json.dumps(v.raw, ensure_ascii=False),
+                        v.raw,
                         now,
                         scan_id,
                     )

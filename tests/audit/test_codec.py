@@ -6,7 +6,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from scanner.audit.codec import AuditOptions, decode_results, encode_batch, xml_safe
+from scanner.audit.codec import (
+    AuditOptions,
+    decode_results,
+    encode_batch,
+    raw_to_dict,
+    xml_safe,
+)
 from scanner.cos.xml import XmlError
 from scanner.models import AuditItem, Result
 
@@ -122,7 +128,8 @@ def test_decode_matches_by_data_id_not_position() -> None:
     assert ads.lib_results[0].score == 88
     assert c.scenes["PornInfo"].hit_flag == 0
     assert c.list_results[0].list_name == "bl"
-    assert c.raw["AdsInfo"]["OcrResults"]["Keywords"] == ["加", "微信"]
+    assert raw_to_dict(c.raw)["AdsInfo"]["OcrResults"]["Keywords"] == ["加", "微信"]
+    assert c.raw.startswith("<JobsDetail><DataId>2</DataId>")
     assert c.compression_result == 0
     # a per-image failure with an empty DataId is matched by its Object
     assert (b.code, b.message, b.failed, b.retryable) == (

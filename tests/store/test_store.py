@@ -28,7 +28,7 @@ def ok(key: str, result: Result = Result.NORMAL) -> ImageVerdict:
         result=result,
         label="L",
         score=5,
-        raw={"Result": str(int(result))},
+        raw=f"<JobsDetail><Result>{int(result)}</Result></JobsDetail>",
     )
 
 
