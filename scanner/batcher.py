@@ -34,28 +34,22 @@ async def make_batches(
     size: int,
     wait: float,
 ) -> None:
-    """Batches of up to `size` refs; a partial batch goes out after `wait` seconds idle."""
+    """Batches of up to `size` refs; a partial batch goes out `wait` seconds after its first
+    ref arrived (cancelling a memory-stream receive loses nothing)."""
     async with refs_rx, batches_tx:
-        batch: list[ObjectRef] = []
         while True:
             try:
-                if not batch:
-                    ref = await refs_rx.receive()
-                else:
-                    try:  # the common case: more is already waiting, no timer needed
-                        ref = refs_rx.receive_nowait()
-                    except anyio.WouldBlock:
-                        with anyio.fail_after(wait):
-                            ref = await refs_rx.receive()
-            except TimeoutError:
-                await batches_tx.send(batch)
-                batch = []
-                continue
+                batch = [await refs_rx.receive()]
             except anyio.EndOfStream:
-                if batch:
-                    await batches_tx.send(batch)
                 return
-            batch.append(ref)
-            if len(batch) >= size:
-                await batches_tx.send(batch)
-                batch = []
+            ended = False
+            with anyio.move_on_after(wait):  # one timer per batch, from its first ref
+                while len(batch) < size:
+                    try:
+                        batch.append(await refs_rx.receive())
+                    except anyio.EndOfStream:
+                        ended = True
+                        break
+            await batches_tx.send(batch)
+            if ended:
+                return

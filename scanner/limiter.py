@@ -10,14 +10,11 @@ increase) up to the configured ceiling, so a scan converges on what the account 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from types import TracebackType
 
 import anyio
 
-if TYPE_CHECKING:
-    from types import TracebackType
-
-    from scanner.clock import Clock
+from scanner.clock import Clock
 
 
 class RateLimiter:

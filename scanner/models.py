@@ -5,12 +5,10 @@ Leaf module: imports nothing from `scanner`. Everything here is immutable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 #: The scene blocks a batch image audit can return, by their XML element name.
 SCENES = (
@@ -120,7 +118,7 @@ class ImageVerdict:
     sub_label: str = ""
     text: str = ""
     compression_result: int | None = None
-    scenes: dict[str, SceneInfo] = field(default_factory=dict)
+    scenes: Mapping[str, SceneInfo] = field(default_factory=dict)
     list_results: tuple[ListResult, ...] = ()
     code: str = ""
     message: str = ""

@@ -10,15 +10,12 @@ slows down on each of them until it fits the account's quota.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from scanner.clock import Clock
 from scanner.errors import RemoteError, ThrottledError
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from scanner.clock import Clock
 
 T = TypeVar("T")
 

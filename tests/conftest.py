@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,9 +21,6 @@ from scanner.emulator import (
 )
 from scanner.limiter import AuditBudget
 from scanner.retry import RetryPolicy
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
 
 CREDS = Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)
 FAST_RETRY = RetryPolicy(attempts=3, deadline=10.0, wait_initial=0.0, wait_max=0.0)

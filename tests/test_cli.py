@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+
+import pytest
 
 from scanner.cli import build_parser, main
-
-if TYPE_CHECKING:
-    import pytest
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:

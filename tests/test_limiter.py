@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 import anyio
 
 from scanner.limiter import AuditBudget, RateLimiter
-
-if TYPE_CHECKING:
-    from tests.conftest import FakeClock
+from tests.conftest import FakeClock
 
 
 async def test_strict_spacing_and_no_burst_after_idle(clock: FakeClock) -> None:

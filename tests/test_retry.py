@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
 import pytest
 
 from scanner.errors import AuthError, ServiceError, ThrottledError, TransportError
 from scanner.retry import RetryPolicy, retrying
-
-if TYPE_CHECKING:
-    from tests.conftest import FakeClock
+from tests.conftest import FakeClock
 
 
 def test_backoff_is_full_jitter_under_the_cap() -> None:

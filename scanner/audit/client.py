@@ -7,21 +7,17 @@ a throttling answer shrinks the budget, a success grows it back. Transport error
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
+from scanner.clock import Clock
+from scanner.config import AuditSettings, CosSettings
 from scanner.cos.client import HttpClient, ci_service
 from scanner.cos.xml import XmlError
 from scanner.errors import ProtocolError, RemoteError, ThrottledError
+from scanner.limiter import AuditBudget
+from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-    from scanner.clock import Clock
-    from scanner.config import AuditSettings, CosSettings
-    from scanner.limiter import AuditBudget
-    from scanner.models import AuditItem, ImageVerdict
 
 
 def audit_options(settings: AuditSettings) -> AuditOptions:

@@ -14,8 +14,9 @@ form the official SDK uses with IP/Port, so one emulator serves both services.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from types import TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -23,6 +24,7 @@ import anyio
 import yarl
 
 from scanner import __version__
+from scanner.config import AuditSettings, CosSettings, Credentials
 from scanner.cos.signing import encode, presign_query, sign, signable_headers
 from scanner.cos.xml import error_fields
 from scanner.errors import (
@@ -33,12 +35,6 @@ from scanner.errors import (
     ThrottledError,
     TransportError,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-    from types import TracebackType
-
-    from scanner.config import AuditSettings, CosSettings, Credentials
 
 USER_AGENT = f"cos-scanner/{__version__}"
 SIGN_TTL = 900  # seconds a request signature stays valid

@@ -8,21 +8,17 @@ async generator: no task group or cancel scope inside.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from scanner.clock import Clock
+from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, cos_service
 from scanner.cos.xml import XmlError, parse, text, to_int
 from scanner.errors import ProtocolError, RemoteError
 from scanner.models import ObjectRef, Page
 from scanner.retry import RetryPolicy, retrying
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
-
-    from scanner.clock import Clock
-    from scanner.config import CosSettings
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 from urllib.parse import quote
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 #: Headers the Python SDK signs (besides any x-cos-* / x-ci-*); we sign the same set.
 SIGNED_HEADERS = frozenset(

@@ -7,14 +7,10 @@ service it was sent to (COS: 403 + COS codes; CI: 401 + CI codes).
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from scanner.cos.signing import parse_authorization, signature
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
-
-    from scanner.emulator.state import EmulatorState, KeyPair
+from scanner.emulator.state import EmulatorState, KeyPair
 
 Denial = tuple[int, str, str]
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from scanner.emulator.state import EmulatorState
 from scanner.emulator.wire import error_xml, request_id
-
-if TYPE_CHECKING:
-    from scanner.emulator.state import EmulatorState
 
 BOMB = (
     '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol">'

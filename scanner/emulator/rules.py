@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from scanner.emulator.bucket import MB, StoredObject
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "heif", "heic"})
 DEFAULT_SCENES = ("Porn", "Terrorism", "Politics", "Ads", "Illegal")

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from aiohttp import web
 
 from scanner.emulator.app import build_app
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
-
-    from scanner.emulator.state import EmulatorState
+from scanner.emulator.state import EmulatorState
 
 
 @contextlib.asynccontextmanager

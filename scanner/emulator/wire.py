@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import itertools
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
-
-    from scanner.emulator.bucket import StoredObject
-    from scanner.emulator.rules import Verdict
+from scanner.emulator.bucket import StoredObject
+from scanner.emulator.rules import Verdict
 
 DECLARATION = "<?xml version='1.0' encoding='utf-8' ?>\n"
 _ids = itertools.count(1)

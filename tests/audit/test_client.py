@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import pytest
 
+from scanner.audit.client import AuditClient
 from scanner.cos.client import HttpClient
+from scanner.emulator import EmulatorState
 from scanner.emulator.bucket import MB, StoredObject, etag_of
 from scanner.emulator.rules import verdict_for
 from scanner.errors import AuthError, ProtocolError, ServiceError, ThrottledError
 from scanner.models import AuditItem, Result
 from tests.conftest import Emulator, FakeClock, make_auditor
-
-if TYPE_CHECKING:
-    from scanner.audit.client import AuditClient
-    from scanner.emulator import EmulatorState
 
 KEYS = {
     "ok/normal.jpg": 100_000,

@@ -168,3 +168,14 @@ def test_decode_refuses_non_response() -> None:
         decode_results(b"<Error><Code>x</Code></Error>", ITEMS)
     with pytest.raises(XmlError):
         decode_results(b"<Response><JobsDetail>", ITEMS)
+
+
+def test_raw_falls_back_to_serialising_when_elements_are_unusual() -> None:
+    body = (b'<Response><JobsDetail a="1"><DataId>0</DataId><Result>1</Result><Label>Porn'
+            b"</Label><PornInfo><Code>0</Code><HitFlag>1</HitFlag></PornInfo></JobsDetail>"
+            b"</Response>")  # fmt: skip
+    (r,) = decode_results(body, ITEMS[:1])
+    assert r.result == Result.SENSITIVE
+    assert raw_to_dict(r.raw)["Label"] == "Porn"
+    assert r.scenes["PornInfo"].hit_flag == 1
+    assert list(r.scenes) == ["PornInfo"]

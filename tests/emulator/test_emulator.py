@@ -7,7 +7,7 @@ import re
 import signal
 import urllib.request
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import aiohttp
 import anyio
@@ -23,9 +23,6 @@ from scanner.errors import ServiceError
 from scanner.models import AuditItem
 from tests.conftest import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor
 from tests.procs import start_emulator
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def _fill(state: EmulatorState, keys: list[str]) -> None:

@@ -7,7 +7,7 @@ emulator serves on the event loop.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -16,9 +16,7 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from scanner.emulator import DEFAULT_BUCKET, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, KeyPair
 from scanner.emulator.bucket import StoredObject, etag_of
-
-if TYPE_CHECKING:
-    from tests.conftest import Emulator
+from tests.conftest import Emulator
 
 AWKWARD = [
     "a b.jpg",
