@@ -93,6 +93,13 @@ def _emulator_args(sub: Any) -> None:
         help="its SecretKey (default: the documented emulator key; or $EMULATOR_SECRET_KEY)",
     )
     p.add_argument("--session-token", default=None, help="require this session token")
+    p.add_argument(
+        "--token-expires-in",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the session token expires this long after start (negative: expired)",
+    )
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     p.add_argument("--qps-cap", type=float, default=0.0, help="audit requests/s before SlowDown")
     p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503")
@@ -116,6 +123,7 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
             raise ConfigError(f"--objects must be >= 0 (got {args.objects})")
         bucket = synthetic(args.objects, args.seed)
     key = args.secret_key or os.environ.get("EMULATOR_SECRET_KEY") or DEFAULT_SECRET_KEY
+    expires = None if args.token_expires_in is None else time.time() + args.token_expires_in
     faults = Faults(
         latency=args.latency,
         qps_cap=args.qps_cap,
@@ -129,7 +137,7 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
         bucket_name=args.bucket,
         region=args.region,
         seed=args.seed,
-        keys={args.secret_id: KeyPair(key, token=args.session_token)},
+        keys={args.secret_id: KeyPair(key, token=args.session_token, token_expires=expires)},
         faults=faults,
     )
 

@@ -45,16 +45,17 @@ async def retrying(
     `on_retry(error, attempt, wait)` is told about each retry before the wait.
     """
     started = clock.now()
-    attempt = 0
+    attempt = failures = 0  # every try; the tries that failed other than by throttling
     while True:
         attempt += 1
         try:
             return await call()
         except RemoteError as exc:
-            throttled = isinstance(exc, ThrottledError)
-            if not exc.retryable or (attempt >= policy.attempts and not throttled):
+            if not isinstance(exc, ThrottledError):
+                failures += 1
+            if not exc.retryable or failures >= policy.attempts:
                 raise
-            wait = policy.backoff(attempt)
+            wait = policy.backoff(min(attempt, 30))
             if isinstance(exc, ThrottledError) and exc.retry_after is not None:
                 wait = max(wait, exc.retry_after)
             if clock.now() + wait - started > policy.deadline:

@@ -165,8 +165,9 @@ def test_status_without_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "no store at" in one_line(capsys.readouterr().err)
 
 
-def test_json_logs_and_summary_file(emulator: str, tmp_path: Path, creds: None,
-                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_json_logs_and_summary_file(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = cfg(tmp_path, emulator)
     summary = tmp_path / "summary.json"
     assert (

@@ -9,8 +9,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_schedule_runs_the_incremental_scan() -> None:
-    files = [ROOT / "deploy/cron/cos-scanner", ROOT / "deploy/systemd/cos-scanner.service",
-             ROOT / "deploy/kubernetes/cronjob.yaml"]  # fmt: skip
+    files = [
+        ROOT / "deploy/cron/cos-scanner",
+        ROOT / "deploy/systemd/cos-scanner.service",
+        ROOT / "deploy/kubernetes/cronjob.yaml",
+    ]
     for path in files:
         text = path.read_text()
         assert re.search(r"scan\"?,? \"?--incremental", text), path
@@ -47,5 +50,5 @@ def test_readme_documents_commands_and_exit_codes() -> None:
         "docker run",
         "--log-format json",
     )
-    for needle in needles:  # fmt: skip
+    for needle in needles:
         assert needle in text, needle

@@ -78,3 +78,16 @@ async def test_throttling_is_bounded_by_the_deadline_not_attempts(clock: FakeClo
     policy = RetryPolicy(attempts=3, deadline=100.0, wait_initial=0.1, wait_max=1.0)
     assert await retrying(policy, clock, busy) == "ok"
     assert len(calls) == 10
+
+
+async def test_throttling_does_not_use_up_the_attempts(clock: FakeClock) -> None:
+    answers: list[Exception] = [ThrottledError("audit", "slow")] * 5 + [
+        TransportError("audit", "reset")
+    ]
+
+    async def flaky() -> str:
+        if answers:
+            raise answers.pop(0)
+        return "ok"
+
+    assert await retrying(RetryPolicy(attempts=2, deadline=1e6), clock, flaky) == "ok"

@@ -100,6 +100,7 @@ async def before(
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError  # the peer is gone; aiohttp drops the handler quietly
+    await _maybe_stall(state, request)
     if _roll(state, f.error_rate):
         state.stats.faults["error"] += 1
         if state.rng.random() < 0.5:
@@ -108,6 +109,15 @@ async def before(
     if endpoint == "audit" and _over_cap(state):
         return _throttled(state, service)
     return None
+
+
+async def _maybe_stall(state: EmulatorState, request: web.Request) -> None:
+    """Hold the request past the client's timeout; if the client gave up, drop it unbilled."""
+    if _roll(state, state.faults.stall_rate):
+        state.stats.faults["stall"] += 1
+        await asyncio.sleep(state.faults.stall)
+        if request.transport is None or request.transport.is_closing():
+            raise asyncio.CancelledError
 
 
 def mangle_jobs(state: EmulatorState, jobs: list[str]) -> list[str]:

@@ -41,6 +41,8 @@ class Faults:
     truncate_rate: float = 0.0  # Content-Length promises more than is sent
     slow_body: float = 0.0  # seconds to trickle each body out
     image_failure_rate: float = 0.0  # per image: retryable -65010 download failed
+    stall_rate: float = 0.0  # requests held `stall` seconds before handling (client timeouts)
+    stall: float = 0.0
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests
     targets: list[str] = field(default_factory=lambda: ["list", "audit"])
     body_mode: str = ""  # "", "html", "bomb", "huge", "drop_one", "unknown_id"

@@ -171,9 +171,11 @@ def test_decode_refuses_non_response() -> None:
 
 
 def test_raw_falls_back_to_serialising_when_elements_are_unusual() -> None:
-    body = (b'<Response><JobsDetail a="1"><DataId>0</DataId><Result>1</Result><Label>Porn'
-            b"</Label><PornInfo><Code>0</Code><HitFlag>1</HitFlag></PornInfo></JobsDetail>"
-            b"</Response>")  # fmt: skip
+    body = (
+        b'<Response><JobsDetail a="1"><DataId>0</DataId><Result>1</Result><Label>Porn'
+        b"</Label><PornInfo><Code>0</Code><HitFlag>1</HitFlag></PornInfo></JobsDetail>"
+        b"</Response>"
+    )
     (r,) = decode_results(body, ITEMS[:1])
     assert r.result == Result.SENSITIVE
     assert raw_to_dict(r.raw)["Label"] == "Porn"
