@@ -1,0 +1,235 @@
+"""The bad-input matrix: every case gives one clear line and its exit code, never a
+traceback, leaves the store valid with its verdicts intact, and never prints a secret."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scanner.cli import main
+from scanner.emulator import DEFAULT_SECRET_ID
+from tests.procs import start_emulator
+
+SECRET = "s3cr3t-KEY-never-printed"
+TOKEN = "t0ken-never-printed"
+LONG_KEY = "keys/" + "長" * 280 + "x.jpg"  # the longest key COS allows: 850 bytes
+assert len(LONG_KEY.encode()) == 850
+
+
+@dataclass
+class Emu:
+    url: str
+    token_url: str
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> None:
+    req = urllib.request.Request(url + path, method="POST", data=json.dumps(body).encode())
+    urllib.request.urlopen(req, timeout=5).close()
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emu]:
+    main_proc, url = start_emulator("--objects", "600", "--seed", "3", "--secret-key", SECRET)
+    tok_proc, token_url = start_emulator(
+        "--objects",
+        "10",
+        "--secret-key",
+        SECRET,
+        "--session-token",
+        TOKEN,
+        "--token-expires-in",
+        "-10",
+    )
+    with main_proc, tok_proc:
+        try:
+            post(
+                url,
+                "/_emulator/objects",
+                {"put": {LONG_KEY: {}, "keys/new\nline.jpg": {}, "keys/bell\x07.jpg": {}}},
+            )
+            yield Emu(url, token_url)
+        finally:
+            main_proc.kill()
+            tok_proc.kill()
+
+
+@pytest.fixture(scope="module")
+def baseline(emu: Emu, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store with one finished scan of albums/u0000*, copied for every case."""
+    base = tmp_path_factory.mktemp("base")
+    cfg = write(base, emu.url, store=base / "base.db")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+    mp.setenv("TENCENTCLOUD_SECRET_KEY", SECRET)
+    try:
+        assert main(["scan", "--config", str(cfg), "--prefix", "albums/u0000"]) == 0
+    finally:
+        mp.undo()
+    return base / "base.db"
+
+
+def write(folder: Path, url: str, *, store: Path, cos: str = "", audit: str = "",
+          bucket: str = "album-1250000000") -> Path:  # fmt: skip
+    path = folder / "c.toml"
+    path.write_text(
+        f'[cos]\nbucket = "{bucket}"\nendpoint = "{url}"\n{cos}\n'
+        f"[audit]\n{audit or 'qps = 500.0'}\n[scan]\nmax_attempts = 1\nbatch_wait = 0.05\n"
+        f'[retry]\nattempts = 2\nwait_initial = 0.01\nwait_max = 0.02\n[store]\npath = "{store}"\n'
+    )
+    return path
+
+
+@dataclass
+class Case:
+    name: str
+    code: int
+    says: str
+    argv: list[str] = field(default_factory=lambda: ["scan", "--incremental"])
+    cos: str = ""
+    audit: str = ""
+    bucket: str = "album-1250000000"
+    raw_config: str | None = None
+    env: dict[str, str | None] = field(default_factory=dict)
+    faults: dict[str, Any] = field(default_factory=dict)
+    url: str = "main"
+    store: str = "copy"  # copy | dir-missing | garbage | newer
+    check: Callable[[Path], None] | None = None
+
+
+def failed_no_result(db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT reason FROM scan_objects WHERE state = 'failed'").fetchall()
+    assert ("NoResult",) in rows
+
+
+def key_state(key: str, state: str, reason: str | None = None) -> Callable[[Path], None]:
+    def check(db: Path) -> None:
+        with sqlite3.connect(db) as conn:
+            row = conn.execute("SELECT state, reason FROM scan_objects WHERE key = ? "
+                               "ORDER BY scan_id DESC LIMIT 1", (key,)).fetchone()  # fmt: skip
+        assert row == (state, reason), row
+
+    return check
+
+
+CASES = [
+    Case("config file missing", 2, "does not exist", argv=["scan", "--config", "/nonexistent.toml"]),
+    Case("bad toml", 2, "is not valid TOML", raw_config="[cos\nbucket = 1\n"),
+    Case("unknown key", 2, "cos.bukket: unknown key", cos='bukket = "x"'),
+    Case("wrong type", 2, "audit.concurrency: must be an integer (got 'many')", audit='concurrency = "many"'),
+    Case("batch size 0", 2, "audit.batch_size: must be between 1 and 100 (got 0)", audit="batch_size = 0"),
+    Case("batch size 101", 2, "audit.batch_size: must be between 1 and 100 (got 101)", audit="batch_size = 101"),
+    Case("negative qps", 2, "audit.qps: must be > 0 (got -5.0)", audit="qps = -5"),
+    Case("empty bucket", 2, "cos.bucket: is required", bucket=""),
+    Case("bucket without appid", 2, "cos.bucket: must be BucketName-APPID", bucket="mybucket"),
+    Case("endpoint with a path", 2, "cos.endpoint: must have no path", cos="", url="path"),
+    Case("credentials missing", 2, "TENCENTCLOUD_SECRET_ID",
+         env={"TENCENTCLOUD_SECRET_ID": None, "TENCENTCLOUD_SECRET_KEY": None}),
+    Case("wrong secret", 1, "SignatureDoesNotMatch", env={"TENCENTCLOUD_SECRET_KEY": "wrong-key"}),
+    Case("unknown secret id", 1, "InvalidAccessKeyId", env={"TENCENTCLOUD_SECRET_ID": "AKIDnobody"}),
+    Case("expired token", 1, "ExpiredToken", url="token", env={"TENCENTCLOUD_SESSION_TOKEN": TOKEN}),
+    Case("unknown bucket", 1, "NoSuchBucket", bucket="nosuch-1250000000"),
+    Case("refused connection", 1, "cannot connect to 127.0.0.1", url="closed"),
+    Case("html answer", 1, "unreadable listing", faults={"body_mode": "html"}),
+    Case("truncated xml", 1, "malformed XML", faults={"malformed_rate": 1.0}),
+    Case("entity bomb", 1, "refused XML with a DTD", faults={"body_mode": "bomb"}),
+    Case("100 MB body", 1, "over the 16777216-byte limit", faults={"body_mode": "huge"}),
+    Case("fewer JobsDetail than inputs", 0, "", argv=["scan", "--force", "--prefix", "albums/u0001"],
+         faults={"body_mode": "drop_one", "targets": ["audit"]}, check=failed_no_result),
+    Case("unknown DataId", 0, "", argv=["scan", "--force", "--prefix", "albums/u0001"],
+         faults={"body_mode": "unknown_id", "targets": ["audit"]}, check=failed_no_result),
+    Case("unwritable store", 1, "is not a directory", store="dir-missing"),
+    Case("store not sqlite", 1, "is not usable: file is not a database", store="garbage"),
+    Case("store from a newer schema", 1, "newer than this cos-scanner knows", store="newer"),
+    Case("850-byte key", 0, "", argv=["scan", "--force", "--prefix", "keys/"],
+         check=key_state(LONG_KEY, "audited")),
+    Case("key with a newline", 0, "", argv=["scan", "--force", "--prefix", "keys/"],
+         check=key_state("keys/new\nline.jpg", "audited")),
+    Case("key with a control character", 0, "", argv=["scan", "--force", "--prefix", "keys/"],
+         check=key_state("keys/bell\x07.jpg", "skipped", "unencodable-key")),
+    Case("max-images 0", 2, "--max-images must be >= 1", argv=["scan", "--max-images", "0"]),
+    Case("report bad state", 2, "--state: unknown ['gone']", argv=["report", "--state", "gone"]),
+]  # fmt: skip
+
+
+def verdict_rows(db: Path) -> list[Any]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT target, key, etag, result, label, score, raw FROM verdicts "
+                            "ORDER BY target, key").fetchall()  # fmt: skip
+
+
+def prepare_store(case: Case, tmp: Path, baseline: Path) -> Path:
+    db = tmp / "store.db"
+    if case.store == "dir-missing":
+        return tmp / "no" / "such" / "store.db"
+    if case.store == "garbage":
+        db.write_bytes(b"GIF89a not a database" * 50)
+    elif case.store == "newer":
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA user_version = 42")
+    else:
+        shutil.copy(baseline, db)
+    return db
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, emu: Emu, baseline: Path, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", SECRET)
+    monkeypatch.delenv("TENCENTCLOUD_SESSION_TOKEN", raising=False)
+    for name, value in case.env.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    url = {"main": emu.url, "token": emu.token_url, "closed": "http://127.0.0.1:9",
+           "path": emu.url + "/some/path"}[case.url]  # fmt: skip
+    db = prepare_store(case, tmp_path, baseline)
+    before = verdict_rows(db) if case.store == "copy" else None
+    cfg = write(tmp_path, url, store=db, cos=case.cos, audit=case.audit, bucket=case.bucket)
+    if case.raw_config is not None:
+        cfg.write_text(case.raw_config)
+    argv = case.argv if "--config" in case.argv else [*case.argv, "--config", str(cfg)]
+    post(emu.url, "/_emulator/faults", {"body_mode": "", "malformed_rate": 0.0,
+                                        "targets": ["list", "audit"], **case.faults})  # fmt: skip
+    try:
+        code = main(argv)
+    finally:
+        post(emu.url, "/_emulator/faults", {"body_mode": "", "malformed_rate": 0.0,
+                                            "targets": ["list", "audit"]})  # fmt: skip
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert SECRET not in text
+        assert TOKEN not in text
+        assert "Traceback" not in text
+    assert code == case.code, err
+    if case.code:
+        errors = [line for line in err.splitlines() if line.startswith("cos-scanner:")]
+        assert len(errors) == 1, err
+        assert case.says in errors[0], errors[0]
+    if before is not None:
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        after = verdict_rows(db)
+        assert set(before) <= set(after)  # no committed verdict lost or changed
+        summary = Path(str(db) + ".summary.json")
+        if summary.exists():
+            assert SECRET not in summary.read_text()
+    elif case.store in ("garbage", "newer"):
+        raw = db.read_bytes()
+        assert (
+            raw.startswith(b"GIF89a")
+            if case.store == "garbage"
+            else raw[:16] == b"SQLite format 3\x00"
+        )
+    if case.check is not None:
+        case.check(db)
