@@ -2,7 +2,7 @@
 
 The bucket holds at most one token, so an idle period never turns into a burst (bursting
 limiters are a known way to trip a provider's quota): request n may start no earlier than
-1/rate after request n-1. A throttling answer halves the rate (multiplicative decrease, down
+1/rate after request n-1. A throttling answer cuts the rate to 70% (multiplicative decrease, down
 to `floor`, at most once per window so a burst of throttled answers counts once) and pauses
 until its Retry-After; each success adds `ceiling/100` back (additive
 increase) up to the configured ceiling, so a scan converges on what the account allows.
@@ -23,6 +23,7 @@ class RateLimiter:
     def __init__(self, rate: float, clock: Clock, *, floor: float = 1.0) -> None:
         self.ceiling = rate
         self.rate = rate
+        self.limit = rate  # learned: just under the rate that last tripped the quota
         self.floor = min(floor, rate)
         self._clock = clock
         self._next = clock.now()
@@ -42,13 +43,19 @@ class RateLimiter:
         self.throttled += 1
         now = self._clock.now()
         if now >= self._calm_until:
-            self.rate = max(self.floor, self.rate / 2)
-            self._calm_until = now + max(1.0, 2.0 / self.rate)
+            # A trip below the learned limit (leftovers of the last burst still in the
+            # provider's window) lowers it by 10%, not down to where it happened.
+            self.limit = max(self.floor, max(self.rate, self.limit * 0.9) * 0.97)
+            self.rate = max(self.floor, self.rate * 0.7)
+            self._calm_until = now + max(2.0, 4.0 / self.rate)
         pause = retry_after if retry_after is not None else 1.0 / self.rate
         self._next = max(self._next, now + pause)
 
     def on_success(self) -> None:
-        self.rate = min(self.ceiling, self.rate + self.ceiling / 100)
+        # Climb back quickly to just under where the quota tripped; probe above it slowly, so a
+        # quota that grew is found again without tripping every few seconds.
+        self.limit = min(self.ceiling, self.limit + self.ceiling / 10000)
+        self.rate = min(self.limit, self.rate + self.limit / 20)
 
 
 class AuditBudget:

@@ -26,21 +26,25 @@ async def test_strict_spacing_and_no_burst_after_idle(clock: FakeClock) -> None:
     assert round(burst[2] - burst[1], 6) == 0.1
 
 
-async def test_throttle_halves_and_recovers_additively(clock: FakeClock) -> None:
+async def test_throttle_cuts_and_recovers_to_the_learned_limit(clock: FakeClock) -> None:
     limiter = RateLimiter(20.0, clock)
     limiter.on_throttled(retry_after=3.0)
-    assert limiter.rate == 10.0
+    assert limiter.rate == 14.0
     t0 = clock.now()
     await limiter.acquire()
     assert clock.now() - t0 >= 3.0  # Retry-After honoured
-    for _ in range(60):
+    assert limiter.limit == 20.0 * 0.97  # learned just under where it tripped
+    for _ in range(25):
         limiter.on_success()
-    assert limiter.rate == 20.0  # capped at the ceiling
+    assert 19.4 <= limiter.rate < 20.0  # back near the learned limit, not at the ceiling
+    for _ in range(10000):
+        limiter.on_success()
+    assert limiter.rate == 20.0  # probing slowly found the ceiling again
     limiter.on_throttled()
     limiter.on_throttled()  # same window: counted, not halved again
-    assert limiter.rate == 10.0
+    assert limiter.rate == 14.0
     assert limiter.throttled == 3
-    for _ in range(20):
+    for _ in range(40):
         clock.t += 60.0
         limiter.on_throttled()
     assert limiter.rate == limiter.floor == 1.0

@@ -1,0 +1,125 @@
+"""Resume chaos: SIGKILL one scan at 20 random instants, resume each time, then compare.
+
+Reports re-audited images per kill (target <= concurrency x batch size), pages listed twice
+(target 0 beyond the one page a kill can catch between listing and recording), and whether
+the final verdicts equal an uninterrupted scan of the same album.
+
+    .venv/bin/python bench/resume_chaos.py --kills 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from scan_throughput import EMULATOR_ID, EMULATOR_KEY, machine, start_emulator
+
+ENV = dict(os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY)
+
+
+def stats(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url + "/_emulator/stats?detail=1", timeout=10) as resp:
+        data: dict[str, object] = json.load(resp)
+    return data
+
+
+def reaudited(url: str) -> int:
+    audits: dict[str, int] = stats(url)["audits"]  # type: ignore[assignment]
+    return sum(n - 1 for n in audits.values())
+
+
+def config(tmp: Path, name: str, url: str, concurrency: int, batch: int) -> Path:
+    cfg = tmp / f"{name}.toml"
+    cfg.write_text(
+        f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n[audit]\n'
+        f"concurrency = {concurrency}\nbatch_size = {batch}\nqps = 200.0\n"
+        f'[store]\npath = "{tmp}/{name}.db"\n'
+    )
+    return cfg
+
+
+def verdicts(db: Path) -> dict[str, tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT key, result, label, score FROM verdicts").fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def scan(cfg: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--objects", type=int, default=20_000)
+    ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+    print(machine())
+    rng = random.Random(args.seed)
+    bound = args.concurrency * args.batch_size
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        emulator, url = start_emulator(args.objects, 0.02, 5)
+        try:
+            cfg = config(tmp, "chaos", url, args.concurrency, args.batch_size)
+            per_kill = []
+            for _ in range(args.kills):
+                before = reaudited(url)
+                proc = scan(cfg)
+                time.sleep(rng.uniform(0.8, 2.5))
+                if proc.poll() is not None:
+                    break
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                resumed = scan(cfg)  # the resume re-audits what the kill left in flight
+                time.sleep(1.0)
+                resumed.send_signal(signal.SIGINT)
+                resumed.wait()
+                per_kill.append(reaudited(url) - before)
+            final = scan(cfg)
+            assert final.wait() == 0, "final run failed"
+            s = stats(url)
+        finally:
+            emulator.kill()
+            emulator.wait()
+        clean_emulator, clean_url = start_emulator(args.objects, 0.0, 5)
+        try:
+            clean = config(tmp, "clean", clean_url, args.concurrency, args.batch_size)
+            assert scan(clean).wait() == 0
+        finally:
+            clean_emulator.kill()
+            clean_emulator.wait()
+        same = verdicts(tmp / "chaos.db") == verdicts(tmp / "clean.db")
+    print(
+        f"{len(per_kill)} kills of a {args.objects:,}-object scan (concurrency "
+        f"{args.concurrency} x batch {args.batch_size} = {bound} in flight at most)"
+    )
+    print(
+        f"re-audited images per kill: max {max(per_kill)}, mean "
+        f"{sum(per_kill) / len(per_kill):.1f} (target <= {bound}); "
+        f"{sum(1 for n in per_kill if n > bound)} over the target"
+    )
+    print(f"pages listed: {s['pages_listed']}, pages listed twice: {s['pages_listed_twice']}")
+    audits: dict[str, int] = s["audits"]  # type: ignore[assignment]
+    print(f"final verdicts equal an uninterrupted run: {same} ({len(audits):,} keys audited)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Rate-limit saturation: images/s audited as a fraction of cap x batch size.
+
+The emulator answers after 100 ms and throttles past a QPS cap; the scanner's budget ceiling
+is set to the cap (what a user configures from the account's quota). The rate is measured
+from the emulator's counters over the steady middle of the run.
+
+    .venv/bin/python bench/saturation.py --caps 5,10,20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from scan_throughput import EMULATOR_ID, EMULATOR_KEY, machine, start_emulator
+
+
+def stats(url: str) -> dict[str, object]:
+    with urllib.request.urlopen(url + "/_emulator/stats", timeout=5) as resp:
+        data: dict[str, object] = json.load(resp)
+    return data
+
+
+def audited(url: str) -> int:
+    return int(stats(url)["audited_images"])  # type: ignore[call-overload]
+
+
+def run(cap: float, ceiling: float, seconds: float, concurrency: int) -> tuple[float, int]:
+    objects = int(cap * 100 * (seconds + 20) / 0.9)
+    emulator, url = start_emulator(objects, 0.1, 1)
+    try:
+        post = urllib.request.Request(
+            url + "/_emulator/faults", method="POST", data=json.dumps({"qps_cap": cap}).encode()
+        )
+        urllib.request.urlopen(post).close()
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = Path(tmp, "c.toml")
+            cfg.write_text(
+                f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n[audit]\n'
+                f"concurrency = {concurrency}\nqps = {ceiling}\n"
+                f'[store]\npath = "{tmp}/s.db"\n'
+            )
+            env = dict(
+                os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY
+            )
+            argv = [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)]
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            time.sleep(8)  # warm up: listing ahead, budget settled
+            n0, t0 = audited(url), time.monotonic()
+            time.sleep(seconds)
+            n1, t1 = audited(url), time.monotonic()
+            throttled = int(stats(url)["faults"].get("throttled", 0))  # type: ignore[attr-defined]
+            proc.terminate()
+            proc.wait(timeout=60)
+        return (n1 - n0) / (t1 - t0), throttled
+    finally:
+        emulator.kill()
+        emulator.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--caps", default="5,10,20")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    args = ap.parse_args()
+    print(machine())
+    print("emulator latency 100 ms, batch 100, scanner ceiling = cap")
+    for cap in (float(c) for c in args.caps.split(",")):
+        rate, throttled = run(cap, cap, args.seconds, args.concurrency)
+        print(
+            f"cap {cap:>5g} QPS: {rate:8.1f} images/s = {rate / (cap * 100):.3f} of cap x batch "
+            f"(target >= 0.95); throttled answers {throttled}"
+        )
+
+
+if __name__ == "__main__":
+    main()
