@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import time
@@ -286,7 +287,8 @@ def audit(state: EmulatorState, body: bytes) -> str:
             state.stats.billed_units += len(scenes)
         job_id = "si" + f"{state.rng.getrandbits(128):032x}"
         data_id = text(item, "DataId")
-        done = job_xml(
+        job = functools.partial(
+            job_xml,
             data_id=data_id,
             job_id=job_id,
             source=source,
@@ -294,17 +296,10 @@ def audit(state: EmulatorState, body: bytes) -> str:
             verdict=verdict,
             scenes=scenes,
         )
+        done = job()
         if is_async and not verdict.code:
-            state.jobs[job_id] = Job(done)
-            done = job_xml(
-                data_id=data_id,
-                job_id=job_id,
-                source=source,
-                value=value,
-                verdict=verdict,
-                scenes=scenes,
-                state="Submitted",
-            )
+            state.jobs[job_id] = Job(done)  # served finished by the query API
+            done = job(state="Submitted")
         jobs.append(done)
     return response_xml(faults.mangle_jobs(state, jobs), request_id())
 
