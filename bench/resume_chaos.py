@@ -38,11 +38,13 @@ def reaudited(url: str) -> int:
     return sum(n - 1 for n in audits.values())
 
 
-def config(tmp: Path, name: str, url: str, concurrency: int, batch: int) -> Path:
+def config(
+    tmp: Path, name: str, url: str, concurrency: int, batch: int, qps: float = 200.0
+) -> Path:
     cfg = tmp / f"{name}.toml"
     cfg.write_text(
         f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n[audit]\n'
-        f"concurrency = {concurrency}\nbatch_size = {batch}\nqps = 200.0\n"
+        f"concurrency = {concurrency}\nbatch_size = {batch}\nqps = {qps}\n"
         f'[store]\npath = "{tmp}/{name}.db"\n'
     )
     return cfg
@@ -66,7 +68,8 @@ def scan(cfg: Path) -> subprocess.Popen[bytes]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kills", type=int, default=20)
-    ap.add_argument("--objects", type=int, default=20_000)
+    ap.add_argument("--objects", type=int, default=60_000)
+    ap.add_argument("--qps", type=float, default=20.0, help="slow enough for 20 kills")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
@@ -78,13 +81,14 @@ def main() -> None:
         tmp = Path(tmp_name)
         emulator, url = start_emulator(args.objects, 0.02, 5)
         try:
-            cfg = config(tmp, "chaos", url, args.concurrency, args.batch_size)
+            cfg = config(tmp, "chaos", url, args.concurrency, args.batch_size, args.qps)
             per_kill = []
             for _ in range(args.kills):
                 before = reaudited(url)
                 proc = scan(cfg)
                 time.sleep(rng.uniform(0.8, 2.5))
                 if proc.poll() is not None:
+                    print("the scan finished before all kills; use more --objects")
                     break
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
