@@ -2,10 +2,12 @@
 
 The bucket holds at most one token, so an idle period never turns into a burst (bursting
 limiters are a known way to trip a provider's quota): request n may start no earlier than
-1/rate after request n-1. A throttling answer cuts the rate to 70% (multiplicative decrease, down
-to `floor`, at most once per window so a burst of throttled answers counts once) and pauses
-until its Retry-After; each success adds `ceiling/100` back (additive
-increase) up to the configured ceiling, so a scan converges on what the account allows.
+1/rate after request n-1. A throttling answer cuts the rate to 70% (multiplicative decrease,
+down to `floor`, at most once per calm period so a burst of throttled answers counts once),
+pauses until its Retry-After, and learns a limit of 99% of the rate that tripped (a trip below
+the learned limit lowers it by 10%). Each success adds limit/20 back up to that limit
+(additive increase) and raises the limit by ceiling/10000 towards the configured ceiling, so a
+scan converges on what the account allows and probes for more only slowly.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class RateLimiter:
         if now >= self._calm_until:
             # A trip below the learned limit (leftovers of the last burst still in the
             # provider's window) lowers it by 10%, not down to where it happened.
-            self.limit = max(self.floor, max(self.rate, self.limit * 0.9) * 0.97)
+            self.limit = max(self.floor, max(self.rate, self.limit * 0.9) * 0.99)
             self.rate = max(self.floor, self.rate * 0.7)
             self._calm_until = now + max(2.0, 4.0 / self.rate)
         pause = retry_after if retry_after is not None else 1.0 / self.rate
