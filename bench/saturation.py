@@ -32,7 +32,13 @@ def audited(url: str) -> int:
     return int(stats(url)["audited_images"])  # type: ignore[call-overload]
 
 
-def run(cap: float, ceiling: float, seconds: float, concurrency: int) -> tuple[float, int]:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(cap: float, ceiling: float, seconds: float, concurrency: int) -> tuple[float, int, float]:
     objects = int(cap * 100 * (seconds + 20) / 0.9)
     emulator, url = start_emulator(objects, 0.1, 1)
     try:
@@ -55,13 +61,13 @@ def run(cap: float, ceiling: float, seconds: float, concurrency: int) -> tuple[f
                 argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             time.sleep(8)  # warm up: listing ahead, budget settled
-            n0, t0 = audited(url), time.monotonic()
+            n0, t0, c0 = audited(url), time.monotonic(), cpu_seconds(proc.pid)
             time.sleep(seconds)
-            n1, t1 = audited(url), time.monotonic()
+            n1, t1, c1 = audited(url), time.monotonic(), cpu_seconds(proc.pid)
             throttled = int(stats(url)["faults"].get("throttled", 0))  # type: ignore[attr-defined]
             proc.terminate()
             proc.wait(timeout=60)
-        return (n1 - n0) / (t1 - t0), throttled
+        return (n1 - n0) / (t1 - t0), throttled, (c1 - c0) / (t1 - t0)
     finally:
         emulator.kill()
         emulator.wait()
@@ -76,10 +82,10 @@ def main() -> None:
     print(machine())
     print("emulator latency 100 ms, batch 100, scanner ceiling = cap")
     for cap in (float(c) for c in args.caps.split(",")):
-        rate, throttled = run(cap, cap, args.seconds, args.concurrency)
+        rate, throttled, busy = run(cap, cap, args.seconds, args.concurrency)
         print(
             f"cap {cap:>5g} QPS: {rate:8.1f} images/s = {rate / (cap * 100):.3f} of cap x batch "
-            f"(target >= 0.95); throttled answers {throttled}"
+            f"(target >= 0.95); throttled answers {throttled}; scanner CPU {busy:.0%} of a core"
         )
 
 

@@ -30,14 +30,23 @@ class RateLimiter:
         self._clock = clock
         self._next = clock.now()
         self._calm_until = clock.now()
+        self._turn = anyio.Lock()
         self.throttled = 0
 
     async def acquire(self) -> None:
-        now = self._clock.now()
-        start = max(now, self._next)
-        self._next = start + 1.0 / self.rate
-        if start > now:
-            await self._clock.sleep(start - now)
+        """Wait for this request's turn: 1/rate after the previous one actually left.
+
+        Acquirers queue on a lock and each measures from the moment the previous one woke,
+        not from its scheduled slot, so a late wake-up never squeezes the next request closer
+        than 1/rate (such squeezes trip a provider's sliding window). The price: event-loop
+        lag (decoding a large answer) adds to the spacing, so the rate runs a little under.
+        """
+        async with self._turn:
+            now = self._clock.now()
+            if self._next > now:
+                await self._clock.sleep(self._next - now)
+                now = max(self._clock.now(), self._next)
+            self._next = now + 1.0 / self.rate
 
     def on_throttled(self, retry_after: float | None = None) -> None:
         """Halve the rate, at most once per window: the answers to requests already in flight
