@@ -646,13 +646,7 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    config = load_config(
-        _config_path(args),
-        os.environ,
-        {"store.path": args.store} if args.store else {},
-        require_credentials=False,
-        require_target=False,
-    )
+    config = _load(args, full=False)
     if args.out is None:
         anyio.run(_report, config, args, sys.stdout)
         return EXIT_OK

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 from scanner.config import (
@@ -63,10 +62,7 @@ def expected_counts(state: EmulatorState, config: Config) -> dict[str, int]:
         if not key.startswith(config.cos.prefix):
             continue
         counts["listed"] += 1
-        when = obj.last_modified.replace(microsecond=0).astimezone(UTC)
-        ref = ObjectRef(
-            key, obj.etag, obj.size, datetime.fromisoformat(when.isoformat()), obj.storage_class
-        )
+        ref = ObjectRef(key, obj.etag, obj.size, obj.last_modified, obj.storage_class)
         if flt.reason(ref):
             counts["skipped"] += 1
             continue

@@ -143,10 +143,6 @@ class Target:
         return f"cos://{self.bucket}.{self.region}/{self.prefix}"
 
 
-#: States of a scan; every one but "done" is resumable.
-SCAN_STATES = ("running", "paused", "interrupted", "failed", "done")
-
-
 @dataclass(frozen=True, slots=True)
 class ScanStatus:
     """A scan's row: where it stands and its counters."""

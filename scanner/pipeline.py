@@ -46,7 +46,6 @@ class Progress:
     """Live counters of this run, read by the CLI's progress display."""
 
     listed: int = 0
-    queued: int = 0
     audited: int = 0
     flagged: int = 0
     review: int = 0
@@ -127,7 +126,6 @@ async def _source(
         async for refs in deps.store.iter_pending(scan.id):
             if stop.is_set() or not await _send_refs(refs, refs_tx, feed, opts.max_images):
                 return
-            progress.queued += len(refs)
         if not opts.list_pages or scan.listing_done:
             return
         progress.phase = "scanning"
@@ -139,7 +137,6 @@ async def _source(
             progress.pages += 1
             progress.listed += len(page.objects)
             progress.skipped += len(page.objects) - len(fresh)
-            progress.queued += len(fresh)
             if not await _send_refs(fresh, refs_tx, feed, opts.max_images):
                 return
             if page.next_marker is None:

@@ -310,7 +310,6 @@ async def dry_run(config: Config, progress: Progress, stop: anyio.Event) -> DryR
                     report.images += 1
                     report.bytes += ref.size
             progress.listed = report.objects
-            progress.queued = report.images
             if stop.is_set():
                 break
     return report

@@ -12,9 +12,9 @@ from collections.abc import Callable, Sequence
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings
-from scanner.cos.client import HttpClient, ci_service
+from scanner.cos.client import HttpClient, ci_service, unreadable
 from scanner.cos.xml import XmlError
-from scanner.errors import ProtocolError, RemoteError, ThrottledError
+from scanner.errors import RemoteError, ThrottledError
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying
@@ -78,11 +78,6 @@ class AuditClient:
             try:
                 return decode_results(reply.body, items)
             except (XmlError, ValueError) as exc:
-                raise ProtocolError(
-                    "audit",
-                    f"unreadable audit answer: {exc}",
-                    request_id=reply.request_id,
-                    status=reply.status,
-                ) from exc
+                raise unreadable("audit", "audit answer", reply, exc) from exc
 
         return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)

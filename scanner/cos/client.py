@@ -254,6 +254,13 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
+def unreadable(service: str, what: str, reply: Reply, exc: Exception) -> ProtocolError:
+    """The error for a 2xx answer whose body we cannot read."""
+    return ProtocolError(
+        service, f"unreadable {what}: {exc}", request_id=reply.request_id, status=reply.status
+    )
+
+
 def status_error(service: str, reply: Reply) -> RemoteError:
     """The RemoteError for a non-2xx reply, from its status and error XML."""
     fields = error_fields(reply.body)

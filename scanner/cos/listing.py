@@ -14,9 +14,9 @@ from urllib.parse import unquote
 
 from scanner.clock import Clock
 from scanner.config import CosSettings
-from scanner.cos.client import HttpClient, cos_service
+from scanner.cos.client import HttpClient, cos_service, unreadable
 from scanner.cos.xml import XmlError, parse, text, to_int
-from scanner.errors import ProtocolError, RemoteError
+from scanner.errors import RemoteError
 from scanner.models import ObjectRef, Page
 from scanner.retry import RetryPolicy, retrying
 
@@ -101,12 +101,7 @@ class Lister:
             try:
                 return parse_page(reply.body, marker)
             except (XmlError, ValueError) as exc:
-                raise ProtocolError(
-                    "cos",
-                    f"unreadable listing: {exc}",
-                    request_id=reply.request_id,
-                    status=reply.status,
-                ) from exc
+                raise unreadable("cos", "listing", reply, exc) from exc
 
         return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
 
