@@ -1,22 +1,32 @@
-"""The audit budget: a strict token bucket for requests per second, plus an in-flight cap.
+"""The audit budget: a requests-per-second limit that never bursts, plus an in-flight cap.
 
-The bucket holds at most one token, so an idle period never turns into a burst (bursting
-limiters are a known way to trip a provider's quota): request n may start no earlier than
-1/rate after request n-1. A throttling answer cuts the rate to 70% (multiplicative decrease,
-down to `floor`, at most once per calm period so a burst of throttled answers counts once),
-pauses until its Retry-After, and learns a limit of 99% of the rate that tripped (a trip below
-the learned limit lowers it by 10%). Each success adds limit/20 back up to that limit
-(additive increase) and raises the limit by ceiling/10000 towards the configured ceiling, so a
-scan converges on what the account allows and probes for more only slowly.
+Pacing. Request n is scheduled 1/rate after request n-1's slot, and no request leaves while
+`int(rate)` others left within the last window (1 s plus a 10 ms margin for arrival jitter):
+so no 1-second window, sliding or fixed, ever holds more than the budget, an idle period
+never turns into a burst, and event-loop lag (decoding a large answer) delays one request
+without pushing every later one back. Two requests are never closer than half a slot.
+
+Adapting. A throttling answer to a request sent after the last cut cuts the rate (answers to
+requests already in flight at a cut report the same event and only count). The cut learns a
+limit of 99% of the rate that tripped, or of what actually got through in the last window
+when that is lower (never less than half the rate per cut, so one throttle while latency
+bound cannot collapse it), sets the rate to min(70%, limit), and pauses until Retry-After.
+Each success adds limit/20 back up to the limit (additive increase) and raises the limit by
+ceiling/10000 towards the configured ceiling, so a scan converges on what the account allows
+and probes for more only slowly.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from types import TracebackType
 
 import anyio
 
 from scanner.clock import Clock
+
+WINDOW = 1.0  # seconds: the provider's QPS accounting
+MARGIN = 0.01  # seconds added to the window for jitter between our send and its arrival
 
 
 class RateLimiter:
@@ -29,48 +39,76 @@ class RateLimiter:
         self.floor = min(floor, rate)
         self._clock = clock
         self._next = clock.now()
-        self._calm_until = clock.now()
+        self._cut_at = float("-inf")
+        self._started: float | None = None
+        self._sent: deque[float] = deque()  # when the last int(rate) requests left
+        self._ok: deque[float] = deque()  # when successes came back, last window only
         self._turn = anyio.Lock()
         self.throttled = 0
 
-    async def acquire(self) -> None:
-        """Wait for this request's turn: 1/rate after the previous one actually left.
-
-        Acquirers queue on a lock and each measures from the moment the previous one woke,
-        not from its scheduled slot, so a late wake-up never squeezes the next request closer
-        than 1/rate (such squeezes trip a provider's sliding window). The price: event-loop
-        lag (decoding a large answer) adds to the spacing, so the rate runs a little under.
-        """
+    async def acquire(self) -> float:
+        """Wait for this request's turn; returns the time it leaves (for `on_throttled`)."""
         async with self._turn:
+            period = 1.0 / self.rate
             now = self._clock.now()
-            if self._next > now:
-                await self._clock.sleep(self._next - now)
-                now = max(self._clock.now(), self._next)
-            self._next = now + 1.0 / self.rate
+            if self._started is None:
+                self._started = now
+            sent = self._sent
+            allowed = max(1, int(self.rate * WINDOW))
+            while len(sent) > allowed:
+                sent.popleft()
+            at = self._next
+            if len(sent) == allowed:
+                at = max(at, sent[0] + WINDOW + MARGIN)
+            if sent:
+                at = max(at, sent[-1] + period / 2)
+            if at > now:
+                await self._clock.sleep(at - now)
+                now = max(self._clock.now(), at)
+            sent.append(now)
+            # Late by less than a slot: keep the schedule. Later (idle, or a long stall): start
+            # a new schedule from now rather than let the missed slots out as a burst.
+            self._next = at + period if now - at < period else now + period
+            return now
 
-    def on_throttled(self, retry_after: float | None = None) -> None:
-        """Halve the rate, at most once per window: the answers to requests already in flight
-        when the quota tripped report the same event and must not halve it again."""
+    def on_throttled(self, sent_at: float, retry_after: float | None = None) -> None:
+        """A request that left at `sent_at` was throttled."""
         self.throttled += 1
         now = self._clock.now()
-        if now >= self._calm_until:
-            # A trip below the learned limit (leftovers of the last burst still in the
-            # provider's window) lowers it by 10%, not down to where it happened.
-            self.limit = max(self.floor, max(self.rate, self.limit * 0.9) * 0.99)
-            self.rate = max(self.floor, self.rate * 0.7)
-            self._calm_until = now + max(2.0, 4.0 / self.rate)
+        if sent_at >= self._cut_at:
+            tripped = self.rate
+            got_through = self._goodput(now)
+            if got_through is not None:
+                tripped = min(tripped, max(got_through, self.rate / 2))
+            self.limit = max(self.floor, tripped * 0.99)
+            self.rate = max(self.floor, min(self.rate * 0.7, self.limit))
+            self._cut_at = now
         pause = retry_after if retry_after is not None else 1.0 / self.rate
         self._next = max(self._next, now + pause)
 
     def on_success(self) -> None:
+        now = self._clock.now()
+        self._ok.append(now)
         # Climb back quickly to just under where the quota tripped; probe above it slowly, so a
         # quota that grew is found again without tripping every few seconds.
         self.limit = min(self.ceiling, self.limit + self.ceiling / 10000)
         self.rate = min(self.limit, self.rate + self.limit / 20)
 
+    def _goodput(self, now: float) -> float | None:
+        """Successes per second over the last window, once a whole window has been seen."""
+        ok = self._ok
+        while ok and ok[0] < now - WINDOW:
+            ok.popleft()
+        if self._started is None or now - self._started < WINDOW:
+            return None
+        return len(ok) / WINDOW
+
 
 class AuditBudget:
-    """The in-flight cap and the rate budget that every audit request passes through."""
+    """The in-flight cap and the rate budget that every audit request passes through.
+
+    `async with budget as sent_at:` holds a slot; `sent_at` is when the request left.
+    """
 
     def __init__(self, concurrency: int, qps: float, clock: Clock) -> None:
         self.slots = anyio.CapacityLimiter(concurrency)
@@ -80,14 +118,13 @@ class AuditBudget:
     def in_flight(self) -> int:
         return self.slots.borrowed_tokens
 
-    async def __aenter__(self) -> AuditBudget:
+    async def __aenter__(self) -> float:
         await self.slots.acquire()
         try:
-            await self.rate.acquire()
+            return await self.rate.acquire()
         except BaseException:
             self.slots.release()
             raise
-        return self
 
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import anyio
+import pytest
 
 from scanner.limiter import AuditBudget, RateLimiter
 from tests.conftest import FakeClock
@@ -26,27 +27,72 @@ async def test_strict_spacing_and_no_burst_after_idle(clock: FakeClock) -> None:
     assert round(burst[2] - burst[1], 6) == 0.1
 
 
-async def test_throttle_cuts_and_recovers_to_the_learned_limit(clock: FakeClock) -> None:
+async def test_lag_delays_one_request_without_pushing_the_rest_back(clock: FakeClock) -> None:
     limiter = RateLimiter(20.0, clock)
-    limiter.on_throttled(retry_after=3.0)
+    starts = []
+    for n in range(400):
+        if n % 3 == 0:
+            clock.t += 0.02  # the event loop was busy: this wake-up is 20 ms late
+        starts.append(await limiter.acquire())
+    assert starts == sorted(starts)
+    # No 1-second window (sliding) ever holds more than the budget...
+    for i in range(len(starts) - 20):
+        assert starts[i + 20] - starts[i] >= 1.0
+    # ...yet lateness did not add up: over 20 s the rate stays within 2% of the budget.
+    assert len(starts) / (starts[-1] - starts[0]) >= 20.0 * 0.98
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.025 - 1e-9  # never closer than half a slot
+
+
+async def test_throttle_cuts_once_per_event_and_learns_what_got_through(
+    clock: FakeClock,
+) -> None:
+    limiter = RateLimiter(80.0, clock)
+    # One second at the ceiling; the quota lets 12 of them through.
+    sent = [await limiter.acquire() for _ in range(80)]
+    clock.t += 0.1  # their answers are back
+    for _ in range(12):
+        limiter.on_success()
+    limiter.on_throttled(sent[-1])
+    # 12/s got through, but one cut lowers the learned limit by at most half the rate.
+    assert limiter.limit == limiter.rate == pytest.approx(40.0 * 0.99)
+    # Answers to requests that left before the cut report the same event: counted only.
+    for t in sent[-5:]:
+        limiter.on_throttled(t)
+    assert limiter.rate == pytest.approx(39.6)
+    assert limiter.throttled == 6
+    # A request sent after the cut still throttled: cut again.
+    limiter.on_throttled(await limiter.acquire())
+    assert limiter.rate == pytest.approx(19.8 * 0.99)
+    after = await limiter.acquire()
+    clock.t += 1.1  # a new window, in which again 12 got through
+    for _ in range(12):
+        limiter.on_success()
+    limiter.on_throttled(after)
+    assert limiter.limit == limiter.rate == pytest.approx(12.0 * 0.99)
+    for _ in range(40):
+        limiter.on_success()
+    assert limiter.rate == limiter.limit < 12.5  # back to the limit, probing up slowly
+
+
+async def test_retry_after_and_slow_probe_to_the_ceiling(clock: FakeClock) -> None:
+    limiter = RateLimiter(20.0, clock)
+    sent = await limiter.acquire()
+    limiter.on_throttled(sent, retry_after=3.0)
     assert limiter.rate == 14.0
+    assert limiter.limit == 20.0 * 0.99  # no full window seen yet: learned from the rate
     t0 = clock.now()
     await limiter.acquire()
     assert clock.now() - t0 >= 3.0  # Retry-After honoured
-    assert limiter.limit == 20.0 * 0.99  # learned just under where it tripped
     for _ in range(25):
         limiter.on_success()
     assert 19.8 <= limiter.rate < 20.0  # back near the learned limit, not at the ceiling
     for _ in range(10000):
         limiter.on_success()
     assert limiter.rate == 20.0  # probing slowly found the ceiling again
-    limiter.on_throttled()
-    limiter.on_throttled()  # same window: counted, not halved again
-    assert limiter.rate == 14.0
-    assert limiter.throttled == 3
     for _ in range(40):
-        clock.t += 60.0
-        limiter.on_throttled()
+        limiter.on_throttled(clock.now())
+        clock.t += 1.0
     assert limiter.rate == limiter.floor == 1.0
 
 

@@ -59,7 +59,7 @@ class AuditClient:
         body = encode_batch(items, self.options)
 
         async def attempt() -> list[ImageVerdict]:
-            async with self.budget:
+            async with self.budget as sent_at:
                 self.requests += 1
                 try:
                     reply = await self._http.send(
@@ -72,7 +72,7 @@ class AuditClient:
                         max_bytes=self._settings.max_response_bytes,
                     )
                 except ThrottledError as exc:
-                    self.budget.rate.on_throttled(exc.retry_after)
+                    self.budget.rate.on_throttled(sent_at, exc.retry_after)
                     raise
             self.budget.rate.on_success()
             try:
