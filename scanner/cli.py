@@ -8,6 +8,7 @@ Errors are one line on stderr; `--verbose` adds the detail. Secrets never reach 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
@@ -144,6 +145,7 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     state = _emulator_state(args)
+    gc.freeze()  # the album lives as long as the server: no full collection should walk it
 
     def ready(url: str) -> None:
         print(
@@ -781,6 +783,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(str(exc))
         return EXIT_USAGE
     _setup_logging(args.verbose, args.log_format)
+    # Everything imported so far lives for the whole process: keep it out of the cyclic GC,
+    # so a full collection walks only what the command allocates (on a scan, a few ms
+    # instead of tens of ms of event-loop stall, which the audit budget's pacing feels).
+    gc.freeze()
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         try:

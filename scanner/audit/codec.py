@@ -170,31 +170,38 @@ _SCENE_TAGS = frozenset(SCENES)
 
 
 class LazyScenes(Mapping[str, SceneInfo]):
-    """The scene blocks of a verdict, typed on first access: the scan path only needs their
-    Codes, and building every SceneInfo was a third of the client's CPU per image."""
+    """The scene blocks of a verdict, typed on first access from the JobsDetail's raw XML.
 
-    __slots__ = ("_elems", "_parsed")
+    The scan path needs only their Codes (checked while decoding); building every SceneInfo
+    was a third of the client's CPU per image, and holding on to the answer's Element tree
+    until the verdict is committed made every answer survive into the oldest GC generation
+    (full collections of ~100 ms, a few per second, stalling the event loop).
+    """
 
-    def __init__(self, elems: dict[str, ET.Element]) -> None:
-        self._elems = elems
+    __slots__ = ("_parsed", "_raw", "_tags")
+
+    def __init__(self, tags: tuple[str, ...], raw: str) -> None:
+        self._tags = tags
+        self._raw = raw
         self._parsed: dict[str, SceneInfo] | None = None
 
     def _all(self) -> dict[str, SceneInfo]:
         if self._parsed is None:
-            self._parsed = {tag: _scene(e) for tag, e in self._elems.items()}
+            jd = parse(self._raw.encode())
+            self._parsed = {e.tag: _scene(e) for e in jd if e.tag in self._tags}
         return self._parsed
 
     def __getitem__(self, tag: str) -> SceneInfo:
         return self._all()[tag]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._elems)
+        return iter(self._tags)
 
     def __len__(self) -> int:
-        return len(self._elems)
+        return len(self._tags)
 
     def __repr__(self) -> str:
-        return f"LazyScenes({list(self._elems)})"
+        return f"LazyScenes({list(self._tags)})"
 
 
 def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
@@ -208,13 +215,15 @@ def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
     common = {"job_id": job_id, "state": state, "raw": raw}
     if (code and code not in ("0", "Success")) or state == "Failed":
         return _failure(item, code or "Failed", f.get("Message") or state or "failed", **common)
-    elems = {e.tag: e for e in jd if e.tag in _SCENE_TAGS}
-    for tag, e in elems.items():
-        scene_code = to_int(e.findtext("Code") or "0")
-        if scene_code != 0:
-            msg = f"{tag}: {e.findtext('Msg') or 'scene failed'}"
-            return _failure(item, str(scene_code), msg, **common)
-    scenes = LazyScenes(elems)
+    tags: list[str] = []
+    for e in jd:
+        if e.tag in _SCENE_TAGS:
+            tags.append(e.tag)
+            scene_code = to_int(e.findtext("Code") or "0")
+            if scene_code != 0:
+                msg = f"{e.tag}: {e.findtext('Msg') or 'scene failed'}"
+                return _failure(item, str(scene_code), msg, **common)
+    scenes = LazyScenes(tuple(dict.fromkeys(tags)), raw)
     result = to_int(f.get("Result") or "-1", -1)
     if result not in (0, 1, 2):
         msg = f"answer has no valid Result ({f.get('Result', '')!r})"
