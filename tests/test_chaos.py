@@ -18,7 +18,7 @@ FAULTS = {
     "reset_rate": 0.02,
     "slow_body": 0.05,
     "stall_rate": 0.03,
-    "stall": 1.0,
+    "stall": 1.5,
     "image_failure_rate": 0.02,
 }
 
@@ -33,9 +33,15 @@ def test_chaos_two_kills_i1_exact(tmp_path: Path) -> None:
             urllib.request.urlopen(request, timeout=5).close()
             store = tmp_path / "chaos.db"
             cfg = write_config(
-                tmp_path / "c.toml", url, store, timeout=0.5, qps=80.0, concurrency=4
+                tmp_path / "c.toml", url, store, timeout=1.0, qps=80.0, concurrency=4
             )
-            cfg.write_text(cfg.read_text().replace("[cos]\n", "[cos]\ntimeout = 0.5\n"))
+            # About one try in eight fails here (not counting throttling): ten tries per
+            # request keep a loaded CI machine's slow answers from ending the scan.
+            cfg.write_text(
+                cfg.read_text()
+                .replace("[cos]\n", "[cos]\ntimeout = 1.0\n")
+                .replace("[retry]\n", "[retry]\nattempts = 10\n")
+            )
             log = tmp_path / "chaos.log"
             for threshold in (300, 1200):
                 scanner = scan(cfg, log)
