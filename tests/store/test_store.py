@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from scanner.errors import ScanBusyError
 from scanner.models import Decision, ImageVerdict, ObjectRef, Result, Target
-from scanner.store import Store
+from scanner.store import ReportFilter, Store
 
 TARGET = Target("b-1250000000", "ap-guangzhou", "")
 WHEN = datetime(2024, 1, 1, tzinfo=UTC)
@@ -100,6 +101,27 @@ async def test_relisted_page_keeps_states_and_counts_once(store: Store) -> None:
     assert (s.listed, s.audited, s.pending, s.listing_done) == (2, 1, 1, True)
     pending = [r.key async for chunk in store.iter_pending(scan.id, chunk=1) for r in chunk]
     assert pending == ["b.jpg"]
+
+
+async def test_raw_verdicts_are_stored_deflated_and_read_back_as_xml(
+    store: Store, tmp_path: Path
+) -> None:
+    scan = await store.start_scan(TARGET, "p")
+    await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], None)
+    outcomes = [(ref(k), ok(k, Result.SENSITIVE)) for k in ("a.jpg", "b.jpg")]
+    await store.record_results(scan.id, TARGET, "p", outcomes, requests=1, max_attempts=3)
+    with sqlite3.connect(tmp_path / "s.db") as conn:
+        stored = dict(conn.execute("SELECT key, raw FROM verdicts"))
+        assert all(isinstance(v, bytes) for v in stored.values())
+        # a row written as text (before raws were deflated) reads the same way
+        conn.execute(
+            "UPDATE verdicts SET raw = ? WHERE key = 'b.jpg'", (ok("b.jpg", Result.SENSITIVE).raw,)
+        )
+    rows = [r async for chunk in store.iter_report(TARGET.id, ReportFilter()) for r in chunk]
+    assert [(r[0], r[-1]) for r in rows] == [
+        ("a.jpg", "<JobsDetail><Result>1</Result></JobsDetail>"),
+        ("b.jpg", "<JobsDetail><Result>1</Result></JobsDetail>"),
+    ]
 
 
 async def test_recording_a_result_twice_is_idempotent(store: Store) -> None:
