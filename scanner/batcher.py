@@ -35,7 +35,8 @@ async def make_batches(
     wait: float,
 ) -> None:
     """Batches of up to `size` refs; a partial batch goes out `wait` seconds after its first
-    ref arrived (cancelling a memory-stream receive loses nothing)."""
+    ref arrived (cancelling a memory-stream receive loses nothing). Refs already buffered
+    are taken without awaiting."""
     async with refs_rx, batches_tx:
         while True:
             try:
@@ -45,6 +46,14 @@ async def make_batches(
             ended = False
             with anyio.move_on_after(wait):  # one timer per batch, from its first ref
                 while len(batch) < size:
+                    try:
+                        batch.append(refs_rx.receive_nowait())
+                        continue
+                    except anyio.WouldBlock:
+                        pass
+                    except anyio.EndOfStream:
+                        ended = True
+                        break
                     try:
                         batch.append(await refs_rx.receive())
                     except anyio.EndOfStream:
