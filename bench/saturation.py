@@ -5,6 +5,7 @@ is set to the cap (what a user configures from the account's quota). The rate is
 from the emulator's counters over the steady middle of the run.
 
     .venv/bin/python bench/saturation.py --caps 5,10,20
+    .venv/bin/python bench/saturation.py --caps 10 --over 4   # qps set 4x the real quota
 """
 
 from __future__ import annotations
@@ -78,11 +79,17 @@ def main() -> None:
     ap.add_argument("--caps", default="5,10,20")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument(
+        "--over",
+        type=float,
+        default=1.0,
+        help="scanner ceiling = cap x this (> 1: the budget must learn the quota)",
+    )
     args = ap.parse_args()
     print(machine())
-    print("emulator latency 100 ms, batch 100, scanner ceiling = cap")
+    print(f"emulator latency 100 ms, batch 100, scanner ceiling = cap x {args.over:g}")
     for cap in (float(c) for c in args.caps.split(",")):
-        rate, throttled, busy = run(cap, cap, args.seconds, args.concurrency)
+        rate, throttled, busy = run(cap, cap * args.over, args.seconds, args.concurrency)
         print(
             f"cap {cap:>5g} QPS: {rate:8.1f} images/s = {rate / (cap * 100):.3f} of cap x batch "
             f"(target >= 0.95); throttled answers {throttled}; scanner CPU {busy:.0%} of a core"

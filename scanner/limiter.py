@@ -1,23 +1,25 @@
 """The audit budget: a requests-per-second limit that never bursts, plus an in-flight cap.
 
 Pacing. Request n is scheduled 1/rate after request n-1's slot, and no request leaves while
-`int(rate)` others left within the last window (1 s plus a 10 ms margin for arrival jitter):
+`ceil(rate)` others left within the last window (1 s plus a 10 ms margin for arrival jitter):
 so no 1-second window, sliding or fixed, ever holds more than the budget, an idle period
 never turns into a burst, and event-loop lag (decoding a large answer) delays one request
 without pushing every later one back. Two requests are never closer than half a slot.
 
 Adapting. A throttling answer to a request sent after the last cut cuts the rate (answers to
-requests already in flight at a cut report the same event and only count). The cut learns a
-limit of 99% of the rate that tripped, or of what actually got through in the last window
-when that is lower (never less than half the rate per cut, so one throttle while latency
-bound cannot collapse it), sets the rate to min(70%, limit), and pauses until Retry-After.
-Each success adds limit/20 back up to the limit (additive increase) and raises the limit by
-ceiling/10000 towards the configured ceiling, so a scan converges on what the account allows
-and probes for more only slowly.
+requests already in flight at a cut report the same event and only count). The cut sets the
+rate and the learned limit to 99% of the rate that tripped, or of what actually got through
+in the last window when that is lower (never less than half the rate per cut, so one throttle
+while latency bound cannot collapse it); in the first second, with nothing measured yet, it
+cuts to 70%. It pauses until Retry-After. Each success adds limit/20 back up to the limit
+(additive increase) and raises the limit by 0.01% towards the configured ceiling, so a scan
+converges on what the account allows and probes for more only slowly (a trip every ~100
+successes when the ceiling is over the quota, each costing one retried request and 1%).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from types import TracebackType
 
@@ -54,7 +56,7 @@ class RateLimiter:
             if self._started is None:
                 self._started = now
             sent = self._sent
-            allowed = max(1, int(self.rate * WINDOW))
+            allowed = max(1, math.ceil(self.rate * WINDOW - 1e-9))
             while len(sent) > allowed:
                 sent.popleft()
             at = self._next
@@ -76,12 +78,13 @@ class RateLimiter:
         self.throttled += 1
         now = self._clock.now()
         if sent_at >= self._cut_at:
-            tripped = self.rate
             got_through = self._goodput(now)
-            if got_through is not None:
-                tripped = min(tripped, max(got_through, self.rate / 2))
-            self.limit = max(self.floor, tripped * 0.99)
-            self.rate = max(self.floor, min(self.rate * 0.7, self.limit))
+            if got_through is None:  # the first second: nothing measured yet
+                self.limit = max(self.floor, self.rate * 0.99)
+                self.rate = max(self.floor, self.rate * 0.7)
+            else:
+                tripped = min(self.rate, max(got_through, self.rate / 2))
+                self.limit = self.rate = max(self.floor, tripped * 0.99)
             self._cut_at = now
         pause = retry_after if retry_after is not None else 1.0 / self.rate
         self._next = max(self._next, now + pause)
@@ -91,7 +94,7 @@ class RateLimiter:
         self._ok.append(now)
         # Climb back quickly to just under where the quota tripped; probe above it slowly, so a
         # quota that grew is found again without tripping every few seconds.
-        self.limit = min(self.ceiling, self.limit + self.ceiling / 10000)
+        self.limit = min(self.ceiling, self.limit * 1.0001)
         self.rate = min(self.limit, self.rate + self.limit / 20)
 
     def _goodput(self, now: float) -> float | None:
