@@ -111,7 +111,7 @@ async def test_csv_round_trips_every_verdict_field(
 async def test_jsonl_carries_the_full_verdict(scanned: tuple[EmulatorState, Config, Path]) -> None:
     _state, cfg, cfg_file = scanned
     lines = (await report(cfg_file, "--format", "jsonl", "--state", "audited")).splitlines()
-    raws = {k: unpack_raw(v) for k, v in db(cfg, "SELECT key, raw FROM verdicts")}
+    raws = {k: unpack_raw(v) or "" for k, v in db(cfg, "SELECT key, raw FROM verdicts")}
     assert len(lines) == len(raws)
     for line in lines:
         record = json.loads(line)
