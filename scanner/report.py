@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from typing import Any, TextIO
 
 from scanner.audit.codec import raw_to_dict
 from scanner.models import ScanStatus
+
+log = logging.getLogger(__name__)
 
 
 def _duration(seconds: float) -> str:
@@ -186,7 +189,7 @@ async def write_rows(
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow([*FIELDS, "url"] if link else FIELDS)
-    count = 0
+    count = unreadable = 0
     async for chunk in chunks:
         for row in chunk:
             record = row_dict(row)
@@ -195,7 +198,17 @@ async def write_rows(
             if writer is not None:
                 writer.writerow(["" if v is None else v for v in record.values()])
             else:
-                record["verdict"] = raw_to_dict(row[len(FIELDS)]) if row[len(FIELDS)] else None
+                raw = row[len(FIELDS)]
+                try:
+                    record["verdict"] = raw_to_dict(raw) if raw else None
+                except ValueError:  # a damaged store row: export the rest, say so below
+                    record["verdict"] = None
+                    unreadable += 1
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
+    if unreadable:
+        log.warning(
+            "%d rows hold a stored verdict that is not readable XML; exported with verdict null",
+            unreadable,
+        )
     return count

@@ -643,7 +643,10 @@ def pack_raw(raw: str) -> bytes | str:
 def unpack_raw(value: bytes | str | None) -> str | None:
     """A stored raw verdict as XML text (older stores hold it as text: both read)."""
     if isinstance(value, bytes):
-        return zlib.decompress(value).decode()
+        try:
+            return zlib.decompress(value).decode()
+        except (zlib.error, UnicodeDecodeError):  # damaged: let the reader see it is not XML
+            return value.decode(errors="replace")
     return value
 
 
