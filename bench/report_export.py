@@ -9,7 +9,6 @@ its peak RSS with os.wait4.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sqlite3
@@ -19,18 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from scanner.store import pack_raw
 from scanner.store.migrate import available
 
 TARGET = "cos://album-1250000000.ap-guangzhou/"
-RAW = json.dumps(
-    {
-        "JobId": "si0",
-        "State": "Success",
-        "Label": "Porn",
-        "Result": "1",
-        "Score": "95",
-        "PornInfo": {"Code": "0", "HitFlag": "1", "Score": "95"},
-    }
+RAW = pack_raw(  # as the scanner stores it: the JobsDetail as received, deflated
+    "<JobsDetail><DataId>7</DataId><JobId>si0</JobId><State>Success</State>"
+    "<Object>albums/u00001/IMG_00000001.jpg</Object><Label>Porn</Label><Result>1</Result>"
+    "<Score>95</Score><Category>Porn</Category><SubLabel>SexBehavior</SubLabel><Text></Text>"
+    + "".join(
+        f"<{scene}Info><Code>0</Code><Msg>OK</Msg><HitFlag>{int(scene == 'Porn')}</HitFlag>"
+        f"<Score>{95 if scene == 'Porn' else 0}</Score><Label>Normal</Label><Category></Category>"
+        f"<SubLabel></SubLabel></{scene}Info>"
+        for scene in ("Porn", "Terrorism", "Politics", "Ads", "Illegal")
+    )
+    + "</JobsDetail>"
 )
 
 
