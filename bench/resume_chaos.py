@@ -1,8 +1,9 @@
 """Resume chaos: SIGKILL one scan at 20 random instants, resume each time, then compare.
 
-Reports re-audited images per kill (target <= concurrency x batch size), pages listed twice
-(target 0 beyond the one page a kill can catch between listing and recording), and whether
-the final verdicts equal an uninterrupted scan of the same album.
+Reports re-audited images per kill (target <= concurrency x batch size), pages listed twice,
+split into finished pages listed again (target 0: the page's next marker was committed) and
+the page in flight at a stop (listed but not yet recorded, so listed again on resume), and
+whether the final verdicts equal an uninterrupted scan of the same album.
 
     .venv/bin/python bench/resume_chaos.py --kills 20
 """
@@ -50,6 +51,12 @@ def config(
     return cfg
 
 
+def committed_marker(db: Path) -> str:
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT marker FROM scans ORDER BY id DESC LIMIT 1").fetchone()
+    return str(row[0]) if row else ""
+
+
 def verdicts(db: Path) -> dict[str, tuple[object, ...]]:
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT key, result, label, score FROM verdicts").fetchall()
@@ -83,6 +90,7 @@ def main() -> None:
         try:
             cfg = config(tmp, "chaos", url, args.concurrency, args.batch_size, args.qps)
             per_kill = []
+            resume_points = {""}  # markers a run resumed from: the page there was in flight
             for _ in range(args.kills):
                 before = reaudited(url)
                 proc = scan(cfg)
@@ -92,10 +100,12 @@ def main() -> None:
                     break
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
+                resume_points.add(committed_marker(tmp / "chaos.db"))
                 resumed = scan(cfg)  # the resume re-audits what the kill left in flight
                 time.sleep(1.0)
                 resumed.send_signal(signal.SIGINT)
                 resumed.wait()
+                resume_points.add(committed_marker(tmp / "chaos.db"))
                 per_kill.append(reaudited(url) - before)
             final = scan(cfg)
             assert final.wait() == 0, "final run failed"
@@ -120,7 +130,14 @@ def main() -> None:
         f"{sum(per_kill) / len(per_kill):.1f} (target <= {bound}); "
         f"{sum(1 for n in per_kill if n > bound)} over the target"
     )
-    print(f"pages listed: {s['pages_listed']}, pages listed twice: {s['pages_listed_twice']}")
+    markers: dict[str, int] = s["list_markers"]  # type: ignore[assignment]
+    relisted = [m for m, n in markers.items() if n > 1]
+    finished = [m for m in relisted if m not in resume_points]
+    in_flight = len(relisted) - len(finished)
+    print(
+        f"pages listed: {s['pages_listed']}, listed twice: {len(relisted)}: finished pages "
+        f"listed again {len(finished)} (target 0), in flight at a stop {in_flight}"
+    )
     audits: dict[str, int] = s["audits"]  # type: ignore[assignment]
     print(f"final verdicts equal an uninterrupted run: {same} ({len(audits):,} keys audited)")
 
