@@ -1,9 +1,4 @@
-"""The command line: subcommands, exit codes, logging setup and signals live here only.
-
-Exit codes: 0 done (or paused at --max-images); 1 failed but resumable; 2 usage or config error;
-75 another live scan holds the target; 130 interrupted (drained, resumable).
-Errors are one line on stderr; `--verbose` adds the detail. Secrets never reach output.
-"""
+"""The commands behind the command line: what each subcommand runs, its exit code, its output."""
 
 from __future__ import annotations
 
@@ -16,20 +11,16 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import anyio
 
-from scanner import __version__
+from scanner.cli import logs
 from scanner.config import Config, load_config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.emulator import (
-    DEFAULT_BUCKET,
-    DEFAULT_REGION,
-    DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
     EmulatorState,
     Faults,
@@ -41,8 +32,6 @@ from scanner.emulator import (
 from scanner.errors import (
     ConfigError,
     RemoteError,
-    ScanBusyError,
-    ScannerError,
     ThrottledError,
 )
 from scanner.models import ScanStatus
@@ -53,6 +42,12 @@ from scanner.store import ReportFilter, Store
 
 T = TypeVar("T")
 
+
+def fail(line: str) -> None:
+    """The one line a user sees for an error (never a traceback)."""
+    print(line.replace("\n", " "), file=sys.stderr)
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -60,58 +55,6 @@ EXIT_BUSY = 75  # the target is leased by a live scan (EX_TEMPFAIL: try again la
 EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("scanner")
-
-
-class UsageError(Exception):
-    """Bad command-line usage (exit 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message}")
-
-
-def _emulator_args(sub: Any) -> None:
-    p = sub.add_parser(
-        "emulator",
-        help="serve the local COS + CI emulator",
-        description="Serve an emulator of the COS ListObjects and CI batch image auditing APIs.",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9000, help="port (default 9000; 0 = any free)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--objects", type=int, default=10000, help="synthetic album size")
-    src.add_argument("--root", type=Path, help="serve this folder as the bucket instead")
-    p.add_argument("--seed", type=int, default=1, help="seed of the album and of the faults")
-    p.add_argument(
-        "--bucket", default=DEFAULT_BUCKET, help=f"bucket name (default {DEFAULT_BUCKET})"
-    )
-    p.add_argument("--region", default=DEFAULT_REGION, help=f"region (default {DEFAULT_REGION})")
-    p.add_argument("--secret-id", default=DEFAULT_SECRET_ID, help="accepted SecretId")
-    p.add_argument(
-        "--secret-key",
-        default=None,
-        help="its SecretKey (default: the documented emulator key; or $EMULATOR_SECRET_KEY)",
-    )
-    p.add_argument("--session-token", default=None, help="require this session token")
-    p.add_argument(
-        "--token-expires-in",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="the session token expires this long after start (negative: expired)",
-    )
-    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    p.add_argument("--qps-cap", type=float, default=0.0, help="audit requests/s before SlowDown")
-    p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503")
-    p.add_argument("--reset-rate", type=float, default=0.0, help="fraction of dropped connections")
-    p.add_argument(
-        "--malformed-rate", type=float, default=0.0, help="fraction of broken XML bodies"
-    )
-    p.add_argument(
-        "--image-failure-rate", type=float, default=0.0, help="per-image -65010 failures"
-    )
-    p.set_defaults(run=_run_emulator)
 
 
 def _emulator_state(args: argparse.Namespace) -> EmulatorState:
@@ -143,7 +86,7 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
     )
 
 
-def _run_emulator(args: argparse.Namespace) -> int:
+def run_emulator(args: argparse.Namespace) -> int:
     state = _emulator_state(args)
     gc.freeze()  # the album lives as long as the server: no full collection should walk it
 
@@ -174,166 +117,6 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
-
-
-def _config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="TOML config file (default: $COS_SCANNER_CONFIG, else ./config.toml if present)",
-    )
-    p.add_argument("--store", default=None, help="SQLite store path (overrides [store] path)")
-
-
-def _scan_args(sub: Any) -> None:
-    p = sub.add_parser(
-        "scan",
-        help="scan the configured target, or resume its unfinished scan",
-        description="List the bucket, audit every image in batches under the configured limits "
-        "and checkpoint every object in SQLite. Resumes an unfinished scan of the same target.",
-    )
-    _config_args(p)
-    p.add_argument("--prefix", default=None, help="only keys under this prefix ([cos] prefix)")
-    p.add_argument(
-        "--max-images",
-        type=int,
-        default=None,
-        metavar="N",
-        help="bill at most N images in this run, then pause (resumable)",
-    )
-    mode = p.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--incremental",
-        action="store_true",
-        help="nightly rescan: audit only new, changed, retryably failed or re-policied keys",
-    )
-    mode.add_argument(
-        "--full", action="store_true", help="a full scan even if [scan] incremental is set"
-    )
-    mode.add_argument(
-        "--retry-failed",
-        action="store_true",
-        help="re-audit exactly the objects whose last attempt failed",
-    )
-    p.add_argument(
-        "--summary",
-        type=Path,
-        default=None,
-        help="write the final summary JSON here (default: <store>.summary.json)",
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="start a new scan that re-audits everything (bills again)",
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="list only: print images, bytes, skips, billable units, price, duration",
-    )
-    p.set_defaults(run=_run_scan)
-
-
-def _status_args(sub: Any) -> None:
-    p = sub.add_parser(
-        "status",
-        help="progress of the current and past scans",
-        description="Per scan: listed, audited, flagged, review, failed, skipped, "
-        "pending, rate, elapsed and ETA.",
-    )
-    _config_args(p)
-    p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
-    p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
-    p.set_defaults(run=_run_status)
-
-
-def _csv_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def _csv_words(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def _since(text: str) -> float:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO date or date-time, got {text!r}"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
-def _report_args(sub: Any) -> None:
-    p = sub.add_parser(
-        "report",
-        help="export verdicts: csv, jsonl or a json summary",
-        description="Export the current state of every key of the target (its latest verdict or "
-        "failure, deletions, skips of the latest scan). Streams: constant memory at any size.",
-    )
-    _config_args(p)
-    p.add_argument(
-        "--format",
-        choices=("csv", "jsonl", "json"),
-        default="csv",
-        help="csv or jsonl rows, or a json summary of totals (default csv)",
-    )
-    p.add_argument("--result", type=_csv_ints, default=(), help="only these Results, e.g. 1,2")
-    p.add_argument("--label", type=_csv_words, default=(), help="only these Labels, e.g. Porn,Ads")
-    p.add_argument("--min-score", type=int, default=None, help="only scores >= this")
-    p.add_argument(
-        "--state",
-        type=_csv_words,
-        default=(),
-        help="only these states: audited,failed,skipped,deleted",
-    )
-    p.add_argument("--scan", type=int, default=None, help="only rows recorded by this scan id")
-    p.add_argument(
-        "--since",
-        type=_since,
-        default=None,
-        help="only rows audited (or failed) at or after this ISO date/time",
-    )
-    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
-    p.add_argument(
-        "--presign",
-        type=int,
-        default=None,
-        metavar="SECONDS",
-        help="add a signed GET URL per object, valid for SECONDS",
-    )
-    p.set_defaults(run=_run_report)
-
-
-def _migrate_args(sub: Any) -> None:
-    p = sub.add_parser(
-        "migrate",
-        help="apply pending store migrations",
-        description="Create the store if needed and bring its schema up to date "
-        "(scan does this too).",
-    )
-    _config_args(p)
-    p.set_defaults(run=_run_migrate)
-
-
-def _demo_args(sub: Any) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="scan a synthetic album on an in-process emulator",
-        description="Start the emulator in-process with a synthetic album and a little latency, "
-        "run a full scan into a temporary store and print the summary.",
-    )
-    p.add_argument("--objects", type=int, default=3000, help="album size (default 3000)")
-    p.add_argument("--seed", type=int, default=1, help="album seed")
-    p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
-    p.set_defaults(run=_run_demo)
 
 
 def _config_path(args: argparse.Namespace) -> Path | None:
@@ -388,7 +171,7 @@ def _progress_fields(p: Progress) -> dict[str, Any]:
 
 async def _show_progress(progress: Progress, interval: float) -> None:
     """A live line on a terminal; a log line (or JSON event) every `interval` s otherwise."""
-    if sys.stderr.isatty() and not _JSON_LOGS:
+    if sys.stderr.isatty() and not logs.json_logs:
         try:
             while True:
                 sys.stderr.write("\r\x1b[K" + _progress_line(progress))
@@ -494,7 +277,7 @@ async def _scan(
 
     result = await _supervised(config, work)
     if result is None:
-        _fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
+        fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
         return EXIT_INTERRUPTED
     seconds = time.monotonic() - started
     print(await _summary(config, result, seconds))
@@ -522,7 +305,7 @@ def _write_summary(path: Path, record: dict[str, Any]) -> None:
 
 def _log_retry(exc: RemoteError, attempt: int, wait: float) -> None:
     event = "throttled" if isinstance(exc, ThrottledError) else "retry"
-    level = logging.INFO if _JSON_LOGS else logging.DEBUG
+    level = logging.INFO if logs.json_logs else logging.DEBUG
     log.log(
         level,
         "%s: attempt %d failed (%s); retrying in %.2fs",
@@ -569,7 +352,7 @@ async def _dry(config: Config) -> int:
     return EXIT_OK
 
 
-def _run_scan(args: argparse.Namespace) -> int:
+def run_scan(args: argparse.Namespace) -> int:
     if args.max_images is not None and args.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1 (got {args.max_images})")
     config = _load(args, full=True)
@@ -579,7 +362,7 @@ def _run_scan(args: argparse.Namespace) -> int:
     return anyio.run(_scan, config, args.max_images, mode, force, args.summary)
 
 
-def _run_status(args: argparse.Namespace) -> int:
+def run_status(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
 
     async def read() -> list[ScanStatus]:
@@ -647,7 +430,7 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
             )
 
 
-def _run_report(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
     if args.out is None:
         anyio.run(_report, config, args, sys.stdout)
@@ -664,7 +447,7 @@ def _run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_migrate(args: argparse.Namespace) -> int:
+def run_migrate(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
 
     async def migrate() -> int:
@@ -675,7 +458,7 @@ def _run_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_demo(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     from scanner.demo import demo_config, expected_counts, start_demo_emulator
 
     with tempfile.TemporaryDirectory(prefix="cos-scanner-demo-") as tmp:
@@ -704,106 +487,3 @@ def _run_demo(args: argparse.Namespace) -> int:
                 return code if got == expected else EXIT_FAILED
 
         return anyio.run(run)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="cos-scanner",
-        description="Bulk content moderation of a COS bucket "
-        "with Tencent Cloud Infinite batch image auditing.",
-    )
-    parser.add_argument("--version", action="version", version=f"cos-scanner {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details and tracebacks")
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="text lines, or one JSON event per line (for log pipelines)",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    for add in (_scan_args, _status_args, _report_args, _migrate_args, _demo_args, _emulator_args):
-        add(sub)
-    return parser
-
-
-_JSON_LOGS = False
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, event, message and the record's extra fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "event": getattr(record, "event", "log"),
-            "message": record.getMessage(),
-        }
-        out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
-        if record.exc_info and record.exc_info[1] is not None:
-            out["error"] = str(record.exc_info[1])
-        return json.dumps(out, ensure_ascii=False, default=str)
-
-
-def _setup_logging(verbose: bool, fmt: str = "text") -> None:
-    global _JSON_LOGS
-    _JSON_LOGS = fmt == "json"
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if _JSON_LOGS
-        else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    )
-    root = logging.getLogger("scanner")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
-    logging.getLogger("aiohttp").setLevel(logging.WARNING if verbose else logging.CRITICAL)
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _fail(line: str) -> None:
-    """The one line a user sees for an error (never a traceback)."""
-    print(line.replace("\n", " "), file=sys.stderr)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    try:
-        args = build_parser().parse_args(argv)
-    except UsageError as exc:
-        _fail(str(exc))
-        return EXIT_USAGE
-    _setup_logging(args.verbose, args.log_format)
-    # Everything imported so far lives for the whole process: keep it out of the cyclic GC,
-    # so a full collection walks only what the command allocates (on a scan, a few ms
-    # instead of tens of ms of event-loop stall, which the audit budget's pacing feels).
-    gc.freeze()
-    run: Callable[[argparse.Namespace], int] = args.run
-    try:
-        try:
-            return run(args)
-        except BaseExceptionGroup as group:
-            raise _leaf(group) from group
-    except ConfigError as exc:
-        _fail(f"cos-scanner: config error: {exc}")
-        return EXIT_USAGE
-    except ScanBusyError as exc:
-        _fail(f"cos-scanner: busy: {exc}")
-        return EXIT_BUSY
-    except ScannerError as exc:
-        _fail(f"cos-scanner: {exc}")
-        if args.verbose:
-            log.exception("detail")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        _fail("cos-scanner: interrupted")
-        return EXIT_INTERRUPTED

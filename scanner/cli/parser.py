@@ -1,0 +1,249 @@
+"""The command line's arguments: one parser, a subparser per command, one-line usage errors."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scanner import __version__
+from scanner.cli import commands
+from scanner.emulator import (
+    DEFAULT_BUCKET,
+    DEFAULT_REGION,
+    DEFAULT_SECRET_ID,
+)
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _emulator_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "emulator",
+        help="serve the local COS + CI emulator",
+        description="Serve an emulator of the COS ListObjects and CI batch image auditing APIs.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9000, help="port (default 9000; 0 = any free)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--objects", type=int, default=10000, help="synthetic album size")
+    src.add_argument("--root", type=Path, help="serve this folder as the bucket instead")
+    p.add_argument("--seed", type=int, default=1, help="seed of the album and of the faults")
+    p.add_argument(
+        "--bucket", default=DEFAULT_BUCKET, help=f"bucket name (default {DEFAULT_BUCKET})"
+    )
+    p.add_argument("--region", default=DEFAULT_REGION, help=f"region (default {DEFAULT_REGION})")
+    p.add_argument("--secret-id", default=DEFAULT_SECRET_ID, help="accepted SecretId")
+    p.add_argument(
+        "--secret-key",
+        default=None,
+        help="its SecretKey (default: the documented emulator key; or $EMULATOR_SECRET_KEY)",
+    )
+    p.add_argument("--session-token", default=None, help="require this session token")
+    p.add_argument(
+        "--token-expires-in",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the session token expires this long after start (negative: expired)",
+    )
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    p.add_argument("--qps-cap", type=float, default=0.0, help="audit requests/s before SlowDown")
+    p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503")
+    p.add_argument("--reset-rate", type=float, default=0.0, help="fraction of dropped connections")
+    p.add_argument(
+        "--malformed-rate", type=float, default=0.0, help="fraction of broken XML bodies"
+    )
+    p.add_argument(
+        "--image-failure-rate", type=float, default=0.0, help="per-image -65010 failures"
+    )
+    p.set_defaults(run=commands.run_emulator)
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML config file (default: $COS_SCANNER_CONFIG, else ./config.toml if present)",
+    )
+    p.add_argument("--store", default=None, help="SQLite store path (overrides [store] path)")
+
+
+def _scan_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "scan",
+        help="scan the configured target, or resume its unfinished scan",
+        description="List the bucket, audit every image in batches under the configured limits "
+        "and checkpoint every object in SQLite. Resumes an unfinished scan of the same target.",
+    )
+    _config_args(p)
+    p.add_argument("--prefix", default=None, help="only keys under this prefix ([cos] prefix)")
+    p.add_argument(
+        "--max-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bill at most N images in this run, then pause (resumable)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--incremental",
+        action="store_true",
+        help="nightly rescan: audit only new, changed, retryably failed or re-policied keys",
+    )
+    mode.add_argument(
+        "--full", action="store_true", help="a full scan even if [scan] incremental is set"
+    )
+    mode.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="re-audit exactly the objects whose last attempt failed",
+    )
+    p.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="write the final summary JSON here (default: <store>.summary.json)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="start a new scan that re-audits everything (bills again)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list only: print images, bytes, skips, billable units, price, duration",
+    )
+    p.set_defaults(run=commands.run_scan)
+
+
+def _status_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "status",
+        help="progress of the current and past scans",
+        description="Per scan: listed, audited, flagged, review, failed, skipped, "
+        "pending, rate, elapsed and ETA.",
+    )
+    _config_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
+    p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
+    p.set_defaults(run=commands.run_status)
+
+
+def _csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _csv_words(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def _since(text: str) -> float:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time, got {text!r}"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _report_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="export verdicts: csv, jsonl or a json summary",
+        description="Export the current state of every key of the target (its latest verdict or "
+        "failure, deletions, skips of the latest scan). Streams: constant memory at any size.",
+    )
+    _config_args(p)
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "json"),
+        default="csv",
+        help="csv or jsonl rows, or a json summary of totals (default csv)",
+    )
+    p.add_argument("--result", type=_csv_ints, default=(), help="only these Results, e.g. 1,2")
+    p.add_argument("--label", type=_csv_words, default=(), help="only these Labels, e.g. Porn,Ads")
+    p.add_argument("--min-score", type=int, default=None, help="only scores >= this")
+    p.add_argument(
+        "--state",
+        type=_csv_words,
+        default=(),
+        help="only these states: audited,failed,skipped,deleted",
+    )
+    p.add_argument("--scan", type=int, default=None, help="only rows recorded by this scan id")
+    p.add_argument(
+        "--since",
+        type=_since,
+        default=None,
+        help="only rows audited (or failed) at or after this ISO date/time",
+    )
+    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    p.add_argument(
+        "--presign",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="add a signed GET URL per object, valid for SECONDS",
+    )
+    p.set_defaults(run=commands.run_report)
+
+
+def _migrate_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "migrate",
+        help="apply pending store migrations",
+        description="Create the store if needed and bring its schema up to date "
+        "(scan does this too).",
+    )
+    _config_args(p)
+    p.set_defaults(run=commands.run_migrate)
+
+
+def _demo_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="scan a synthetic album on an in-process emulator",
+        description="Start the emulator in-process with a synthetic album and a little latency, "
+        "run a full scan into a temporary store and print the summary.",
+    )
+    p.add_argument("--objects", type=int, default=3000, help="album size (default 3000)")
+    p.add_argument("--seed", type=int, default=1, help="album seed")
+    p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
+    p.set_defaults(run=commands.run_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="cos-scanner",
+        description="Bulk content moderation of a COS bucket "
+        "with Tencent Cloud Infinite batch image auditing.",
+    )
+    parser.add_argument("--version", action="version", version=f"cos-scanner {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details and tracebacks")
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text lines, or one JSON event per line (for log pipelines)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in (_scan_args, _status_args, _report_args, _migrate_args, _demo_args, _emulator_args):
+        add(sub)
+    return parser
