@@ -92,6 +92,7 @@ class RateLimiter:
     def on_success(self) -> None:
         now = self._clock.now()
         self._ok.append(now)
+        self._prune(now)
         # Climb back quickly to just under where the quota tripped; probe above it slowly, so a
         # quota that grew is found again without tripping every few seconds.
         self.limit = min(self.ceiling, self.limit * 1.0001)
@@ -99,12 +100,15 @@ class RateLimiter:
 
     def _goodput(self, now: float) -> float | None:
         """Successes per second over the last window, once a whole window has been seen."""
+        self._prune(now)
+        if self._started is None or now - self._started < WINDOW:
+            return None
+        return len(self._ok) / WINDOW
+
+    def _prune(self, now: float) -> None:
         ok = self._ok
         while ok and ok[0] < now - WINDOW:
             ok.popleft()
-        if self._started is None or now - self._started < WINDOW:
-            return None
-        return len(ok) / WINDOW
 
 
 class AuditBudget:

@@ -115,3 +115,11 @@ async def test_budget_caps_in_flight(clock: FakeClock) -> None:
         gate.set()
     assert peak == 2
     assert budget.in_flight == 0
+
+
+async def test_success_log_keeps_one_window_only(clock: FakeClock) -> None:
+    limiter = RateLimiter(50.0, clock)
+    for _ in range(5000):  # 100 s of successes at 50/s, never throttled
+        await limiter.acquire()
+        limiter.on_success()
+    assert len(limiter._ok) <= 51  # not one entry per request of the whole scan
