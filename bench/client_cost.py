@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scan_throughput import EMULATOR_ID, EMULATOR_KEY, machine, start_emulator
+from common import ENV, machine, start_emulator, write_config
 
 
 def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, Any]:
@@ -38,10 +38,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     print(machine())
-    env = dict(os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY)
     runs: dict[str, list[tuple[float, float, Any]]] = {"cos-scanner": [], "sdk-baseline": []}
     for _ in range(args.repeat):
-        for name, (wall, cpu, usage) in one_round(args, env).items():
+        for name, (wall, cpu, usage) in one_round(args).items():
             runs[name].append((wall, cpu, usage))
             print(f"  {name}: {cpu / args.objects * 10_000:.2f} CPU-s / 10k", flush=True)
     results = {name: sorted(r, key=lambda x: x[1])[len(r) // 2] for name, r in runs.items()}
@@ -55,18 +54,19 @@ def main() -> None:
     print(f"cos-scanner uses {ratio:.2f}x less CPU per object than the SDK script (target >= 5x)")
 
 
-def one_round(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+def one_round(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("cos-scanner", "sdk-baseline"):
             emulator, url = start_emulator(args.objects, 0.0, 1)
             try:
                 if name == "cos-scanner":
-                    cfg = Path(tmp, "c.toml")
-                    cfg.write_text(
-                        f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n'
-                        f"[audit]\nconcurrency = {args.concurrency}\nqps = 10000.0\n"
-                        f'[store]\npath = "{tmp}/scanner.db"\n'
+                    cfg = write_config(
+                        Path(tmp, "c.toml"),
+                        url,
+                        Path(tmp, "scanner.db"),
+                        concurrency=args.concurrency,
+                        qps=10000.0,
                     )
                     argv = [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)]
                 else:
@@ -80,7 +80,7 @@ def one_round(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
                         "--concurrency",
                         str(args.concurrency),
                     ]
-                results[name] = measured(argv, env)
+                results[name] = measured(argv, ENV)
             finally:
                 emulator.kill()
                 emulator.wait()

@@ -32,7 +32,7 @@ from scanner.cos.listing import parse_page
 from scanner.emulator import EmulatorState, synthetic
 from scanner.emulator.app import audit, list_objects
 from scanner.filter import ObjectFilter
-from scanner.models import AuditItem, ImageVerdict, ObjectRef, Target
+from scanner.models import AuditItem, Decision, ImageVerdict, ObjectRef, Target
 from scanner.store import Store
 
 TARGET = Target("album-1250000000", "ap-guangzhou", "")
@@ -60,16 +60,11 @@ def produce(objects: int) -> tuple[list[tuple[str, bytes]], list[tuple[list[Audi
 
 
 async def store_work(
-    path: Path, pages: list[tuple[str, bytes]], verdicts: list[list[ImageVerdict]]
+    path: Path,
+    decided: list[tuple[list[Decision], str | None]],
+    verdicts: list[list[ImageVerdict]],
 ) -> float:
-    flt = ObjectFilter.from_settings(ScanSettings(), AuditSettings())
-    decided = []
-    for marker, body in pages:
-        page = parse_page(body, marker)
-        decided.append(([flt.decide(r) for r in page.objects], page.next_marker))
-    by_key: dict[str, ObjectRef] = {}
-    for decisions, _next in decided:
-        by_key.update((d.ref.key, d.ref) for d in decisions)
+    by_key = {d.ref.key: d.ref for decisions, _next in decided for d in decisions}
     async with await Store.open(path) as store:
         scan = await store.start_scan(TARGET, "p")
         started = time.process_time()
@@ -94,8 +89,10 @@ def main() -> None:
 
     flt = ObjectFilter.from_settings(ScanSettings(), AuditSettings())
     started = time.process_time()
+    decided = []
     for marker, body in pages:
-        [flt.decide(r) for r in parse_page(body, marker).objects]
+        page = parse_page(body, marker)
+        decided.append(([flt.decide(r) for r in page.objects], page.next_marker))
     listing = time.process_time() - started
     started = time.process_time()
     for items, body in answers:  # dropped as they come, as a scan does
@@ -104,7 +101,7 @@ def main() -> None:
     verdicts = [decode_results(body, items) for items, body in answers]
     gc.freeze()  # a scan holds one batch's verdicts at a time, not all of them
     with tempfile.TemporaryDirectory() as tmp:
-        storing = asyncio.run(store_work(Path(tmp, "floor.db"), pages, verdicts))
+        storing = asyncio.run(store_work(Path(tmp, "floor.db"), decided, verdicts))
     total = listing + decoding + storing
     print(f"{args.objects:,} objects in {len(pages)} pages, {images:,} images to audit")
     for name, cpu in (

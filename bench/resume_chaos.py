@@ -11,8 +11,6 @@ whether the final verdicts equal an uninterrupted scan of the same album.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 import signal
 import sqlite3
@@ -20,35 +18,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from scan_throughput import EMULATOR_ID, EMULATOR_KEY, machine, start_emulator
-
-ENV = dict(os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY)
-
-
-def stats(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url + "/_emulator/stats?detail=1", timeout=10) as resp:
-        data: dict[str, object] = json.load(resp)
-    return data
+from common import ENV, machine, start_emulator, stats, write_config
 
 
 def reaudited(url: str) -> int:
-    audits: dict[str, int] = stats(url)["audits"]  # type: ignore[assignment]
+    audits: dict[str, int] = stats(url, detail=True)["audits"]
     return sum(n - 1 for n in audits.values())
 
 
 def config(
     tmp: Path, name: str, url: str, concurrency: int, batch: int, qps: float = 200.0
 ) -> Path:
-    cfg = tmp / f"{name}.toml"
-    cfg.write_text(
-        f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n[audit]\n'
-        f"concurrency = {concurrency}\nbatch_size = {batch}\nqps = {qps}\n"
-        f'[store]\npath = "{tmp}/{name}.db"\n'
+    return write_config(
+        tmp / f"{name}.toml",
+        url,
+        tmp / f"{name}.db",
+        concurrency=concurrency,
+        batch_size=batch,
+        qps=qps,
     )
-    return cfg
 
 
 def committed_marker(db: Path) -> str:
@@ -109,7 +99,7 @@ def main() -> None:
                 per_kill.append(reaudited(url) - before)
             final = scan(cfg)
             assert final.wait() == 0, "final run failed"
-            s = stats(url)
+            s = stats(url, detail=True)
         finally:
             emulator.kill()
             emulator.wait()
@@ -130,7 +120,7 @@ def main() -> None:
         f"{sum(per_kill) / len(per_kill):.1f} (target <= {bound}); "
         f"{sum(1 for n in per_kill if n > bound)} over the target"
     )
-    markers: dict[str, int] = s["list_markers"]  # type: ignore[assignment]
+    markers: dict[str, int] = s["list_markers"]
     relisted = [m for m, n in markers.items() if n > 1]
     finished = [m for m in relisted if m not in resume_points]
     in_flight = len(relisted) - len(finished)
@@ -138,7 +128,7 @@ def main() -> None:
         f"pages listed: {s['pages_listed']}, listed twice: {len(relisted)}: finished pages "
         f"listed again {len(finished)} (target 0), in flight at a stop {in_flight}"
     )
-    audits: dict[str, int] = s["audits"]  # type: ignore[assignment]
+    audits: dict[str, int] = s["audits"]
     print(f"final verdicts equal an uninterrupted run: {same} ({len(audits):,} keys audited)")
 
 

@@ -20,18 +20,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from scan_throughput import EMULATOR_ID, EMULATOR_KEY, machine, start_emulator
-
-
-def stats(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url + "/_emulator/stats", timeout=5) as resp:
-        data: dict[str, object] = json.load(resp)
-    return data
+from common import ENV, machine, start_emulator, stats, write_config
 
 
 def audited(url: str) -> int:
-    count: int = stats(url)["audited_images"]  # type: ignore[assignment]
-    return count
+    return int(stats(url)["audited_images"])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -49,24 +42,18 @@ def run(cap: float, ceiling: float, seconds: float, concurrency: int) -> tuple[f
         )
         urllib.request.urlopen(post).close()
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = Path(tmp, "c.toml")
-            cfg.write_text(
-                f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n[audit]\n'
-                f"concurrency = {concurrency}\nqps = {ceiling}\n"
-                f'[store]\npath = "{tmp}/s.db"\n'
-            )
-            env = dict(
-                os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY
+            cfg = write_config(
+                Path(tmp, "c.toml"), url, Path(tmp, "s.db"), concurrency=concurrency, qps=ceiling
             )
             argv = [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)]
             proc = subprocess.Popen(
-                argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             time.sleep(8)  # warm up: listing ahead, budget settled
             n0, t0, c0 = audited(url), time.monotonic(), cpu_seconds(proc.pid)
             time.sleep(seconds)
             n1, t1, c1 = audited(url), time.monotonic(), cpu_seconds(proc.pid)
-            throttled = int(stats(url)["faults"].get("throttled", 0))  # type: ignore[attr-defined]
+            throttled = int(stats(url)["faults"].get("throttled", 0))
             proc.terminate()
             proc.wait(timeout=60)
         return (n1 - n0) / (t1 - t0), throttled, (c1 - c0) / (t1 - t0)

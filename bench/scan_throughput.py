@@ -10,54 +10,16 @@ process, measured with os.wait4 when it exits. Both share this machine's cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-EMULATOR_ID = "AKIDemulator0000000000000000000000000"
-EMULATOR_KEY = "emulator-secret-key-000000000000"
-
-
-def machine() -> str:
-    libs = ", ".join(f"{n} {version(n)}" for n in ("aiohttp", "anyio", "aiosqlite"))
-    return (
-        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{libs}; emulator and scanner in separate processes sharing the cores"
-    )
-
-
-def start_emulator(objects: int, latency: float, seed: int) -> tuple[subprocess.Popen[str], str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "scanner",
-        "emulator",
-        "--port",
-        "0",
-        "--objects",
-        str(objects),
-        "--seed",
-        str(seed),
-        "--latency",
-        str(latency),
-    ]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"at (http://\S+)", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc, match[1]
+from common import ENV, machine, start_emulator, stats, write_config
 
 
 def main() -> None:
@@ -74,24 +36,23 @@ def main() -> None:
     emulator, url = start_emulator(args.objects, args.latency, args.seed)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = Path(tmp, "bench.toml")
-            cfg.write_text(
-                f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n[audit]\n'
-                f"concurrency = {args.concurrency}\nbatch_size = {args.batch_size}\n"
-                f'qps = {args.qps}\n[store]\npath = "{tmp}/bench.db"\n'
-            )
-            env = dict(
-                os.environ, TENCENTCLOUD_SECRET_ID=EMULATOR_ID, TENCENTCLOUD_SECRET_KEY=EMULATOR_KEY
+            cfg = write_config(
+                Path(tmp, "bench.toml"),
+                url,
+                Path(tmp, "bench.db"),
+                concurrency=args.concurrency,
+                batch_size=args.batch_size,
+                qps=args.qps,
             )
             print(
                 f"objects {args.objects:,}  latency {args.latency:g}s  concurrency "
                 f"{args.concurrency}  batch {args.batch_size}  qps ceiling {args.qps:g}"
             )
-            report("full scan", run_scan(cfg, env, []), args.objects, url)
+            report("full scan", run_scan(cfg, ENV, []), args.objects, url)
             if args.rescan:
                 report(
                     "incremental rescan (unchanged)",
-                    run_scan(cfg, env, ["--incremental"]),
+                    run_scan(cfg, ENV, ["--incremental"]),
                     args.objects,
                     url,
                 )
@@ -116,21 +77,20 @@ def run_scan(cfg: Path, env: dict[str, str], extra: list[str]) -> tuple[float, A
 
 def report(name: str, measured: tuple[float, Any], objects: int, url: str) -> None:
     wall, usage = measured
-    with urllib.request.urlopen(url + "/_emulator/stats") as resp:
-        stats = json.load(resp)
+    counts = stats(url)
     with urllib.request.urlopen(urllib.request.Request(url + "/_emulator/reset", method="POST")):
         pass
     cpu = usage.ru_utime + usage.ru_stime
     print(f"{name}:")
     print(
         f"  wall {wall:.1f}s  -> {objects / wall:,.0f} objects/s listed+checkpointed, "
-        f"{stats['audited_images'] / wall:,.0f} images/s audited"
+        f"{counts['audited_images'] / wall:,.0f} images/s audited"
     )
     print(f"  scanner CPU {cpu:.1f}s  -> {cpu / objects * 10_000:.2f} CPU-s per 10,000 objects")
     print(f"  scanner peak RSS {usage.ru_maxrss / 1024:.0f} MiB")
     print(
-        f"  audit requests {stats['requests'].get('audit', 0):,}, images billed "
-        f"{stats['audited_images']:,}, billed twice {stats['double_audited']}"
+        f"  audit requests {counts['requests'].get('audit', 0):,}, images billed "
+        f"{counts['audited_images']:,}, billed twice {counts['double_audited']}"
     )
 
 

@@ -1,0 +1,60 @@
+"""What the bench scripts share: the machine line, the emulator subprocess, a scanner config,
+the credentials the emulator accepts, and its stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import urllib.request
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+
+ENV = dict(
+    os.environ, TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID, TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY
+)
+
+
+def machine() -> str:
+    libs = ", ".join(f"{n} {version(n)}" for n in ("aiohttp", "anyio", "aiosqlite"))
+    return (
+        f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{libs}; emulator and scanner in separate processes sharing the cores"
+    )
+
+
+def start_emulator(objects: int, latency: float, seed: int) -> tuple[subprocess.Popen[str], str]:
+    """`cos-scanner emulator` with a synthetic album, in its own process; and its URL."""
+    argv = [sys.executable, "-m", "scanner", "emulator", "--port", "0", "--objects",
+            str(objects), "--seed", str(seed), "--latency", str(latency)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    match = re.search(r"at (http://\S+)", line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return proc, match[1]
+
+
+def write_config(path: Path, url: str, store: Path | str, **audit: Any) -> Path:
+    """A scanner config for the emulator's bucket at `url`, with these [audit] settings."""
+    settings = "".join(f"{k} = {v!r}\n" for k, v in audit.items())
+    path.write_text(
+        f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n'
+        f'[audit]\n{settings}[store]\npath = "{store}"\n'
+    )
+    return path
+
+
+def stats(url: str, detail: bool = False) -> dict[str, Any]:
+    query = "?detail=1" if detail else ""
+    with urllib.request.urlopen(f"{url}/_emulator/stats{query}", timeout=10) as resp:
+        data: dict[str, Any] = json.load(resp)
+    return data
