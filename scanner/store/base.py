@@ -1,0 +1,119 @@
+"""The store's connection: opening (and migrating), one-transaction writes, reads, closing.
+
+One aiosqlite connection in WAL mode with synchronous=FULL. Every write is one transaction
+under a lock, shielded from cancellation, so a commit either lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import aiosqlite
+import anyio
+
+from scanner.errors import StoreError
+from scanner.store.migrate import apply_migrations, current_version, latest_version
+
+
+def _uri(where: str, readonly: bool) -> str:
+    path = Path(where)
+    if readonly and not path.exists():
+        raise StoreError(f"no store at {where!r} (run a scan first)")
+    if not readonly and not path.parent.is_dir():
+        raise StoreError(f"cannot create store {where!r}: {str(path.parent)!r} is not a directory")
+    return f"file:{quote(str(path.resolve()))}?mode={'ro' if readonly else 'rwc'}"
+
+
+class StoreBase:
+    """The connection, its transactions and lifecycle: what every table family builds on."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+        self._lock = anyio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path, *, migrate: bool = True, readonly: bool = False) -> Self:
+        """Open (creating unless `readonly`) the store at `path` and apply migrations."""
+        where = str(path)
+        uri = _uri(where, readonly)
+        try:
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {where!r}: {exc}") from exc
+        store = cls(conn, where)
+        try:
+            await store._setup(migrate=migrate and not readonly, readonly=readonly)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        return store
+
+    async def _setup(self, *, migrate: bool, readonly: bool) -> None:
+        try:
+            await self._conn.execute("PRAGMA busy_timeout = 10000")
+            if not readonly:
+                await self._conn.execute("PRAGMA journal_mode = WAL")
+            await self._conn.execute("PRAGMA synchronous = FULL")
+            version = await current_version(self._conn)
+            if migrate:
+                await apply_migrations(self._conn)
+            elif version != latest_version():
+                raise StoreError(
+                    f"store {self.path!r} has schema version {version}, this cos-scanner needs "
+                    f"{latest_version()}: run `cos-scanner migrate`"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store {self.path!r} is not usable: {exc}") from exc
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await self._conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    @contextlib.asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction, whole or not at all, never cut by cancellation."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                try:
+                    await self._conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield self._conn
+                    except BaseException:
+                        await self._conn.execute("ROLLBACK")
+                        raise
+                    await self._conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    raise StoreError(f"store {self.path!r}: {exc}") from exc
+
+    async def _one(self, sql: str, args: Iterable[Any] = ()) -> Any:
+        try:
+            async with self._conn.execute(sql, tuple(args)) as cur:
+                return await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path!r}: {exc}") from exc
+
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        try:
+            async with self._conn.execute(sql, tuple(args)) as cur:
+                return list(await cur.fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path!r}: {exc}") from exc
+
+    async def version(self) -> int:
+        return await current_version(self._conn)

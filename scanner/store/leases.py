@@ -1,0 +1,60 @@
+"""Leases: one live scanner per target (I5), with a heartbeat; a stale or dead one is taken over."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from scanner.errors import ScanBusyError
+from scanner.models import Target
+from scanner.store.base import StoreBase
+
+
+class Leases(StoreBase):
+    async def acquire_lease(
+        self,
+        target: Target,
+        owner: str,
+        *,
+        host: str,
+        pid: int,
+        stale_after: float,
+        is_dead: Callable[[str, int], bool],
+    ) -> None:
+        """Take the target's lease, or raise ScanBusyError naming the live holder."""
+        now = time.time()
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT owner, host, pid, heartbeat_at FROM leases WHERE target = ?", (target.id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] != owner:
+                held_host, held_pid, beat = row[1], int(row[2]), float(row[3])
+                if now - beat < stale_after and not is_dead(held_host, held_pid):
+                    raise ScanBusyError(
+                        f"{target.id} is being scanned by pid {held_pid} on {held_host} "
+                        f"(heartbeat {now - beat:.0f}s ago); not starting a second scan"
+                    )
+            await conn.execute(
+                "INSERT INTO leases (target, owner, host, pid, acquired_at, heartbeat_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+                "owner = excluded.owner,"
+                " host = excluded.host, pid = excluded.pid, acquired_at = excluded.acquired_at,"
+                " heartbeat_at = excluded.heartbeat_at",
+                (target.id, owner, host, pid, now, now),
+            )
+
+    async def heartbeat(self, target: Target, owner: str) -> bool:
+        """Refresh the lease; False if someone else holds it now."""
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "UPDATE leases SET heartbeat_at = ? WHERE target = ? AND owner = ?",
+                (time.time(), target.id, owner),
+            )
+            return cur.rowcount == 1
+
+    async def release_lease(self, target: Target, owner: str) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "DELETE FROM leases WHERE target = ? AND owner = ?", (target.id, owner)
+            )

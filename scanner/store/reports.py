@@ -1,0 +1,116 @@
+"""Reports: the current state of every key of a target, one row each, filtered and streamed."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from scanner.errors import StoreError
+from scanner.store.base import StoreBase
+from scanner.store.results import unpack_raw
+
+
+class Reports(StoreBase):
+    async def targets(self) -> list[str]:
+        return [r[0] for r in await self._all("SELECT DISTINCT target FROM scans ORDER BY target")]
+
+    def _view(self, target: str, latest_scan: int, where: ReportFilter) -> tuple[str, list[Any]]:
+        """The current state of every key of a target, one row each, filtered."""
+        sql = f"SELECT {REPORT_COLUMNS} FROM ({_CURRENT_VIEW}) WHERE 1 = 1"
+        args: list[Any] = [target, target, latest_scan]
+        conds, more = where.sql()
+        return sql + conds, args + more
+
+    async def iter_report(
+        self, target: str, where: ReportFilter, chunk: int = 1000
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Report rows (REPORT_COLUMNS) in key order, `chunk` at a time: constant memory."""
+        latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
+        sql, args = self._view(target, int(latest[0] or 0), where)
+        try:
+            async with self._conn.execute(sql + " ORDER BY key", args) as cur:
+                while rows := await cur.fetchmany(chunk):
+                    yield [(*r[:-1], unpack_raw(r[-1])) for r in rows]
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path!r}: {exc}") from exc
+
+    async def report_totals(self, target: str, where: ReportFilter) -> dict[str, Any]:
+        """Totals of the filtered report rows by state, result, label, category and scan."""
+        latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
+        sql, args = self._view(target, int(latest[0] or 0), where)
+        out: dict[str, Any] = {}
+        for name, column in (
+            ("by_state", "state"),
+            ("by_result", "result"),
+            ("by_label", "label"),
+            ("by_category", "category"),
+            ("by_scan", "scan_id"),
+        ):
+            rows = await self._all(
+                f"SELECT {column}, COUNT(*) FROM ({sql}) GROUP BY {column} ORDER BY {column}", args
+            )
+            out[name] = {("" if k is None else str(k)): int(n) for k, n in rows}
+        out["rows"] = sum(out["by_state"].values())
+        return out
+
+
+REPORT_COLUMNS = (
+    "key, etag, size, state, reason, message, result, label, score, category, sub_label, job_id, "
+    "audited_at, scan_id, raw"
+)
+# A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
+# verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
+# skipped for a reason other than 'unchanged'.
+_CURRENT_VIEW = """
+SELECT v.key, v.etag, v.size,
+       CASE WHEN v.deleted_scan IS NULL THEN 'audited' ELSE 'deleted' END AS state,
+       CASE WHEN v.deleted_scan IS NULL THEN NULL ELSE 'deleted' END AS reason, NULL AS message,
+       v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
+       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.raw
+FROM verdicts v WHERE v.target = ?
+  AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = v.target AND f.key = v.key)
+UNION ALL
+SELECT f.key, f.etag, f.size,
+       CASE WHEN f.deleted_scan IS NULL THEN 'failed' ELSE 'deleted' END, f.code, f.message,
+       NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL
+FROM failures f WHERE f.target = ?
+UNION ALL
+SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, o.scan_id, NULL
+FROM scan_objects o
+WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportFilter:
+    results: tuple[int, ...] = ()
+    labels: tuple[str, ...] = ()
+    min_score: int | None = None
+    states: tuple[str, ...] = ()
+    scan_id: int | None = None
+    since: float | None = None  # unix time; rows audited (or failed) at or after it
+
+    def sql(self) -> tuple[str, list[Any]]:
+        conds: list[str] = []
+        args: list[Any] = []
+        for column, values in (
+            ("result", self.results),
+            ("label", self.labels),
+            ("state", self.states),
+        ):
+            if values:
+                conds.append(f"{column} IN ({','.join('?' * len(values))})")
+                args.extend(values)
+        if self.min_score is not None:
+            conds.append("score >= ?")
+            args.append(self.min_score)
+        if self.scan_id is not None:
+            conds.append("scan_id = ?")
+            args.append(self.scan_id)
+        if self.since is not None:
+            conds.append("audited_at >= ?")
+            args.append(self.since)
+        return "".join(f" AND {c}" for c in conds), args

@@ -1,0 +1,89 @@
+"""Scans: one row per scan of a target, its state and the counters the other writes keep."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from scanner.errors import StoreError
+from scanner.models import ScanStatus, Target
+from scanner.store.base import StoreBase
+
+_SCAN_COLUMNS = (
+    "id, target, mode, policy, state, marker, listing_done, listed, audited, flagged, review, "
+    "failed, skipped, requests, error, started_at, updated_at, finished_at, run_started_at, "
+    "run_audited, deleted"
+)
+
+
+def _status(row: Sequence[Any]) -> ScanStatus:
+    values = list(row)
+    values[6] = bool(values[6])
+    return ScanStatus(*values)
+
+
+class Scans(StoreBase):
+    async def latest_scan(self, target: Target) -> ScanStatus | None:
+        row = await self._one(
+            f"SELECT {_SCAN_COLUMNS} FROM scans WHERE target = ? ORDER BY id DESC LIMIT 1",
+            (target.id,),
+        )
+        return _status(row) if row else None
+
+    async def scan(self, scan_id: int) -> ScanStatus:
+        row = await self._one(f"SELECT {_SCAN_COLUMNS} FROM scans WHERE id = ?", (scan_id,))
+        if row is None:
+            raise StoreError(f"no scan {scan_id} in {self.path!r}")
+        return _status(row)
+
+    async def scans(self, limit: int = 20) -> list[ScanStatus]:
+        rows = await self._all(
+            f"SELECT {_SCAN_COLUMNS} FROM scans ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [_status(r) for r in rows]
+
+    async def start_scan(self, target: Target, policy: str, mode: str = "full") -> ScanStatus:
+        """A new running scan of `target`."""
+        now = time.time()
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO scans (target, bucket, region, prefix, mode, policy, state, "
+                "started_at, updated_at, run_started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    target.id,
+                    target.bucket,
+                    target.region,
+                    target.prefix,
+                    mode,
+                    policy,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            scan_id = cur.lastrowid
+        assert scan_id is not None
+        return await self.scan(scan_id)
+
+    async def resume_scan(self, scan_id: int, policy: str) -> ScanStatus:
+        """Mark an unfinished scan running again (a new run of it)."""
+        now = time.time()
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE scans SET state = 'running', error = NULL, policy = ?, updated_at = ?, "
+                "run_started_at = ?, run_audited = 0 WHERE id = ?",
+                (policy, now, now, scan_id),
+            )
+        return await self.scan(scan_id)
+
+    async def finish_scan(self, scan_id: int, state: str, error: str | None = None) -> ScanStatus:
+        now = time.time()
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE scans SET state = ?, error = ?, updated_at = ?, "
+                "finished_at = CASE WHEN ? = 'done' THEN ? ELSE finished_at END WHERE id = ?",
+                (state, error, now, state, now, scan_id),
+            )
+        return await self.scan(scan_id)
