@@ -62,7 +62,8 @@ class CosSettings:
 class AuditSettings:
     endpoint: str = ""  # override for the CI host
     biz_type: str = ""  # moderation policy; empty = account default
-    detect_type: str = ""  # deprecated comma list, e.g. "Porn,Ads"; empty = not sent
+    detect_type: str = ""  # deprecated comma list, any case, or "all"; empty = not sent
+    policy_version: str = ""  # bump after editing the BizType policy in the console
     batch_size: int = DEFAULT_BATCH_SIZE  # images per request, 1..100
     concurrency: int = DEFAULT_CONCURRENCY  # requests in flight
     qps: float = DEFAULT_QPS  # request budget per second (strict, no burst)
@@ -72,13 +73,21 @@ class AuditSettings:
     timeout: float = 60.0  # seconds per request
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     unit_price: float = 0.0  # price per billed unit (image x scene), for --dry-run estimates
-    billed_scenes: int = 0  # scenes billed per image; 0 = count detect_type (or 1 if empty)
+    large_image_price: float = 0.0  # price per image compressed by LargeImageDetect
+    billed_scenes: int = 0  # scenes billed per image; 0 = count detect_type (unknown if empty)
 
     @property
-    def scenes_per_image(self) -> int:
+    def scenes(self) -> tuple[str, ...]:
+        """The DetectType scenes, canonical (service spelling and order); () when not sent."""
+        return detect_scenes(self.detect_type) or ()
+
+    @property
+    def scenes_per_image(self) -> int | None:
+        """Billed units per audited image, or None when neither setting tells (a BizType
+        policy's scenes are configured in the console, where the scanner cannot see them)."""
         if self.billed_scenes:
             return self.billed_scenes
-        return len(self.detect_type.split(",")) if self.detect_type else 1
+        return len(self.scenes) or None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -129,7 +138,21 @@ SECTIONS: dict[str, type[Any]] = {
 
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 _BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
-_DETECT_TYPES = ("Porn", "Terrorism", "Politics", "Ads", "Illegal", "Abuse", "Teenager")
+#: DetectType scenes in the service's spelling and order (reference 3.1; the SDK's CiDetectType).
+DETECT_TYPES = ("Porn", "Terrorism", "Politics", "Ads", "Illegal", "Abuse", "Teenager")
+MAX_SCENES = len(DETECT_TYPES)
+
+
+def detect_scenes(value: str) -> tuple[str, ...] | None:
+    """`value` ("porn,ADS", "all", ...) as canonical scenes; None if a name is unknown."""
+    names = {p.strip().lower() for p in value.split(",") if p.strip()}
+    if "all" in names:
+        return DETECT_TYPES
+    known = {t.lower(): t for t in DETECT_TYPES}
+    if names - set(known):
+        return None
+    return tuple(t for t in DETECT_TYPES if t.lower() in names)
+
 
 Check = Callable[[Any], str | None]
 
@@ -184,8 +207,11 @@ def _iso(v: str) -> str | None:
 
 
 def _detect_type(v: str) -> str | None:
-    bad = [t for t in v.split(",") if t.strip() not in _DETECT_TYPES] if v else []
-    return f"unknown type(s) {bad}; choose from {','.join(_DETECT_TYPES)}" if bad else None
+    if detect_scenes(v) is not None:
+        return None
+    known = {t.lower() for t in DETECT_TYPES} | {"all"}
+    bad = [t.strip() for t in v.split(",") if t.strip() and t.strip().lower() not in known]
+    return f"unknown type(s) {bad}; choose from {','.join(DETECT_TYPES)} (any case) or all"
 
 
 CHECKS: dict[str, Check] = {
@@ -205,7 +231,8 @@ CHECKS: dict[str, Check] = {
     "audit.timeout": _positive,
     "audit.max_response_bytes": _at_least(1024),
     "audit.unit_price": _at_least(0),
-    "audit.billed_scenes": _between(0, 7),
+    "audit.large_image_price": _at_least(0),
+    "audit.billed_scenes": _between(0, MAX_SCENES),
     "scan.modified_after": lambda v: _iso(v),
     "scan.modified_before": lambda v: _iso(v),
     "scan.min_size": _at_least(0),

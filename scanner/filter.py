@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from scanner.audit.codec import xml_safe
+from scanner.audit.codec import LARGE_IMAGE_BYTES, xml_safe
 from scanner.config import AuditSettings, ScanSettings
 from scanner.models import Decision, ObjectRef
 
@@ -20,7 +20,7 @@ from scanner.models import Decision, ObjectRef
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "heif", "heic"})
 #: Storage classes the API cannot read without a restore.
 ARCHIVE_CLASSES = frozenset({"ARCHIVE", "DEEP_ARCHIVE"})
-SMALL_LIMIT = 5 * 1024 * 1024  # bytes; larger needs LargeImageDetect
+SMALL_LIMIT = LARGE_IMAGE_BYTES  # bytes; larger needs LargeImageDetect
 HARD_LIMIT = 32 * 1024 * 1024  # bytes; at or over it the API refuses
 
 

@@ -17,7 +17,7 @@ shielded transaction, so cancellation never leaves the store half-written.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -25,6 +25,7 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from scanner.audit.client import AuditClient
+from scanner.audit.codec import AuditOptions, policy_still_holds
 from scanner.batcher import make_batches
 from scanner.cos.listing import Lister
 from scanner.filter import ObjectFilter
@@ -59,9 +60,10 @@ class Progress:
     phase: str = "starting"
 
     @property
-    def rate(self) -> float:
+    def rate(self) -> float | None:
+        """Images/s of this run; None until there is something to divide (an image, a second)."""
         elapsed = time.monotonic() - self.started
-        return self.audited / elapsed if elapsed > 0 else 0.0
+        return self.audited / elapsed if self.audited and elapsed >= 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +155,15 @@ async def _source(
             marker = page.next_marker
 
 
-def unchanged(ref: ObjectRef, prior: Prior | None, policy: str) -> bool:
-    """Whether a nightly rescan may skip `ref`: same ETag, size and policy as its last
-    outcome, and that outcome was a verdict or a final (not retryable) failure."""
+def unchanged(ref: ObjectRef, prior: Prior | None, options: AuditOptions) -> bool:
+    """Whether a nightly rescan may skip `ref`: same ETag and size as its last outcome, that
+    outcome a verdict or a final (not retryable) failure, under a policy that still holds for
+    this object's class (a GIF option does not re-audit JPEGs: `fingerprint_for`)."""
     if prior is None or prior.retryable:
         return False
-    return prior.etag == ref.etag and prior.size == ref.size and prior.policy == policy
+    if prior.etag != ref.etag or prior.size != ref.size:
+        return False
+    return policy_still_holds(prior.policy, options.fingerprint_for(ref.key, ref.size))
 
 
 async def _decide(deps: ScanDeps, refs: Sequence[ObjectRef]) -> list[Decision]:
@@ -168,7 +173,7 @@ async def _decide(deps: ScanDeps, refs: Sequence[ObjectRef]) -> list[Decision]:
     priors = await deps.store.priors(deps.target, refs[0].key, refs[-1].key)
     return [
         Decision(d.ref, "unchanged")
-        if not d.skip and unchanged(d.ref, priors.get(d.ref.key), deps.policy)
+        if not d.skip and unchanged(d.ref, priors.get(d.ref.key), deps.auditor.options)
         else d
         for d in decisions
     ]
@@ -201,6 +206,10 @@ def _count(progress: Progress, verdicts: Sequence[ImageVerdict]) -> None:
             progress.review += v.result == Result.SUSPICIOUS
 
 
+def _policy_of(options: AuditOptions) -> Callable[[ObjectRef], str]:
+    return lambda ref: options.fingerprint_for(ref.key, ref.size)
+
+
 async def _write(
     deps: ScanDeps,
     scan_id: int,
@@ -221,7 +230,7 @@ async def _write(
             await deps.store.record_results(
                 scan_id,
                 deps.target,
-                deps.policy,
+                _policy_of(deps.auditor.options),
                 pairs,
                 requests=len(group),
                 max_attempts=opts.max_attempts,

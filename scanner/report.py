@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from scanner.audit.codec import raw_to_dict
+from scanner.config import AuditSettings
 from scanner.models import ScanStatus
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,12 @@ def rates(status: ScanStatus, now: float | None = None) -> dict[str, float | Non
     end = status.finished_at or (now if status.state == "running" else status.updated_at)
     elapsed = max(0.0, end - status.started_at)
     run_start = status.run_started_at or status.started_at
-    run_elapsed = max(1e-9, (now if status.state == "running" else status.updated_at) - run_start)
-    rate = status.run_audited / run_elapsed if status.run_audited else 0.0
+    run_elapsed = (now if status.state == "running" else status.updated_at) - run_start
+    rate = None  # not from nothing: no image yet, or less than a second to divide by
+    if status.run_audited and run_elapsed >= 1:
+        rate = status.run_audited / run_elapsed
     eta = None
-    if status.state != "done" and rate > 0 and status.listing_done:
+    if status.state != "done" and rate and status.listing_done:
         eta = status.pending / rate
     return {"rate": rate, "elapsed": elapsed, "eta": eta}
 
@@ -61,7 +64,7 @@ def status_json(status: ScanStatus) -> dict[str, Any]:
         "started_at": status.started_at,
         "updated_at": status.updated_at,
         "finished_at": status.finished_at,
-        "rate": round(r["rate"] or 0.0, 2),
+        "rate": None if r["rate"] is None else round(r["rate"], 2),
         "elapsed": round(r["elapsed"] or 0.0, 1),
         "eta": None if r["eta"] is None else round(r["eta"], 1),
         "policy": status.policy,
@@ -99,7 +102,7 @@ def status_table(scans: Sequence[ScanStatus]) -> str:
                 f"{s.failed:,}",
                 f"{s.skipped:,}",
                 f"{s.pending:,}",
-                f"{r['rate'] or 0:.1f}",
+                "-" if r["rate"] is None else f"{r['rate']:.1f}",
                 _duration(r["elapsed"] or 0),
                 eta,
                 s.target,
@@ -128,7 +131,11 @@ def summary_text(
     run_audited: int,
 ) -> str:
     """The table printed when a scan run ends."""
-    rate = run_audited / run_seconds if run_seconds > 0 else 0.0
+    this_run = "nothing audited"
+    if run_audited:
+        this_run = f"{run_audited:,} images in {run_seconds:.1f}s"
+        if run_seconds >= 1:  # a rate over less than a second is noise
+            this_run += f" ({run_audited / run_seconds:.1f} images/s)"
     lines = [
         f"scan {status.id} of {status.target}: {outcome}",
         f"  listed    {status.listed:>10,}",
@@ -139,12 +146,68 @@ def summary_text(
         f"  pending   {status.pending:>10,}",
         f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
-        f"  this run  {run_audited:>10,} images in {run_seconds:.1f}s ({rate:.1f} images/s)",
+        f"  this run  {this_run}",
     ]
     if labels:
         lines.append(f"  labels    {_tally(labels)}")
     if status.error:
         lines.append(f"  error     {status.error}")
+    return "\n".join(lines)
+
+
+def dry_run_text(est: Mapping[str, Any], audit: AuditSettings) -> str:
+    """The `scan --dry-run` estimate (`Estimate.as_json`) for people."""
+    lines = [f"dry run of {est['target']}: nothing audited, nothing written"]
+    if est["nothing_to_do"]:
+        lines.append(
+            "  plan         the last scan is done: `scan` would do nothing and bill nothing "
+            "(--incremental, --retry-failed or --force start a new scan)"
+        )
+    elif est["resumes_scan"] is not None:
+        lines.append(
+            f"  plan         resume scan {est['resumes_scan']} ({est['mode']}): "
+            f"{est['already_done']:,} objects already done are not sent again"
+        )
+    else:
+        lines.append(f"  plan         a new {est['mode']} scan")
+    skipped = est["skipped"]
+    skips = ", ".join(f"{k} {v:,}" for k, v in skipped.items()) or "none"
+    lines += [
+        f"  objects      {est['objects']:>12,}",
+        f"  images       {est['images']:>12,}   {est['bytes'] / 2**30:,.2f} GiB"
+        + ("   (capped by --max-images)" if est["capped_at_max_images"] else ""),
+        f"  skipped      {sum(skipped.values()):>12,}   {skips}",
+    ]
+    scenes, units = est["scenes_per_image"], est["billed_units"]
+    if units is None:
+        low, high = est["billed_units_range"]
+        lines.append(
+            f"  billable     {'unknown':>12}   between {low:,} and {high:,} units (1-7 scenes per "
+            "image): the BizType policy's scenes are not visible here; set [audit] "
+            "billed_scenes (or detect_type)"
+        )
+    else:
+        source = "billed_scenes" if audit.billed_scenes else "detect_type"
+        lines.append(f"  billable     {units:>12,}   units ({scenes} scene(s) per image, {source})")
+    if est["large_image_units"]:
+        lines.append(
+            f"  large image  {est['large_image_units']:>12,}   images 5-32 MB pay the "
+            "LargeImageDetect compression fee"
+        )
+    price = est["price"]
+    if price is None:
+        lines.append(
+            f"  price        {'unknown':>12}   set [audit] unit_price"
+            + (" and large_image_price" if est["large_image_units"] else "")
+            + (" and billed_scenes" if units is None else "")
+        )
+    else:
+        lines.append(f"  price        {price:>12,.2f}   at [audit] unit_price {audit.unit_price:g}")
+    seconds = est["duration_s"]
+    lines.append(
+        f"  duration   >= {seconds / 3600:>10,.2f} h   at {audit.qps:g} requests/s "
+        f"x {audit.batch_size} images"
+    )
     return "\n".join(lines)
 
 

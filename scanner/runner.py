@@ -10,7 +10,6 @@ whose last scan is done is left alone: running it again changes nothing and bill
 from __future__ import annotations
 
 import logging
-import math
 import os
 import secrets
 import socket
@@ -140,11 +139,15 @@ async def _open_scan(
     """Resume the target's unfinished scan, or start one; None when there is nothing to do.
 
     A plain full scan of a target whose last scan is done does nothing (it would only bill
-    again); `--incremental`, `--retry-failed` and `--force` start a new scan.
+    again); `--incremental`, `--retry-failed` and `--force` start a new scan. `--force` also
+    abandons an unfinished scan (its state becomes `abandoned`) instead of resuming it.
     """
     latest = await store.latest_scan(target)
     if latest is not None and latest.state != "done":
-        return await store.resume_scan(latest.id, policy)
+        if not force:
+            return await store.resume_scan(latest.id, policy)
+        await store.finish_scan(latest.id, "abandoned", "abandoned by scan --force")
+        log.info("scan %d abandoned (--force): a new full scan starts", latest.id)
     if latest is not None and mode == "full" and not force:
         return None
     if latest is None and mode == "incremental":
@@ -272,44 +275,3 @@ async def _scan_with_clients(
             result = await _guarded(run, scan)
             tg.cancel_scope.cancel()
     return result
-
-
-@dataclass
-class DryRun:
-    """What a scan would audit, from a listing only."""
-
-    objects: int = 0
-    images: int = 0
-    bytes: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    pages: int = 0
-
-    def units(self, scenes: int) -> int:
-        return self.images * scenes
-
-    def seconds(self, batch_size: int, qps: float) -> float:
-        return math.ceil(self.images / batch_size) / qps if self.images else 0.0
-
-
-async def dry_run(config: Config, progress: Progress, stop: anyio.Event) -> DryRun:
-    """List the target and tally what would be audited; writes nothing, bills nothing."""
-    assert config.credentials is not None
-    report = DryRun()
-    flt = ObjectFilter.from_settings(config.scan, config.audit)
-    async with HttpClient(config.credentials) as http:
-        lister = Lister(http, config.cos, retry=retry_policy(config), clock=MonotonicClock())
-        progress.phase = "listing (dry run)"
-        async for page in lister.iter_pages():
-            report.pages += 1
-            for ref in page.objects:
-                report.objects += 1
-                reason = flt.reason(ref)
-                if reason:
-                    report.skipped[reason] += 1
-                else:
-                    report.images += 1
-                    report.bytes += ref.size
-            progress.listed = report.objects
-            if stop.is_set():
-                break
-    return report

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from scanner.cli import main
+from scanner.cli import EXIT_AUTH, main
 from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 from tests.procs import start_emulator
 
@@ -101,10 +101,10 @@ def test_dry_run_writes_and_bills_nothing(
 
 def test_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--store", str(tmp_path / "m.db")]) == 0
-    assert "schema version 2" in capsys.readouterr().out
+    assert "schema version 3" in capsys.readouterr().out
 
 
-def test_wrong_key_is_one_line_exit_1_store_valid(
+def test_wrong_key_is_one_line_exit_auth_store_valid(
     emulator: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -112,7 +112,7 @@ def test_wrong_key_is_one_line_exit_1_store_valid(
 ) -> None:
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "not-the-key")
-    assert main(["scan", "--config", str(cfg(tmp_path, emulator))]) == 1
+    assert main(["scan", "--config", str(cfg(tmp_path, emulator))]) == EXIT_AUTH
     line = one_line(capsys.readouterr().err)
     assert "SignatureDoesNotMatch" in line
     assert "request id" in line

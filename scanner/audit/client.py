@@ -23,7 +23,8 @@ from scanner.retry import RetryPolicy, retrying
 def audit_options(settings: AuditSettings) -> AuditOptions:
     return AuditOptions(
         biz_type=settings.biz_type,
-        detect_type=settings.detect_type,
+        detect_type=",".join(settings.scenes),
+        policy_version=settings.policy_version,
         interval=settings.interval,
         max_frames=settings.max_frames,
         large_image_detect=settings.large_image_detect,

@@ -60,22 +60,85 @@ def _esc(value: str) -> str:
     return escape(value).replace("\r", "&#13;")
 
 
+#: Images larger than this need LargeImageDetect (billed compression) up to 32 MB (reference 3.2).
+LARGE_IMAGE_BYTES = 5 * 1024 * 1024
+
+
+def is_gif(key: str) -> bool:
+    """Whether Interval/MaxFrames apply to `key` (they are GIF-only options)."""
+    return key[-4:].lower() == ".gif"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditOptions:
-    """What is sent besides the images: the policy and the per-input options."""
+    """What is sent besides the images: the policy and the per-input options.
+
+    `detect_type` is canonical (the service's spelling and order, see `detect_scenes`).
+    `policy_version` is never sent: the user bumps it after editing the BizType policy in the
+    console, which the scanner cannot see, so that verdicts of the old policy stop counting.
+    """
 
     biz_type: str = ""
     detect_type: str = ""
     interval: int = 0
     max_frames: int = 0
     large_image_detect: bool = False
+    policy_version: str = ""
+
+    def _parts(self) -> dict[str, str]:
+        return {
+            "biz_type": self.biz_type,
+            "detect_type": self.detect_type,
+            "policy_version": self.policy_version,
+            "interval": str(self.interval),
+            "max_frames": str(self.max_frames),
+            "large_image_detect": str(int(self.large_image_detect)),
+        }
 
     def fingerprint(self) -> str:
-        """A stable text naming everything that changes a verdict (for incremental rescans)."""
-        return (
-            f"biz_type={self.biz_type};detect_type={self.detect_type};interval={self.interval};"
-            f"max_frames={self.max_frames};large_image_detect={int(self.large_image_detect)}"
-        )
+        """Every option, as one stable text (the scan's row shows it)."""
+        return _join(self._parts())
+
+    def fingerprint_for(self, key: str, size: int) -> str:
+        """What decides whether a verdict of this object still stands: BizType, DetectType and
+        the policy version for every image; Interval/MaxFrames only for GIFs; LargeImageDetect
+        only for images over 5 MB. So toggling a GIF option re-audits GIFs, not the bucket."""
+        parts = self._parts()
+        if not is_gif(key):
+            del parts["interval"], parts["max_frames"]
+        if size <= LARGE_IMAGE_BYTES:
+            del parts["large_image_detect"]
+        return _join(parts)
+
+
+def _join(parts: Mapping[str, str]) -> str:
+    return ";".join(f"{k}={v}" for k, v in parts.items())
+
+
+#: What an older stored fingerprint lacks, it had at these values.
+_PART_DEFAULTS = {"policy_version": ""}
+
+
+def policy_still_holds(stored: str, current: str) -> bool:
+    """Whether a verdict recorded under fingerprint `stored` is valid under `current` (a
+    `fingerprint_for` of the same object): every part `current` names must match. Older stores
+    kept every option for every object; the parts that do not apply to the object are ignored,
+    and DetectType is compared as a set of scenes (any case, any order)."""
+    if stored == current:
+        return True
+    old = dict(p.partition("=")[::2] for p in stored.split(";") if p)
+    for name, value in (p.partition("=")[::2] for p in current.split(";") if p):
+        was = old.get(name, _PART_DEFAULTS.get(name))
+        if name == "detect_type":
+            if _scene_set(was or "") != _scene_set(value):
+                return False
+        elif was != value:
+            return False
+    return True
+
+
+def _scene_set(value: str) -> frozenset[str]:
+    return frozenset(p.strip().lower() for p in value.split(",") if p.strip())
 
 
 def _input_options(options: AuditOptions) -> str:

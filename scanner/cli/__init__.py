@@ -3,8 +3,7 @@
 `parser` builds the arguments, `commands` runs each subcommand, `logs` sets up logging;
 `main` maps every error to one line on stderr and an exit code.
 
-Exit codes: 0 done (or paused at --max-images); 1 failed but resumable; 2 usage or config error;
-75 another live scan holds the target; 130 interrupted (drained, resumable).
+Exit codes: `commands.EXIT_CODES` (also in the README and `--help`).
 Errors are one line on stderr; `--verbose` adds the detail. Secrets never reach output.
 """
 
@@ -15,6 +14,7 @@ import gc
 from collections.abc import Callable, Sequence
 
 from scanner.cli.commands import (
+    EXIT_AUTH,
     EXIT_BUSY,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -25,9 +25,10 @@ from scanner.cli.commands import (
 )
 from scanner.cli.logs import setup_logging
 from scanner.cli.parser import UsageError, build_parser
-from scanner.errors import ConfigError, ScanBusyError, ScannerError
+from scanner.errors import AuthError, ConfigError, ScanBusyError, ScannerError
 
 __all__ = [
+    "EXIT_AUTH",
     "EXIT_BUSY",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -69,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ScanBusyError as exc:
         fail(f"cos-scanner: busy: {exc}")
         return EXIT_BUSY
+    except AuthError as exc:
+        fail(f"cos-scanner: {exc}")
+        if args.verbose:
+            log.exception("detail")
+        return EXIT_AUTH
     except ScannerError as exc:
         fail(f"cos-scanner: {exc}")
         if args.verbose:

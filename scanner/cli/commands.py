@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -18,8 +19,9 @@ from typing import Any, TextIO, TypeVar
 import anyio
 
 from scanner.cli import logs
-from scanner.config import Config, load_config
+from scanner.config import DETECT_TYPES, Config, load_config
 from scanner.cos.client import HttpClient, cos_service
+from scanner.dryrun import Estimate, dry_run
 from scanner.emulator import (
     DEFAULT_SECRET_KEY,
     EmulatorState,
@@ -36,8 +38,8 @@ from scanner.errors import (
 )
 from scanner.models import ScanStatus
 from scanner.pipeline import Progress
-from scanner.report import status_json, status_table, summary_text, write_rows
-from scanner.runner import DryRun, ScanResult, dry_run, scan_target, target_of
+from scanner.report import dry_run_text, status_json, status_table, summary_text, write_rows
+from scanner.runner import ScanResult, scan_target, target_of
 from scanner.store import ReportFilter, Store
 
 T = TypeVar("T")
@@ -48,11 +50,26 @@ def fail(line: str) -> None:
     print(line.replace("\n", " "), file=sys.stderr)
 
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+#: How a command ended; one table, in the README and `cos-scanner --help`.
+EXIT_OK = 0  # done: every image audited (or nothing to do)
+EXIT_FAILED = 1  # the scan failed (service, network, store): run it again to resume
+EXIT_USAGE = 2  # bad flags, config file, environment or input
+EXIT_IMAGES_FAILED = 3  # done, but some images failed (report --state failed; --retry-failed)
+EXIT_PAUSED = 4  # paused at --max-images: run scan again to continue
 EXIT_BUSY = 75  # the target is leased by a live scan (EX_TEMPFAIL: try again later)
-EXIT_INTERRUPTED = 130
+EXIT_AUTH = 77  # credentials refused or permission denied (EX_NOPERM)
+EXIT_INTERRUPTED = 130  # stopped by a signal after draining: run scan again to resume
+
+EXIT_CODES = (
+    (EXIT_OK, "done: every image audited, or nothing to do"),
+    (EXIT_FAILED, "the scan failed (service, network, store); run it again to resume"),
+    (EXIT_USAGE, "usage or config error (flags, config file, environment, input)"),
+    (EXIT_IMAGES_FAILED, "done, but some images failed (report --state failed; --retry-failed)"),
+    (EXIT_PAUSED, "paused at --max-images; run scan again to continue"),
+    (EXIT_BUSY, "another live scan holds the target's lease; try again later"),
+    (EXIT_AUTH, "credentials refused or permission denied"),
+    (EXIT_INTERRUPTED, "interrupted by a signal after draining; run scan again to resume"),
+)
 
 log = logging.getLogger("scanner")
 
@@ -146,7 +163,7 @@ def _progress_line(p: Progress) -> str:
     return (
         f"{p.phase}: listed {p.listed:,} | audited {p.audited:,} | flagged {p.flagged:,} | "
         f"review {p.review:,} | failed {p.failed:,} | skipped {p.skipped:,} | "
-        f"{p.rate:.1f} img/s{extra}{throttled}"
+        f"{'-' if p.rate is None else f'{p.rate:.1f}'} img/s{extra}{throttled}"
     )
 
 
@@ -162,7 +179,7 @@ def _progress_fields(p: Progress) -> dict[str, Any]:
         "failed": p.failed,
         "skipped": p.skipped,
         "requests": p.requests,
-        "rate": round(p.rate, 2),
+        "rate": None if p.rate is None else round(p.rate, 2),
         "in_flight": budget.in_flight if budget else 0,
         "qps_budget": round(budget.rate.rate, 2) if budget else None,
         "throttled": budget.rate.throttled if budget else 0,
@@ -227,7 +244,7 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
         failures=failures,
         labels=labels,
         run_seconds=run_seconds,
-        run_audited=result.status.run_audited,
+        run_audited=0 if result.outcome == "nothing" else result.status.run_audited,
     )
 
 
@@ -239,8 +256,15 @@ OUTCOMES = {
 }
 
 
-def _exit_for(outcome: str) -> int:
-    return EXIT_INTERRUPTED if outcome == "interrupted" else EXIT_OK
+def exit_for(result: ScanResult) -> int:
+    """The exit code of a scan run that ended with `result`."""
+    if result.outcome == "interrupted":
+        return EXIT_INTERRUPTED
+    if result.outcome == "paused":
+        return EXIT_PAUSED
+    if result.outcome == "done" and result.status.failed:
+        return EXIT_IMAGES_FAILED
+    return EXIT_OK
 
 
 def scan_mode(args: argparse.Namespace, config: Config) -> tuple[str, bool]:
@@ -290,7 +314,15 @@ async def _scan(
         "scan %d %s", result.status.id, result.outcome, extra={"event": "scan_finish", **record}
     )
     _write_summary(summary_path or Path(config.store.path + ".summary.json"), record)
-    return _exit_for(result.outcome)
+    code = exit_for(result)
+    if code == EXIT_IMAGES_FAILED:
+        fail(
+            f"cos-scanner: scan {result.status.id} done, but {result.status.failed:,} images "
+            "failed (report --state failed; scan --retry-failed to try them again)"
+        )
+    elif code == EXIT_PAUSED:
+        fail(f"cos-scanner: scan {result.status.id} paused at --max-images; run scan to continue")
+    return code
 
 
 def _write_summary(path: Path, record: dict[str, Any]) -> None:
@@ -325,40 +357,29 @@ def _log_retry(exc: RemoteError, attempt: int, wait: float) -> None:
     )
 
 
-async def _dry(config: Config) -> int:
-    def work(stop: anyio.Event, progress: Progress) -> Awaitable[DryRun]:
-        return dry_run(config, progress, stop)
+async def _dry(
+    config: Config, mode: str, force: bool, max_images: int | None, as_json: bool
+) -> int:
+    def work(stop: anyio.Event, progress: Progress) -> Awaitable[Estimate]:
+        return dry_run(config, progress, stop, mode=mode, force=force, max_images=max_images)
 
-    report = await _supervised(config, work)
-    if report is None:
+    est = await _supervised(config, work)
+    if est is None:
         return EXIT_INTERRUPTED
-    scenes = config.audit.scenes_per_image
-    units = report.units(scenes)
-    skips = ", ".join(f"{k} {v:,}" for k, v in report.skipped.most_common()) or "none"
-    print(f"dry run of {target_of(config).id}: nothing audited, nothing written")
-    print(f"  objects      {report.objects:>12,}   in {report.pages:,} pages")
-    print(f"  images       {report.images:>12,}   {report.bytes / 2**30:,.2f} GiB")
-    print(f"  skipped      {sum(report.skipped.values()):>12,}   {skips}")
-    print(f"  billable     {units:>12,}   units ({scenes} scene(s) per image)")
-    print(
-        f"  price        {units * config.audit.unit_price:>12,.2f}   at [audit] unit_price "
-        f"{config.audit.unit_price:g}"
-    )
-    seconds = report.seconds(config.audit.batch_size, config.audit.qps)
-    print(
-        f"  duration   >= {seconds / 3600:>10,.2f} h   at {config.audit.qps:g} requests/s "
-        f"x {config.audit.batch_size} images"
-    )
+    data = est.as_json(config)
+    print(json.dumps(data) if as_json else dry_run_text(data, config.audit))
     return EXIT_OK
 
 
 def run_scan(args: argparse.Namespace) -> int:
     if args.max_images is not None and args.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1 (got {args.max_images})")
+    if args.json and not args.dry_run:
+        raise ConfigError("--json goes with --dry-run (a scan's summary is in --summary)")
     config = _load(args, full=True)
-    if args.dry_run:
-        return anyio.run(_dry, config)
     mode, force = scan_mode(args, config)
+    if args.dry_run:
+        return anyio.run(_dry, config, mode, force, args.max_images, args.json)
     return anyio.run(_scan, config, args.max_images, mode, force, args.summary)
 
 
@@ -379,13 +400,23 @@ def run_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_STATES = {"audited", "failed", "skipped", "deleted"}
+_STATES = {"audited", "failed", "skipped", "deleted", "superseded"}
+#: Labels the service documents (reference 3.3); a store may hold others, which count as known.
+LABELS = ("Normal", *DETECT_TYPES)
 
 
 def _report_filter(args: argparse.Namespace) -> ReportFilter:
     bad = set(args.state) - _STATES
     if bad:
         raise ConfigError(f"--state: unknown {sorted(bad)}; choose from {sorted(_STATES)}")
+    wrong = [r for r in args.result if r not in (0, 1, 2)]
+    if wrong:
+        raise ConfigError(
+            f"--result: {wrong} is not a Result; choose from 0 (normal), "
+            "1 (sensitive), 2 (suspicious)"
+        )
+    if args.min_score is not None and not 0 <= args.min_score <= 100:
+        raise ConfigError(f"--min-score must be 0..100 (got {args.min_score})")
     if args.presign is not None and not 1 <= args.presign <= 7 * 86400:
         raise ConfigError(f"--presign must be 1..604800 seconds (got {args.presign})")
     return ReportFilter(
@@ -395,7 +426,17 @@ def _report_filter(args: argparse.Namespace) -> ReportFilter:
         states=args.state,
         scan_id=args.scan,
         since=args.since,
+        history=args.history,
     )
+
+
+def _labels(asked: tuple[str, ...], known: set[str]) -> tuple[str, ...]:
+    """`--label` values in the spelling the store holds (any case); an unknown one is an error."""
+    spelled = {label.lower(): label for label in (*LABELS, *sorted(known))}
+    unknown = [a for a in asked if a.lower() not in spelled]
+    if unknown:
+        raise ConfigError(f"--label: unknown {unknown}; choose from {', '.join(spelled.values())}")
+    return tuple(spelled[a.lower()] for a in asked)
 
 
 async def _report_target(store: Store, config: Config) -> str:
@@ -411,6 +452,9 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
     where = _report_filter(args)
     async with await Store.open(config.store.path, readonly=True) as store:
         target = await _report_target(store, config)
+        if where.labels:
+            labels = _labels(where.labels, await store.labels_known(target))
+            where = dataclasses.replace(where, labels=labels)
         if args.format == "json":
             totals = await store.report_totals(target, where)
             out.write(json.dumps({"target": target, **totals}, indent=2) + "\n")
@@ -484,6 +528,8 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"({stats['double_audited']} twice) in "
                     f"{stats['requests'].get('audit', 0):,} requests"
                 )
-                return code if got == expected else EXIT_FAILED
+                if got != expected:
+                    return EXIT_FAILED
+                return EXIT_OK if code in (EXIT_OK, EXIT_IMAGES_FAILED) else code
 
         return anyio.run(run)

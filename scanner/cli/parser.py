@@ -65,17 +65,46 @@ def _emulator_args(sub: Any) -> None:
     p.add_argument(
         "--image-failure-rate", type=float, default=0.0, help="per-image -65010 failures"
     )
+    _log_args(p, sub=True)
     p.set_defaults(run=commands.run_emulator)
 
 
-def _config_args(p: argparse.ArgumentParser) -> None:
+def _global_args(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    """Options accepted before or after the subcommand. On a subcommand their default is
+    SUPPRESS, so one given before the subcommand is not reset by the subcommand's parser."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if sub else value
+
     p.add_argument(
         "--config",
         type=Path,
-        default=None,
+        default=default(None),
         help="TOML config file (default: $COS_SCANNER_CONFIG, else ./config.toml if present)",
     )
-    p.add_argument("--store", default=None, help="SQLite store path (overrides [store] path)")
+    p.add_argument(
+        "--store", default=default(None), help="SQLite store path (overrides [store] path)"
+    )
+    _log_args(p, sub=sub)
+
+
+def _log_args(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if sub else value
+
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log details"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=default("text"),
+        help="text lines, or one JSON event per line (for log pipelines)",
+    )
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    _global_args(p, sub=True)
 
 
 def _scan_args(sub: Any) -> None:
@@ -117,12 +146,17 @@ def _scan_args(sub: Any) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="start a new scan that re-audits everything (bills again)",
+        help="start a new full scan that re-audits everything (bills again), abandoning an "
+        "unfinished scan of the target instead of resuming it",
     )
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="list only: print images, bytes, skips, billable units, price, duration",
+        help="print exactly what this scan would send and bill (images, bytes, skips, "
+        "billed units, price, duration), with the same flags; writes and bills nothing",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="with --dry-run: the estimate as one JSON object"
     )
     p.set_defaults(run=commands.run_scan)
 
@@ -177,9 +211,13 @@ def _report_args(sub: Any) -> None:
         default="csv",
         help="csv or jsonl rows, or a json summary of totals (default csv)",
     )
-    p.add_argument("--result", type=_csv_ints, default=(), help="only these Results, e.g. 1,2")
-    p.add_argument("--label", type=_csv_words, default=(), help="only these Labels, e.g. Porn,Ads")
-    p.add_argument("--min-score", type=int, default=None, help="only scores >= this")
+    p.add_argument(
+        "--result", type=_csv_ints, default=(), help="only these Results (0, 1, 2), e.g. 1,2"
+    )
+    p.add_argument(
+        "--label", type=_csv_words, default=(), help="only these Labels (any case), e.g. porn,ads"
+    )
+    p.add_argument("--min-score", type=int, default=None, help="only scores >= this (0..100)")
     p.add_argument(
         "--state",
         type=_csv_words,
@@ -192,6 +230,12 @@ def _report_args(sub: Any) -> None:
         type=_since,
         default=None,
         help="only rows audited (or failed) at or after this ISO date/time",
+    )
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="also the verdicts that re-audits replaced (state superseded); "
+        "default: one row per key, its latest outcome",
     )
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     p.add_argument(
@@ -225,23 +269,21 @@ def _demo_args(sub: Any) -> None:
     p.add_argument("--objects", type=int, default=3000, help="album size (default 3000)")
     p.add_argument("--seed", type=int, default=1, help="album seed")
     p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
+    _log_args(p, sub=True)
     p.set_defaults(run=commands.run_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in commands.EXIT_CODES)
     parser = _Parser(
         prog="cos-scanner",
         description="Bulk content moderation of a COS bucket "
         "with Tencent Cloud Infinite batch image auditing.",
+        epilog=f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cos-scanner {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details and tracebacks")
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="text lines, or one JSON event per line (for log pipelines)",
-    )
+    _global_args(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in (_scan_args, _status_args, _report_args, _migrate_args, _demo_args, _emulator_args):

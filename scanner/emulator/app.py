@@ -210,11 +210,14 @@ def _scenes(conf: Any) -> tuple[str, ...]:
     raw = text(conf, "DetectType")
     if not raw:
         return DEFAULT_SCENES
-    scenes = tuple(s.strip().capitalize() for s in raw.split(","))
-    unknown = [s for s in scenes if s not in ALL_SCENES]
-    if unknown:
-        raise Refusal(400, "InvalidArgument", f"DetectType {','.join(unknown)} is invalid")
-    return scenes
+    names = [s.strip() for s in raw.split(",") if s.strip()]
+    if any(n.lower() == "all" for n in names):
+        return ALL_SCENES
+    known = {s.lower(): s for s in ALL_SCENES}
+    unknown = [n for n in names if n.lower() not in known]
+    if unknown or not names:
+        raise Refusal(400, "InvalidArgument", f"DetectType {raw} is invalid")
+    return tuple(dict.fromkeys(known[n.lower()] for n in names))
 
 
 def _input_verdict(
@@ -271,6 +274,8 @@ def audit(state: EmulatorState, body: bytes) -> str:
     jobs = []
     for item in inputs:
         source, value, verdict = _input_verdict(state, item, scenes)
+        if source == "Object":
+            state.stats.sent[value] += 1
         if (
             not verdict.code
             and state.faults.image_failure_rate
@@ -280,11 +285,11 @@ def audit(state: EmulatorState, body: bytes) -> str:
             state.stats.faults["image_failure"] += 1
         if verdict.code:
             state.stats.image_failures[verdict.code] += 1
-        elif source == "Object":
-            state.stats.audits[value] += 1
-            state.stats.billed_units += len(scenes)
         else:
+            if source == "Object":
+                state.stats.audits[value] += 1
             state.stats.billed_units += len(scenes)
+            state.stats.large_images += verdict.compressed
         job_id = "si" + f"{state.rng.getrandbits(128):032x}"
         data_id = text(item, "DataId")
         job = functools.partial(

@@ -63,7 +63,9 @@ class Stats:
     audits: Counter[str] = field(default_factory=Counter)  # billed verdicts per key
     image_failures: Counter[str] = field(default_factory=Counter)  # by code
     list_markers: Counter[str] = field(default_factory=Counter)  # pages served, by marker
-    billed_units: int = 0
+    sent: Counter[str] = field(default_factory=Counter)  # Object inputs received per key
+    billed_units: int = 0  # images x scenes of every verdict
+    large_images: int = 0  # verdicts of images compressed by LargeImageDetect (billed)
     faults: Counter[str] = field(default_factory=Counter)  # injected, by kind
 
     def as_json(self, detail: bool) -> dict[str, Any]:
@@ -75,6 +77,9 @@ class Stats:
             "audited_images": sum(self.audits.values()),
             "distinct_images": len(self.audits),
             "billed_units": self.billed_units,
+            "large_images": self.large_images,
+            "sent_images": sum(self.sent.values()),
+            "distinct_sent": len(self.sent),
             "double_audited": len(doubled),
             "double_audited_keys": sorted(doubled)[:100],
             "pages_listed": sum(self.list_markers.values()),

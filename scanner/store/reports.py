@@ -16,10 +16,17 @@ class Reports(StoreBase):
     async def targets(self) -> list[str]:
         return [r[0] for r in await self._all("SELECT DISTINCT target FROM scans ORDER BY target")]
 
+    async def labels_known(self, target: str) -> set[str]:
+        """Every Label the target's verdicts carry."""
+        rows = await self._all("SELECT DISTINCT label FROM verdicts WHERE target = ?", (target,))
+        return {str(r[0]) for r in rows}
+
     def _view(self, target: str, latest_scan: int, where: ReportFilter) -> tuple[str, list[Any]]:
-        """The current state of every key of a target, one row each, filtered."""
-        sql = f"SELECT {REPORT_COLUMNS} FROM ({_CURRENT_VIEW}) WHERE 1 = 1"
-        args: list[Any] = [target, target, latest_scan]
+        """The current state of every key of a target, one row each (with `history`, also
+        every verdict a re-audit replaced, state 'superseded'), filtered."""
+        view = _CURRENT_VIEW + (_HISTORY if where.history else "")
+        sql = f"SELECT {REPORT_COLUMNS} FROM ({view}) WHERE 1 = 1"
+        args: list[Any] = [target, target, latest_scan] + ([target] if where.history else [])
         conds, more = where.sql()
         return sql + conds, args + more
 
@@ -30,7 +37,7 @@ class Reports(StoreBase):
         latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
         sql, args = self._view(target, int(latest[0] or 0), where)
         try:
-            async with self._conn.execute(sql + " ORDER BY key", args) as cur:
+            async with self._conn.execute(sql + " ORDER BY key, audited_at", args) as cur:
                 while rows := await cur.fetchmany(chunk):
                     yield [(*r[:-1], unpack_raw(r[-1])) for r in rows]
         except sqlite3.Error as exc:
@@ -62,7 +69,8 @@ REPORT_COLUMNS = (
 )
 # A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
 # verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
-# skipped for a reason other than 'unchanged'.
+# skipped for a reason other than 'unchanged', unless the key has a verdict or failure (a key
+# skipped after a policy change, e.g. LargeImageDetect turned off, keeps its latest verdict).
 _CURRENT_VIEW = """
 SELECT v.key, v.etag, v.size,
        CASE WHEN v.deleted_scan IS NULL THEN 'audited' ELSE 'deleted' END AS state,
@@ -79,8 +87,16 @@ FROM failures f WHERE f.target = ?
 UNION ALL
 SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
        NULL, o.scan_id, NULL
-FROM scan_objects o
+FROM scan_objects o JOIN scans s ON s.id = o.scan_id
 WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
+  AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = s.target AND v.key = o.key)
+  AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = s.target AND f.key = o.key)
+"""
+_HISTORY = """
+UNION ALL
+SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.score, h.category,
+       h.sub_label, h.job_id, h.audited_at, h.scan_id, h.raw
+FROM verdict_history h WHERE h.target = ?
 """
 
 
@@ -92,6 +108,7 @@ class ReportFilter:
     states: tuple[str, ...] = ()
     scan_id: int | None = None
     since: float | None = None  # unix time; rows audited (or failed) at or after it
+    history: bool = False  # also the verdicts re-audits replaced
 
     def sql(self) -> tuple[str, list[Any]]:
         conds: list[str] = []

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from scanner.models import ImageVerdict, ObjectRef, Result, Target
@@ -69,7 +70,7 @@ class Results(StoreBase):
         self,
         scan_id: int,
         target: Target,
-        policy: str,
+        policy: str | Callable[[ObjectRef], str],
         outcomes: Sequence[tuple[ObjectRef, ImageVerdict]],
         *,
         requests: int,
@@ -79,13 +80,17 @@ class Results(StoreBase):
 
         A verdict marks the object audited and upserts the target's verdict for the key. A
         final failure, or a retryable one on its `max_attempts`-th attempt, marks it failed;
-        other retryable failures leave it pending with the code, for a later pass.
+        other retryable failures leave it pending with the code, for a later pass. `policy`
+        is the fingerprint recorded with each outcome (or a function of the object giving it).
         """
+        policy_of = policy if callable(policy) else (lambda _ref: policy)
+        policies: dict[str, str] = {}
         now = time.time()
         groups: dict[str, list[tuple[Any, ...]]] = {"ok0": [], "ok1": [], "ok2": [], "failed": []}
         retry: list[tuple[Any, ...]] = []
         verdicts = []
         for ref, v in outcomes:
+            policies[ref.key] = policy_of(ref)
             if not v.failed and v.result is not None:
                 groups[f"ok{int(v.result)}"].append(("audited", None, None, scan_id, ref.key))
                 verdicts.append(
@@ -94,7 +99,7 @@ class Results(StoreBase):
                         ref.key,
                         ref.etag,
                         ref.size,
-                        policy,
+                        policies[ref.key],
                         int(v.result),
                         v.label,
                         v.score,
@@ -124,8 +129,10 @@ class Results(StoreBase):
                     "DELETE FROM failures WHERE target = ? AND key = ?",
                     [(target.id, v[1]) for v in verdicts],
                 )
-            final = [(target.id, policy, 0, now, scan_id, row[4]) for row in groups["failed"]]
-            final += [(target.id, policy, 1, now, scan_id, row[3]) for row in retry]
+            final = [
+                (target.id, policies[row[4]], 0, now, scan_id, row[4]) for row in groups["failed"]
+            ]
+            final += [(target.id, policies[row[3]], 1, now, scan_id, row[3]) for row in retry]
             await conn.executemany(  # only rows that ended failed are copied
                 _UPSERT_FAILURE.replace(
                     "WHERE scan_id = ? AND key = ?",
@@ -228,6 +235,19 @@ class Results(StoreBase):
                 "UPDATE scans SET listed = ?, listing_done = 1 WHERE id = ?", (n, scan_id)
             )
         return n
+
+    async def iter_failed(
+        self, target: Target, chunk: int = 1000
+    ) -> AsyncIterator[list[ObjectRef]]:
+        """The objects `seed_failures` would make pending, in key order, `chunk` at a time."""
+        after = ""
+        while rows := await self._all(
+            "SELECT key, etag, size, last_modified, storage_class FROM failures "
+            "WHERE target = ? AND deleted_scan IS NULL AND key > ? ORDER BY key LIMIT ?",
+            (target.id, after, chunk),
+        ):
+            yield [ObjectRef(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
+            after = rows[-1][0]
 
     async def verdict_map(self, target: Target) -> dict[str, tuple[int, str, int]]:
         """key -> (result, label, score) of every verdict of a target."""

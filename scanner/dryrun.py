@@ -1,0 +1,226 @@
+"""`scan --dry-run`: exactly what a scan run would send and bill, from a listing and the store.
+
+It takes the decisions the scan itself would take, in the same order: an unfinished scan is
+resumed (its pending objects, then listing on from its saved marker; what it already did is
+not counted again), a finished one is left alone unless a new scan is asked for, a nightly
+rescan skips what still holds (`pipeline.unchanged`), `--retry-failed` takes the store's
+failures, the filter skips what it would skip and `--max-images` caps what is sent. Nothing is
+written and nothing is billed. What the service will refuse per image cannot be foreseen.
+
+Billed units are images x scenes (reference 6): the scenes come from `detect_type` or
+`billed_scenes`; a BizType policy's scenes live in the console, so without either the estimate
+says so and gives the range (1 to 7 scenes per image). Images over 5 MB audited with
+LargeImageDetect also pay the compression fee.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from scanner.audit.client import audit_options
+from scanner.audit.codec import LARGE_IMAGE_BYTES, AuditOptions
+from scanner.clock import MonotonicClock
+from scanner.config import MAX_SCENES, Config
+from scanner.cos.client import HttpClient
+from scanner.cos.listing import Lister
+from scanner.filter import ObjectFilter
+from scanner.models import ObjectRef, ScanStatus, Target
+from scanner.pipeline import Progress, unchanged
+from scanner.runner import retry_policy, target_of
+from scanner.store import Store
+
+
+@dataclass
+class Estimate:
+    """What a scan run would send: images (and their bytes), skips by reason, and why."""
+
+    mode: str
+    objects: int = 0
+    images: int = 0
+    bytes: int = 0
+    large_images: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    pages: int = 0
+    resumes: int | None = None  # the unfinished scan a run would resume
+    already_done: int = 0  # objects that scan already finished (not sent again)
+    nothing: bool = False  # the target's last scan is done: a plain scan does nothing
+    capped: bool = False  # --max-images stops the run before the end
+
+    def billed_units(self, scenes: int | None) -> int | None:
+        return None if scenes is None else self.images * scenes
+
+    def duration(self, batch_size: int, qps: float) -> float:
+        return math.ceil(self.images / batch_size) / qps if self.images else 0.0
+
+    def price(self, config: Config) -> float | None:
+        """The money, or None when a price (or the scene count) is unknown."""
+        units = self.billed_units(config.audit.scenes_per_image)
+        if units is None or not config.audit.unit_price:
+            return None
+        if self.large_images and not config.audit.large_image_price:
+            return None
+        return units * config.audit.unit_price + self.large_images * config.audit.large_image_price
+
+    def as_json(self, config: Config) -> dict[str, Any]:
+        scenes = config.audit.scenes_per_image
+        price = self.price(config)
+        return {
+            "target": target_of(config).id,
+            "mode": self.mode,
+            "resumes_scan": self.resumes,
+            "nothing_to_do": self.nothing,
+            "objects": self.objects,
+            "images": self.images,
+            "bytes": self.bytes,
+            "scenes_per_image": scenes,
+            "billed_units": self.billed_units(scenes),
+            "billed_units_range": [self.images, self.images * MAX_SCENES]
+            if scenes is None
+            else [self.images * scenes] * 2,
+            "large_image_units": self.large_images,
+            "price": None if price is None else round(price, 6),
+            "skipped": dict(self.skipped.most_common()),
+            "already_done": self.already_done,
+            "capped_at_max_images": self.capped,
+            "duration_s": round(self.duration(config.audit.batch_size, config.audit.qps), 3),
+        }
+
+
+@dataclass
+class _Counter:
+    est: Estimate
+    options: AuditOptions
+    max_images: int | None
+
+    def send(self, refs: Iterable[ObjectRef]) -> bool:
+        """Count `refs` as sent; False once `--max-images` is reached (the run would pause)."""
+        for ref in refs:
+            if self.max_images is not None and self.est.images >= self.max_images:
+                self.est.capped = True
+                return False
+            self.est.images += 1
+            self.est.bytes += ref.size
+            self.est.large_images += self.options.large_image_detect and (
+                ref.size > LARGE_IMAGE_BYTES
+            )
+        return True
+
+
+async def _latest(path: str, target: Target) -> tuple[Store | None, ScanStatus | None]:
+    if not await anyio.Path(path).exists():
+        return None, None
+    store = await Store.open(path, readonly=True)
+    return store, await store.latest_scan(target)
+
+
+async def dry_run(
+    config: Config,
+    progress: Progress,
+    stop: anyio.Event,
+    *,
+    mode: str = "full",
+    force: bool = False,
+    max_images: int | None = None,
+) -> Estimate:
+    """What `scan` with these flags would send now; writes nothing, bills nothing."""
+    target = target_of(config)
+    store, latest = await _latest(config.store.path, target)
+    try:
+        return await _estimate(config, store, latest, progress, stop, mode, force, max_images)
+    finally:
+        if store is not None:
+            await store.close()
+
+
+async def _estimate(
+    config: Config,
+    store: Store | None,
+    latest: ScanStatus | None,
+    progress: Progress,
+    stop: anyio.Event,
+    mode: str,
+    force: bool,
+    max_images: int | None,
+) -> Estimate:
+    """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
+    est = Estimate(mode)
+    counter = _Counter(est, audit_options(config.audit), max_images)
+    marker = ""
+    if store is not None and latest is not None and latest.state != "done" and not force:
+        if not await _resume(store, latest, counter):
+            return est
+        marker = latest.marker
+    elif latest is not None and mode == "full" and not force:
+        est.nothing = True
+        return est
+    elif mode == "retry-failed":
+        if store is not None:
+            await _failed(store, target_of(config), counter)
+        return est
+    elif latest is None and mode == "incremental":
+        est.mode = "full"  # nothing to compare with yet: the scan starts a full one
+    priors = store if est.mode == "incremental" else None
+    await _list(config, priors, counter, progress, stop, marker)
+    return est
+
+
+async def _resume(store: Store, latest: ScanStatus, counter: _Counter) -> bool:
+    """Count the unfinished scan's pending objects; True if its listing goes on after them."""
+    est = counter.est
+    est.mode, est.resumes = latest.mode, latest.id
+    est.already_done = latest.audited + latest.failed + latest.skipped
+    est.objects += latest.listed
+    async for refs in store.iter_pending(latest.id):
+        if not counter.send(refs):
+            return False
+    return not latest.listing_done
+
+
+async def _failed(store: Store, target: Target, counter: _Counter) -> None:
+    async for refs in store.iter_failed(target):
+        counter.est.objects += len(refs)
+        if not counter.send(refs):
+            return
+
+
+async def _list(
+    config: Config,
+    priors_from: Store | None,
+    counter: _Counter,
+    progress: Progress,
+    stop: anyio.Event,
+    marker: str,
+) -> None:
+    """List from `marker` and count what the scan would decide to send."""
+    est, options = counter.est, counter.options
+    flt = ObjectFilter.from_settings(config.scan, config.audit)
+    target = target_of(config)
+    assert config.credentials is not None
+    async with HttpClient(config.credentials) as http:
+        lister = Lister(http, config.cos, retry=retry_policy(config), clock=MonotonicClock())
+        progress.phase = "listing (dry run)"
+        async for page in lister.iter_pages(marker):
+            est.pages += 1
+            est.objects += len(page.objects)
+            refs = page.objects
+            priors = {}
+            if priors_from is not None and refs:
+                priors = await priors_from.priors(target, refs[0].key, refs[-1].key)
+            fresh = []
+            for ref in refs:
+                reason = flt.reason(ref)
+                if not reason and unchanged(ref, priors.get(ref.key), options):
+                    reason = "unchanged"
+                if reason:
+                    est.skipped[reason] += 1
+                else:
+                    fresh.append(ref)
+            progress.listed = est.objects
+            if not counter.send(fresh) or stop.is_set():
+                return
