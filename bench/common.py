@@ -45,7 +45,7 @@ def start_emulator(objects: int, latency: float, seed: int) -> tuple[subprocess.
 
 def write_config(path: Path, url: str, store: Path | str, **audit: Any) -> Path:
     """A scanner config for the emulator's bucket at `url`, with these [audit] settings."""
-    settings = "".join(f"{k} = {v!r}\n" for k, v in audit.items())
+    settings = "".join(f"{k} = {json.dumps(v)}\n" for k, v in audit.items())
     path.write_text(
         f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n'
         f'[audit]\n{settings}[store]\npath = "{store}"\n'
