@@ -11,6 +11,7 @@ file or the environment.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import tomllib
 import typing
@@ -181,10 +182,19 @@ def _bucket(v: str) -> str | None:
     return None
 
 
+#: Keys whose value a problem never echoes (an endpoint may carry user:password@).
+_NO_ECHO = frozenset({"cos.endpoint", "audit.endpoint"})
+
+
 def _endpoint(v: str) -> str | None:
     if not v:
         return None
-    parts = urlsplit(v)
+    try:
+        parts = urlsplit(v)
+    except ValueError:
+        return "is not a URL"
+    if "@" in parts.netloc:
+        return "must not carry credentials (user:password@); they go in the environment"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// or https:// URL"
     if parts.path not in ("", "/") or parts.query:
@@ -219,32 +229,32 @@ CHECKS: dict[str, Check] = {
     "cos.bucket": _bucket,
     "cos.endpoint": _endpoint,
     "cos.page_size": _between(1, 1000),
-    "cos.timeout": _positive,
+    "cos.timeout": _between(0.01, 3600),
     "cos.max_response_bytes": _at_least(1024),
     "audit.endpoint": _endpoint,
     "audit.detect_type": _detect_type,
     "audit.batch_size": _between(1, MAX_BATCH_SIZE),
     "audit.concurrency": _between(1, 1000),
-    "audit.qps": _positive,
+    "audit.qps": _between(0.01, 100_000),
     "audit.interval": _at_least(0),
     "audit.max_frames": _at_least(0),
-    "audit.timeout": _positive,
+    "audit.timeout": _between(0.01, 3600),
     "audit.max_response_bytes": _at_least(1024),
-    "audit.unit_price": _at_least(0),
-    "audit.large_image_price": _at_least(0),
+    "audit.unit_price": _between(0, 1_000_000),
+    "audit.large_image_price": _between(0, 1_000_000),
     "audit.billed_scenes": _between(0, MAX_SCENES),
     "scan.modified_after": lambda v: _iso(v),
     "scan.modified_before": lambda v: _iso(v),
     "scan.min_size": _at_least(0),
     "scan.max_size": _at_least(0),
     "scan.max_attempts": _between(1, 20),
-    "scan.batch_wait": _positive,
-    "scan.lease_stale_after": _at_least(5),
-    "scan.progress_interval": _positive,
+    "scan.batch_wait": _between(0.001, 60),
+    "scan.lease_stale_after": _between(5, 86_400),
+    "scan.progress_interval": _between(0.1, 86_400),
     "retry.attempts": _between(1, 100),
-    "retry.deadline": _positive,
-    "retry.wait_initial": _at_least(0),
-    "retry.wait_max": _at_least(0),
+    "retry.deadline": _between(0.01, 86_400),
+    "retry.wait_initial": _between(0, 3600),
+    "retry.wait_max": _between(0, 3600),
     "store.path": lambda v: None if v else "must not be empty",
 }
 
@@ -270,14 +280,19 @@ def _as_int(raw: Any, from_text: bool) -> int:
 
 
 def _as_float(raw: Any, from_text: bool) -> float:
+    value: float | None = None
     if isinstance(raw, int | float) and not isinstance(raw, bool):
-        return float(raw)
-    if from_text:
+        value = float(raw)
+    elif from_text:
         try:
-            return float(raw)
+            value = float(raw)
         except ValueError:
             pass
-    raise ValueError("must be a number")
+    if value is None:
+        raise ValueError("must be a number")
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
 
 
 def _as_strings(raw: Any, from_text: bool) -> tuple[str, ...]:
@@ -314,8 +329,8 @@ def _section(
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     for key, (raw, from_text) in values.items():
-        if key not in hints:
-            problems.append(f"{name}.{key}: unknown key (got {raw!r})")
+        if key not in hints:  # never echo the value: it may be a secret put in the wrong place
+            problems.append(f"{name}.{key}: unknown key")
             continue
         try:
             kwargs[key] = _coerce(raw, hints[key], from_text)
@@ -326,7 +341,8 @@ def _section(
         check = CHECKS.get(f"{name}.{f.name}")
         value = getattr(obj, f.name)
         if check is not None and (reason := check(value)) is not None:
-            problems.append(f"{name}.{f.name}: {reason} (got {value!r})")
+            shown = "" if f"{name}.{f.name}" in _NO_ECHO else f" (got {value!r})"
+            problems.append(f"{name}.{f.name}: {reason}{shown}")
     return obj
 
 

@@ -127,7 +127,7 @@ CASES = [
     Case("wrong type", 2, "audit.concurrency: must be an integer (got 'many')", audit='concurrency = "many"'),
     Case("batch size 0", 2, "audit.batch_size: must be between 1 and 100 (got 0)", audit="batch_size = 0"),
     Case("batch size 101", 2, "audit.batch_size: must be between 1 and 100 (got 101)", audit="batch_size = 101"),
-    Case("negative qps", 2, "audit.qps: must be > 0 (got -5.0)", audit="qps = -5"),
+    Case("negative qps", 2, "audit.qps: must be between 0.01 and 100000 (got -5.0)", audit="qps = -5"),
     Case("empty bucket", 2, "cos.bucket: is required", bucket=""),
     Case("bucket without appid", 2, "cos.bucket: must be BucketName-APPID", bucket="mybucket"),
     Case("endpoint with a path", 2, "cos.endpoint: must have no path", cos="", url="path"),
@@ -157,6 +157,21 @@ CASES = [
          check=key_state("keys/bell\x07.jpg", "skipped", "unencodable-key")),
     Case("max-images 0", 2, "--max-images must be >= 1", argv=["scan", "--max-images", "0"]),
     Case("report bad state", 2, "--state: unknown ['gone']", argv=["report", "--state", "gone"]),
+    # issue "Faults cost nothing", item 5: every numeric setting finite and sane (tracebacks,
+    # or an ETA of 2.7e290 h, before)
+    Case("qps inf", 2, "audit.qps: must be a finite number", audit="qps = inf"),
+    Case("qps 1e-300", 2, "audit.qps: must be between 0.01 and 100000", audit="qps = 1e-300"),
+    Case("timeout inf", 2, "cos.timeout: must be a finite number", cos="timeout = inf"),
+    Case("audit timeout nan", 2, "audit.timeout: must be a finite number", audit="timeout = nan"),
+    Case("wait_max inf from env", 2, "retry.wait_max: must be a finite number",
+         env={"COS_SCANNER_RETRY_WAIT_MAX": "inf"}),
+    Case("unit_price inf from env", 2, "audit.unit_price: must be a finite number",
+         env={"COS_SCANNER_AUDIT_UNIT_PRICE": "Infinity"}),
+    Case("qps 1e-300 from env", 2, "audit.qps: must be between", env={"COS_SCANNER_AUDIT_QPS": "1e-300"}),
+    # item 6: a config error never echoes a value (the secret, here, in the wrong place)
+    Case("secret in the file", 2, "cos.secret_key: unknown key", cos=f'secret_key = "{SECRET}"'),
+    Case("secret in an env key", 2, "cos.secret: unknown key", env={"COS_SCANNER_COS_SECRET": SECRET}),
+    Case("endpoint with credentials", 2, "cos.endpoint: must not carry credentials", url="userinfo"),
 ]  # fmt: skip
 
 
@@ -192,7 +207,8 @@ def test_bad_input(case: Case, emu: Emu, baseline: Path, tmp_path: Path,
         else:
             monkeypatch.setenv(name, value)
     url = {"main": emu.url, "token": emu.token_url, "closed": "http://127.0.0.1:9",
-           "path": emu.url + "/some/path"}[case.url]  # fmt: skip
+           "path": emu.url + "/some/path",
+           "userinfo": emu.url.replace("http://", f"http://admin:{SECRET}@")}[case.url]  # fmt: skip
     db = prepare_store(case, tmp_path, baseline)
     before = verdict_rows(db) if case.store == "copy" else None
     cfg = write(tmp_path, url, store=db, cos=case.cos, audit=case.audit, bucket=case.bucket)
@@ -216,6 +232,7 @@ def test_bad_input(case: Case, emu: Emu, baseline: Path, tmp_path: Path,
         errors = [line for line in err.splitlines() if line.startswith("cos-scanner:")]
         assert len(errors) == 1, err
         assert case.says in errors[0], errors[0]
+        assert "got" not in errors[0] or "unknown key" not in errors[0]
     if before is not None:
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
