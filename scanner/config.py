@@ -71,7 +71,8 @@ class AuditSettings:
     interval: int = 0  # GIF: audit every Nth frame; 0 = not sent (API default 5)
     max_frames: int = 0  # GIF: at most N frames; 0 = not sent (API default 5)
     large_image_detect: bool = False  # compress 5-32 MB images before auditing (billed)
-    timeout: float = 60.0  # seconds per request
+    timeout: float = 60.0  # seconds per request (see README: why 60)
+    resend_after_timeout: int = 1  # resends of a batch whose answer was lost (maybe billed)
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     unit_price: float = 0.0  # price per billed unit (image x scene), for --dry-run estimates
     large_image_price: float = 0.0  # price per image compressed by LargeImageDetect
@@ -239,6 +240,7 @@ CHECKS: dict[str, Check] = {
     "audit.interval": _at_least(0),
     "audit.max_frames": _at_least(0),
     "audit.timeout": _between(0.01, 3600),
+    "audit.resend_after_timeout": _between(0, 10),
     "audit.max_response_bytes": _at_least(1024),
     "audit.unit_price": _between(0, 1_000_000),
     "audit.large_image_price": _between(0, 1_000_000),

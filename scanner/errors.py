@@ -69,9 +69,17 @@ class RemoteError(ScannerError):
 
 
 class TransportError(RemoteError):
-    """The connection failed or timed out before a complete answer arrived."""
+    """The connection failed or timed out before a complete answer arrived.
+
+    `maybe_sent`: the request had left (a timeout or reset while waiting for the answer), so
+    the service may have done the work; False when it never left (connect failed, refused).
+    """
 
     retryable = True
+
+    def __init__(self, service: str, message: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(service, message)
+        self.maybe_sent = maybe_sent
 
 
 class ThrottledError(RemoteError):

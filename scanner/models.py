@@ -124,6 +124,7 @@ class ImageVerdict:
     message: str = ""
     retryable: bool = False
     raw: str = ""
+    maybe_double: bool = False  # sent again after a lost answer: possibly billed twice
 
     @property
     def failed(self) -> bool:
@@ -168,6 +169,7 @@ class ScanStatus:
     run_started_at: float | None
     run_audited: int
     deleted: int = 0
+    maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
 
     @property
     def pending(self) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -60,6 +62,7 @@ def status_json(status: ScanStatus) -> dict[str, Any]:
         "skipped": status.skipped,
         "pending": status.pending,
         "requests": status.requests,
+        "maybe_billed_twice": status.maybe_double,
         "error": status.error,
         "started_at": status.started_at,
         "updated_at": status.updated_at,
@@ -82,6 +85,7 @@ def status_table(scans: Sequence[ScanStatus]) -> str:
         "failed",
         "skipped",
         "pending",
+        "billed2x?",
         "rate/s",
         "elapsed",
         "eta",
@@ -102,6 +106,7 @@ def status_table(scans: Sequence[ScanStatus]) -> str:
                 f"{s.failed:,}",
                 f"{s.skipped:,}",
                 f"{s.pending:,}",
+                f"{s.maybe_double:,}",
                 "-" if r["rate"] is None else f"{r['rate']:.1f}",
                 _duration(r["elapsed"] or 0),
                 eta,
@@ -111,7 +116,7 @@ def status_table(scans: Sequence[ScanStatus]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [
         "  ".join(
-            c.rjust(w) if i not in (1, 12) else c.ljust(w)
+            c.rjust(w) if i not in (1, 13) else c.ljust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in rows
@@ -146,6 +151,14 @@ def summary_text(
         f"  pending   {status.pending:>10,}",
         f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
+        *(
+            [
+                f"  twice?    {status.maybe_double:>10,}   images possibly billed twice (resent "
+                "after a lost answer; see README)"
+            ]
+            if status.maybe_double
+            else []
+        ),
         f"  this run  {this_run}",
     ]
     if labels:
@@ -230,6 +243,21 @@ FIELDS = (
 )
 
 
+#: What a spreadsheet takes for a formula at the start of a cell (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?\Z")  # a plain number is no formula (-65010, a CI code)
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: text that a spreadsheet would run as a formula gets a leading
+    `'` (keys are user uploads and the CSV goes to spreadsheets); numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
@@ -242,33 +270,38 @@ def row_dict(row: Sequence[Any]) -> dict[str, Any]:
 
 
 async def write_rows(
-    chunks: AsyncIterator[list[tuple[Any, ...]]],
+    chunks: AsyncGenerator[list[tuple[Any, ...]], None],
     out: TextIO,
     fmt: str,
     link: Callable[[str], str] | None = None,
 ) -> int:
-    """Stream report rows to `out` as csv or jsonl; returns how many were written."""
+    """Stream report rows to `out` as csv or jsonl; returns how many were written.
+
+    `chunks` is closed here even when a write fails (a full disk, a closed pipe), so the
+    store's cursor is released before the store is."""
     writer = None
     if fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        # RFC 4180 line ends: a key with a bare \r (COS allows it) is quoted, not split
+        writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow([*FIELDS, "url"] if link else FIELDS)
     count = unreadable = 0
-    async for chunk in chunks:
-        for row in chunk:
-            record = row_dict(row)
-            if link is not None:
-                record["url"] = link(record["key"])
-            if writer is not None:
-                writer.writerow(["" if v is None else v for v in record.values()])
-            else:
-                raw = row[len(FIELDS)]
-                try:
-                    record["verdict"] = raw_to_dict(raw) if raw else None
-                except ValueError:  # a damaged store row: export the rest, say so below
-                    record["verdict"] = None
-                    unreadable += 1
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            for row in chunk:
+                record = row_dict(row)
+                if link is not None:
+                    record["url"] = link(record["key"])
+                if writer is not None:
+                    writer.writerow([csv_cell(v) for v in record.values()])
+                else:
+                    raw = row[len(FIELDS)]
+                    try:
+                        record["verdict"] = raw_to_dict(raw) if raw else None
+                    except ValueError:  # a damaged store row: export the rest, say so below
+                        record["verdict"] = None
+                        unreadable += 1
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
     if unreadable:
         log.warning(
             "%d rows hold a stored verdict that is not readable XML; exported with verdict null",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -166,7 +167,7 @@ async def test_fatal_error_marks_scan_failed_and_resumable(tmp_path: Path) -> No
     state = EmulatorState(bucket=synthetic(600, 6), seed=6)
     async with running(state) as url:
         cfg = config(url, tmp_path)
-        state.faults.body_mode = "html"
+        state.faults.fail_next = [403]
         state.faults.targets = ["audit"]
         with pytest.raises(BaseExceptionGroup):
             await scan(cfg)
@@ -175,9 +176,31 @@ async def test_fatal_error_marks_scan_failed_and_resumable(tmp_path: Path) -> No
             assert status is not None
             assert status.state == "failed"
             assert status.error is not None
-            assert "unreadable audit answer" in status.error
-        state.faults.body_mode = ""
+            assert "HTTP 403" in status.error
         assert await scan(cfg) == "done"
-        # the batch billed before its unreadable answer was in flight: re-audited, once
         in_flight = cfg.audit.concurrency * cfg.audit.batch_size
         await check_i1(cfg, state, max_double=in_flight)
+
+
+async def test_bad_answers_do_not_end_the_night(tmp_path: Path) -> None:
+    # one unreadable listing page in ten is retried; an unreadable audit answer fails its
+    # batch's images with a reason and the scan goes on (before: the scan aborted)
+    state = EmulatorState(bucket=synthetic(3000, 8), seed=8)
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        cfg = replace(cfg, cos=replace(cfg.cos, page_size=100))
+        state.faults.malformed_rate = 0.1
+        assert await scan(cfg) == "done"
+        async with await Store.open(cfg.store.path) as store:
+            status = await store.latest_scan(target_of(cfg))
+            assert status is not None
+            codes = await store.failure_codes(status.id)
+            verdicts = await store.verdict_map(target_of(cfg))
+    assert state.stats.faults["malformed"] > 3
+    assert status.listed == len(state.bucket)  # every page, the malformed ones retried
+    assert status.listed == status.audited + status.failed + status.skipped
+    assert status.audited > 2000
+    # billed but unreadable: recorded as failed with the reason, never sent again
+    lost = set(state.stats.audits) - set(verdicts)
+    assert codes.get("unreadable-answer", 0) >= len(lost) > 0
+    assert state.stats.as_json(False)["double_audited"] == 0

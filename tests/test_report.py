@@ -216,3 +216,86 @@ async def test_damaged_stored_verdicts_export_as_null_with_a_warning(
     err = done.stderr.decode()
     assert "2 rows hold a stored verdict that is not readable XML" in err
     assert "Traceback" not in err
+
+
+async def run_report(*argv: str, stdout: int | None = None) -> tuple[int, str, str]:
+    args = [sys.executable, "-m", "scanner", "report", *argv]
+    kw: dict[str, Any] = {} if stdout is None else {"stdout": stdout}
+    done = await anyio.run_process(args, env=ENV, check=False, **kw)
+    out = done.stdout.decode() if done.stdout else ""
+    return done.returncode, out, done.stderr.decode()
+
+
+@pytest.fixture
+async def hostile(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A store whose keys are formulas, and one with a bare CR in it (both allowed by COS)."""
+    keys = ["=HYPERLINK(x).jpg", "+1.jpg", "-2.jpg", "@SUM(A1).jpg", "\tTAB.jpg", "a\rb.jpg"]
+    state = EmulatorState(bucket=synthetic(0, 1), seed=1)
+    from scanner.emulator.bucket import StoredObject, etag_of
+
+    for k in keys:
+        state.bucket.put(k, StoredObject(etag_of(k), 1000, synthetic_time()))
+    state.bucket.keys()
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        with anyio.fail_after(30):
+            await scan_target(cfg, anyio.Event(), Progress())
+    return Path(cfg.store.path), keys
+
+
+def synthetic_time() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(2024, 1, 1, tzinfo=UTC)
+
+
+async def test_csv_neutralises_formulas_and_keeps_a_bare_cr(
+    hostile: tuple[Path, list[str]],
+) -> None:
+    store, keys = hostile
+    code, out, err = await run_report("--store", str(store))
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    got = sorted(r["key"] for r in rows)
+    # before: cells ran as formulas, and the \r key split into two rows
+    assert got == sorted("'" + k if k[0] in "=+-@\t" else k for k in keys)
+    assert len(rows) == len(keys)
+
+
+async def test_report_head_full_disk_and_odd_targets(
+    scanned: tuple[EmulatorState, Config, Path], tmp_path: Path
+) -> None:
+    _state, cfg, _ = scanned
+    store = cfg.store.path
+    # `report | head` ends quietly
+    argv = [sys.executable, "-m", "scanner", "report", "--store", store, "--format", "jsonl"]
+    shell = " ".join(f"'{a}'" for a in argv) + " | head -1"
+    done = await anyio.run_process(["bash", "-o", "pipefail", "-c", shell], env=ENV, check=False)
+    assert done.stderr == b"", done.stderr.decode()
+    assert done.returncode == 0
+    # /dev/full: one line, the I/O exit code (before: a traceback)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        code, _, err = await run_report("--store", store, stdout=full)
+    finally:
+        os.close(full)
+    assert code == 74
+    assert err.strip().splitlines()[-1].startswith("cos-scanner: cannot write the report")
+    assert "Traceback" not in err
+    # --out replaces only a regular file (before: renamed over a symlink or a FIFO)
+    target = tmp_path / "keep.txt"
+    target.write_text("keep")
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    for odd in (link, fifo, Path("/dev/null")):
+        code, _, err = await run_report("--store", store, "--out", str(odd))
+        assert code == 2, err
+        assert "is not a regular file" in err
+    assert link.is_symlink()
+    assert target.read_text() == "keep"
+    # an absurd scan id is a usage error (before: OverflowError in SQLite)
+    code, _, err = await run_report("--store", store, "--scan", "99999999999999999999999")
+    assert code == 2
+    assert "no scan has id" in err

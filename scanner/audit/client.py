@@ -3,18 +3,27 @@
 Each attempt takes one in-flight slot and one token of the QPS budget around the HTTP call;
 a throttling answer shrinks the budget, a success grows it back. Transport errors, timeouts,
 5xx and throttling are retried (`scanner.retry`); per-image failures come back as data.
+
+A batch is billed when the service does it, whether or not its answer reaches us. So a request
+that never left (connect failed) is sent again freely, but one whose answer was lost after it
+left (a timeout, a reset) is sent again at most `[audit] resend_after_timeout` times, each
+resend counted as its images possibly billed twice (`ImageVerdict.maybe_double`); after that
+its images fail with `timeout-maybe-billed`, for `scan --retry-failed` to decide about. An
+answer that is not readable fails its images with `unreadable-answer`: it was billed, another
+try would bill again, and the scan goes on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings
 from scanner.cos.client import HttpClient, ci_service, unreadable
 from scanner.cos.xml import XmlError
-from scanner.errors import RemoteError, ThrottledError
+from scanner.errors import RemoteError, ThrottledError, TransportError
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying
@@ -54,12 +63,15 @@ class AuditClient:
         self.budget = budget
         self._on_retry = on_retry
         self.requests = 0
+        self.maybe_double = 0  # images possibly billed twice (resent after a lost answer)
 
     async def moderate(self, items: Sequence[AuditItem]) -> list[ImageVerdict]:
         """Verdicts (or per-image failures) for `items`, in their order."""
         body = encode_batch(items, self.options)
+        lost = 0  # attempts that left and whose answer never came
 
         async def attempt() -> list[ImageVerdict]:
+            nonlocal lost
             async with self.budget as sent_at:
                 self.requests += 1
                 try:
@@ -75,10 +87,38 @@ class AuditClient:
                 except ThrottledError as exc:
                     self.budget.rate.on_throttled(sent_at, exc.retry_after)
                     raise
+                except TransportError as exc:
+                    if exc.maybe_sent:
+                        lost += 1
+                        if lost > self._settings.resend_after_timeout:
+                            raise _MaybeBilled(exc) from exc
+                    raise
             self.budget.rate.on_success()
             try:
                 return decode_results(reply.body, items)
             except (XmlError, ValueError) as exc:
-                raise unreadable("audit", "audit answer", reply, exc) from exc
+                error = unreadable("audit", "audit answer", reply, exc)
+                return _fail_all(items, "unreadable-answer", str(error))
 
-        return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
+        try:
+            verdicts = await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
+        except _MaybeBilled as exc:
+            verdicts = _fail_all(items, "timeout-maybe-billed", str(exc.cause))
+        resent = min(lost, self._settings.resend_after_timeout)
+        if resent:  # each resend after a lost answer may have billed these images again
+            self.maybe_double += resent * len(items)
+            verdicts = [replace(v, maybe_double=True) for v in verdicts]
+        return verdicts
+
+
+class _MaybeBilled(RemoteError):
+    """A batch's answer was lost more often than `resend_after_timeout` allows a resend."""
+
+    def __init__(self, cause: TransportError) -> None:
+        super().__init__(cause.service, cause.message)
+        self.cause = cause
+
+
+def _fail_all(items: Sequence[AuditItem], code: str, message: str) -> list[ImageVerdict]:
+    """Every image of a batch failed with `code` (final: only --retry-failed tries again)."""
+    return [ImageVerdict(i.key, i.data_id, code=code, message=message) for i in items]

@@ -56,6 +56,7 @@ EXIT_FAILED = 1  # the scan failed (service, network, store): run it again to re
 EXIT_USAGE = 2  # bad flags, config file, environment or input
 EXIT_IMAGES_FAILED = 3  # done, but some images failed (report --state failed; --retry-failed)
 EXIT_PAUSED = 4  # paused at --max-images: run scan again to continue
+EXIT_IO = 74  # cannot write the output (a full disk, /dev/full) (EX_IOERR)
 EXIT_BUSY = 75  # the target is leased by a live scan (EX_TEMPFAIL: try again later)
 EXIT_AUTH = 77  # credentials refused or permission denied (EX_NOPERM)
 EXIT_INTERRUPTED = 130  # stopped by a signal after draining: run scan again to resume
@@ -66,6 +67,7 @@ EXIT_CODES = (
     (EXIT_USAGE, "usage or config error (flags, config file, environment, input)"),
     (EXIT_IMAGES_FAILED, "done, but some images failed (report --state failed; --retry-failed)"),
     (EXIT_PAUSED, "paused at --max-images; run scan again to continue"),
+    (EXIT_IO, "cannot write the output (a full disk, /dev/full)"),
     (EXIT_BUSY, "another live scan holds the target's lease; try again later"),
     (EXIT_AUTH, "credentials refused or permission denied"),
     (EXIT_INTERRUPTED, "interrupted by a signal after draining; run scan again to resume"),
@@ -477,17 +479,34 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
 def run_report(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
     if args.out is None:
-        anyio.run(_report, config, args, sys.stdout)
-        return EXIT_OK
-    partial = args.out.with_name(args.out.name + ".partial")
+        return _report_to_stdout(config, args)
+    out_path: Path = args.out
+    if out_path.is_symlink() or (out_path.exists() and not out_path.is_file()):
+        raise ConfigError(f"--out {str(out_path)!r} is not a regular file; not replacing it")
+    partial = out_path.with_name(out_path.name + ".partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as out:
             anyio.run(_report, config, args, out)
-        partial.replace(args.out)
+        partial.replace(out_path)
     except OSError as exc:
-        raise ConfigError(f"--out {str(args.out)!r}: {exc.strerror or exc}") from exc
+        fail(f"cos-scanner: cannot write {str(out_path)!r}: {exc.strerror or exc}")
+        return EXIT_IO
     finally:
         partial.unlink(missing_ok=True)
+    return EXIT_OK
+
+
+def _report_to_stdout(config: Config, args: argparse.Namespace) -> int:
+    try:
+        anyio.run(_report, config, args, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `report | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except OSError as exc:  # a full disk, /dev/full, a closed terminal
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        fail(f"cos-scanner: cannot write the report: {exc.strerror or exc}")
+        return EXIT_IO
     return EXIT_OK
 
 

@@ -187,6 +187,16 @@ def _csv_words(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
+def _scan_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a scan id, got {text!r}") from None
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"no scan has id {text} (ids are 1 .. 2^63-1)")
+    return value
+
+
 def _since(text: str) -> float:
     try:
         when = datetime.fromisoformat(text)
@@ -224,7 +234,7 @@ def _report_args(sub: Any) -> None:
         default=(),
         help="only these states: audited,failed,skipped,deleted",
     )
-    p.add_argument("--scan", type=int, default=None, help="only rows recorded by this scan id")
+    p.add_argument("--scan", type=_scan_id, default=None, help="only rows recorded by this scan id")
     p.add_argument(
         "--since",
         type=_since,

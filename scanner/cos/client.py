@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -113,7 +113,10 @@ class HttpClient:
             raise RuntimeError("HttpClient cannot be reopened")
         connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+            trace_configs=[_SENT_TRACE],
         )
         return self
 
@@ -185,6 +188,7 @@ class HttpClient:
         url = yarl.URL(
             f"{service.base_url}{encode_path(path)}{'?' + query if query else ''}", encoded=True
         )
+        wire: dict[str, bool] = {}  # "sent": the request's headers left (it may be billed)
         try:
             async with self._session.request(
                 method,
@@ -193,17 +197,36 @@ class HttpClient:
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
                 allow_redirects=False,
+                trace_request_ctx=wire,
             ) as resp:
                 reply = await _read(service, resp, max_bytes)
         except RemoteError:
             raise
         except TimeoutError as exc:
-            raise TransportError(service.name, f"timed out after {timeout_s:g}s") from exc
+            raise TransportError(
+                service.name, f"timed out after {timeout_s:g}s", maybe_sent="sent" in wire
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise TransportError(service.name, _describe(exc, service)) from exc
+            raise TransportError(
+                service.name, _describe(exc, service), maybe_sent="sent" in wire
+            ) from exc
         if reply.status >= 300:
             raise status_error(service.name, reply)
         return reply
+
+
+async def _on_headers_sent(
+    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
+) -> None:
+    if isinstance(ctx.trace_request_ctx, dict):
+        ctx.trace_request_ctx["sent"] = True
+
+
+#: Tells a request that never left (connect failed: safe to send again) from one whose answer
+#: was lost (the service may have done, and billed, the work).
+_SENT_TRACE = aiohttp.TraceConfig()
+_SENT_TRACE.on_request_headers_sent.append(_on_headers_sent)
+_SENT_TRACE.freeze()
 
 
 def encode_path(path: str) -> str:
@@ -254,11 +277,16 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None
 
 
-def unreadable(service: str, what: str, reply: Reply, exc: Exception) -> ProtocolError:
-    """The error for a 2xx answer whose body we cannot read."""
-    return ProtocolError(
+def unreadable(
+    service: str, what: str, reply: Reply, exc: Exception, *, retryable: bool = False
+) -> ProtocolError:
+    """The error for a 2xx answer whose body we cannot read (`retryable` for idempotent,
+    unbilled requests, where another try costs nothing)."""
+    error = ProtocolError(
         service, f"unreadable {what}: {exc}", request_id=reply.request_id, status=reply.status
     )
+    error.retryable = retryable
+    return error
 
 
 def status_error(service: str, reply: Reply) -> RemoteError:

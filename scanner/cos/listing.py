@@ -31,8 +31,20 @@ def _when(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def parse_page(body: bytes, marker: str) -> Page:
-    """A ListBucketResult body as a Page; raises XmlError/ValueError when it is not one."""
+class TooManyEntries(ValueError):
+    """A page with more entries than max-keys asked for: a protocol violation, not retried."""
+
+
+def parse_page(body: bytes, marker: str, max_keys: int | None = None) -> Page:
+    """A ListBucketResult body as a Page; raises XmlError/ValueError when it is not one.
+
+    A page with more Contents + CommonPrefixes than `max_keys` is refused before it is parsed
+    (a counted byte scan), so memory stays flat whatever the server does.
+    """
+    if max_keys is not None:
+        entries = body.count(b"<Contents>") + body.count(b"<CommonPrefixes>")
+        if entries > max_keys:
+            raise TooManyEntries(f"page has {entries} entries, max-keys asked for {max_keys}")
     root = parse(body)
     if root.tag != "ListBucketResult":
         raise XmlError(f"expected ListBucketResult, got <{root.tag}>")
@@ -99,9 +111,13 @@ class Lister:
                 max_bytes=self._settings.max_response_bytes,
             )
             try:
-                return parse_page(reply.body, marker)
-            except (XmlError, ValueError) as exc:
+                return parse_page(reply.body, marker, self._settings.page_size)
+            except TooManyEntries as exc:
                 raise unreadable("cos", "listing", reply, exc) from exc
+            except (XmlError, ValueError) as exc:
+                # a listing GET is idempotent and unbilled: an unreadable 200 (HTML from a
+                # proxy, a truncated body) is retried like a 5xx
+                raise unreadable("cos", "listing", reply, exc, retryable=True) from exc
 
         return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
 

@@ -183,6 +183,13 @@ async def answer(
         if f.body_mode == "huge":
             return await _huge(request)
         data = body.encode()
+        if f.body_mode == "deep":  # 200,000 nested elements (1.4 MB) inside a valid answer
+            cut = data.find(b"</JobsDetail>")
+            cut = cut if cut >= 0 else data.rfind(b"</")
+            nest = b"<X>" * 200_000 + b"</X>" * 200_000
+            return web.Response(
+                body=data[:cut] + nest + data[cut:], content_type="application/xml", headers=headers
+            )
         if _roll(state, f.malformed_rate):
             state.stats.faults["malformed"] += 1
             return web.Response(

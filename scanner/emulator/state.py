@@ -45,7 +45,7 @@ class Faults:
     stall: float = 0.0
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests
     targets: list[str] = field(default_factory=lambda: ["list", "audit"])
-    body_mode: str = ""  # "", "html", "bomb", "huge", "drop_one", "unknown_id"
+    body_mode: str = ""  # "", html, bomb, huge, deep, drop_one, unknown_id, ignore_max_keys
 
     def update(self, changes: dict[str, Any]) -> None:
         names = {f.name for f in fields(self)}

@@ -21,13 +21,14 @@ from scanner.errors import StoreError
 from scanner.store.migrate import apply_migrations, current_version, latest_version
 
 
-def _uri(where: str, readonly: bool) -> str:
+def _uri(where: str, readonly: bool, immutable: bool = False) -> str:
     path = Path(where)
     if readonly and not path.exists():
         raise StoreError(f"no store at {where!r} (run a scan first)")
     if not readonly and not path.parent.is_dir():
         raise StoreError(f"cannot create store {where!r}: {str(path.parent)!r} is not a directory")
-    return f"file:{quote(str(path.resolve()))}?mode={'ro' if readonly else 'rwc'}"
+    mode = "ro" if readonly else "rwc"
+    return f"file:{quote(str(path.resolve()))}?mode={mode}{'&immutable=1' if immutable else ''}"
 
 
 class StoreBase:
@@ -40,9 +41,24 @@ class StoreBase:
 
     @classmethod
     async def open(cls, path: str | Path, *, migrate: bool = True, readonly: bool = False) -> Self:
-        """Open (creating unless `readonly`) the store at `path` and apply migrations."""
-        where = str(path)
-        uri = _uri(where, readonly)
+        """Open (creating unless `readonly`) the store at `path` and apply migrations.
+
+        Read-only, a store on read-only media (a backup, a read-only volume) cannot get the
+        WAL index file SQLite wants beside it: it is then opened immutable, without WAL."""
+        if not readonly:
+            return await cls._open(str(path), migrate=migrate, readonly=False)
+        try:
+            return await cls._open(str(path), migrate=False, readonly=True)
+        except StoreError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+            return await cls._open(str(path), migrate=False, readonly=True, immutable=True)
+
+    @classmethod
+    async def _open(
+        cls, where: str, *, migrate: bool, readonly: bool, immutable: bool = False
+    ) -> Self:
+        uri = _uri(where, readonly, immutable)
         try:
             conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
         except sqlite3.Error as exc:

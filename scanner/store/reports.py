@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ class Reports(StoreBase):
 
     async def iter_report(
         self, target: str, where: ReportFilter, chunk: int = 1000
-    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+    ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """Report rows (REPORT_COLUMNS) in key order, `chunk` at a time: constant memory."""
         latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
         sql, args = self._view(target, int(latest[0] or 0), where)

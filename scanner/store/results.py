@@ -144,7 +144,8 @@ class Results(StoreBase):
             await conn.execute(
                 "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
                 "review = review + ?, failed = failed + ?, requests = requests + ?, "
-                "run_audited = run_audited + ?, updated_at = ? WHERE id = ?",
+                "run_audited = run_audited + ?, maybe_double = maybe_double + ?, updated_at = ? "
+                "WHERE id = ?",
                 (
                     audited,
                     counts["ok1"],
@@ -152,6 +153,7 @@ class Results(StoreBase):
                     counts["failed"],
                     requests,
                     audited,
+                    sum(v.maybe_double for _, v in outcomes),
                     now,
                     scan_id,
                 ),
@@ -231,8 +233,16 @@ class Results(StoreBase):
                 (scan_id, target.id),
             )
             n = cur.rowcount
+            # their answer was lost once already: auditing them again may bill them twice
+            async with conn.execute(
+                "SELECT COUNT(*) FROM failures WHERE target = ? AND deleted_scan IS NULL "
+                "AND code = 'timeout-maybe-billed'",
+                (target.id,),
+            ) as c:
+                (maybe,) = await c.fetchone() or (0,)
             await conn.execute(
-                "UPDATE scans SET listed = ?, listing_done = 1 WHERE id = ?", (n, scan_id)
+                "UPDATE scans SET listed = ?, listing_done = 1, maybe_double = ? WHERE id = ?",
+                (n, maybe, scan_id),
             )
         return n
 

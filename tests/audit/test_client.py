@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import anyio
 import pytest
 
 from scanner.audit.client import AuditClient
@@ -11,9 +12,9 @@ from scanner.cos.client import HttpClient
 from scanner.emulator import EmulatorState
 from scanner.emulator.bucket import MB, StoredObject, etag_of
 from scanner.emulator.rules import verdict_for
-from scanner.errors import AuthError, ProtocolError, ServiceError, ThrottledError
+from scanner.errors import AuthError, ServiceError, ThrottledError, TransportError
 from scanner.models import AuditItem, Result
-from tests.conftest import Emulator, FakeClock, make_auditor
+from tests.conftest import FAST_RETRY, Emulator, FakeClock, make_auditor
 
 KEYS = {
     "ok/normal.jpg": 100_000,
@@ -136,12 +137,64 @@ async def test_dropped_and_unknown_results(
     assert [r.code for r in results] == ["NoResult", ""]
 
 
-async def test_malformed_answer_is_protocol_error(
+async def test_malformed_answer_fails_its_images_not_the_scan(
     emulator: Emulator, auditor: AuditClient, album: dict[str, int]
 ) -> None:
+    # it was billed (a 200): not sent again, the images fail with a reason, no exception
     emulator.state.faults.malformed_rate = 1.0
-    with pytest.raises(ProtocolError, match="unreadable audit answer"):
+    results = await auditor.moderate(items(["ok/normal.jpg", "ok/ad_flyer.webp"]))
+    assert {r.code for r in results} == {"unreadable-answer"}
+    assert "unreadable audit answer" in results[0].message
+    assert not any(r.retryable for r in results)
+    assert emulator.state.stats.requests["audit"] == 1
+
+
+async def test_lost_answer_is_resent_once_then_failed_maybe_billed(
+    emulator: Emulator, http: HttpClient, clock: FakeClock, album: dict[str, int]
+) -> None:
+    # the service did (and billed) the batch; its answer trickles out past our timeout. Before
+    # this, every attempt was billed again (3 of 3) and the images stayed pending.
+    emulator.state.faults.slow_body = 2.0
+    emulator.state.faults.targets = ["audit"]
+    auditor = make_auditor(http, emulator, clock, timeout=0.3)
+    names = ["ok/normal.jpg", "ok/ad_flyer.webp"]
+    with anyio.fail_after(10):
+        results = await auditor.moderate(items(names))
+    assert [r.code for r in results] == ["timeout-maybe-billed"] * 2
+    assert all(r.maybe_double for r in results)
+    assert emulator.state.stats.requests["audit"] == 2  # the first try and one resend
+    assert sum(emulator.state.stats.audits.values()) == 4  # what the service billed
+    assert auditor.maybe_double == 2
+
+
+async def test_lost_answer_resends_are_configurable(
+    emulator: Emulator, http: HttpClient, clock: FakeClock, album: dict[str, int]
+) -> None:
+    emulator.state.faults.slow_body = 2.0
+    emulator.state.faults.targets = ["audit"]
+    auditor = make_auditor(http, emulator, clock, timeout=0.3, resend_after_timeout=0)
+    with anyio.fail_after(10):
+        (r,) = await auditor.moderate(items(["ok/normal.jpg"]))
+    assert r.code == "timeout-maybe-billed"
+    assert not r.maybe_double
+    assert emulator.state.stats.requests["audit"] == 1
+
+
+async def test_request_that_never_left_is_retried_freely(
+    http: HttpClient, clock: FakeClock
+) -> None:
+    from scanner.config import AuditSettings, CosSettings
+    from scanner.emulator import DEFAULT_BUCKET
+    from scanner.limiter import AuditBudget
+
+    cos = CosSettings(bucket=DEFAULT_BUCKET, endpoint="http://127.0.0.1:9")  # refused
+    auditor = AuditClient(http, cos, AuditSettings(), retry=FAST_RETRY, clock=clock,
+                          budget=AuditBudget(1, 1000.0, clock))  # fmt: skip
+    with pytest.raises(TransportError) as info:
         await auditor.moderate(items(["ok/normal.jpg"]))
+    assert not info.value.maybe_sent
+    assert auditor.requests == FAST_RETRY.attempts  # every try, none counted as maybe billed
+    assert auditor.maybe_double == 0
 
 
 async def test_ci_auth_errors_use_ci_codes(

@@ -168,13 +168,17 @@ async def test_truncated_body_is_transport_error(emulator: Emulator, lister: Lis
         await lister.page()
 
 
-async def test_malformed_xml_is_protocol_error(emulator: Emulator, lister: Lister) -> None:
+async def test_malformed_listing_is_retried_like_a_5xx(emulator: Emulator, lister: Lister) -> None:
+    # a listing GET is idempotent and unbilled: before, one malformed page ended the scan
     _put(emulator.state)
     emulator.state.faults.malformed_rate = 1.0
     with pytest.raises(ProtocolError, match="malformed XML") as info:
         await lister.page()
-    assert not info.value.retryable
-    assert emulator.state.stats.requests["list"] == 1
+    assert info.value.retryable
+    assert emulator.state.stats.requests["list"] == 3  # every attempt of the policy
+    emulator.state.faults.malformed_rate = 0.0
+    emulator.state.faults.fail_next = []
+    assert (await lister.page()).objects
 
 
 async def test_html_answer_is_protocol_error(emulator: Emulator, lister: Lister) -> None:
@@ -243,3 +247,24 @@ async def test_client_cannot_be_reopened() -> None:
         pass
     with pytest.raises(RuntimeError):
         await client.__aenter__()
+
+
+async def test_page_with_more_entries_than_asked_is_refused(
+    emulator: Emulator, http: HttpClient, clock: FakeClock
+) -> None:
+    # before: a server ignoring max-keys sent 285,000 objects in one page and peak memory
+    # went from ~50 MB to 192 MB; now the page is refused before it is parsed
+    _put(emulator.state, 30)
+    emulator.state.faults.body_mode = "ignore_max_keys"
+    lister = Lister(http, emulator.cos(page_size=10), retry=FAST_RETRY, clock=clock)
+    with pytest.raises(ProtocolError, match="page has 30 entries, max-keys asked for 10") as info:
+        await lister.page()
+    assert not info.value.retryable
+    assert emulator.state.stats.requests["list"] == 1
+
+
+async def test_deeply_nested_answer_is_refused_at_parse(emulator: Emulator, lister: Lister) -> None:
+    _put(emulator.state)
+    emulator.state.faults.body_mode = "deep"
+    with pytest.raises(ProtocolError, match="nested deeper than 32 levels"):
+        await lister.page()

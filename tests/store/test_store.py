@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+import subprocess
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from scanner.errors import ScanBusyError
+from scanner.errors import ScanBusyError, StoreError
 from scanner.models import Decision, ImageVerdict, ObjectRef, Result, Target
 from scanner.store import ReportFilter, Store
 
@@ -165,3 +166,36 @@ async def test_old_heartbeat_is_stale(store: Store) -> None:
     await store.acquire_lease(
         TARGET, "B", host="h", pid=2, stale_after=-1, is_dead=lambda h, p: False
     )
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(writable dir, the same dir mounted read-only): real read-only media, as root."""
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    bind = subprocess.run(["mount", "--bind", str(src), str(ro)], capture_output=True, check=False)
+    if bind.returncode:
+        pytest.skip(f"cannot bind-mount here: {bind.stderr.decode().strip()}")
+    try:
+        remount = ["mount", "-o", "remount,ro,bind", str(ro)]
+        if subprocess.run(remount, capture_output=True, check=False).returncode:
+            pytest.skip("cannot remount read-only here")
+        yield src, ro
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
+async def test_store_on_read_only_media_can_be_read(
+    read_only_dir: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # before: "unable to open database file" (SQLite wants a WAL index beside the file)
+    src, ro = read_only_dir
+    async with await Store.open(src / "s.db") as store:
+        scan = await store.start_scan(TARGET, "p")
+        await store.record_page(scan.id, [Decision(ref("a.jpg"))], None)
+    async with await Store.open(ro / "s.db", readonly=True) as store:
+        (status,) = await store.scans()
+        assert (status.id, status.listed) == (scan.id, 1)
+        with pytest.raises(StoreError):
+            await store.start_scan(TARGET, "p")  # and it stays read-only

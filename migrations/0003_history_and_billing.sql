@@ -1,4 +1,5 @@
--- cos-scanner schema 3: verdicts replaced by a re-audit are kept (report --history).
+-- cos-scanner schema 3: verdicts replaced by a re-audit are kept (report --history), and
+-- images possibly billed twice are counted per scan.
 
 CREATE TABLE verdict_history (
     target        TEXT    NOT NULL,
@@ -30,3 +31,7 @@ BEGIN
             OLD.score, OLD.category, OLD.sub_label, OLD.text, OLD.job_id, OLD.raw,
             OLD.audited_at, OLD.scan_id, NEW.audited_at);
 END;
+
+-- Images possibly billed twice: resent after a lost answer, or re-audited by --retry-failed
+-- after one (failure code timeout-maybe-billed).
+ALTER TABLE scans ADD COLUMN maybe_double INTEGER NOT NULL DEFAULT 0;
