@@ -4,6 +4,7 @@
 ScannerError                  base
 ├── ConfigError               bad file, flag or environment          -> exit 2
 ├── ScanBusyError             a live scan holds the target's lease   -> exit 75
+├── AbandonedError            not sent (or not retried) after a stop: objects stay pending
 ├── StoreError                SQLite failure
 │   └── MigrationError        a migration failed (rolled back)
 └── RemoteError               .service ("cos"|"audit"), .request_id, .retryable
@@ -124,6 +125,11 @@ class ServiceError(RemoteError):
 
 class ProtocolError(RemoteError):
     """The service answered with a body we cannot parse or must not accept."""
+
+
+class AbandonedError(ScannerError):
+    """A request given up after the first stop signal, before it was sent (or with an error
+    answer, not retried): its objects stay pending for the next run."""
 
 
 class ScanBusyError(ScannerError):

@@ -137,3 +137,22 @@ class AuditBudget:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.slots.release()
+
+    async def slot(self) -> _Held:
+        """Wait for a slot and a turn (cancellable: nothing is held if cancelled); the
+        returned context manager gives the send time and releases the slot on exit."""
+        return _Held(self, await self.__aenter__())
+
+
+class _Held:
+    def __init__(self, budget: AuditBudget, sent_at: float) -> None:
+        self._budget = budget
+        self.sent_at = sent_at
+
+    async def __aenter__(self) -> float:
+        return self.sent_at
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._budget.slots.release()

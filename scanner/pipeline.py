@@ -9,13 +9,16 @@ slows the ones before it. An auditor hands its outcome to the writer and waits u
 committed before taking another batch: at most K batches are ever billed but not recorded,
 which bounds what a kill -9 can make us pay twice (K x batch size images).
 
-`stop` (first signal) ends listing between pages and lets what is in flight drain and be
-written; cancelling the caller's scope (second signal) aborts at once. Every write is a
+`stop` (first signal) stops sending: listing ends (a listing request under way is cancelled),
+batches not yet sent (queued, or waiting for the budget) are dropped unbilled and stay
+pending, requests on the wire are awaited (bounded by the request timeout, never retried) and
+written; cancelling the caller's scope (second signal) aborts those too. Every write is a
 shielded transaction, so cancellation never leaves the store half-written.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from scanner.audit.client import AuditClient
 from scanner.audit.codec import AuditOptions, policy_still_holds
 from scanner.batcher import make_batches
 from scanner.cos.listing import Lister
+from scanner.errors import AbandonedError
 from scanner.filter import ObjectFilter
 from scanner.limiter import AuditBudget
 from scanner.models import (
@@ -39,6 +43,7 @@ from scanner.models import (
     ScanStatus,
     Target,
 )
+from scanner.retry import unless_set
 from scanner.store import Prior, Store
 
 
@@ -142,7 +147,10 @@ async def _source(
         progress.phase = "scanning"
         marker = scan.marker
         while not stop.is_set():
-            page = await deps.lister.page(marker)
+            try:  # a signal cancels a slow listing request at once (it costs nothing)
+                page = await unless_set(stop, functools.partial(deps.lister.page, marker))
+            except AbandonedError:
+                return
             decisions = await _decide(deps, page.objects)
             fresh = await deps.store.record_page(scan.id, decisions, page.next_marker)
             progress.pages += 1
@@ -183,11 +191,17 @@ async def _audit(
     auditor: AuditClient,
     batches_rx: ObjectReceiveStream[list[ObjectRef]],
     results_tx: ObjectSendStream[_Outcome],
+    stop: anyio.Event,
 ) -> None:
     async with batches_rx, results_tx:
         async for refs in batches_rx:
+            if stop.is_set():
+                continue  # not sent: its objects stay pending for the next run
             items = [AuditItem(ref.key, str(n)) for n, ref in enumerate(refs)]
-            verdicts = await auditor.moderate(items)
+            try:
+                verdicts = await auditor.moderate(items, stop)
+            except AbandonedError:
+                continue  # given up after the stop, unbilled: pending for the next run
             outcome = _Outcome(refs, verdicts, anyio.Event())
             await results_tx.send(outcome)
             await outcome.done.wait()  # committed: only then take the next batch
@@ -261,6 +275,7 @@ async def run_pass(
                     deps.auditor,
                     batches_rx.clone(),
                     results_tx.clone(),
+                    stop,
                     name=f"auditor-{n}",
                 )
         tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, name="writer")

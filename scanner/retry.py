@@ -9,13 +9,16 @@ slows down on each of them until it fits the account's quota.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
+
 from scanner.clock import Clock
-from scanner.errors import RemoteError, ThrottledError
+from scanner.errors import AbandonedError, RemoteError, ThrottledError
 
 T = TypeVar("T")
 
@@ -33,16 +36,40 @@ class RetryPolicy:
         return (rng or random).uniform(0.0, ceiling)
 
 
+async def unless_set(event: anyio.Event | None, call: Callable[[], Awaitable[T]]) -> T:
+    """`await call()`, given up (AbandonedError) as soon as `event` is set: for waits that cost
+    nothing to abandon (a limiter's turn, a backoff, a listing request)."""
+    if event is None:
+        return await call()
+    if event.is_set():
+        raise AbandonedError("stopping: not sent")
+    done: list[T] = []
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            await event.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        done.append(await call())
+        tg.cancel_scope.cancel()
+    if not done:
+        raise AbandonedError("stopping: not sent")
+    return done[0]
+
+
 async def retrying(
     policy: RetryPolicy,
     clock: Clock,
     call: Callable[[], Awaitable[T]],
     *,
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    stop: anyio.Event | None = None,
 ) -> T:
     """Run `call` until it succeeds, raises a fatal error, or the policy runs out.
 
-    `on_retry(error, attempt, wait)` is told about each retry before the wait.
+    `on_retry(error, attempt, wait)` is told about each retry before the wait. Once `stop` is
+    set nothing is retried: the error that would have been raises AbandonedError instead.
     """
     started = clock.now()
     attempt = failures = 0  # every try; the tries that failed other than by throttling
@@ -60,6 +87,8 @@ async def retrying(
                 wait = max(wait, exc.retry_after)
             if clock.now() + wait - started > policy.deadline:
                 raise
+            if stop is not None and stop.is_set():
+                raise AbandonedError(f"stopping: not retried after {exc}") from exc
             if on_retry is not None:
                 on_retry(exc, attempt, wait)
-            await clock.sleep(wait)
+            await unless_set(stop, functools.partial(clock.sleep, wait))

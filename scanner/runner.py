@@ -98,13 +98,13 @@ async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
         run.progress.phase = "auditing" if number == 1 else f"retry pass {number}"
         feed = await run_pass(run.deps, scan, opts, run.stop, run.progress)
         run.sent += feed.sent
+        scan = await store.scan(scan.id)
+        if scan.pending == 0 and scan.listing_done:  # also when a signal came in the last drain
+            return ScanResult(await _done(run, scan), "done")
         if run.stop.is_set():
             return ScanResult(await store.finish_scan(scan.id, "interrupted"), "interrupted")
         if feed.capped:
             return ScanResult(await store.finish_scan(scan.id, "paused"), "paused")
-        scan = await store.scan(scan.id)
-        if scan.pending == 0:
-            return ScanResult(await _done(run, scan), "done")
         with anyio.move_on_after(min(30.0, 2.0**number)):
             await run.stop.wait()
     await store.fail_pending(scan.id, "RetriesExhausted", "retryable failures on every attempt")

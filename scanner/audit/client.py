@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import anyio
+
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings
@@ -26,7 +28,7 @@ from scanner.cos.xml import XmlError
 from scanner.errors import RemoteError, ThrottledError, TransportError
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict
-from scanner.retry import RetryPolicy, retrying
+from scanner.retry import RetryPolicy, retrying, unless_set
 
 
 def audit_options(settings: AuditSettings) -> AuditOptions:
@@ -65,14 +67,21 @@ class AuditClient:
         self.requests = 0
         self.maybe_double = 0  # images possibly billed twice (resent after a lost answer)
 
-    async def moderate(self, items: Sequence[AuditItem]) -> list[ImageVerdict]:
-        """Verdicts (or per-image failures) for `items`, in their order."""
+    async def moderate(
+        self, items: Sequence[AuditItem], stop: anyio.Event | None = None
+    ) -> list[ImageVerdict]:
+        """Verdicts (or per-image failures) for `items`, in their order.
+
+        Once `stop` is set (the first signal) nothing more is sent: a batch still waiting for
+        the budget raises AbandonedError at once (it cost nothing; its objects stay pending),
+        a request on the wire is awaited but never retried, and a lost answer is not resent.
+        """
         body = encode_batch(items, self.options)
         lost = 0  # attempts that left and whose answer never came
 
         async def attempt() -> list[ImageVerdict]:
             nonlocal lost
-            async with self.budget as sent_at:
+            async with await unless_set(stop, self.budget.slot) as sent_at:
                 self.requests += 1
                 try:
                     reply = await self._http.send(
@@ -90,7 +99,8 @@ class AuditClient:
                 except TransportError as exc:
                     if exc.maybe_sent:
                         lost += 1
-                        if lost > self._settings.resend_after_timeout:
+                        stopping = stop is not None and stop.is_set()
+                        if stopping or lost > self._settings.resend_after_timeout:
                             raise _MaybeBilled(exc) from exc
                     raise
             self.budget.rate.on_success()
@@ -100,13 +110,17 @@ class AuditClient:
                 error = unreadable("audit", "audit answer", reply, exc)
                 return _fail_all(items, "unreadable-answer", str(error))
 
+        answered = True
         try:
-            verdicts = await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
+            verdicts = await retrying(
+                self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop
+            )
         except _MaybeBilled as exc:
+            answered = False
             verdicts = _fail_all(items, "timeout-maybe-billed", str(exc.cause))
-        resent = min(lost, self._settings.resend_after_timeout)
-        if resent:  # each resend after a lost answer may have billed these images again
-            self.maybe_double += resent * len(items)
+        # possibly billed twice: a lost answer, then another billed (or possibly billed) try
+        if lost >= 2 or (lost and answered):
+            self.maybe_double += len(items)
             verdicts = [replace(v, maybe_double=True) for v in verdicts]
         return verdicts
 
