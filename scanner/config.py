@@ -113,6 +113,7 @@ class RetrySettings:
     deadline: float = 300.0  # seconds for all tries of one request
     wait_initial: float = 0.5  # first backoff ceiling, doubled each try (full jitter)
     wait_max: float = 30.0  # backoff ceiling
+    throttle_patience: float = 21_600.0  # seconds one request may keep being throttled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +258,7 @@ CHECKS: dict[str, Check] = {
     "retry.deadline": _between(0.01, 86_400),
     "retry.wait_initial": _between(0, 3600),
     "retry.wait_max": _between(0, 3600),
+    "retry.throttle_patience": _between(1, 7 * 86_400),
     "store.path": lambda v: None if v else "must not be empty",
 }
 

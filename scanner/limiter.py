@@ -15,6 +15,14 @@ cuts to 70%. It pauses until Retry-After. Each success adds limit/20 back up to 
 (additive increase) and raises the limit by 0.01% towards the configured ceiling, so a scan
 converges on what the account allows and probes for more only slowly (a trip every ~100
 successes when the ceiling is over the quota, each costing one retried request and 1%).
+
+Storms. A cut that still saw real throughput (at least half the rate got through) tells what
+the service allows: `allowed` keeps the lowest such rate. A storm (nearly nothing gets
+through, for seconds or hours) drives the limit to the floor without teaching anything. Once
+throttles stop, the limit climbs back towards 99% of `allowed`, doubling every
+`RECOVERY_DOUBLING` seconds of quiet, so 30 s at the floor is forgotten within a minute (from
+1 to 9.9 QPS in 27 s), while a quota that really is lower trips during the climb and becomes
+the new `allowed`.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import anyio
 from scanner.clock import Clock
 
 WINDOW = 1.0  # seconds: the provider's QPS accounting
+RECOVERY_DOUBLING = 8.0  # seconds of quiet per doubling of the limit after a storm
 MARGIN = 0.01  # seconds added to the window for jitter between our send and its arrival
 
 
@@ -47,6 +56,8 @@ class RateLimiter:
         self._ok: deque[float] = deque()  # when successes came back, last window only
         self._turn = anyio.Lock()
         self.throttled = 0
+        self.allowed = rate  # what the service was seen to allow (cuts with real throughput)
+        self._cut_limit = rate  # the limit the last cut set
 
     async def acquire(self) -> float:
         """Wait for this request's turn; returns the time it leaves (for `on_throttled`)."""
@@ -84,8 +95,11 @@ class RateLimiter:
                 self.rate = max(self.floor, self.rate * 0.7)
             else:
                 tripped = min(self.rate, max(got_through, self.rate / 2))
+                if self._quota_signal(now):  # a quota, not a storm: remember the rate it let by
+                    self.allowed = min(self.allowed, max(self.rate, self.floor))
                 self.limit = self.rate = max(self.floor, tripped * 0.99)
             self._cut_at = now
+            self._cut_limit = self.limit
         pause = retry_after if retry_after is not None else 1.0 / self.rate
         self._next = max(self._next, now + pause)
 
@@ -93,10 +107,23 @@ class RateLimiter:
         now = self._clock.now()
         self._ok.append(now)
         self._prune(now)
-        # Climb back quickly to just under where the quota tripped; probe above it slowly, so a
-        # quota that grew is found again without tripping every few seconds.
+        # After a storm, the limit climbs back towards what the service allowed, doubling per
+        # RECOVERY_DOUBLING s of quiet; beyond that it probes slowly, so a quota that grew is
+        # found again without tripping every few seconds.
+        target = min(self.ceiling, self.allowed * 0.99)
+        if self.limit < target:
+            quiet = max(0.0, now - self._cut_at)
+            climbed = self._cut_limit * 2 ** min(64.0, quiet / RECOVERY_DOUBLING)
+            self.limit = max(self.limit, min(target, climbed))
         self.limit = min(self.ceiling, self.limit * 1.0001)
         self.rate = min(self.limit, self.rate + self.limit / 20)
+
+    def _quota_signal(self, now: float) -> bool:
+        """Whether, since the last cut, at least half the rate got through: the service lets
+        this much through (a quota), rather than nothing at all (a storm)."""
+        span = min(WINDOW, now - self._cut_at)
+        since = sum(1 for t in self._ok if t > self._cut_at)
+        return span > 0 and since >= 0.5 * self.rate * span
 
     def _goodput(self, now: float) -> float | None:
         """Successes per second over the last window, once a whole window has been seen."""

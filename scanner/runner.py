@@ -48,7 +48,11 @@ def target_of(config: Config) -> Target:
 def retry_policy(config: Config) -> RetryPolicy:
     r = config.retry
     return RetryPolicy(
-        attempts=r.attempts, deadline=r.deadline, wait_initial=r.wait_initial, wait_max=r.wait_max
+        attempts=r.attempts,
+        deadline=r.deadline,
+        wait_initial=r.wait_initial,
+        wait_max=r.wait_max,
+        patience=r.throttle_patience,
     )
 
 

@@ -15,7 +15,7 @@ from tests.test_scan_process import ENV, db_rows, scan, stats, wait_until, write
 FAULTS = {
     "error_rate": 0.05,
     "qps_cap": 12,
-    "reset_rate": 0.02,
+    "reset_rate": 0.05,  # ~150 requests: P(no reset at all) ~ 0.05%
     "slow_body": 0.05,
     "stall_rate": 0.03,
     "stall": 1.5,
@@ -49,12 +49,13 @@ def test_chaos_two_kills_i1_exact(tmp_path: Path) -> None:
                 scanner.send_signal(signal.SIGKILL)
                 scanner.wait(timeout=10)
             scanner = scan(cfg, log)
-            assert scanner.wait(timeout=50) == 0, log.read_text()[-2000:]
+            # 3: done, with images failed (lost answers given up as timeout-maybe-billed)
+            assert scanner.wait(timeout=50) in (0, 3), log.read_text()[-2000:]
             s = stats(url, detail=True)
         finally:
             proc.kill()
-    state, listed, audited, failed, skipped = db_rows(
-        store, "SELECT state, listed, audited, failed, skipped FROM scans"
+    state, listed, audited, failed, skipped, maybe_double = db_rows(
+        store, "SELECT state, listed, audited, failed, skipped, maybe_double FROM scans"
     )[0]
     assert state == "done"
     assert listed == 2500 == audited + failed + skipped
@@ -64,7 +65,13 @@ def test_chaos_two_kills_i1_exact(tmp_path: Path) -> None:
     }
     for kind in ("error", "throttled", "reset", "stall", "slow_body", "image_failure"):
         assert s["faults"].get(kind, 0) > 0, (kind, s["faults"])
+    # every double bill is explained: in flight at a kill, or counted as possibly billed twice
     reaudited = sum(n - 1 for n in s["audits"].values())
-    assert reaudited <= 2 * 4 * 25  # two kills x concurrency x batch size
-    assert set(s["audits"]) == {r[0] for r in db_rows(store, "SELECT key FROM verdicts")}
+    assert reaudited <= 2 * 4 * 25 + maybe_double  # two kills x concurrency x batch size
+    verdicts = {r[0] for r in db_rows(store, "SELECT key FROM verdicts")}
+    given_up = (
+        "SELECT key FROM failures WHERE code IN ('timeout-maybe-billed', 'unreadable-answer')"
+    )
+    lost = {r[0] for r in db_rows(store, given_up)}
+    assert verdicts <= set(s["audits"]) <= verdicts | lost
     assert ENV["TENCENTCLOUD_SECRET_KEY"] not in log.read_text()

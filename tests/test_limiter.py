@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections import deque
+from collections.abc import Callable
 
 import anyio
 import pytest
@@ -123,3 +125,50 @@ async def test_success_log_keeps_one_window_only(clock: FakeClock) -> None:
         await limiter.acquire()
         limiter.on_success()
     assert len(limiter._ok) <= 51  # not one entry per request of the whole scan
+
+
+def simulate(
+    limiter: RateLimiter, clock: FakeClock, seconds: float, quota: Callable[[float], float]
+) -> list[tuple[float, bool]]:
+    """Drive `limiter` against a service allowing `quota(t)` requests per sliding second
+    (0 = a storm: everything throttled), answers instantly; (time, throttled) per request."""
+    seen: deque[float] = deque()
+    log: list[tuple[float, bool]] = []
+
+    async def run() -> None:
+        end = clock.now() + seconds
+        while clock.now() < end:
+            sent = await limiter.acquire()
+            while seen and seen[0] <= sent - 1.0:
+                seen.popleft()
+            throttled = len(seen) >= quota(sent)
+            if throttled:
+                limiter.on_throttled(sent)
+            else:
+                seen.append(sent)
+                limiter.on_success()
+            log.append((sent, throttled))
+
+    anyio.run(run)
+    return log
+
+
+def rate_at(log: list[tuple[float, bool]], t: float) -> int:
+    return sum(1 for s, th in log if t - 1.0 < s <= t and not th)
+
+
+@pytest.mark.parametrize(("after", "expect"), [(10.0, 9.0), (5.0, 4.5)])
+def test_a_storm_is_forgotten_within_a_minute(after: float, expect: float) -> None:
+    # before: after a 30 s storm the learned rate stayed at the floor (1 QPS) for hours
+    # (~22,000 successes to get back to 90% of the ceiling)
+    clock = FakeClock(0.0)
+    limiter = RateLimiter(10.0, clock)
+
+    def quota(t: float) -> float:
+        return 10.0 if t < 60 else (0.0 if t < 90 else after)
+
+    log = simulate(limiter, clock, 400.0, quota)
+    assert rate_at(log, 89.0) <= 2  # the storm drove it down
+    assert rate_at(log, 150.0) >= expect  # 60 s after the storm: >= 90% of what is allowed
+    late = [th for s, th in log if s >= 150.0]
+    assert sum(late) / len(late) < 0.01  # < 1% throttled once converged

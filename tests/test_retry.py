@@ -57,13 +57,45 @@ async def test_attempts_bound(clock: FakeClock) -> None:
     assert seen == [1, 2, 3]
 
 
-async def test_deadline_bound_and_retry_after(clock: FakeClock) -> None:
+async def test_throttling_is_bounded_by_patience_and_honours_retry_after(
+    clock: FakeClock,
+) -> None:
     async def throttled() -> None:
         raise ThrottledError("audit", "slow", retry_after=30.0)
 
+    policy = RetryPolicy(attempts=100, deadline=100.0, patience=100.0)
     with pytest.raises(ThrottledError):
-        await retrying(RetryPolicy(attempts=100, deadline=100.0), clock, throttled)
-    assert clock.sleeps == [30.0, 30.0, 30.0]  # a fourth wait would pass the deadline
+        await retrying(policy, clock, throttled)
+    assert clock.sleeps == [30.0, 30.0, 30.0]  # a fourth wait would pass the patience
+
+
+async def test_a_storm_longer_than_the_deadline_is_waited_out(clock: FakeClock) -> None:
+    # before: a storm longer than [retry] deadline (300 s) ended the scan with exit 1
+    calls = []
+
+    async def storm() -> str:
+        calls.append(clock.now())
+        if clock.now() - calls[0] < 1800:  # half an hour of throttling
+            raise ThrottledError("audit", "slow")
+        return "ok"
+
+    assert await retrying(RetryPolicy(deadline=300.0), clock, storm) == "ok"
+    assert max(clock.sleeps) <= 2.0  # short waits: the budget paces, a backoff only idles
+
+
+async def test_the_deadline_runs_from_the_first_failure(clock: FakeClock) -> None:
+    answers: list[Exception] = [ThrottledError("audit", "slow")] * 400
+
+    async def then_down() -> str:
+        if answers:
+            raise answers.pop(0)
+        raise TransportError("audit", "reset")
+
+    policy = RetryPolicy(attempts=1000, deadline=60.0, wait_initial=1.0, wait_max=1.0)
+    with pytest.raises(TransportError):
+        await retrying(policy, clock, then_down)
+    # the 400 throttled tries did not use up the deadline: it ran from the first reset
+    assert 59.0 < sum(clock.sleeps[400:]) <= 60.0
 
 
 async def test_throttling_is_bounded_by_the_deadline_not_attempts(clock: FakeClock) -> None:

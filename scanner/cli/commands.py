@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -289,6 +290,7 @@ async def _scan(
     summary_path: Path | None = None,
 ) -> int:
     started = time.monotonic()
+    _digest.every = config.scan.progress_interval
 
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[ScanResult]:
         return scan_target(
@@ -337,8 +339,40 @@ def _write_summary(path: Path, record: dict[str, Any]) -> None:
         log.warning("could not write the summary to %s: %s", path, exc.strerror or exc)
 
 
+class _RetryDigest:
+    """Retries and throttles as one INFO line per interval (a storm is one line, not one per
+    request); each retry in detail at DEBUG."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.counts: Counter[str] = Counter()
+        self.since = time.monotonic()
+
+    def add(self, event: str, wait: float) -> None:
+        now = time.monotonic()
+        if not self.counts:
+            self.since = now
+        self.counts[event] += 1
+        if now - self.since < self.every and sum(self.counts.values()) > 1:
+            return
+        span = max(now - self.since, 0.001)
+        tally = ", ".join(f"{n:,} {k}" for k, n in sorted(self.counts.items()))
+        log.info(
+            "%s in the last %.0fs; waiting %.1fs before the next try",
+            tally,
+            span,
+            wait,
+            extra={"event": "retries", **self.counts, "seconds": round(span, 1)},
+        )
+        self.counts.clear()
+
+
+_digest = _RetryDigest()
+
+
 def _log_retry(exc: RemoteError, attempt: int, wait: float) -> None:
     event = "throttled" if isinstance(exc, ThrottledError) else "retry"
+    _digest.add(event, wait)
     level = logging.INFO if logs.json_logs else logging.DEBUG
     log.log(
         level,

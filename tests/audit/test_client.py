@@ -110,7 +110,9 @@ async def test_qps_cap_answers_slowdown(
     from scanner.retry import RetryPolicy
 
     auditor = make_auditor(http, emulator, clock)
-    auditor._retry = RetryPolicy(attempts=1, deadline=1e-9, wait_initial=1.0, wait_max=1.0)
+    auditor._retry = RetryPolicy(
+        attempts=1, deadline=1e-9, wait_initial=1.0, wait_max=1.0, patience=1e-9
+    )
     await auditor.moderate(items(["ok/normal.jpg"]))
     with pytest.raises(ThrottledError) as info:
         await auditor.moderate(items(["ok/normal.jpg"]))

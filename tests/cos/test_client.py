@@ -24,7 +24,7 @@ from tests.conftest import FAST_RETRY, Emulator, FakeClock
 
 NO_RETRY = RetryPolicy(attempts=1, deadline=1.0, wait_initial=0.0, wait_max=0.0)
 # throttling is bounded by the deadline: a first backoff past it means no retry at all
-NO_WAITING = RetryPolicy(attempts=1, deadline=1e-9, wait_initial=1.0, wait_max=1.0)
+NO_WAITING = RetryPolicy(attempts=1, deadline=1e-9, wait_initial=1.0, wait_max=1.0, patience=1e-9)
 
 
 def _put(state: EmulatorState, n: int = 3) -> None:
