@@ -12,17 +12,14 @@ rate and the learned limit to 99% of the rate that tripped, or of what actually 
 in the last window when that is lower (never less than half the rate per cut, so one throttle
 while latency bound cannot collapse it); in the first second, with nothing measured yet, it
 cuts to 70%. It pauses until Retry-After. Each success adds limit/20 back up to the limit
-(additive increase) and raises the limit by 0.01% towards the configured ceiling, so a scan
-converges on what the account allows and probes for more only slowly (a trip every ~100
-successes when the ceiling is over the quota, each costing one retried request and 1%).
+(additive increase), so a scan converges on what the account allows.
 
-Storms. A cut that still saw real throughput (at least half the rate got through) tells what
-the service allows: `allowed` keeps the lowest such rate. A storm (nearly nothing gets
-through, for seconds or hours) drives the limit to the floor without teaching anything. Once
-throttles stop, the limit climbs back towards 99% of `allowed`, doubling every
-`RECOVERY_DOUBLING` seconds of quiet, so 30 s at the floor is forgotten within a minute (from
-1 to 9.9 QPS in 27 s), while a quota that really is lower trips during the climb and becomes
-the new `allowed`.
+Probing and storms. The learned limit grows with the quiet time since the last cut: slowly
+at first, then faster (cubic, as TCP CUBIC probes; it doubles after `PROBE_SECONDS` and is x9
+after twice that), so right after a trip it stays near what the quota allowed, and after a
+storm it is back at the ceiling within a minute. A storm (nothing, or a trickle, gets through)
+cuts no lower than `STORM_FLOOR` of the best throughput seen in the last `BEST_HORIZON`
+seconds, so the climb back is never more than x10, whatever the scale.
 """
 
 from __future__ import annotations
@@ -36,7 +33,9 @@ import anyio
 from scanner.clock import Clock
 
 WINDOW = 1.0  # seconds: the provider's QPS accounting
-RECOVERY_DOUBLING = 8.0  # seconds of quiet per doubling of the limit after a storm
+PROBE_SECONDS = 25.0  # quiet seconds after a cut for the limit to double (x9 in 50 s)
+STORM_FLOOR = 0.1  # a storm cuts to no less than this share of the recent best throughput
+BEST_HORIZON = 600.0  # seconds the best throughput is remembered
 MARGIN = 0.01  # seconds added to the window for jitter between our send and its arrival
 
 
@@ -56,8 +55,9 @@ class RateLimiter:
         self._ok: deque[float] = deque()  # when successes came back, last window only
         self._turn = anyio.Lock()
         self.throttled = 0
-        self.allowed = rate  # what the service was seen to allow (cuts with real throughput)
         self._cut_limit = rate  # the limit the last cut set
+        self._best = 0.0  # the best throughput (successes per window) seen recently
+        self._best_at = float("-inf")
 
     async def acquire(self) -> float:
         """Wait for this request's turn; returns the time it leaves (for `on_throttled`)."""
@@ -90,14 +90,13 @@ class RateLimiter:
         now = self._clock.now()
         if sent_at >= self._cut_at:
             got_through = self._goodput(now)
+            floor = self._storm_floor(now)
             if got_through is None:  # the first second: nothing measured yet
-                self.limit = max(self.floor, self.rate * 0.99)
-                self.rate = max(self.floor, self.rate * 0.7)
+                self.limit = max(floor, self.rate * 0.99)
+                self.rate = max(floor, self.rate * 0.7)
             else:
                 tripped = min(self.rate, max(got_through, self.rate / 2))
-                if self._quota_signal(now):  # a quota, not a storm: remember the rate it let by
-                    self.allowed = min(self.allowed, max(self.rate, self.floor))
-                self.limit = self.rate = max(self.floor, tripped * 0.99)
+                self.limit = self.rate = max(floor, tripped * 0.99)
             self._cut_at = now
             self._cut_limit = self.limit
         pause = retry_after if retry_after is not None else 1.0 / self.rate
@@ -107,23 +106,20 @@ class RateLimiter:
         now = self._clock.now()
         self._ok.append(now)
         self._prune(now)
-        # After a storm, the limit climbs back towards what the service allowed, doubling per
-        # RECOVERY_DOUBLING s of quiet; beyond that it probes slowly, so a quota that grew is
-        # found again without tripping every few seconds.
-        target = min(self.ceiling, self.allowed * 0.99)
-        if self.limit < target:
-            quiet = max(0.0, now - self._cut_at)
-            climbed = self._cut_limit * 2 ** min(64.0, quiet / RECOVERY_DOUBLING)
-            self.limit = max(self.limit, min(target, climbed))
-        self.limit = min(self.ceiling, self.limit * 1.0001)
+        if len(self._ok) >= self._best or now - self._best_at > BEST_HORIZON:
+            self._best, self._best_at = len(self._ok) / WINDOW, now
+        # The limit grows with the quiet time since the last cut, slowly at first and then
+        # faster (cubic, as TCP CUBIC probes): just after a cut it stays near the rate the
+        # quota allowed, and after a storm it is back at the ceiling within a minute.
+        quiet = max(0.0, now - self._cut_at)
+        grown = self._cut_limit * (1.0 + (min(quiet, 3600.0) / PROBE_SECONDS) ** 3)
+        self.limit = min(self.ceiling, max(self.limit, grown))
         self.rate = min(self.limit, self.rate + self.limit / 20)
 
-    def _quota_signal(self, now: float) -> bool:
-        """Whether, since the last cut, at least half the rate got through: the service lets
-        this much through (a quota), rather than nothing at all (a storm)."""
-        span = min(WINDOW, now - self._cut_at)
-        since = sum(1 for t in self._ok if t > self._cut_at)
-        return span > 0 and since >= 0.5 * self.rate * span
+    def _storm_floor(self, now: float) -> float:
+        if now - self._best_at > BEST_HORIZON:
+            return self.floor
+        return max(self.floor, min(self.ceiling, STORM_FLOOR * self._best))
 
     def _goodput(self, now: float) -> float | None:
         """Successes per second over the last window, once a whole window has been seen."""
