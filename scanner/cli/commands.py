@@ -25,6 +25,7 @@ from scanner.cos.client import HttpClient, cos_service
 from scanner.dryrun import Estimate, dry_run
 from scanner.emulator import (
     DEFAULT_SECRET_KEY,
+    Bucket,
     EmulatorState,
     Faults,
     KeyPair,
@@ -103,6 +104,8 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
         seed=args.seed,
         keys={args.secret_id: KeyPair(key, token=args.session_token, token_expires=expires)},
         faults=faults,
+        bucket_acl="private" if args.private_bucket else "public-read",
+        extra_buckets={name: Bucket() for name in args.extra_bucket},
     )
 
 

@@ -49,6 +49,18 @@ def _emulator_args(sub: Any) -> None:
     )
     p.add_argument("--session-token", default=None, help="require this session token")
     p.add_argument(
+        "--extra-bucket",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve this (empty) bucket, e.g. for quarantine copies; repeatable",
+    )
+    p.add_argument(
+        "--private-bucket",
+        action="store_true",
+        help="objects at ACL 'default' are private (default: the bucket is public-read)",
+    )
+    p.add_argument(
         "--token-expires-in",
         type=float,
         default=None,

@@ -24,9 +24,9 @@ from typing import Any
 from aiohttp import web
 
 from scanner.cos.xml import XmlError, parse, text
-from scanner.emulator import control, faults
+from scanner.emulator import control, faults, objects
 from scanner.emulator.auth import check_request, strip_port
-from scanner.emulator.bucket import StoredObject
+from scanner.emulator.bucket import Bucket, StoredObject
 from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, Verdict, verdict_for
 from scanner.emulator.state import EmulatorState, Job
 from scanner.emulator.wire import error_xml, job_xml, list_xml, request_id, response_xml
@@ -72,13 +72,18 @@ def error_response(
     )
 
 
-def _check_bucket(state: EmulatorState, request: web.Request) -> None:
+def _check_bucket(state: EmulatorState, request: web.Request) -> tuple[str, Bucket]:
+    """The bucket the request names (its Host), or the emulator's bucket (an IP Host)."""
     host = strip_port(request.headers.get("Host", ""))
     match = _HOST.match(host)
     if match is None:
-        return  # IP or Domain mode: the emulator's one bucket
-    if match["bucket"] != state.bucket_name or match["region"] != state.region:
+        return state.bucket_name, state.bucket  # IP or Domain mode: the emulator's bucket
+    bucket = state.bucket_named(match["bucket"])
+    if bucket is None or match["region"] != state.region:
         raise Refusal(404, "NoSuchBucket", "The specified bucket does not exist.")
+    if match["bucket"] != state.bucket_name and request.path == "/":
+        raise Refusal(501, "NotImplemented", "The emulator lists only its own bucket.")
+    return match["bucket"], bucket
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -98,15 +103,26 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
             headers=request.headers,
             now=time.time() + state.clock_offset,
         )
-        if denial is not None:
+        anonymous_read = (
+            endpoint == "object"
+            and denial is not None
+            and denial[1] in ("AccessDenied", "MissingAuthorization")
+            and "q-signature" not in request.query
+            and "Authorization" not in request.headers
+            and request.method in ("GET", "HEAD")
+            and "acl" not in request.query
+        )
+        if denial is not None and not anonymous_read:
             raise Refusal(*denial)
-        _check_bucket(state, request)
+        name, bucket = _check_bucket(state, request)
         early = await faults.before(state, request, endpoint)
         if early is not None:
             state.stats.statuses[f"{endpoint} {early.status}"] += 1
             return early
         if endpoint == "object":
-            return _get_object(state, request)
+            answer = await _object(state, name, bucket, request, signed=not anonymous_read)
+            state.stats.statuses[f"{endpoint} {answer.status}"] += 1
+            return answer
         body = await _handle(state, request, endpoint)
     except Refusal as exc:
         state.stats.statuses[f"{endpoint} {exc.status}"] += 1
@@ -130,23 +146,20 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
     raise Refusal(501, "NotImplemented", "The emulator serves ListObjects and image auditing.")
 
 
-# A 1x1 GIF: what synthetic objects (which have no content) serve.
-_PIXEL = bytes.fromhex(
-    "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
-)
-
-
-def _get_object(state: EmulatorState, request: web.Request) -> web.Response:
-    """GET Object: the file in folder mode; a 1x1 GIF for synthetic objects."""
-    if request.method not in ("GET", "HEAD"):
-        raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
-    key = request.path[1:]
-    obj = state.bucket.objects.get(key)
-    if obj is None:
-        raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
-    body = obj.path.read_bytes() if obj.path is not None else _PIXEL
-    headers = {"ETag": f'"{obj.etag}"', "x-cos-request-id": request_id()}
-    return web.Response(body=body, headers=headers, content_type="application/octet-stream")
+async def _object(
+    state: EmulatorState, name: str, bucket: Bucket, request: web.Request, *, signed: bool
+) -> web.StreamResponse:
+    """The object operations of `scanner.emulator.objects`, by method."""
+    try:
+        if request.method in ("GET", "HEAD"):
+            return objects.get(state, name, bucket, request, signed)
+        if request.method == "PUT":
+            return await objects.put(state, name, bucket, request)
+        if request.method == "DELETE":
+            return objects.delete(state, name, bucket, request)
+    except objects.ObjectError as exc:
+        raise Refusal(exc.status, exc.code, exc.message) from None
+    raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
 
 
 def _int_param(query: Any, name: str, default: int) -> int:
@@ -252,6 +265,45 @@ def _input_verdict(
     return "Url", url, Verdict(code="-65010", message="download failed")
 
 
+def _bill(state: EmulatorState, source: str, value: str, verdict: Verdict, scenes: int) -> Verdict:
+    """Count what was sent and billed; an injected per-image failure replaces the verdict."""
+    if source == "Object":
+        state.stats.sent[value] += 1
+    if (
+        not verdict.code
+        and state.faults.image_failure_rate
+        and state.rng.random() < state.faults.image_failure_rate
+    ):
+        verdict = Verdict(code="-65010", message="download failed (injected)")
+        state.stats.faults["image_failure"] += 1
+    if verdict.code:
+        state.stats.image_failures[verdict.code] += 1
+        return verdict
+    if source == "Object":
+        state.stats.audits[value] += 1
+    state.stats.billed_units += scenes
+    state.stats.large_images += verdict.compressed
+    return verdict
+
+
+def _freeze_thresholds(conf: Any) -> dict[str, int]:
+    """Scene -> score at or above which the service freezes an audited object."""
+    block = conf.find("Freeze") if conf is not None else None
+    if block is None:
+        return {}
+    out = {}
+    for child in block:
+        name = child.tag.removesuffix("Score")
+        if name in ALL_SCENES and (child.text or "").strip().isdigit():
+            if 0 < int(child.text or "0") <= 100:
+                out[name] = int(child.text or "0")
+    return out
+
+
+def _freezes(verdict: Verdict, thresholds: dict[str, int]) -> bool:
+    return any(h.scene in thresholds and h.score >= thresholds[h.scene] for h in verdict.hits)
+
+
 def _content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdict:
     """Content inputs are judged like an object named after the content's hash."""
     digest = hashlib.sha256(data).hexdigest()
@@ -273,25 +325,16 @@ def audit(state: EmulatorState, body: bytes) -> str:
     conf = root.find("Conf")
     scenes = _scenes(conf)
     is_async = conf is not None and text(conf, "Async") == "1"
+    freeze = _freeze_thresholds(conf)
     jobs = []
     for item in inputs:
         source, value, verdict = _input_verdict(state, item, scenes)
-        if source == "Object":
-            state.stats.sent[value] += 1
-        if (
-            not verdict.code
-            and state.faults.image_failure_rate
-            and state.rng.random() < state.faults.image_failure_rate
-        ):
-            verdict = Verdict(code="-65010", message="download failed (injected)")
-            state.stats.faults["image_failure"] += 1
-        if verdict.code:
-            state.stats.image_failures[verdict.code] += 1
-        else:
-            if source == "Object":
-                state.stats.audits[value] += 1
-            state.stats.billed_units += len(scenes)
-            state.stats.large_images += verdict.compressed
+        verdict = _bill(state, source, value, verdict, len(scenes))
+        forbid = None
+        if freeze and not verdict.code:
+            forbid = int(source == "Object" and _freezes(verdict, freeze))
+            if forbid:  # the service makes the object private (reference 10)
+                state.acls[f"{state.bucket_name}/{value}"] = "private"
         job_id = "si" + f"{state.rng.getrandbits(128):032x}"
         data_id = text(item, "DataId")
         job = functools.partial(
@@ -302,6 +345,7 @@ def audit(state: EmulatorState, body: bytes) -> str:
             value=value,
             verdict=verdict,
             scenes=scenes,
+            forbid_state=forbid,
         )
         done = job()
         if is_async and not verdict.code:

@@ -64,6 +64,7 @@ class Stats:
     image_failures: Counter[str] = field(default_factory=Counter)  # by code
     list_markers: Counter[str] = field(default_factory=Counter)  # pages served, by marker
     sent: Counter[str] = field(default_factory=Counter)  # Object inputs received per key
+    writes: Counter[str] = field(default_factory=Counter)  # ACL puts, copies, deletes: bucket/key
     billed_units: int = 0  # images x scenes of every verdict
     large_images: int = 0  # verdicts of images compressed by LargeImageDetect (billed)
     faults: Counter[str] = field(default_factory=Counter)  # injected, by kind
@@ -80,6 +81,8 @@ class Stats:
             "large_images": self.large_images,
             "sent_images": sum(self.sent.values()),
             "distinct_sent": len(self.sent),
+            "object_writes": sum(self.writes.values()),
+            "keys_written_twice": len([k for k, n in self.writes.items() if n > 1]),
             "double_audited": len(doubled),
             "double_audited_keys": sorted(doubled)[:100],
             "pages_listed": sum(self.list_markers.values()),
@@ -89,6 +92,7 @@ class Stats:
         }
         if detail:
             out["audits"] = dict(self.audits)
+            out["writes"] = dict(self.writes)
             out["list_markers"] = dict(self.list_markers)
         return out
 
@@ -114,6 +118,14 @@ class EmulatorState:
     jobs: dict[str, Job] = field(default_factory=dict)
     versions: Counter[str] = field(default_factory=Counter)
     clock_offset: float = 0.0  # seconds added to the emulator's clock (tests of expiry)
+    acls: dict[str, str] = field(default_factory=dict)  # "bucket/key" -> private | public-read
+    bucket_acl: str = "public-read"  # what an object at "default" inherits
+    extra_buckets: dict[str, Bucket] = field(default_factory=dict)  # e.g. a quarantine bucket
+
+    def bucket_named(self, name: str) -> Bucket | None:
+        if name == self.bucket_name:
+            return self.bucket
+        return self.extra_buckets.get(name)
 
     def __post_init__(self) -> None:
         self.rng.seed(self.seed)

@@ -111,6 +111,7 @@ def job_xml(
     verdict: Verdict,
     scenes: Iterable[str],
     state: str = "Success",
+    forbid_state: int | None = None,
 ) -> str:
     """One JobsDetail element; `source` is Object, Url or Content."""
     echo = f"<{source}>{escape(value)}</{source}>" if source != "Content" else ""
@@ -136,6 +137,7 @@ def job_xml(
         f"<Score>{verdict.score}</Score><Category>{verdict.label if verdict.result else ''}"
         f"</Category><SubLabel>{verdict.sub_label}</SubLabel><Text>{escape(text)}</Text>"
         f"<CompressionResult>{int(verdict.compressed)}</CompressionResult>{blocks}{lists}"
+        f"{'' if forbid_state is None else f'<ForbidState>{forbid_state}</ForbidState>'}"
         "</JobsDetail>"
     )
 

@@ -1,0 +1,205 @@
+"""COS object operations (reference 8): HEAD/GET, GET/PUT `?acl`, PUT copy, DELETE.
+
+Keys are served from the emulator's bucket, or from an extra bucket (`--extra-bucket`, e.g. a
+quarantine bucket) named by the Host header. An object's ACL is `default` (inherit the
+bucket's, `public-read` unless `--private-bucket`), `private` or `public-read`; an anonymous
+(unsigned) GET of an object whose effective ACL is private gets 403 AccessDenied. Synthetic
+objects have no content: they serve `size` deterministic bytes (a 1x1 GIF, then bytes derived
+from the ETag); folder objects serve their file. Every write (ACL, copy destination, delete)
+is counted per `bucket/key` in `stats.writes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import UTC, datetime
+from urllib.parse import unquote
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from scanner.cos.xml import XmlError, parse
+from scanner.emulator.bucket import Bucket, StoredObject
+from scanner.emulator.state import EmulatorState
+from scanner.emulator.wire import request_id
+
+ALL_USERS = "http://cam.qcloud.com/groups/global/AllUsers"
+OWNER = "qcs::cam::uin/100000000001:uin/100000000001"
+ACLS = ("private", "public-read", "default")
+
+# A 1x1 GIF: the first bytes of every synthetic object.
+PIXEL = bytes.fromhex(
+    "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
+)
+
+
+class ObjectError(Exception):
+    """An error answer of an object operation: status, code, message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def content(obj: StoredObject) -> bytes:
+    """What GET returns for `obj`."""
+    if obj.path is not None:
+        return obj.path.read_bytes()
+    seed = hashlib.sha256(obj.etag.encode()).digest()
+    filler = itertools.islice(itertools.cycle(seed), max(0, obj.size - len(PIXEL)))
+    return (PIXEL + bytes(filler))[: obj.size]
+
+
+def effective_acl(state: EmulatorState, bucket: str, key: str) -> str:
+    acl = state.acls.get(f"{bucket}/{key}", "default")
+    return state.bucket_acl if acl == "default" else acl
+
+
+def _headers(obj: StoredObject) -> dict[str, str]:
+    return {
+        "ETag": f'"{obj.etag}"',
+        "Content-Length": str(obj.size),
+        "Last-Modified": obj.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+        "Content-Type": "image/jpeg" if obj.path is None else "application/octet-stream",
+        "x-cos-request-id": request_id(),
+        "Server": "tencent-cos",
+    }
+
+
+def _found(objects: Bucket, key: str) -> StoredObject:
+    obj = objects.objects.get(key)
+    if obj is None:
+        raise ObjectError(404, "NoSuchKey", "The specified key does not exist.")
+    return obj
+
+
+def get(
+    state: EmulatorState, name: str, objects: Bucket, request: web.Request, signed: bool
+) -> web.StreamResponse:
+    """HEAD or GET Object (anonymous reads obey the ACL); `?acl` answers the ACL."""
+    key = request.path[1:]
+    if "acl" in request.query:
+        if not signed:
+            raise ObjectError(403, "AccessDenied", "Access Denied.")
+        _found(objects, key)
+        return _xml(_acl_xml(state.acls.get(f"{name}/{key}", "default")))
+    obj = objects.objects.get(key)
+    if obj is None:
+        if request.method == "HEAD":  # a HEAD answer has no body (reference 8)
+            return web.Response(status=404, headers={"x-cos-request-id": request_id()})
+        raise ObjectError(404, "NoSuchKey", "The specified key does not exist.")
+    if not signed and effective_acl(state, name, key) != "public-read":
+        raise ObjectError(403, "AccessDenied", "Access Denied.")
+    if_match = request.headers.get("If-Match", "").strip('"')
+    if if_match and if_match != obj.etag:
+        raise ObjectError(412, "PreconditionFailed", "At least one precondition failed.")
+    headers = _headers(obj)
+    if request.method == "HEAD":
+        return web.Response(headers=headers)
+    del headers["Content-Length"]
+    return web.Response(body=content(obj), headers=headers)
+
+
+async def put(
+    state: EmulatorState, name: str, objects: Bucket, request: web.Request
+) -> web.Response:
+    """PUT Object acl, or PUT Object - Copy (other uploads are not emulated)."""
+    key = request.path[1:]
+    if "acl" in request.query:
+        _found(objects, key)
+        acl = request.headers.get("x-cos-acl") or _acl_from_body(await request.read())
+        if acl not in ACLS:
+            raise ObjectError(400, "InvalidArgument", f"x-cos-acl {acl!r} is not supported")
+        _set_acl(state, f"{name}/{key}", acl)
+        state.stats.writes[f"{name}/{key}"] += 1
+        return web.Response(headers={"x-cos-request-id": request_id()})
+    source = request.headers.get("x-cos-copy-source")
+    if not source:
+        raise ObjectError(501, "NotImplemented", "The emulator copies; it takes no uploads.")
+    src_bucket, src_key = _copy_source(state, source)
+    src = _found(src_bucket, src_key)
+    if_match = request.headers.get("x-cos-copy-source-If-Match", "").strip('"')
+    if if_match and if_match != src.etag:
+        raise ObjectError(412, "PreconditionFailed", "At least one precondition failed.")
+    now = datetime.now(UTC).replace(microsecond=0)
+    objects.put(key, StoredObject(src.etag, src.size, now, src.storage_class, src.path))
+    objects.keys()
+    _set_acl(state, f"{name}/{key}", request.headers.get("x-cos-acl", "default"))
+    state.stats.writes[f"{name}/{key}"] += 1
+    body = (
+        f"<CopyObjectResult><ETag>&quot;{src.etag}&quot;</ETag>"
+        f"<LastModified>{now.strftime('%Y-%m-%dT%H:%M:%S.000Z')}</LastModified>"
+        "</CopyObjectResult>"
+    )
+    return _xml(body)
+
+
+def delete(state: EmulatorState, name: str, objects: Bucket, request: web.Request) -> web.Response:
+    """DELETE Object: 204, also for a key that does not exist."""
+    key = request.path[1:]
+    objects.delete(key)
+    objects.keys()
+    state.acls.pop(f"{name}/{key}", None)
+    state.stats.writes[f"{name}/{key}"] += 1
+    return web.Response(status=204, headers={"x-cos-request-id": request_id()})
+
+
+def _set_acl(state: EmulatorState, where: str, acl: str) -> None:
+    if acl == "default":
+        state.acls.pop(where, None)
+    else:
+        state.acls[where] = acl
+
+
+def _copy_source(state: EmulatorState, source: str) -> tuple[Bucket, str]:
+    """(bucket, key) of an `x-cos-copy-source` value."""
+    host, _, encoded = source.lstrip("/").partition("/")
+    name = host.split(".", 1)[0]
+    bucket = state.bucket_named(name)
+    if bucket is None or not encoded:
+        raise ObjectError(404, "NoSuchBucket", "The specified copy source does not exist.")
+    return bucket, unquote(encoded.split("?", 1)[0])
+
+
+def _acl_from_body(body: bytes) -> str:
+    """The canned ACL an `<AccessControlPolicy>` body amounts to."""
+    if not body:
+        raise ObjectError(400, "InvalidArgument", "x-cos-acl or an AccessControlPolicy is needed")
+    try:
+        root = parse(body)
+    except XmlError as exc:
+        raise ObjectError(400, "MalformedXML", str(exc)) from None
+    for grant in root.iterfind("AccessControlList/Grant"):
+        uri = grant.findtext("Grantee/URI") or ""
+        if uri == ALL_USERS and (grant.findtext("Permission") or "") in ("READ", "FULL_CONTROL"):
+            return "public-read"
+    return "private"
+
+
+def _acl_xml(acl: str) -> str:
+    """GET Object acl: the owner's FULL_CONTROL, plus AllUsers READ for public-read. An object
+    at `default` shows no grant of its own (it inherits the bucket's), like a private one."""
+    grants = (
+        '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:type="CanonicalUser"><ID>{OWNER}</ID><DisplayName>{OWNER}</DisplayName>'
+        "</Grantee><Permission>FULL_CONTROL</Permission></Grant>"
+    )
+    if acl == "public-read":
+        grants += (
+            '<Grant><Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+            f'xsi:type="Group"><URI>{escape(ALL_USERS)}</URI></Grantee>'
+            "<Permission>READ</Permission></Grant>"
+        )
+    return (
+        f"<AccessControlPolicy><Owner><ID>{OWNER}</ID><DisplayName>{OWNER}</DisplayName></Owner>"
+        f"<AccessControlList>{grants}</AccessControlList></AccessControlPolicy>"
+    )
+
+
+def _xml(body: str) -> web.Response:
+    return web.Response(
+        text=body,
+        content_type="application/xml",
+        headers={"x-cos-request-id": request_id(), "Server": "tencent-cos"},
+    )

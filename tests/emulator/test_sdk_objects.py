@@ -1,0 +1,130 @@
+"""The official SDK's object calls against the emulator, unchanged (reference 8): HEAD, GET,
+GET/PUT ?acl, copy (with If-Match), DELETE; an anonymous GET obeys the ACL; auto-freeze."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import pytest
+from qcloud_cos.cos_exception import CosServiceError
+
+from scanner.emulator import DEFAULT_BUCKET
+from scanner.emulator.bucket import Bucket, StoredObject, etag_of
+from scanner.emulator.objects import PIXEL
+from tests.conftest import Emulator
+from tests.emulator.test_sdk_conformance import _client
+
+QUARANTINE = "quarantine-1250000000"
+
+
+def _put(emulator: Emulator, key: str, size: int = 1000) -> StoredObject:
+    obj = StoredObject(etag_of(key), size, datetime(2024, 1, 1, tzinfo=UTC))
+    emulator.state.bucket.put(key, obj)
+    emulator.state.bucket.keys()
+    return obj
+
+
+async def anonymous_get(url: str, key: str) -> int:
+    """An unsigned GET (in a thread: the emulator serves on this event loop)."""
+
+    def get() -> int:
+        try:
+            with urllib.request.urlopen(f"{url}/{key}", timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    return await anyio.to_thread.run_sync(get)
+
+
+async def test_head_get_acl_copy_delete(emulator: Emulator) -> None:
+    obj = _put(emulator, "albums/u1/a b.jpg", 5000)
+    emulator.state.extra_buckets[QUARANTINE] = Bucket()
+    client = _client(emulator.url)
+
+    def calls() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        out["head"] = client.head_object(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg")
+        body = client.get_object(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg")["Body"]
+        out["bytes"] = body.get_raw_stream().read()
+        out["acl0"] = client.get_object_acl(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg")
+        client.put_object_acl(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg", ACL="private")
+        out["acl1"] = client.get_object_acl(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg")
+        out["copy"] = client.copy_object(
+            Bucket=QUARANTINE,
+            Key="q/albums/u1/a b.jpg",
+            CopySource={"Bucket": DEFAULT_BUCKET, "Key": "albums/u1/a b.jpg",
+                        "Region": "ap-guangzhou"},
+            CopyStatus="Copy",
+        )  # fmt: skip
+        out["delete"] = client.delete_object(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg")
+        out["delete_again"] = client.delete_object(Bucket=DEFAULT_BUCKET, Key="albums/u1/a b.jpg")
+        return out
+
+    got = await anyio.to_thread.run_sync(calls)
+    assert got["head"]["ETag"] == f'"{obj.etag}"'
+    assert got["head"]["Content-Length"] == "5000"
+    assert got["bytes"][: len(PIXEL)] == PIXEL
+    assert len(got["bytes"]) == 5000
+    grants = got["acl0"]["AccessControlList"]["Grant"]
+    assert "AllUsers" not in str(grants)  # default: no grant of its own
+    assert "AllUsers" not in str(got["acl1"]["AccessControlList"])
+    assert got["copy"]["ETag"] == f'"{obj.etag}"'
+    assert "q/albums/u1/a b.jpg" in emulator.state.extra_buckets[QUARANTINE].objects
+    assert "albums/u1/a b.jpg" not in emulator.state.bucket.objects
+    writes = emulator.state.stats.writes
+    assert writes[f"{DEFAULT_BUCKET}/albums/u1/a b.jpg"] == 3  # acl, delete, delete again
+    assert writes[f"{QUARANTINE}/q/albums/u1/a b.jpg"] == 1
+
+
+async def test_public_read_and_anonymous_access(emulator: Emulator) -> None:
+    _put(emulator, "p.jpg")
+    client = _client(emulator.url)
+    assert await anonymous_get(emulator.url, "p.jpg") == 200  # the bucket is public-read
+    await anyio.to_thread.run_sync(
+        lambda: client.put_object_acl(Bucket=DEFAULT_BUCKET, Key="p.jpg", ACL="private")
+    )
+    assert await anonymous_get(emulator.url, "p.jpg") == 403
+    await anyio.to_thread.run_sync(
+        lambda: client.put_object_acl(Bucket=DEFAULT_BUCKET, Key="p.jpg", ACL="public-read")
+    )
+    acl = await anyio.to_thread.run_sync(
+        lambda: client.get_object_acl(Bucket=DEFAULT_BUCKET, Key="p.jpg")
+    )
+    assert "AllUsers" in str(acl["AccessControlList"])
+    assert await anonymous_get(emulator.url, "p.jpg") == 200
+    await anyio.to_thread.run_sync(
+        lambda: client.put_object_acl(Bucket=DEFAULT_BUCKET, Key="p.jpg", ACL="default")
+    )
+    emulator.state.bucket_acl = "private"
+    assert await anonymous_get(emulator.url, "p.jpg") == 403  # default inherits the bucket's
+
+
+async def test_copy_if_match_and_missing_keys(emulator: Emulator) -> None:
+    _put(emulator, "c.jpg")
+    client = _client(emulator.url)
+
+    def copy_stale() -> None:
+        client.copy_object(
+            Bucket=DEFAULT_BUCKET,
+            Key="c2.jpg",
+            CopySource={"Bucket": DEFAULT_BUCKET, "Key": "c.jpg", "Region": "ap-guangzhou"},
+            CopyStatus="Copy",
+            **{"CopySourceIfMatch": '"not-the-etag"'},
+        )
+
+    with pytest.raises(CosServiceError) as info:
+        await anyio.to_thread.run_sync(copy_stale)
+    assert (info.value.get_status_code(), info.value.get_error_code()) == (
+        412,
+        "PreconditionFailed",
+    )
+    with pytest.raises(CosServiceError) as info:
+        await anyio.to_thread.run_sync(
+            lambda: client.head_object(Bucket=DEFAULT_BUCKET, Key="missing.jpg")
+        )
+    assert info.value.get_status_code() == 404
