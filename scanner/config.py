@@ -117,6 +117,41 @@ class RetrySettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FreezeSettings:
+    """[audit.freeze]: the service freezes (makes private) an audited object whose scene score
+    is at or above the threshold; 0 = off. Sent as <Conf><Freeze> (Object inputs only)."""
+
+    porn_score: int = 0
+    ads_score: int = 0
+    illegal_score: int = 0
+    terrorism_score: int = 0
+    politics_score: int = 0
+    abuse_score: int = 0
+    teenager_score: int = 0
+
+    def thresholds(self) -> dict[str, int]:
+        """Scene -> threshold, the ones that are on (`PornScore` is sent for `Porn`)."""
+        out = {}
+        for scene in DETECT_TYPES:
+            value = getattr(self, f"{scene.lower()}_score")
+            if value:
+                out[scene] = value
+        return out
+
+
+ACT_ACTIONS = ("private", "quarantine")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActSettings:
+    qps: float = 50.0  # COS write requests per second for `act` (strict budget, no bursts)
+    concurrency: int = 16  # COS requests in flight for `act`
+    on_flagged: str = ""  # nightly: "private" | "quarantine" newly flagged objects; "" = off
+    min_score: int = 0  # with on_flagged: only Result 1 verdicts scoring at least this
+    quarantine_to: str = ""  # cos://bucket-appid/prefix/ for quarantine copies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
     path: str = DEFAULT_STORE_PATH  # SQLite file with the checkpoints and verdicts
 
@@ -128,17 +163,24 @@ class Config:
     scan: ScanSettings = field(default_factory=ScanSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     store: StoreSettings = field(default_factory=StoreSettings)
+    freeze: FreezeSettings = field(default_factory=FreezeSettings)
+    act: ActSettings = field(default_factory=ActSettings)
     credentials: Credentials | None = None
 
 
 SECTIONS: dict[str, type[Any]] = {
     "cos": CosSettings,
     "audit": AuditSettings,
+    "audit.freeze": FreezeSettings,
     "scan": ScanSettings,
     "retry": RetrySettings,
     "store": StoreSettings,
+    "act": ActSettings,
 }
+#: Config field of each section (a dotted section is a TOML sub-table).
+FIELDS = {name: name.rsplit(".", 1)[-1] for name in SECTIONS}
 
+_COS_URL = re.compile(r"^cos://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}/(?:[^/].*/)?$")
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 _BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}$")
 #: DetectType scenes in the service's spelling and order (reference 3.1; the SDK's CiDetectType).
@@ -260,6 +302,19 @@ CHECKS: dict[str, Check] = {
     "retry.wait_max": _between(0, 3600),
     "retry.throttle_patience": _between(1, 7 * 86_400),
     "store.path": lambda v: None if v else "must not be empty",
+    "act.qps": _between(0.01, 100_000),
+    "act.concurrency": _between(1, 1000),
+    "act.on_flagged": lambda v: (
+        None if v in ("", *ACT_ACTIONS) else "must be private, quarantine or empty"
+    ),
+    "act.min_score": _between(0, 100),
+    "act.quarantine_to": lambda v: (
+        None if not v or _COS_URL.match(v) else "must be cos://bucket-appid/prefix/"
+    ),
+    **{
+        f"audit.freeze.{f}_score": _between(0, 100)
+        for f in ("porn", "ads", "illegal", "terrorism", "politics", "abuse", "teenager")
+    },
 }
 
 
@@ -396,7 +451,9 @@ def load_config(
     """
     problems: list[str] = []
     merged = _merge(_read_file(path, problems), environ, overrides or {}, problems)
-    sections = {name: _section(name, cls, merged[name], problems) for name, cls in SECTIONS.items()}
+    sections = {
+        FIELDS[name]: _section(name, cls, merged[name], problems) for name, cls in SECTIONS.items()
+    }
     if not require_target:  # e.g. `status`: only the store matters
         problems = [p for p in problems if not p.startswith("cos.bucket: is required")]
     creds = _credentials(environ, problems)
@@ -409,6 +466,15 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     return Config(credentials=creds, **sections)
+
+
+def _env_key(rest: str) -> tuple[str, str]:
+    """(section, key) of an environment variable's name after the prefix, lower case:
+    `audit_freeze_porn_score` names [audit.freeze] porn_score, `cos_bucket` [cos] bucket."""
+    if rest.startswith("audit_freeze_"):
+        return "audit.freeze", rest.removeprefix("audit_freeze_")
+    name, _, key = rest.partition("_")
+    return name, key
 
 
 def _merge(
@@ -425,10 +491,15 @@ def _merge(
         elif not isinstance(table, dict):
             problems.append(f"{name}: must be a [{name}] table (got {table!r})")
         else:
-            merged[name].update({k: (v, False) for k, v in table.items()})
+            for key, value in table.items():
+                sub = f"{name}.{key}"
+                if sub in SECTIONS and isinstance(value, dict):  # [audit.freeze]
+                    merged[sub].update({k: (v, False) for k, v in value.items()})
+                else:
+                    merged[name][key] = (value, False)
     for var, value in environ.items():
         if var.startswith(ENV_PREFIX):
-            name, _, key = var[len(ENV_PREFIX) :].lower().partition("_")
+            name, key = _env_key(var[len(ENV_PREFIX) :].lower())
             if name in SECTIONS:
                 merged[name][key] = (value, True)
     for dotted, value in overrides.items():

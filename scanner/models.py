@@ -118,6 +118,7 @@ class ImageVerdict:
     sub_label: str = ""
     text: str = ""
     compression_result: int | None = None
+    forbid_state: int | None = None  # auto-freeze: as reported (0 not frozen, 1 frozen, ...)
     scenes: Mapping[str, SceneInfo] = field(default_factory=dict)
     list_results: tuple[ListResult, ...] = ()
     code: str = ""
@@ -170,6 +171,7 @@ class ScanStatus:
     run_audited: int
     deleted: int = 0
     maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
+    frozen: int = 0  # images the service froze at audit time (ForbidState > 0)
 
     @property
     def pending(self) -> int:

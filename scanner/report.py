@@ -63,6 +63,7 @@ def status_json(status: ScanStatus) -> dict[str, Any]:
         "pending": status.pending,
         "requests": status.requests,
         "maybe_billed_twice": status.maybe_double,
+        "frozen": status.frozen,
         "error": status.error,
         "started_at": status.started_at,
         "updated_at": status.updated_at,
@@ -152,6 +153,11 @@ def summary_text(
         f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
         *(
+            [f"  frozen    {status.frozen:>10,}   by the service at audit time"]
+            if status.frozen
+            else []
+        ),
+        *(
             [
                 f"  twice?    {status.maybe_double:>10,}   images possibly billed twice (resent "
                 "after a lost answer; see README)"
@@ -240,6 +246,7 @@ FIELDS = (
     "job_id",
     "audited_at",
     "scan_id",
+    "forbid_state",
 )
 
 

@@ -262,6 +262,7 @@ async def _scan_with_clients(
             clock=clock,
             budget=budget,
             on_retry=on_retry,
+            freeze=config.freeze,
         )
         deps = ScanDeps(
             store,

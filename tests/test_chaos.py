@@ -17,7 +17,7 @@ FAULTS = {
     "qps_cap": 12,
     "reset_rate": 0.05,  # ~150 requests: P(no reset at all) ~ 0.05%
     "slow_body": 0.05,
-    "stall_rate": 0.03,
+    "stall_rate": 0.06,  # ~100 audit requests: P(no stall at all) ~ 0.2%
     "stall": 1.5,
     "image_failure_rate": 0.02,
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from scanner.config import SECTIONS, load_config
+from scanner.config import FIELDS, SECTIONS, load_config
 from scanner.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def test_example_loads_and_mentions_every_field() -> None:
     text = example.read_text()
     for name, cls in SECTIONS.items():
         assert f"[{name}]" in text
-        defaults = getattr(config, name)
+        defaults = getattr(config, FIELDS[name])
         for f in dataclasses.fields(cls):
             assert f"\n{f.name} = " in text, f"{name}.{f.name} missing from the example"
             if (name, f.name) != ("cos", "bucket"):  # required: the example names one

@@ -22,7 +22,7 @@ import anyio
 
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
 from scanner.clock import Clock
-from scanner.config import AuditSettings, CosSettings
+from scanner.config import AuditSettings, CosSettings, FreezeSettings
 from scanner.cos.client import HttpClient, ci_service, unreadable
 from scanner.cos.xml import XmlError
 from scanner.errors import RemoteError, ThrottledError, TransportError
@@ -31,8 +31,9 @@ from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying, unless_set
 
 
-def audit_options(settings: AuditSettings) -> AuditOptions:
+def audit_options(settings: AuditSettings, freeze: FreezeSettings | None = None) -> AuditOptions:
     return AuditOptions(
+        freeze=tuple((freeze or FreezeSettings()).thresholds().items()),
         biz_type=settings.biz_type,
         detect_type=",".join(settings.scenes),
         policy_version=settings.policy_version,
@@ -55,11 +56,12 @@ class AuditClient:
         clock: Clock,
         budget: AuditBudget,
         on_retry: Callable[[RemoteError, int, float], None] | None = None,
+        freeze: FreezeSettings | None = None,
     ) -> None:
         self._http = http
         self._settings = settings
         self._service = ci_service(cos, settings)
-        self.options = audit_options(settings)
+        self.options = audit_options(settings, freeze)
         self._retry = retry
         self._clock = clock
         self.budget = budget

@@ -84,6 +84,7 @@ class AuditOptions:
     max_frames: int = 0
     large_image_detect: bool = False
     policy_version: str = ""
+    freeze: tuple[tuple[str, int], ...] = ()  # (scene, score): auto-freeze; not a policy part
 
     def _parts(self) -> dict[str, str]:
         return {
@@ -177,7 +178,11 @@ def encode_batch(items: Sequence[AuditItem], options: AuditOptions) -> bytes:
         parts.append(f"<BizType>{_esc(options.biz_type)}</BizType>")
     if options.detect_type:
         parts.append(f"<DetectType>{_esc(options.detect_type)}</DetectType>")
-    parts.append("<Async>0</Async></Conf></Request>")
+    parts.append("<Async>0</Async>")
+    if options.freeze:  # reference 10: <Freeze><PornScore>90</PornScore>...</Freeze>
+        scores = "".join(f"<{scene}Score>{score}</{scene}Score>" for scene, score in options.freeze)
+        parts.append(f"<Freeze>{scores}</Freeze>")
+    parts.append("</Conf></Request>")
     return "".join(parts).encode()
 
 
@@ -292,6 +297,7 @@ def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
         msg = f"answer has no valid Result ({f.get('Result', '')!r})"
         return _failure(item, "NoVerdict", msg, **common)
     compression = f.get("CompressionResult", "")
+    forbid = f.get("ForbidState", "")
     lists: tuple[ListResult, ...] = ()
     if "ListInfo" in f:
         lists = tuple(
@@ -310,6 +316,7 @@ def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
         sub_label=f.get("SubLabel", ""),
         text=f.get("Text", ""),
         compression_result=to_int(compression) if compression else None,
+        forbid_state=to_int(forbid) if forbid else None,
         scenes=scenes,
         list_results=lists,
         raw=raw,

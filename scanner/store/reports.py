@@ -65,7 +65,7 @@ class Reports(StoreBase):
 
 REPORT_COLUMNS = (
     "key, etag, size, state, reason, message, result, label, score, category, sub_label, job_id, "
-    "audited_at, scan_id, raw"
+    "audited_at, scan_id, forbid_state, raw"
 )
 # A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
 # verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
@@ -76,17 +76,18 @@ SELECT v.key, v.etag, v.size,
        CASE WHEN v.deleted_scan IS NULL THEN 'audited' ELSE 'deleted' END AS state,
        CASE WHEN v.deleted_scan IS NULL THEN NULL ELSE 'deleted' END AS reason, NULL AS message,
        v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
-       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.raw
+       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.raw
 FROM verdicts v WHERE v.target = ?
   AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = v.target AND f.key = v.key)
 UNION ALL
 SELECT f.key, f.etag, f.size,
        CASE WHEN f.deleted_scan IS NULL THEN 'failed' ELSE 'deleted' END, f.code, f.message,
-       NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL,
+       NULL
 FROM failures f WHERE f.target = ?
 UNION ALL
 SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, o.scan_id, NULL
+       NULL, o.scan_id, NULL, NULL
 FROM scan_objects o JOIN scans s ON s.id = o.scan_id
 WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
   AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = s.target AND v.key = o.key)
@@ -95,7 +96,7 @@ WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
 _HISTORY = """
 UNION ALL
 SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.score, h.category,
-       h.sub_label, h.job_id, h.audited_at, h.scan_id, h.raw
+       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, h.raw
 FROM verdict_history h WHERE h.target = ?
 """
 
@@ -105,6 +106,9 @@ class ReportFilter:
     results: tuple[int, ...] = ()
     labels: tuple[str, ...] = ()
     min_score: int | None = None
+    max_score: int | None = None
+    prefix: str = ""  # only keys under it
+    frozen: bool | None = None  # only frozen at audit time (True) or not (False)
     states: tuple[str, ...] = ()
     scan_id: int | None = None
     since: float | None = None  # unix time; rows audited (or failed) at or after it
@@ -124,6 +128,16 @@ class ReportFilter:
         if self.min_score is not None:
             conds.append("score >= ?")
             args.append(self.min_score)
+        if self.max_score is not None:
+            conds.append("score <= ?")
+            args.append(self.max_score)
+        if self.prefix:  # a range, so the key index serves it (LIKE would need escaping)
+            conds.append("key >= ? AND key < ?")
+            args.extend([self.prefix, self.prefix + "\U0010ffff"])
+        if self.frozen is not None:
+            conds.append(
+                "COALESCE(forbid_state, 0) > 0" if self.frozen else "COALESCE(forbid_state, 0) = 0"
+            )
         if self.scan_id is not None:
             conds.append("scan_id = ?")
             args.append(self.scan_id)

@@ -19,14 +19,14 @@ from scanner.store.base import StoreBase
 
 _UPSERT_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
-                      text, job_id, raw, audited_at, scan_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      text, job_id, raw, audited_at, scan_id, forbid_state)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (target, key) DO UPDATE SET
     etag = excluded.etag, size = excluded.size, policy = excluded.policy,
     result = excluded.result, label = excluded.label, score = excluded.score,
     category = excluded.category, sub_label = excluded.sub_label, text = excluded.text,
     job_id = excluded.job_id, raw = excluded.raw, audited_at = excluded.audited_at,
-    scan_id = excluded.scan_id, deleted_scan = NULL
+    scan_id = excluded.scan_id, deleted_scan = NULL, forbid_state = excluded.forbid_state
 """
 _UPSERT_FAILURE = """
 INSERT INTO failures (target, key, etag, size, last_modified, storage_class, policy, code,
@@ -110,6 +110,7 @@ class Results(StoreBase):
                         pack_raw(v.raw),
                         now,
                         scan_id,
+                        v.forbid_state,
                     )
                 )
             elif v.retryable:
@@ -144,8 +145,8 @@ class Results(StoreBase):
             await conn.execute(
                 "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
                 "review = review + ?, failed = failed + ?, requests = requests + ?, "
-                "run_audited = run_audited + ?, maybe_double = maybe_double + ?, updated_at = ? "
-                "WHERE id = ?",
+                "run_audited = run_audited + ?, maybe_double = maybe_double + ?, "
+                "frozen = frozen + ?, updated_at = ? WHERE id = ?",
                 (
                     audited,
                     counts["ok1"],
@@ -154,6 +155,7 @@ class Results(StoreBase):
                     requests,
                     audited,
                     sum(v.maybe_double for _, v in outcomes),
+                    sum(bool(v.forbid_state) for _, v in outcomes if not v.failed),
                     now,
                     scan_id,
                 ),

@@ -13,7 +13,7 @@ from scanner.store.base import StoreBase
 _SCAN_COLUMNS = (
     "id, target, mode, policy, state, marker, listing_done, listed, audited, flagged, review, "
     "failed, skipped, requests, error, started_at, updated_at, finished_at, run_started_at, "
-    "run_audited, deleted, maybe_double"
+    "run_audited, deleted, maybe_double, frozen"
 )
 
 
