@@ -34,3 +34,13 @@ CREATE TABLE journal (
 ) WITHOUT ROWID;
 CREATE INDEX journal_by_state ON journal (run_id, state, key);
 CREATE INDEX journal_by_key ON journal (key, state);
+
+-- What is in effect now per object: the last completed action (a restore removes its row), so a
+-- second identical act run selects nothing and an object is never acted on twice.
+CREATE TABLE acted (
+    target        TEXT    NOT NULL,
+    key           TEXT    NOT NULL,
+    action        TEXT    NOT NULL,
+    run_id        INTEGER NOT NULL,
+    PRIMARY KEY (target, key)
+) WITHOUT ROWID;

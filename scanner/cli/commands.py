@@ -444,29 +444,45 @@ _STATES = {"audited", "failed", "skipped", "deleted", "superseded"}
 LABELS = ("Normal", *DETECT_TYPES)
 
 
-def _report_filter(args: argparse.Namespace) -> ReportFilter:
-    bad = set(args.state) - _STATES
-    if bad:
-        raise ConfigError(f"--state: unknown {sorted(bad)}; choose from {sorted(_STATES)}")
+def selection(args: argparse.Namespace) -> ReportFilter:
+    """The verdict filters `report` and `act` share, checked."""
     wrong = [r for r in args.result if r not in (0, 1, 2)]
     if wrong:
         raise ConfigError(
             f"--result: {wrong} is not a Result; choose from 0 (normal), "
             "1 (sensitive), 2 (suspicious)"
         )
-    if args.min_score is not None and not 0 <= args.min_score <= 100:
-        raise ConfigError(f"--min-score must be 0..100 (got {args.min_score})")
-    if args.presign is not None and not 1 <= args.presign <= 7 * 86400:
-        raise ConfigError(f"--presign must be 1..604800 seconds (got {args.presign})")
+    for name in ("min_score", "max_score"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 100:
+            raise ConfigError(f"--{name.replace('_', '-')} must be 0..100 (got {value})")
     return ReportFilter(
         results=args.result,
         labels=args.label,
         min_score=args.min_score,
-        states=args.state,
+        max_score=args.max_score,
+        prefix=args.key_prefix,
+        frozen=args.frozen,
         scan_id=args.scan,
         since=args.since,
-        history=args.history,
     )
+
+
+def _report_filter(args: argparse.Namespace) -> ReportFilter:
+    bad = set(args.state) - _STATES
+    if bad:
+        raise ConfigError(f"--state: unknown {sorted(bad)}; choose from {sorted(_STATES)}")
+    if args.presign is not None and not 1 <= args.presign <= 7 * 86400:
+        raise ConfigError(f"--presign must be 1..604800 seconds (got {args.presign})")
+    return dataclasses.replace(selection(args), states=args.state, history=args.history)
+
+
+async def spelled_labels(store: Store, target: str, where: ReportFilter) -> ReportFilter:
+    """`where` with its labels in the store's spelling (any case asked)."""
+    if not where.labels:
+        return where
+    labels = _labels(where.labels, await store.labels_known(target))
+    return dataclasses.replace(where, labels=labels)
 
 
 def _labels(asked: tuple[str, ...], known: set[str]) -> tuple[str, ...]:
@@ -491,9 +507,7 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
     where = _report_filter(args)
     async with await Store.open(config.store.path, readonly=True) as store:
         target = await _report_target(store, config)
-        if where.labels:
-            labels = _labels(where.labels, await store.labels_known(target))
-            where = dataclasses.replace(where, labels=labels)
+        where = await spelled_labels(store, target, where)
         if args.format == "json":
             totals = await store.report_totals(target, where)
             out.write(json.dumps({"target": target, **totals}, indent=2) + "\n")

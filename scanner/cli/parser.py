@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.cli import commands
+from scanner.cli import act, commands
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -219,6 +219,60 @@ def _since(text: str) -> float:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    """The verdict filters `report` and `act` share."""
+    p.add_argument(
+        "--result", type=_csv_ints, default=(), help="only these Results (0, 1, 2), e.g. 1,2"
+    )
+    p.add_argument(
+        "--label", type=_csv_words, default=(), help="only these Labels (any case), e.g. porn,ads"
+    )
+    p.add_argument("--min-score", type=int, default=None, help="only scores >= this (0..100)")
+    p.add_argument("--max-score", type=int, default=None, help="only scores <= this (0..100)")
+    p.add_argument("--prefix", dest="key_prefix", default="", help="only keys under this prefix")
+    frozen = p.add_mutually_exclusive_group()
+    frozen.add_argument(
+        "--frozen", dest="frozen", action="store_const", const=True, default=None,
+        help="only objects the service froze at audit time",
+    )  # fmt: skip
+    frozen.add_argument(
+        "--not-frozen", dest="frozen", action="store_const", const=False,
+        help="only objects not frozen at audit time",
+    )  # fmt: skip
+    p.add_argument("--scan", type=_scan_id, default=None, help="only rows recorded by this scan id")
+    p.add_argument(
+        "--since",
+        type=_since,
+        default=None,
+        help="only rows audited (or failed) at or after this ISO date/time",
+    )
+
+
+def _act_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "act",
+        help="make flagged objects private, quarantine, delete or restore them (plan first)",
+        description="Select stored verdicts with the report filters and apply one action to "
+        "the objects: private (PUT ?acl), quarantine --to cos://bucket/prefix/ (server-side "
+        "copy, then DELETE), delete (needs --confirm-delete), or restore --run N (undo a run). "
+        "Without --apply, prints the plan. Every object is journaled before and after its "
+        "request: a killed run resumes (run the same command again, or --resume) without "
+        "repeating a completed action; an object whose ETag changed since its audit is skipped.",
+    )
+    _config_args(p)
+    p.add_argument("action", choices=("private", "quarantine", "delete", "restore"))
+    _filter_args(p)
+    p.add_argument("--to", default=None, metavar="COS_URL", help="quarantine: cos://bucket/prefix/")
+    p.add_argument(
+        "--run", dest="undo_run", type=_scan_id, default=None, help="restore: the act run to undo"
+    )
+    p.add_argument("--apply", action="store_true", help="do it (default: print the plan)")
+    p.add_argument("--confirm-delete", action="store_true", help="delete: needed on top of --apply")
+    p.add_argument("--resume", action="store_true", help="resume the target's unfinished act run")
+    p.add_argument("--json", action="store_true", help="the plan or summary as JSON")
+    p.set_defaults(run=act.run_act)
+
+
 def _report_args(sub: Any) -> None:
     p = sub.add_parser(
         "report",
@@ -233,25 +287,12 @@ def _report_args(sub: Any) -> None:
         default="csv",
         help="csv or jsonl rows, or a json summary of totals (default csv)",
     )
-    p.add_argument(
-        "--result", type=_csv_ints, default=(), help="only these Results (0, 1, 2), e.g. 1,2"
-    )
-    p.add_argument(
-        "--label", type=_csv_words, default=(), help="only these Labels (any case), e.g. porn,ads"
-    )
-    p.add_argument("--min-score", type=int, default=None, help="only scores >= this (0..100)")
+    _filter_args(p)
     p.add_argument(
         "--state",
         type=_csv_words,
         default=(),
-        help="only these states: audited,failed,skipped,deleted",
-    )
-    p.add_argument("--scan", type=_scan_id, default=None, help="only rows recorded by this scan id")
-    p.add_argument(
-        "--since",
-        type=_since,
-        default=None,
-        help="only rows audited (or failed) at or after this ISO date/time",
+        help="only these states: audited,failed,skipped,deleted,superseded",
     )
     p.add_argument(
         "--history",
@@ -308,6 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
     _global_args(parser, sub=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for add in (_scan_args, _status_args, _report_args, _migrate_args, _demo_args, _emulator_args):
+    for add in (
+        _scan_args,
+        _status_args,
+        _report_args,
+        _act_args,
+        _migrate_args,
+        _demo_args,
+        _emulator_args,
+    ):
         add(sub)
     return parser

@@ -169,19 +169,25 @@ class HttpClient:
         content_type: str = "",
         timeout_s: float = 30.0,
         max_bytes: int = 16 * 1024 * 1024,
+        headers: Mapping[str, str] | None = None,
+        signed: bool = True,
     ) -> Reply:
-        """One signed request; returns a 2xx reply or raises a RemoteError."""
+        """One signed (or, with `signed=False`, anonymous) request; returns a 2xx reply or
+        raises a RemoteError. `headers` are sent (and the x-cos-* ones signed) besides the
+        ones the request needs."""
         if self._session is None or self._closed:
             raise RuntimeError("HttpClient is not open")
         params = dict(params or {})
-        headers = {"Host": service.host}
+        extra = headers or {}
+        headers = {"Host": service.host, **extra}
         if body or method in ("POST", "PUT"):
             headers["Content-Length"] = str(len(body))
             if content_type:
                 headers["Content-Type"] = content_type
-        if self._creds.token:
+        if self._creds.token and signed:
             headers[service.token_header] = self._creds.token
-        headers["Authorization"] = self.authorization(method, path, params, headers)
+        if signed:
+            headers["Authorization"] = self.authorization(method, path, params, headers)
         headers["User-Agent"] = USER_AGENT
         headers["Accept-Encoding"] = "identity"
         query = "&".join(f"{encode(k)}={encode(v)}" for k, v in params.items())
@@ -199,7 +205,7 @@ class HttpClient:
                 allow_redirects=False,
                 trace_request_ctx=wire,
             ) as resp:
-                reply = await _read(service, resp, max_bytes)
+                reply = await _read(service, resp, 0 if method == "HEAD" else max_bytes)
         except RemoteError:
             raise
         except TimeoutError as exc:
@@ -236,6 +242,8 @@ def encode_path(path: str) -> str:
 
 async def _read(service: Service, resp: aiohttp.ClientResponse, max_bytes: int) -> Reply:
     request_id = resp.headers.get("x-cos-request-id") or resp.headers.get("x-ci-request-id") or ""
+    if not max_bytes:  # HEAD: Content-Length describes the object, there is no body
+        return Reply(resp.status, resp.headers, b"", request_id)
     if resp.content_length is not None and resp.content_length > max_bytes:
         raise ProtocolError(
             service.name,

@@ -5,20 +5,31 @@
 - `scans`: a scan's row, state and counters;
 - `pages`: listed pages with their objects and the next marker, in one transaction;
 - `results`: audit outcomes, verdicts, failures, and what incremental rescans read of them;
-- `reports`: the current state of every key, filtered and streamed.
+- `reports`: the current state of every key, filtered and streamed;
+- `journal`: act runs and one row per object per run (I6), and what is in effect per object.
 The counters in `scans` change only in the same transactions as the rows they count.
 """
 
 from __future__ import annotations
 
+from scanner.store.journal import ActRun, Entry, Journal
 from scanner.store.leases import Leases
 from scanner.store.pages import Pages
 from scanner.store.reports import REPORT_COLUMNS, ReportFilter, Reports
 from scanner.store.results import Prior, Results, pack_raw, unpack_raw
 from scanner.store.scans import Scans
 
-__all__ = ["REPORT_COLUMNS", "Prior", "ReportFilter", "Store", "pack_raw", "unpack_raw"]
+__all__ = [
+    "REPORT_COLUMNS",
+    "ActRun",
+    "Entry",
+    "Prior",
+    "ReportFilter",
+    "Store",
+    "pack_raw",
+    "unpack_raw",
+]
 
 
-class Store(Leases, Scans, Pages, Results, Reports):
+class Store(Leases, Scans, Pages, Results, Reports, Journal):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -22,13 +22,11 @@ class Reports(StoreBase):
         return {str(r[0]) for r in rows}
 
     def _view(self, target: str, latest_scan: int, where: ReportFilter) -> tuple[str, list[Any]]:
-        """The current state of every key of a target, one row each (with `history`, also
-        every verdict a re-audit replaced, state 'superseded'), filtered."""
-        view = _CURRENT_VIEW + (_HISTORY if where.history else "")
-        sql = f"SELECT {REPORT_COLUMNS} FROM ({view}) WHERE 1 = 1"
-        args: list[Any] = [target, target, latest_scan] + ([target] if where.history else [])
-        conds, more = where.sql()
-        return sql + conds, args + more
+        return current_view(target, latest_scan, where)
+
+    async def latest_scan_id(self, target: str) -> int:
+        row = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
+        return int(row[0] or 0)
 
     async def iter_report(
         self, target: str, where: ReportFilter, chunk: int = 1000
@@ -99,6 +97,16 @@ SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.sco
        h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, h.raw
 FROM verdict_history h WHERE h.target = ?
 """
+
+
+def current_view(target: str, latest_scan: int, where: ReportFilter) -> tuple[str, list[Any]]:
+    """The current state of every key of a target, one row each (with `history`, also every
+    verdict a re-audit replaced, state 'superseded'), filtered: SQL and its arguments."""
+    view = _CURRENT_VIEW + (_HISTORY if where.history else "")
+    sql = f"SELECT {REPORT_COLUMNS} FROM ({view}) WHERE 1 = 1"
+    args: list[Any] = [target, target, latest_scan] + ([target] if where.history else [])
+    conds, more = where.sql()
+    return sql + conds, args + more
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

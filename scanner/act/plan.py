@@ -1,0 +1,102 @@
+"""What an act run would do, from the store alone: the selection, where copies go, and why
+objects are left out. Nothing here sends a request.
+
+A selection is a report filter over the target's current audited verdicts (the same filters
+as `report`), less the objects an action is already in effect on. A quarantine location
+inside the scanned target is refused: the copies would be scanned and acted on again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from scanner.act.apply import Place
+from scanner.errors import ConfigError
+from scanner.models import Target
+from scanner.store import ReportFilter, Store
+
+ACTIONS = ("private", "quarantine", "delete", "restore")
+_COS_URL = re.compile(
+    r"^cos://(?P<bucket>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,})/(?P<prefix>.*)$"
+)
+
+
+def quarantine_place(url: str, target: Target) -> Place:
+    """`cos://bucket-appid/prefix/` as a Place; refused inside the scanned target."""
+    match = _COS_URL.match(url)
+    if match is None or (match["prefix"] and not match["prefix"].endswith("/")):
+        raise ConfigError(f"--to {url!r}: must be cos://bucket-appid/prefix/ (ending in /)")
+    bucket, prefix = match["bucket"], match["prefix"]
+    if bucket == target.bucket and prefix.startswith(target.prefix):
+        raise ConfigError(
+            f"--to {url!r} is inside the scanned target {target.id}: the copies would be "
+            "scanned and acted on again; use another bucket or a prefix outside it"
+        )
+    return Place("" if bucket == target.bucket else bucket, prefix)
+
+
+def params_of(where: ReportFilter, place: Place | None, undoes: int | None) -> dict[str, Any]:
+    """What identifies a run's selection (running the same command again resumes it)."""
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(where).items()}
+    params = {k: v for k, v in params.items() if v not in (None, (), [], "", False)}
+    if place is not None:
+        params["to"] = place.text
+    if undoes is not None:
+        params["undoes"] = undoes
+    return params
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    action: str
+    target: str
+    objects: int
+    bytes: int
+    samples: list[str]
+    skipped: dict[str, int]
+    place: str | None = None
+
+    def text(self) -> str:
+        where = f" to {self.place}" if self.place else ""
+        lines = [
+            f"plan for {self.target}: {self.action}{where} (nothing sent; --apply to do it)",
+            f"  objects   {self.objects:>12,}   {self.bytes / 2**30:,.2f} GiB",
+        ]
+        skips = ", ".join(f"{k} {v:,}" for k, v in self.skipped.items()) or "none"
+        lines.append(f"  left out  {sum(self.skipped.values()):>12,}   {skips}")
+        lines.append(
+            "  at apply  each object's ETag is checked first: changed since the audit or gone "
+            "means skipped, never acted on"
+        )
+        lines += [f"  e.g.      {key!r}" for key in self.samples]
+        return "\n".join(lines)
+
+
+async def plan(
+    store: Store,
+    target: Target,
+    action: str,
+    where: ReportFilter,
+    place: Place | None = None,
+    undoes: int | None = None,
+) -> Plan:
+    if undoes is not None:
+        run = await store.act_run(undoes)
+        tally = await store.run_tally(undoes)
+        done = tally["states"].get("done", 0)
+        return Plan(
+            action, run.target, done, tally["bytes"].get("done", 0), [], {}, f"undo of run {undoes}"
+        )
+    latest = await store.latest_scan_id(target.id)
+    got = await store.plan(target.id, latest, action, where)
+    return Plan(
+        action,
+        target.id,
+        got["objects"],
+        got["bytes"],
+        got["samples"],
+        got["skipped"],
+        place.text if place else None,
+    )

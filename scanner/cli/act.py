@@ -1,0 +1,123 @@
+"""`cos-scanner act`: the plan, or the journaled run, of one action on selected verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import Any
+
+import anyio
+
+from scanner.act.apply import ActProgress
+from scanner.act.plan import Plan, quarantine_place
+from scanner.act.run import ActRequest, ActResult, act_target_of, apply_act, plan_act, summary
+from scanner.cli.commands import (
+    EXIT_IMAGES_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    _load,
+    _log_retry,
+    _supervised,
+    fail,
+    log,
+    selection,
+    spelled_labels,
+)
+from scanner.config import Config
+from scanner.errors import ConfigError
+from scanner.pipeline import Progress
+from scanner.store import ReportFilter, Store
+
+
+def _request(args: argparse.Namespace, config: Config) -> ActRequest:
+    target = act_target_of(config)
+    where = selection(args)
+    if args.action == "quarantine" and not args.resume:
+        if not (args.to or config.act.quarantine_to):
+            raise ConfigError(
+                "quarantine needs --to cos://bucket-appid/prefix/ (or [act] quarantine_to)"
+            )
+        place = quarantine_place(args.to or config.act.quarantine_to, target)
+        return ActRequest("quarantine", where, place=place)
+    if args.to is not None:
+        raise ConfigError("--to goes with quarantine")
+    if args.action == "restore" and not args.resume:
+        if args.undo_run is None:
+            raise ConfigError("restore needs --run N (the act run to undo; see `act --json`)")
+        return ActRequest("restore", ReportFilter(), undoes=args.undo_run)
+    if args.undo_run is not None:
+        raise ConfigError("--run goes with restore")
+    if args.action == "delete" and args.apply and not args.confirm_delete:
+        raise ConfigError("delete cannot be undone: add --confirm-delete to --apply")
+    return ActRequest(args.action, where, resume=args.resume)
+
+
+def ReportFilter_empty() -> Any:
+    from scanner.store import ReportFilter
+
+    return ReportFilter()
+
+
+async def _labels(config: Config, request: ActRequest) -> ActRequest:
+    async with await Store.open(config.store.path) as store:
+        target = act_target_of(config).id
+        return replace(request, where=await spelled_labels(store, target, request.where))
+
+
+def _result_text(result: ActResult) -> str:
+    states = result.tally["states"]
+    lines = [
+        f"act run {result.run_id} ({result.action}{', resumed' if result.resumed else ''}): "
+        f"{result.outcome}",
+        "  " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())),
+    ]
+    lines += [f"  {k}: {v:,}" for k, v in sorted(result.tally["reasons"].items())]
+    return "\n".join(lines)
+
+
+def run_act(args: argparse.Namespace) -> int:
+    config = _load(args, full=args.apply)
+    request = _request(args, config)
+    request = anyio.run(_labels, config, request)
+    if not args.apply:
+        plan = anyio.run(plan_act, config, request)
+        print(
+            json.dumps(plan.__dict__ if False else _plan_json(plan)) if args.json else plan.text()
+        )
+        return EXIT_OK
+
+    def work(stop: anyio.Event, progress: Progress) -> Awaitable[ActResult]:
+        del progress
+        return apply_act(config, request, stop, ActProgress(), on_retry=_log_retry)
+
+    result = anyio.run(_supervised, config, work)
+    if result is None:
+        fail(
+            "cos-scanner: aborted; the journal says where each object was: run act again to resume"
+        )
+        return EXIT_INTERRUPTED
+    record = summary(result)
+    log.info(
+        "act run %d %s", result.run_id, result.outcome, extra={"event": "act_finish", **record}
+    )
+    print(json.dumps(record) if args.json else _result_text(result))
+    if result.outcome == "interrupted":
+        return EXIT_INTERRUPTED
+    if result.tally["states"].get("failed"):
+        fail(f"cos-scanner: act run {result.run_id} done, but some objects failed (see above)")
+        return EXIT_IMAGES_FAILED
+    return EXIT_OK
+
+
+def _plan_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "action": plan.action,
+        "target": plan.target,
+        "objects": plan.objects,
+        "bytes": plan.bytes,
+        "samples": plan.samples,
+        "skipped": plan.skipped,
+        "to": plan.place,
+    }

@@ -1,0 +1,226 @@
+"""The act journal (I6): one row per object per action run, written before its request is sent
+and after the answer, so a killed run resumes without repeating a completed action.
+
+A run's rows start `pending`; `intent` means a request may have been sent (its outcome is
+verified before anything is sent again); `copied` is a quarantine halfway (the copy exists,
+the source is not deleted yet); `done`, `failed` and `skipped` are final. `acted` holds what is
+in effect per object (the last completed action; a restore removes it), so a second identical
+run selects nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from scanner.errors import StoreError
+from scanner.store.base import StoreBase
+from scanner.store.reports import ReportFilter, current_view
+
+_RUN_COLUMNS = "id, target, action, params, undoes, state, selected, started_at, finished_at"
+OPEN_STATES = ("pending", "intent", "copied")
+
+
+@dataclass(frozen=True, slots=True)
+class ActRun:
+    id: int
+    target: str
+    action: str
+    params: dict[str, Any]
+    undoes: int | None
+    state: str
+    selected: int
+    started_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object of a run, as journaled."""
+
+    key: str
+    etag: str
+    size: int
+    state: str
+    prior_acl: str | None = None
+    location: str | None = None
+
+
+def _run(row: Any) -> ActRun:
+    return ActRun(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
+
+
+class Journal(StoreBase):
+    async def act_run(self, run_id: int) -> ActRun:
+        row = await self._one(f"SELECT {_RUN_COLUMNS} FROM act_runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise StoreError(f"no act run {run_id} in {self.path!r}")
+        return _run(row)
+
+    async def unfinished_run(
+        self, target: str, action: str | None = None, params: dict[str, Any] | None = None
+    ) -> ActRun | None:
+        """The latest run of `target` (of this action and params, when given) not done."""
+        sql = f"SELECT {_RUN_COLUMNS} FROM act_runs WHERE target = ? AND state <> 'done'"
+        args: list[Any] = [target]
+        if action is not None:
+            sql += " AND action = ? AND params = ?"
+            args += [action, json.dumps(params or {}, sort_keys=True)]
+        row = await self._one(sql + " ORDER BY id DESC LIMIT 1", args)
+        return _run(row) if row else None
+
+    async def start_run(
+        self, target: str, action: str, params: dict[str, Any], undoes: int | None = None
+    ) -> int:
+        now = time.time()
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT INTO act_runs (target, action, params, undoes, state, started_at, "
+                "updated_at) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                (target, action, json.dumps(params, sort_keys=True), undoes, now, now),
+            )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def select_into(
+        self, run_id: int, target: str, latest_scan: int, action: str, where: ReportFilter
+    ) -> int:
+        """The run's objects: the target's audited verdicts `where` selects, less those an
+        action is already in effect on. Returns how many."""
+        view, args = _selection(target, latest_scan, action, where)
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT OR IGNORE INTO journal (run_id, key, etag, size, state, updated_at) "
+                f"SELECT ?, key, etag, size, 'pending', ? FROM ({view})",
+                [run_id, time.time(), *args],
+            )
+            await conn.execute(
+                "UPDATE act_runs SET selected = selected + ? WHERE id = ?", (cur.rowcount, run_id)
+            )
+        return cur.rowcount
+
+    async def select_undo(self, run_id: int, undoes: int) -> int:
+        """A restore run's objects: what run `undoes` completed."""
+        async with self._tx() as conn:
+            cur = await conn.execute(
+                "INSERT OR IGNORE INTO journal (run_id, key, etag, size, state, prior_acl, "
+                "location, updated_at) SELECT ?, key, etag, size, 'pending', prior_acl, location,"
+                " ? FROM journal WHERE run_id = ? AND state = 'done'",
+                (run_id, time.time(), undoes),
+            )
+            await conn.execute(
+                "UPDATE act_runs SET selected = selected + ? WHERE id = ?", (cur.rowcount, run_id)
+            )
+        return cur.rowcount
+
+    async def plan(
+        self, target: str, latest_scan: int, action: str, where: ReportFilter, samples: int = 10
+    ) -> dict[str, Any]:
+        """What `select_into` would take: count, bytes, sample keys, and what it leaves out."""
+        view, args = _selection(target, latest_scan, action, where)
+        count, size = await self._one(
+            f"SELECT COUNT(*), COALESCE(SUM(size), 0) FROM ({view})", args
+        )
+        keys = await self._all(f"SELECT key FROM ({view}) ORDER BY key LIMIT ?", [*args, samples])
+        everything, everything_args = _selection(target, latest_scan, "", where)
+        (total,) = await self._one(f"SELECT COUNT(*) FROM ({everything})", everything_args)
+        return {
+            "objects": int(count),
+            "bytes": int(size),
+            "samples": [k for (k,) in keys],
+            "skipped": {"already-acted-on": int(total) - int(count)} if total > count else {},
+        }
+
+    async def iter_open(self, run_id: int, chunk: int = 500) -> AsyncIterator[list[Entry]]:
+        """The run's objects not final yet, in key order, `chunk` at a time."""
+        after = ""
+        while rows := await self._all(
+            "SELECT key, etag, size, state, prior_acl, location FROM journal WHERE run_id = ? "
+            "AND state IN ('pending', 'intent', 'copied') AND key > ? ORDER BY key LIMIT ?",
+            (run_id, after, chunk),
+        ):
+            yield [Entry(*r) for r in rows]
+            after = rows[-1][0]
+
+    async def mark(
+        self,
+        run_id: int,
+        key: str,
+        state: str,
+        *,
+        reason: str | None = None,
+        message: str | None = None,
+        prior_acl: str | None = None,
+        location: str | None = None,
+        acted: str | None = None,
+    ) -> None:
+        """One object's new state, in its own transaction (before a request, after an answer).
+        `acted`: the action now in effect on the object ("" when a restore undid it)."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE journal SET state = ?, reason = COALESCE(?, reason), message = ?, "
+                "prior_acl = COALESCE(?, prior_acl), location = COALESCE(?, location), "
+                "updated_at = ? WHERE run_id = ? AND key = ?",
+                (state, reason, message, prior_acl, location, time.time(), run_id, key),
+            )
+            if acted is None:
+                return
+            target = "(SELECT target FROM act_runs WHERE id = ?)"
+            if acted:
+                await conn.execute(
+                    "INSERT INTO acted (target, key, action, run_id) VALUES "
+                    f"({target}, ?, ?, ?) ON CONFLICT (target, key) DO UPDATE SET "
+                    "action = excluded.action, run_id = excluded.run_id",
+                    (run_id, key, acted, run_id),
+                )
+            else:
+                await conn.execute(
+                    f"DELETE FROM acted WHERE target = {target} AND key = ?", (run_id, key)
+                )
+
+    async def finish_run(self, run_id: int, state: str) -> None:
+        now = time.time()
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE act_runs SET state = ?, updated_at = ?, "
+                "finished_at = CASE WHEN ? = 'done' THEN ? ELSE finished_at END WHERE id = ?",
+                (state, now, state, now, run_id),
+            )
+
+    async def resume_run(self, run_id: int) -> None:
+        async with self._tx() as conn:
+            await conn.execute(
+                "UPDATE act_runs SET state = 'running', updated_at = ? WHERE id = ?",
+                (time.time(), run_id),
+            )
+
+    async def run_tally(self, run_id: int) -> dict[str, dict[str, int]]:
+        """The run's objects by state, and by reason for the skipped and failed ones."""
+        rows = await self._all(
+            "SELECT state, COALESCE(reason, ''), COUNT(*), COALESCE(SUM(size), 0) FROM journal "
+            "WHERE run_id = ? GROUP BY state, reason",
+            (run_id,),
+        )
+        out: dict[str, dict[str, int]] = {"states": {}, "reasons": {}, "bytes": {}}
+        for state, reason, n, size in rows:
+            out["states"][state] = out["states"].get(state, 0) + n
+            out["bytes"][state] = out["bytes"].get(state, 0) + size
+            if reason and state in ("skipped", "failed"):
+                out["reasons"][f"{state}: {reason}"] = n
+        return out
+
+
+def _selection(
+    target: str, latest_scan: int, action: str, where: ReportFilter
+) -> tuple[str, list[Any]]:
+    """SQL selecting (key, etag, size) of the audited verdicts `where` picks; with an action,
+    less the objects an action is already in effect on."""
+    view, args = current_view(target, latest_scan, where)
+    sql = f"SELECT key, etag, size FROM ({view}) cur WHERE state = 'audited'"
+    if action:
+        sql += " AND NOT EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key)"
+        args = [*args, target]
+    return sql, args
