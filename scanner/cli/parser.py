@@ -260,7 +260,11 @@ def _act_args(sub: Any) -> None:
         "repeating a completed action; an object whose ETag changed since its audit is skipped.",
     )
     _config_args(p)
-    p.add_argument("action", choices=("private", "quarantine", "delete", "restore"))
+    p.add_argument(
+        "action",
+        choices=("private", "quarantine", "delete", "restore"),
+        help="what to do to the selected objects",
+    )
     _filter_args(p)
     p.add_argument("--to", default=None, metavar="COS_URL", help="quarantine: cos://bucket/prefix/")
     p.add_argument(
