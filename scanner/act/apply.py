@@ -98,7 +98,7 @@ class _Worker:
         if e.state in ("intent", "copied") and await self._copy_exists(e, dst):
             return await self._drop_source(e, acted="quarantine")
         await self.audited(e)
-        prior = e.prior_acl or await self.objects.acl(e.key)
+        prior = e.prior_acl or await self._prior_acl(e)
         location = f"{self.place.bucket}/{dst}"
         await self.mark(e, "intent", prior_acl=prior, location=location)
         await self.objects.copy(
@@ -107,6 +107,14 @@ class _Worker:
         await self.mark(e, "copied")
         await self.objects.delete(e.key)
         await self.mark(e, "done", acted="quarantine")
+
+    async def _prior_acl(self, e: Entry) -> str:
+        """The ACL to put back on restore; `GET ?acl` cannot tell private from default, so an
+        object a `private` run made private is private."""
+        acl = await self.objects.acl(e.key)
+        if acl == "default" and await self.store.acted_on(self.run.target, e.key) == "private":
+            return "private"
+        return acl
 
     async def _copy_exists(self, e: Entry, dst: str) -> bool:
         assert self.place is not None

@@ -81,12 +81,9 @@ async def _open_run(store: Store, target: Target, request: ActRequest) -> tuple[
     if run is not None:
         await store.resume_run(run.id)
         return await store.act_run(run.id), True
-    run_id = await store.start_run(target.id, request.action, params, request.undoes)
-    if request.undoes is not None:
-        await store.select_undo(run_id, request.undoes)
-    else:
-        latest = await store.latest_scan_id(target.id)
-        await store.select_into(run_id, target.id, latest, request.action, request.where)
+    run_id = await store.start_run(
+        target.id, request.action, params, where=request.where, undoes=request.undoes
+    )
     return await store.act_run(run_id), False
 
 

@@ -19,6 +19,10 @@ from typing import Any, TextIO, TypeVar
 
 import anyio
 
+from scanner.act.apply import ActProgress
+from scanner.act.plan import quarantine_place
+from scanner.act.run import ActRequest, ActResult, apply_act
+from scanner.act.run import summary as act_summary
 from scanner.cli import logs
 from scanner.config import DETECT_TYPES, Config, load_config
 from scanner.cos.client import HttpClient, cos_service
@@ -295,8 +299,10 @@ async def _scan(
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
 
-    def work(stop: anyio.Event, progress: Progress) -> Awaitable[ScanResult]:
-        return scan_target(
+    acted: list[ActResult] = []
+
+    async def work(stop: anyio.Event, progress: Progress) -> ScanResult:
+        result = await scan_target(
             config,
             stop,
             progress,
@@ -305,6 +311,9 @@ async def _scan(
             force=force,
             on_retry=_log_retry,
         )
+        if result.outcome == "done" and config.act.on_flagged and not stop.is_set():
+            acted.append(await _on_flagged(config, result, stop))
+        return result
 
     result = await _supervised(config, work)
     if result is None:
@@ -317,6 +326,9 @@ async def _scan(
         "outcome": result.outcome,
         "run_seconds": round(seconds, 2),
     }
+    if acted:
+        record["act"] = act_summary(acted[0])
+        print(f"  on_flagged  {config.act.on_flagged}: {act_summary(acted[0])['states']}")
     log.info(
         "scan %d %s", result.status.id, result.outcome, extra={"event": "scan_finish", **record}
     )
@@ -330,6 +342,19 @@ async def _scan(
     elif code == EXIT_PAUSED:
         fail(f"cos-scanner: scan {result.status.id} paused at --max-images; run scan to continue")
     return code
+
+
+async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult:
+    """[act] on_flagged: the action on what this scan newly flagged (Result 1, score at least
+    [act] min_score), journaled like any act run."""
+    where = ReportFilter(results=(1,), min_score=config.act.min_score, scan_id=result.status.id)
+    place = None
+    if config.act.on_flagged == "quarantine":
+        if not config.act.quarantine_to:
+            raise ConfigError("act.on_flagged = quarantine needs act.quarantine_to")
+        place = quarantine_place(config.act.quarantine_to, target_of(config))
+    request = ActRequest(config.act.on_flagged, where, place=place)
+    return await apply_act(config, request, stop, ActProgress(), on_retry=_log_retry)
 
 
 def _write_summary(path: Path, record: dict[str, Any]) -> None:

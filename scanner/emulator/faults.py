@@ -65,12 +65,13 @@ def _throttled(state: EmulatorState, service: str) -> web.Response:
     )
 
 
-def _over_cap(state: EmulatorState) -> bool:
-    cap = state.faults.qps_cap
+def _over_cap(state: EmulatorState, endpoint: str = "audit") -> bool:
+    objects = endpoint == "object"
+    cap = state.faults.object_qps_cap if objects else state.faults.qps_cap
     if not cap:
         return False
     now = time.monotonic()
-    window = state.audit_times
+    window = state.object_times if objects else state.audit_times
     while window and now - window[0] >= 1.0:
         window.popleft()
     if len(window) >= cap:
@@ -106,7 +107,7 @@ async def before(
         if state.rng.random() < 0.5:
             return _error(service, 500, "InternalError", "We encountered an internal error.")
         return _error(service, 503, "ServiceUnavailable", "Service is unavailable. Try again.")
-    if endpoint == "audit" and _over_cap(state):
+    if endpoint in ("audit", "object") and _over_cap(state, endpoint):
         return _throttled(state, service)
     return None
 

@@ -106,6 +106,7 @@ async def put(
 ) -> web.Response:
     """PUT Object acl, or PUT Object - Copy (other uploads are not emulated)."""
     key = request.path[1:]
+    _deny(state, key)
     if "acl" in request.query:
         _found(objects, key)
         acl = request.headers.get("x-cos-acl") or _acl_from_body(await request.read())
@@ -138,11 +139,18 @@ async def put(
 def delete(state: EmulatorState, name: str, objects: Bucket, request: web.Request) -> web.Response:
     """DELETE Object: 204, also for a key that does not exist."""
     key = request.path[1:]
+    _deny(state, key)
     objects.delete(key)
     objects.keys()
     state.acls.pop(f"{name}/{key}", None)
     state.stats.writes[f"{name}/{key}"] += 1
     return web.Response(status=204, headers={"x-cos-request-id": request_id()})
+
+
+def _deny(state: EmulatorState, key: str) -> None:
+    """Fault injection: writes to these keys are not permitted (a CAM policy that denies)."""
+    if key in state.faults.deny_keys:
+        raise ObjectError(403, "AccessDenied", "Access Denied.")
 
 
 def _set_acl(state: EmulatorState, where: str, acl: str) -> None:

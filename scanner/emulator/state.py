@@ -32,6 +32,7 @@ class Faults:
 
     latency: float = 0.0  # seconds before each API answer
     qps_cap: float = 0.0  # audit requests per second before throttling; 0 = no cap
+    object_qps_cap: float = 0.0  # object requests (HEAD, ACL, copy, DELETE) likewise
     throttle_status: int = 503
     throttle_code: str = "SlowDown"
     retry_after: float | None = None  # sent as Retry-After on throttling answers
@@ -45,6 +46,7 @@ class Faults:
     stall: float = 0.0
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests
     targets: list[str] = field(default_factory=lambda: ["list", "audit"])
+    deny_keys: list[str] = field(default_factory=list)  # object writes answered 403 AccessDenied
     body_mode: str = ""  # "", html, bomb, huge, deep, drop_one, unknown_id, ignore_max_keys
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -115,6 +117,7 @@ class EmulatorState:
     seed: int = 1
     rng: random.Random = field(default_factory=random.Random)
     audit_times: deque[float] = field(default_factory=deque)
+    object_times: deque[float] = field(default_factory=deque)
     jobs: dict[str, Job] = field(default_factory=dict)
     versions: Counter[str] = field(default_factory=Counter)
     clock_offset: float = 0.0  # seconds added to the emulator's clock (tests of expiry)

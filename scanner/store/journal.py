@@ -73,8 +73,17 @@ class Journal(StoreBase):
         return _run(row) if row else None
 
     async def start_run(
-        self, target: str, action: str, params: dict[str, Any], undoes: int | None = None
+        self,
+        target: str,
+        action: str,
+        params: dict[str, Any],
+        *,
+        where: ReportFilter | None = None,
+        undoes: int | None = None,
     ) -> int:
+        """A new run and its objects, in one transaction (a kill never leaves a run without
+        its selection): the target's audited verdicts `where` selects, less those the action
+        is already in effect on; or, for a restore, what run `undoes` completed."""
         now = time.time()
         async with self._tx() as conn:
             cur = await conn.execute(
@@ -82,39 +91,30 @@ class Journal(StoreBase):
                 "updated_at) VALUES (?, ?, ?, ?, 'running', ?, ?)",
                 (target, action, json.dumps(params, sort_keys=True), undoes, now, now),
             )
-        assert cur.lastrowid is not None
-        return cur.lastrowid
-
-    async def select_into(
-        self, run_id: int, target: str, latest_scan: int, action: str, where: ReportFilter
-    ) -> int:
-        """The run's objects: the target's audited verdicts `where` selects, less those an
-        action is already in effect on. Returns how many."""
-        view, args = _selection(target, latest_scan, action, where)
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO journal (run_id, key, etag, size, state, updated_at) "
-                f"SELECT ?, key, etag, size, 'pending', ? FROM ({view})",
-                [run_id, time.time(), *args],
-            )
+            run_id = cur.lastrowid
+            assert run_id is not None
+            if undoes is not None:
+                cur = await conn.execute(
+                    "INSERT INTO journal (run_id, key, etag, size, state, prior_acl, location, "
+                    "updated_at) SELECT ?, key, etag, size, 'pending', prior_acl, location, ? "
+                    "FROM journal WHERE run_id = ? AND state = 'done'",
+                    (run_id, now, undoes),
+                )
+            else:
+                async with conn.execute(
+                    "SELECT MAX(id) FROM scans WHERE target = ?", (target,)
+                ) as c:
+                    latest = int((await c.fetchone() or (0,))[0] or 0)
+                view, args = _selection(target, latest, action, where or ReportFilter())
+                cur = await conn.execute(
+                    "INSERT INTO journal (run_id, key, etag, size, state, updated_at) "
+                    f"SELECT ?, key, etag, size, 'pending', ? FROM ({view})",
+                    [run_id, now, *args],
+                )
             await conn.execute(
-                "UPDATE act_runs SET selected = selected + ? WHERE id = ?", (cur.rowcount, run_id)
+                "UPDATE act_runs SET selected = ? WHERE id = ?", (cur.rowcount, run_id)
             )
-        return cur.rowcount
-
-    async def select_undo(self, run_id: int, undoes: int) -> int:
-        """A restore run's objects: what run `undoes` completed."""
-        async with self._tx() as conn:
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO journal (run_id, key, etag, size, state, prior_acl, "
-                "location, updated_at) SELECT ?, key, etag, size, 'pending', prior_acl, location,"
-                " ? FROM journal WHERE run_id = ? AND state = 'done'",
-                (run_id, time.time(), undoes),
-            )
-            await conn.execute(
-                "UPDATE act_runs SET selected = selected + ? WHERE id = ?", (cur.rowcount, run_id)
-            )
-        return cur.rowcount
+        return run_id
 
     async def plan(
         self, target: str, latest_scan: int, action: str, where: ReportFilter, samples: int = 10
@@ -181,6 +181,13 @@ class Journal(StoreBase):
                     f"DELETE FROM acted WHERE target = {target} AND key = ?", (run_id, key)
                 )
 
+    async def acted_on(self, target: str, key: str) -> str:
+        """The action in effect on the object ("" when none)."""
+        row = await self._one(
+            "SELECT action FROM acted WHERE target = ? AND key = ?", (target, key)
+        )
+        return str(row[0]) if row else ""
+
     async def finish_run(self, run_id: int, state: str) -> None:
         now = time.time()
         async with self._tx() as conn:
@@ -220,7 +227,10 @@ def _selection(
     less the objects an action is already in effect on."""
     view, args = current_view(target, latest_scan, where)
     sql = f"SELECT key, etag, size FROM ({view}) cur WHERE state = 'audited'"
-    if action:
-        sql += " AND NOT EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key)"
-        args = [*args, target]
+    if action:  # the same action already in effect: nothing to do (another action may follow)
+        sql += (
+            " AND NOT EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key"
+            " AND a.action = ?)"
+        )
+        args = [*args, target, action]
     return sql, args
