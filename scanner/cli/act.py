@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
@@ -88,11 +89,24 @@ def run_act(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
 
-    def work(stop: anyio.Event, progress: Progress) -> Awaitable[ActResult]:
-        del progress
-        return apply_act(config, request, stop, ActProgress(), on_retry=_log_retry)
+    progress = ActProgress()
+    started = time.monotonic()
 
-    result = anyio.run(_supervised, config, work)
+    def render() -> tuple[str, dict[str, Any]]:
+        elapsed = time.monotonic() - started
+        rate = f"{progress.done / elapsed:.1f}/s" if progress.done and elapsed >= 1 else "-"
+        line = (
+            f"act {request.action}: done {progress.done:,} | skipped {progress.skipped:,} | "
+            f"failed {progress.failed:,} | {rate}"
+        )
+        fields = {"event": "act_progress", "action": request.action, "done": progress.done,
+                  "skipped": progress.skipped, "failed": progress.failed}  # fmt: skip
+        return line, fields
+
+    def work(stop: anyio.Event, _scan: Progress) -> Awaitable[ActResult]:
+        return apply_act(config, request, stop, progress, on_retry=_log_retry)
+
+    result = anyio.run(_supervised, config, work, render)
     if result is None:
         fail(
             "cos-scanner: aborted; the journal says where each object was: run act again to resume"

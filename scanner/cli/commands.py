@@ -196,12 +196,20 @@ def _progress_fields(p: Progress) -> dict[str, Any]:
     }
 
 
-async def _show_progress(progress: Progress, interval: float) -> None:
+#: What a progress display shows: the line, and the same as fields of a JSON event.
+Render = Callable[[], tuple[str, dict[str, Any]]]
+
+
+def scan_render(progress: Progress) -> Render:
+    return lambda: (_progress_line(progress), _progress_fields(progress))
+
+
+async def _show_progress(render: Render, interval: float) -> None:
     """A live line on a terminal; a log line (or JSON event) every `interval` s otherwise."""
     if sys.stderr.isatty() and not logs.json_logs:
         try:
             while True:
-                sys.stderr.write("\r\x1b[K" + _progress_line(progress))
+                sys.stderr.write("\r\x1b[K" + render()[0])
                 sys.stderr.flush()
                 await anyio.sleep(0.5)
         finally:
@@ -209,7 +217,8 @@ async def _show_progress(progress: Progress, interval: float) -> None:
             sys.stderr.flush()
     while True:
         await anyio.sleep(interval)
-        log.info("%s", _progress_line(progress), extra=_progress_fields(progress))
+        line, fields = render()
+        log.info("%s", line, extra=fields)
 
 
 async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
@@ -225,15 +234,20 @@ async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
 
 
 async def _supervised(
-    config: Config, work: Callable[[anyio.Event, Progress], Awaitable[T]]
+    config: Config,
+    work: Callable[[anyio.Event, Progress], Awaitable[T]],
+    render: Render | None = None,
 ) -> T | None:
-    """Run `work` beside the signal watcher and progress display; None if aborted."""
+    """Run `work` beside the signal watcher and progress display (a scan's, unless `render`
+    says what to show); None if aborted."""
     stop = anyio.Event()
     progress = Progress()
     result: T | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals, stop, tg.cancel_scope)
-        tg.start_soon(_show_progress, progress, config.scan.progress_interval)
+        tg.start_soon(
+            _show_progress, render or scan_render(progress), config.scan.progress_interval
+        )
         result = await work(stop, progress)
         tg.cancel_scope.cancel()
     return result
