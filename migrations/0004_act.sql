@@ -29,6 +29,7 @@ CREATE TABLE journal (
     message       TEXT,
     prior_acl     TEXT,                        -- private/quarantine: the ACL to put back
     location      TEXT,                        -- quarantine: bucket/key of the copy
+    undo_action   TEXT,                        -- restore: the action it undoes on this object
     updated_at    REAL    NOT NULL,
     PRIMARY KEY (run_id, key)
 ) WITHOUT ROWID;

@@ -10,8 +10,9 @@ stale); a missing object is `gone`.
     private     HEAD, GET ?acl (journaled, to put back), PUT ?acl private
     quarantine  HEAD, GET ?acl, PUT copy (If-Match the audited ETag, private), DELETE source
     delete      HEAD, DELETE
-    restore     undo a run: the ACL put back; a quarantined copy copied back (with its ACL)
-                and removed from quarantine; a deletion cannot be undone (skipped)
+    restore     undo a run (or what is in effect on a selection): the ACL put back; a
+                quarantined copy copied back (with its ACL) and removed from quarantine; a
+                deletion cannot be undone (skipped)
 
 Workers take objects from one bounded stream; the first stop signal ends the feed and lets
 objects already started finish.
@@ -62,7 +63,6 @@ class _Worker:
     store: Store
     objects: ObjectClient
     run: ActRun
-    undo: ActRun | None
     place: Place | None
     progress: ActProgress
 
@@ -137,13 +137,12 @@ class _Worker:
         await self.mark(e, "done", acted="delete")
 
     async def restore(self, e: Entry) -> None:
-        assert self.undo is not None
-        if self.undo.action == "private":
+        if e.undo_action == "private":
             await self.audited(e)
             await self.mark(e, "intent")
             await self.objects.put_acl(e.key, e.prior_acl or "default")
             return await self.mark(e, "done", acted="")
-        if self.undo.action != "quarantine" or not e.location:
+        if e.undo_action != "quarantine" or not e.location:
             raise _Stale("deleted-objects-cannot-be-restored")
         bucket, _, qkey = e.location.partition("/")
         if e.state in ("intent", "copied"):
@@ -197,14 +196,13 @@ async def apply_run(
     objects: ObjectClient,
     run: ActRun,
     *,
-    undo: ActRun | None,
     place: Place | None,
     workers: int,
     stop: anyio.Event,
     progress: ActProgress,
 ) -> bool:
     """Act on every open object of `run`; False when a stop ended it early."""
-    worker = _Worker(store, objects, run, undo, place, progress)
+    worker = _Worker(store, objects, run, place, progress)
     entries_tx, entries_rx = anyio.create_memory_object_stream[Entry](workers)
 
     async def feed() -> None:

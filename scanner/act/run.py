@@ -129,7 +129,6 @@ async def apply_act(
     target = act_target_of(config)
     async with await Store.open(config.store.path) as store:
         run, resumed = await _open_run(store, target, request)
-        undo = await store.act_run(run.undoes) if run.undoes is not None else None
         state = "failed"
         try:
             async with _objects(config, stop, clock or MonotonicClock(), on_retry) as objects:
@@ -137,7 +136,6 @@ async def apply_act(
                     store,
                     objects,
                     run,
-                    undo=undo,
                     place=place_of(run),
                     workers=config.act.concurrency,
                     stop=stop,

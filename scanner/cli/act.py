@@ -44,9 +44,7 @@ def _request(args: argparse.Namespace, config: Config) -> ActRequest:
         return ActRequest("quarantine", where, place=place)
     if args.to is not None:
         raise ConfigError("--to goes with quarantine")
-    if args.action == "restore" and not args.resume:
-        if args.undo_run is None:
-            raise ConfigError("restore needs --run N (the act run to undo; see `act --json`)")
+    if args.action == "restore" and args.undo_run is not None:
         return ActRequest("restore", ReportFilter(), undoes=args.undo_run)
     if args.undo_run is not None:
         raise ConfigError("--run goes with restore")

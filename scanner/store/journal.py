@@ -47,6 +47,7 @@ class Entry:
     state: str
     prior_acl: str | None = None
     location: str | None = None
+    undo_action: str | None = None  # restore: the action to undo on this object
 
 
 def _run(row: Any) -> ActRun:
@@ -93,12 +94,27 @@ class Journal(StoreBase):
             )
             run_id = cur.lastrowid
             assert run_id is not None
-            if undoes is not None:
+            if undoes is not None:  # restore --run N
                 cur = await conn.execute(
                     "INSERT INTO journal (run_id, key, etag, size, state, prior_acl, location, "
-                    "updated_at) SELECT ?, key, etag, size, 'pending', prior_acl, location, ? "
-                    "FROM journal WHERE run_id = ? AND state = 'done'",
+                    "undo_action, updated_at) SELECT ?, j.key, j.etag, j.size, 'pending', "
+                    "j.prior_acl, j.location, r.action, ? FROM journal j JOIN act_runs r "
+                    "ON r.id = j.run_id WHERE j.run_id = ? AND j.state = 'done'",
                     (run_id, now, undoes),
+                )
+            elif action == "restore":  # restore by filter: what is in effect on the selection
+                async with conn.execute(
+                    "SELECT MAX(id) FROM scans WHERE target = ?", (target,)
+                ) as c:
+                    latest = int((await c.fetchone() or (0,))[0] or 0)
+                view, args = current_view(target, latest, where or ReportFilter())
+                cur = await conn.execute(
+                    "INSERT INTO journal (run_id, key, etag, size, state, prior_acl, location, "
+                    "undo_action, updated_at) SELECT ?, j.key, j.etag, j.size, 'pending', "
+                    "j.prior_acl, j.location, a.action, ? FROM acted a JOIN journal j "
+                    "ON j.run_id = a.run_id AND j.key = a.key AND j.state = 'done' "
+                    f"WHERE a.target = ? AND a.key IN (SELECT key FROM ({view}))",
+                    [run_id, now, target, *args],
                 )
             else:
                 async with conn.execute(
@@ -131,14 +147,20 @@ class Journal(StoreBase):
             "objects": int(count),
             "bytes": int(size),
             "samples": [k for (k,) in keys],
-            "skipped": {"already-acted-on": int(total) - int(count)} if total > count else {},
+            "skipped": {
+                ("nothing-to-undo" if action == "restore" else "already-acted-on"): int(total)
+                - int(count)
+            }
+            if total > count
+            else {},
         }
 
     async def iter_open(self, run_id: int, chunk: int = 500) -> AsyncIterator[list[Entry]]:
         """The run's objects not final yet, in key order, `chunk` at a time."""
         after = ""
         while rows := await self._all(
-            "SELECT key, etag, size, state, prior_acl, location FROM journal WHERE run_id = ? "
+            "SELECT key, etag, size, state, prior_acl, location, undo_action FROM journal "
+            "WHERE run_id = ? "
             "AND state IN ('pending', 'intent', 'copied') AND key > ? ORDER BY key LIMIT ?",
             (run_id, after, chunk),
         ):
@@ -227,6 +249,9 @@ def _selection(
     less the objects an action is already in effect on."""
     view, args = current_view(target, latest_scan, where)
     sql = f"SELECT key, etag, size FROM ({view}) cur WHERE state = 'audited'"
+    if action == "restore":  # what an action is in effect on
+        sql += " AND EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key)"
+        return sql, [*args, target]
     if action:  # the same action already in effect: nothing to do (another action may follow)
         sql += (
             " AND NOT EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key"

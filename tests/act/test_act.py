@@ -251,3 +251,21 @@ def test_nightly_on_flagged_and_auto_freeze(
     reported = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert {r["key"] for r in reported} == frozen
     assert {r["forbid_state"] for r in reported} == {1}
+
+
+def test_restore_by_filter_undoes_only_the_selection(
+    emulator: str, tmp_path: Path, creds: None
+) -> None:
+    cfg = str(config(tmp_path, emulator))
+    main(["scan", "--config", cfg])
+    db = tmp_path / "s.db"
+    porn = sorted(flagged(db))
+    assert main(["act", "private", "--result", "1", "--config", cfg, "--apply"]) == 0
+    one = porn[0]
+    assert main(["act", "restore", "--prefix", one, "--config", cfg, "--apply"]) == 0
+    assert anonymous(emulator, one) == 200  # its ACL put back (default: the bucket's)
+    assert all(anonymous(emulator, k) == 403 for k in porn[1:])
+    # and it can be made private again: the action is no longer in effect on it
+    assert main(["act", "private", "--result", "1", "--config", cfg, "--apply"]) == 0
+    assert anonymous(emulator, one) == 403
+    assert writes(emulator)[f"{BUCKET}/{one}"] == 3  # private, restored, private again
