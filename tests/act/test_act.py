@@ -167,9 +167,9 @@ def test_changed_since_audit_and_denied_keys(
     porn = sorted(flagged(db))
     changed, denied = porn[:3], porn[3:5]
     post(emulator, "/_emulator/objects", {"touch": changed})  # a new ETag after the audit
-    post(emulator, "/_emulator/faults", {"deny_keys": denied, "targets": ["object"],
-                                         "error_rate": 0.1, "reset_rate": 0.03,
-                                         "object_qps_cap": 60, "fail_next": [503, 503]})  # fmt: skip
+    faults = {"deny_keys": denied, "targets": ["object"], "error_rate": 0.1, "reset_rate": 0.03,
+              "object_qps_cap": 60, "fail_next": [503, 503]}  # fmt: skip
+    post(emulator, "/_emulator/faults", faults)
     code = main(["act", "private", "--result", "1", "--config", cfg, "--apply"])
     assert code == 3  # done, some objects failed
     out, err = capsys.readouterr()
@@ -180,9 +180,9 @@ def test_changed_since_audit_and_denied_keys(
     w = writes(emulator)
     assert not any(f"{BUCKET}/{k}" in w for k in changed + denied)  # never acted on
     assert all(w.get(f"{BUCKET}/{k}") == 1 for k in porn[5:])
-    faults = stats(emulator)["faults"]
-    assert faults.get("error", 0) > 0
-    assert faults.get("throttled", 0) > 0  # the act budget learned the cap
+    injected = stats(emulator)["faults"]
+    assert injected.get("error", 0) > 0
+    assert injected.get("throttled", 0) > 0  # the act budget learned the cap
 
 
 def act_process(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
