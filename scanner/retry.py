@@ -20,6 +20,7 @@ from typing import TypeVar
 import anyio
 
 from scanner.clock import Clock
+from scanner.config import RetrySettings
 from scanner.errors import AbandonedError, RemoteError, ThrottledError
 
 T = TypeVar("T")
@@ -33,6 +34,16 @@ class RetryPolicy:
     wait_initial: float = 0.5
     wait_max: float = 30.0
     patience: float = 21_600.0  # seconds one request may keep being throttled
+
+    @classmethod
+    def from_settings(cls, r: RetrySettings) -> RetryPolicy:
+        return cls(
+            attempts=r.attempts,
+            deadline=r.deadline,
+            wait_initial=r.wait_initial,
+            wait_max=r.wait_max,
+            patience=r.throttle_patience,
+        )
 
     def backoff(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait after failed attempt number `attempt` (1-based): full jitter."""

@@ -46,14 +46,7 @@ def target_of(config: Config) -> Target:
 
 
 def retry_policy(config: Config) -> RetryPolicy:
-    r = config.retry
-    return RetryPolicy(
-        attempts=r.attempts,
-        deadline=r.deadline,
-        wait_initial=r.wait_initial,
-        wait_max=r.wait_max,
-        patience=r.throttle_patience,
-    )
+    return RetryPolicy.from_settings(config.retry)
 
 
 def _pid_alive(pid: int) -> bool:

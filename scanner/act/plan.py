@@ -58,6 +58,17 @@ class Plan:
     skipped: dict[str, int]
     place: str | None = None
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "objects": self.objects,
+            "bytes": self.bytes,
+            "samples": self.samples,
+            "skipped": self.skipped,
+            "to": self.place,
+        }
+
     def text(self) -> str:
         where = f" to {self.place}" if self.place else ""
         lines = [

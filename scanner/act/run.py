@@ -46,17 +46,6 @@ def act_target_of(config: Config) -> Target:
     return Target(config.cos.bucket, config.cos.region, config.cos.prefix)
 
 
-def _retry(config: Config) -> RetryPolicy:
-    r = config.retry
-    return RetryPolicy(
-        attempts=r.attempts,
-        deadline=r.deadline,
-        wait_initial=r.wait_initial,
-        wait_max=r.wait_max,
-        patience=r.throttle_patience,
-    )
-
-
 async def plan_act(config: Config, request: ActRequest) -> Plan:
     async with await Store.open(config.store.path) as store:
         return await plan(
@@ -108,7 +97,7 @@ async def _objects(
         yield ObjectClient(
             http,
             config.cos,
-            retry=_retry(config),
+            retry=RetryPolicy.from_settings(config.retry),
             clock=clock,
             budget=budget,
             stop=stop,

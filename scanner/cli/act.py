@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from scanner.act.apply import ActProgress
-from scanner.act.plan import Plan, quarantine_place
+from scanner.act.plan import quarantine_place
 from scanner.act.run import ActRequest, ActResult, act_target_of, apply_act, plan_act, summary
 from scanner.cli.commands import (
     EXIT_IMAGES_FAILED,
@@ -82,9 +82,7 @@ def run_act(args: argparse.Namespace) -> int:
     request = anyio.run(_labels, config, request)
     if not args.apply:
         plan = anyio.run(plan_act, config, request)
-        print(
-            json.dumps(plan.__dict__ if False else _plan_json(plan)) if args.json else plan.text()
-        )
+        print(json.dumps(plan.as_json()) if args.json else plan.text())
         return EXIT_OK
 
     progress = ActProgress()
@@ -121,15 +119,3 @@ def run_act(args: argparse.Namespace) -> int:
         fail(f"cos-scanner: act run {result.run_id} done, but some objects failed (see above)")
         return EXIT_IMAGES_FAILED
     return EXIT_OK
-
-
-def _plan_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "action": plan.action,
-        "target": plan.target,
-        "objects": plan.objects,
-        "bytes": plan.bytes,
-        "samples": plan.samples,
-        "skipped": plan.skipped,
-        "to": plan.place,
-    }

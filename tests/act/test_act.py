@@ -108,6 +108,9 @@ def test_private_makes_flagged_private_and_a_second_run_sends_nothing(
     capsys.readouterr()
     assert main(["act", "private", "--result", "1", "--config", cfg]) == 0  # the plan
     assert f"objects   {len(porn):>12,}" in capsys.readouterr().out
+    assert main(["act", "private", "--result", "1", "--config", cfg, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert (plan["objects"], len(plan["samples"])) == (len(porn), 10)
     assert writes(emulator) == {}  # a plan sends nothing
     assert main(["act", "private", "--result", "1", "--config", cfg, "--apply"]) == 0
     w = writes(emulator)
