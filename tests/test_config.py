@@ -131,3 +131,25 @@ def test_env_values_are_coerced(tmp_path: Path) -> None:
     config = load_config(path, env)
     assert config.audit.large_image_detect is True
     assert config.audit.batch_size == 50
+
+
+def test_freeze_and_act_sections(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[cos]\nbucket = "b-1250000000"\n[audit.freeze]\nporn_score = 90\n'
+        '[act]\non_flagged = "quarantine"\nquarantine_to = "cos://q-1250000000/album/"\n',
+    )
+    env = {**ENV, "COS_SCANNER_AUDIT_FREEZE_ADS_SCORE": "80"}
+    config = load_config(path, env)
+    assert config.freeze.thresholds() == {"Porn": 90, "Ads": 80}
+    assert config.act.on_flagged == "quarantine"
+    bad = write(tmp_path, '[cos]\nbucket = "b-1250000000"\n[audit.freeze]\nporn_score = 101\n'
+                '[act]\non_flagged = "delete"\nquarantine_to = "s3://x/"\n')  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(bad, ENV)
+    problems = info.value.problems
+    assert any(p.startswith("audit.freeze.porn_score: must be between 0 and 100") for p in problems)
+    assert any(
+        p.startswith("act.on_flagged: must be private, quarantine or empty") for p in problems
+    )
+    assert any(p.startswith("act.quarantine_to: must be cos://") for p in problems)

@@ -272,3 +272,22 @@ def test_restore_by_filter_undoes_only_the_selection(
     assert main(["act", "private", "--result", "1", "--config", cfg, "--apply"]) == 0
     assert anonymous(emulator, one) == 403
     assert writes(emulator)[f"{BUCKET}/{one}"] == 3  # private, restored, private again
+
+
+def test_deletion_is_journaled_and_cannot_be_restored(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = str(config(tmp_path, emulator))
+    main(["scan", "--config", cfg])
+    db = tmp_path / "s.db"
+    porn = sorted(flagged(db))[:4]
+    delete = ["act", "delete", "--prefix", porn[0], "--config", cfg, "--apply", "--confirm-delete"]
+    assert main(delete) == 0
+    assert anonymous(emulator, porn[0]) == 404
+    (run,) = rows(db, "SELECT id FROM act_runs WHERE action = 'delete'")
+    capsys.readouterr()
+    assert main(["act", "restore", "--run", str(run[0]), "--config", cfg, "--apply",
+                 "--json"]) == 0  # fmt: skip
+    tally = json.loads(capsys.readouterr().out)
+    assert tally["reasons"] == {"skipped: deleted-objects-cannot-be-restored": 1}
+    assert anonymous(emulator, porn[0]) == 404

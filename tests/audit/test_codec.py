@@ -181,3 +181,19 @@ def test_raw_falls_back_to_serialising_when_elements_are_unusual() -> None:
     assert raw_to_dict(r.raw)["Label"] == "Porn"
     assert r.scenes["PornInfo"].hit_flag == 1
     assert list(r.scenes) == ["PornInfo"]
+
+
+def test_freeze_is_sent_in_conf_and_forbid_state_read() -> None:
+    body = encode_batch([AuditItem("a.jpg", "0")], AuditOptions(freeze=(("Porn", 90), ("Ads", 80))))
+    assert b"<Freeze><PornScore>90</PornScore><AdsScore>80</AdsScore></Freeze></Conf>" in body
+    assert b"<Freeze>" not in encode_batch([AuditItem("a.jpg", "0")], AuditOptions())
+    answer = (
+        b"<Response><JobsDetail><DataId>0</DataId><JobId>j</JobId><State>Success</State>"
+        b"<Object>a.jpg</Object><Label>Porn</Label><Result>1</Result><Score>95</Score>"
+        b"<ForbidState>1</ForbidState></JobsDetail><RequestId>r</RequestId></Response>"
+    )
+    (v,) = decode_results(answer, [AuditItem("a.jpg", "0")])
+    assert v.forbid_state == 1
+    (plain,) = decode_results(answer.replace(b"<ForbidState>1</ForbidState>", b""),
+                              [AuditItem("a.jpg", "0")])  # fmt: skip
+    assert plain.forbid_state is None
