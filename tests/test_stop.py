@@ -101,8 +101,8 @@ async def test_a_stop_during_the_final_drain_ends_done(tmp_path: Path) -> None:
         state.faults.latency = 0.5
         state.faults.targets = ["audit"]
 
-        def all_on_the_wire(p: Progress) -> bool:
-            return p.budget is not None and p.budget.in_flight >= 2 and p.pages >= 1
+        def all_on_the_wire(p: Progress) -> bool:  # both batches reached the emulator
+            return state.stats.requests["audit"] >= 2 and p.pages >= 1
 
         result, _ = await stopped_when(cfg, all_on_the_wire, within=10.0)
         # before: interrupted, with nothing pending
