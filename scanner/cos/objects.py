@@ -8,6 +8,7 @@ the bucket's ACL), and it is reported as `default`, what a restore puts back.
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -25,6 +26,28 @@ from scanner.retry import RetryPolicy, retrying, unless_set
 
 ALL_USERS = "http://cam.qcloud.com/groups/global/AllUsers"
 T = TypeVar("T")
+
+
+def _local(tag: str) -> str:
+    """A tag without its namespace: `{http://...}Grant` is `Grant` (answers may carry one)."""
+    return tag.rsplit("}", 1)[-1]
+
+
+def _texts(elem: ET.Element) -> dict[str, str]:
+    """Local name -> text of every element below `elem` (the last one wins)."""
+    return {_local(e.tag): (e.text or "").strip() for e in elem.iter()}
+
+
+def canned_acl(body: bytes) -> str:
+    """The canned ACL a GET ?acl answer amounts to: `public-read` when all users may read,
+    else `default` (without a grant to all users, private and inherited look the same)."""
+    for grant in parse(body).iter():
+        if _local(grant.tag) != "Grant":
+            continue
+        fields = _texts(grant)
+        if fields.get("URI") == ALL_USERS and fields.get("Permission") in ("READ", "FULL_CONTROL"):
+            return "public-read"
+    return "default"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +139,9 @@ class ObjectClient:
         """`public-read`, or `default` (no grant to all users: private or inherited)."""
         reply = await self._send("GET", key, bucket=bucket, params={"acl": ""})
         try:
-            root = parse(reply.body)
+            return canned_acl(reply.body)
         except XmlError as exc:
             raise unreadable("cos", "ACL", reply, exc) from exc
-        for grant in root.iterfind("AccessControlList/Grant"):
-            if grant.findtext("Grantee/URI") == ALL_USERS and grant.findtext("Permission") in (
-                "READ",
-                "FULL_CONTROL",
-            ):
-                return "public-read"
-        return "default"
 
     async def put_acl(self, key: str, acl: str, bucket: str = "") -> None:
         await self._send("PUT", key, bucket=bucket, params={"acl": ""}, headers={"x-cos-acl": acl})
@@ -153,7 +169,7 @@ class ObjectClient:
             headers["x-cos-acl"] = acl
         reply = await self._send("PUT", dst_key, bucket=dst_bucket, headers=headers)
         try:
-            etag = parse(reply.body).findtext("ETag")
+            etag = _texts(parse(reply.body)).get("ETag")
         except XmlError as exc:
             raise unreadable("cos", "copy answer", reply, exc) from exc
         if not etag:  # a 200 can carry an error body (reference 8)
