@@ -229,7 +229,9 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--min-score", type=int, default=None, help="only scores >= this (0..100)")
     p.add_argument("--max-score", type=int, default=None, help="only scores <= this (0..100)")
-    p.add_argument("--prefix", dest="key_prefix", default="", help="only keys under this prefix")
+    p.add_argument(
+        "--prefix", dest="key_prefix", default="", metavar="PREFIX", help="only keys under it"
+    )
     frozen = p.add_mutually_exclusive_group()
     frozen.add_argument(
         "--frozen", dest="frozen", action="store_const", const=True, default=None,
@@ -268,7 +270,12 @@ def _act_args(sub: Any) -> None:
     _filter_args(p)
     p.add_argument("--to", default=None, metavar="COS_URL", help="quarantine: cos://bucket/prefix/")
     p.add_argument(
-        "--run", dest="undo_run", type=_scan_id, default=None, help="restore: the act run to undo"
+        "--run",
+        dest="undo_run",
+        type=_scan_id,
+        default=None,
+        metavar="N",
+        help="restore: the act run to undo",
     )
     p.add_argument("--apply", action="store_true", help="do it (default: print the plan)")
     p.add_argument("--confirm-delete", action="store_true", help="delete: needed on top of --apply")
