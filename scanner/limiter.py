@@ -55,6 +55,7 @@ class RateLimiter:
         self._ok: deque[float] = deque()  # when successes came back, last window only
         self._turn = anyio.Lock()
         self.throttled = 0
+        self.waited = 0.0  # seconds requests spent waiting for their turn
         self._cut_limit = rate  # the limit the last cut set
         self._best = 0.0  # the best throughput (successes per window) seen recently
         self._best_at = float("-inf")
@@ -76,6 +77,7 @@ class RateLimiter:
             if sent:
                 at = max(at, sent[-1] + period / 2)
             if at > now:
+                self.waited += at - now
                 await self._clock.sleep(at - now)
                 now = max(self._clock.now(), at)
             sent.append(now)

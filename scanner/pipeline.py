@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -60,6 +61,8 @@ class Progress:
     skipped: int = 0
     pages: int = 0
     requests: int = 0
+    maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
+    failures: Counter[str] = field(default_factory=Counter)  # final failures by code
     started: float = field(default_factory=time.monotonic)
     budget: AuditBudget | None = None
     phase: str = "starting"
@@ -209,11 +212,13 @@ async def _audit(
 
 def _count(progress: Progress, verdicts: Sequence[ImageVerdict]) -> None:
     for v in verdicts:
+        progress.maybe_double += v.maybe_double
         if v.failed:
             if v.retryable:
                 progress.retrying += 1
             else:
                 progress.failed += 1
+                progress.failures[v.code] += 1
         else:
             progress.audited += 1
             progress.flagged += v.result == Result.SENSITIVE

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -42,6 +43,7 @@ from scanner.errors import (
     RemoteError,
     ThrottledError,
 )
+from scanner.metrics import ScanMetrics
 from scanner.models import ScanStatus
 from scanner.pipeline import Progress
 from scanner.report import dry_run_text, status_json, status_table, summary_text, write_rows
@@ -303,46 +305,90 @@ def scan_mode(args: argparse.Namespace, config: Config) -> tuple[str, bool]:
     return ("incremental" if incremental else "full"), False
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsOut:
+    """Where a scan's metrics go: a Prometheus text file, an HTTP port, or both."""
+
+    file: Path | None = None
+    port: int | None = None
+
+
+async def _keep_metrics(
+    metrics: ScanMetrics, progress: Progress, out: MetricsOut, every: float
+) -> None:
+    while True:
+        metrics.retries = _digest.total
+        metrics.update(progress)
+        if out.file is not None:
+            metrics.write(str(out.file))
+        await anyio.sleep(every)
+
+
 async def _scan(
     config: Config,
     max_images: int | None,
     mode: str = "full",
     force: bool = False,
     summary_path: Path | None = None,
+    metrics_out: MetricsOut | None = None,
 ) -> int:
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
-
     acted: list[ActResult] = []
+    metrics = None
+    if metrics_out is not None:
+        metrics = ScanMetrics(target_of(config).id, config.audit.scenes_per_image)
+        if metrics_out.port is not None:
+            metrics.serve(metrics_out.port)
+    seen: list[Progress] = []
 
     async def work(stop: anyio.Event, progress: Progress) -> ScanResult:
-        result = await scan_target(
-            config,
-            stop,
-            progress,
-            max_images=max_images,
-            mode=mode,
-            force=force,
-            on_retry=_log_retry,
-        )
-        if result.outcome == "done" and config.act.on_flagged and not stop.is_set():
-            acted.append(await _on_flagged(config, result, stop))
+        seen.append(progress)
+        async with anyio.create_task_group() as tg:
+            if metrics is not None and metrics_out is not None:
+                every = config.scan.progress_interval
+                tg.start_soon(_keep_metrics, metrics, progress, metrics_out, every)
+            result = await scan_target(
+                config,
+                stop,
+                progress,
+                max_images=max_images,
+                mode=mode,
+                force=force,
+                on_retry=_log_retry,
+            )
+            if result.outcome == "done" and config.act.on_flagged and not stop.is_set():
+                acted.append(await _on_flagged(config, result, stop))
+            tg.cancel_scope.cancel()
         return result
 
     result = await _supervised(config, work)
+    if metrics is not None and seen:
+        await _final_metrics(config, metrics, seen[0], result, metrics_out)
     if result is None:
         fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
         return EXIT_INTERRUPTED
     seconds = time.monotonic() - started
+    return await _finish_scan(config, result, seconds, acted[0] if acted else None, summary_path)
+
+
+async def _finish_scan(
+    config: Config,
+    result: ScanResult,
+    seconds: float,
+    acted: ActResult | None,
+    summary_path: Path | None,
+) -> int:
+    """The summary (printed, logged, written as JSON) and the exit code of a scan run."""
     print(await _summary(config, result, seconds))
     record = {
         **status_json(result.status),
         "outcome": result.outcome,
         "run_seconds": round(seconds, 2),
     }
-    if acted:
-        record["act"] = act_summary(acted[0])
-        print(f"  on_flagged  {config.act.on_flagged}: {act_summary(acted[0])['states']}")
+    if acted is not None:
+        record["act"] = act_summary(acted)
+        print(f"  on_flagged  {config.act.on_flagged}: {record['act']['states']}")
     log.info(
         "scan %d %s", result.status.id, result.outcome, extra={"event": "scan_finish", **record}
     )
@@ -356,6 +402,26 @@ async def _scan(
     elif code == EXIT_PAUSED:
         fail(f"cos-scanner: scan {result.status.id} paused at --max-images; run scan to continue")
     return code
+
+
+async def _final_metrics(
+    config: Config,
+    metrics: ScanMetrics,
+    progress: Progress,
+    result: ScanResult | None,
+    out: MetricsOut | None,
+) -> None:
+    metrics.retries = _digest.total
+    metrics.update(progress)
+    if result is not None:
+        async with await Store.open(config.store.path) as store:
+            failures = await store.failure_codes(result.status.id)
+        metrics.finish(result.status, result.outcome, failures)
+    if out is not None and out.file is not None:
+        try:
+            metrics.write(str(out.file))
+        except OSError as exc:
+            log.warning("could not write the metrics to %s: %s", out.file, exc.strerror or exc)
 
 
 async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult:
@@ -387,11 +453,13 @@ class _RetryDigest:
 
     def __init__(self, every: float = 10.0) -> None:
         self.every = every
+        self.total = 0  # every retry of the process (for the metrics)
         self.counts: Counter[str] = Counter()
         self.since = time.monotonic()
 
     def add(self, event: str, wait: float) -> None:
         now = time.monotonic()
+        self.total += 1
         if not self.counts:
             self.since = now
         self.counts[event] += 1
@@ -458,7 +526,17 @@ def run_scan(args: argparse.Namespace) -> int:
     mode, force = scan_mode(args, config)
     if args.dry_run:
         return anyio.run(_dry, config, mode, force, args.max_images, args.json)
-    return anyio.run(_scan, config, args.max_images, mode, force, args.summary)
+    return anyio.run(
+        _scan, config, args.max_images, mode, force, args.summary, metrics_out_of(args)
+    )
+
+
+def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:
+    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
+        raise ConfigError(f"--metrics-port must be 1..65535 (got {args.metrics_port})")
+    if args.metrics_file is None and args.metrics_port is None:
+        return None
+    return MetricsOut(args.metrics_file, args.metrics_port)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -623,7 +701,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"emulator: {len(state.bucket):,} objects in {state.bucket_name} at {url} "
                     f"(latency {args.latency:g}s); store {config.store.path}"
                 )
-                code = await _scan(config, None)
+                code = await _scan(config, None, metrics_out=metrics_out_of(args))
                 async with await Store.open(config.store.path) as store:
                     status = await store.latest_scan(target_of(config))
                 assert status is not None

@@ -170,6 +170,7 @@ def _scan_args(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="with --dry-run: the estimate as one JSON object"
     )
+    _metrics_args(p)
     p.set_defaults(run=commands.run_scan)
 
 
@@ -217,6 +218,24 @@ def _since(text: str) -> float:
             f"expected an ISO date or date-time, got {text!r}"
         ) from None
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write Prometheus metrics here every progress interval and at exit (atomically; "
+        "for node_exporter's textfile collector)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the same metrics over HTTP on 127.0.0.1:PORT while the scan runs",
+    )
 
 
 def _filter_args(p: argparse.ArgumentParser) -> None:
@@ -344,6 +363,7 @@ def _demo_args(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=1, help="album seed")
     p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
     _log_args(p, sub=True)
+    _metrics_args(p)
     p.set_defaults(run=commands.run_demo)
 
 

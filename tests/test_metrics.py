@@ -1,0 +1,50 @@
+"""--metrics-file: Prometheus text, parsed back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from scanner.cli import main
+from tests.test_cli_scan import cfg, creds, emulator
+
+__all__ = ["creds", "emulator"]  # fixtures, used by name
+
+
+def samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_file_matches_the_scan(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one image the service cannot decode: a failure by reason in the metrics
+    body = json.dumps({"put": {"zz/corrupt-9.jpg": {"size": 5000}}}).encode()
+    req = urllib.request.Request(emulator + "/_emulator/objects", body, method="POST")
+    urllib.request.urlopen(req, timeout=5).close()
+    metrics = tmp_path / "scan.prom"
+    config = str(cfg(tmp_path, emulator))
+    assert main(["scan", "--config", config, "--metrics-file", str(metrics)]) == 3
+    got = samples(metrics)
+    target = (("target", "cos://album-1250000000.ap-guangzhou/"),)
+    capsys.readouterr()
+    assert main(["status", "--config", config, "--json"]) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    assert got[("cos_scanner_objects_audited", target)] == status["audited"]
+    assert got[("cos_scanner_objects_listed", target)] == status["listed"]
+    assert got[("cos_scanner_billed_units", target)] == 3 * status["audited"]  # 3 scenes
+    assert got[("cos_scanner_objects_failed", (("reason", "-65007"), *target))] == 1
+    assert got[("cos_scanner_maybe_billed_twice", target)] == 0
+    assert got[("cos_scanner_scan_end_timestamp_seconds", target)] >= got[
+        ("cos_scanner_scan_start_timestamp_seconds", target)
+    ]
+    assert ("cos_scanner_last_success_timestamp_seconds", target) in got
+    assert not list(tmp_path.glob("scan.prom.*"))  # written atomically: no temporary left
