@@ -43,8 +43,9 @@ def test_metrics_file_matches_the_scan(
     assert got[("cos_scanner_billed_units", target)] == 3 * status["audited"]  # 3 scenes
     assert got[("cos_scanner_objects_failed", (("reason", "-65007"), *target))] == 1
     assert got[("cos_scanner_maybe_billed_twice", target)] == 0
-    assert got[("cos_scanner_scan_end_timestamp_seconds", target)] >= got[
-        ("cos_scanner_scan_start_timestamp_seconds", target)
-    ]
+    assert (
+        got[("cos_scanner_scan_end_timestamp_seconds", target)]
+        >= got[("cos_scanner_scan_start_timestamp_seconds", target)]
+    )
     assert ("cos_scanner_last_success_timestamp_seconds", target) in got
     assert not list(tmp_path.glob("scan.prom.*"))  # written atomically: no temporary left
