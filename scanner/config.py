@@ -477,6 +477,49 @@ def _env_key(rest: str) -> tuple[str, str]:
     return name, key
 
 
+def describe_config(
+    config: Config, path: Path | None, environ: Mapping[str, str], overrides: Mapping[str, Any]
+) -> list[tuple[str, Any, str]]:
+    """(section.key, effective value, where it came from: flag, env, file or default) for
+    every key of a loaded `config`, and the credentials, their secrets redacted."""
+    problems: list[str] = []
+    data = _read_file(path, problems)
+    out: list[tuple[str, Any, str]] = []
+    for name, cls in SECTIONS.items():
+        section = getattr(config, FIELDS[name])
+        table = _file_table(data, name)
+        for f in dataclasses.fields(cls):
+            dotted = f"{name}.{f.name}"
+            env = ENV_PREFIX + dotted.replace(".", "_").upper()
+            source = "default"
+            if dotted in overrides:
+                source = "flag"
+            elif env in environ:
+                source = f"env {env}"
+            elif f.name in table:
+                source = "file"
+            out.append((dotted, getattr(section, f.name), source))
+    creds = config.credentials
+    for key, var, value in (
+        ("credentials.secret_id", ENV_SECRET_ID, creds.secret_id[:4] + "****" if creds else None),
+        ("credentials.secret_key", ENV_SECRET_KEY, "**** (set)" if creds else None),
+        (
+            "credentials.session_token",
+            ENV_SESSION_TOKEN,
+            "**** (set)" if creds and creds.token else None,
+        ),
+    ):
+        out.append((key, value, f"env {var}" if value else "not set"))
+    return out
+
+
+def _file_table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    table: Any = data
+    for part in name.split("."):
+        table = table.get(part, {}) if isinstance(table, dict) else {}
+    return table if isinstance(table, dict) else {}
+
+
 def _merge(
     data: Mapping[str, Any],
     environ: Mapping[str, str],

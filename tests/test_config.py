@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,29 @@ def test_freeze_and_act_sections(tmp_path: Path) -> None:
         p.startswith("act.on_flagged: must be private, quarantine or empty") for p in problems
     )
     assert any(p.startswith("act.quarantine_to: must be cos://") for p in problems)
+
+
+def test_config_show_sources_and_redaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from scanner.cli import main
+
+    path = write(tmp_path, '[cos]\nbucket = "file-1250000000"\n[audit]\nqps = 5\n')
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDsecretid123")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "the-secret-key")
+    monkeypatch.setenv("COS_SCANNER_AUDIT_CONCURRENCY", "9")
+    argv = ["config", "show", "--config", str(path), "--store", "flag.db", "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["cos.bucket"] == {"value": "file-1250000000", "source": "file"}
+    assert shown["audit.qps"] == {"value": 5.0, "source": "file"}
+    assert shown["audit.concurrency"] == {
+        "value": 9,
+        "source": "env COS_SCANNER_AUDIT_CONCURRENCY",
+    }
+    assert shown["store.path"] == {"value": "flag.db", "source": "flag"}
+    assert shown["cos.region"]["source"] == "default"
+    assert shown["credentials.secret_id"]["value"] == "AKID****"
+    assert "the-secret-key" not in out
+    assert "secretid123" not in out

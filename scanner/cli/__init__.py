@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
+import sys
 from collections.abc import Callable, Sequence
 
 from scanner.cli.commands import (
@@ -64,22 +66,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run(args)
         except BaseExceptionGroup as group:
             raise _leaf(group) from group
-    except ConfigError as exc:
+    except BrokenPipeError:  # `cos-scanner ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (ScannerError, KeyboardInterrupt) as exc:
+        return _exit_code(exc, args.verbose)
+
+
+def _exit_code(exc: BaseException, verbose: bool) -> int:
+    """One line on stderr and the exit code for an error that ends a command."""
+    if isinstance(exc, ConfigError):
         fail(f"cos-scanner: config error: {exc}")
         return EXIT_USAGE
-    except ScanBusyError as exc:
+    if isinstance(exc, ScanBusyError):
         fail(f"cos-scanner: busy: {exc}")
         return EXIT_BUSY
-    except AuthError as exc:
-        fail(f"cos-scanner: {exc}")
-        if args.verbose:
-            log.exception("detail")
-        return EXIT_AUTH
-    except ScannerError as exc:
-        fail(f"cos-scanner: {exc}")
-        if args.verbose:
-            log.exception("detail")
-        return EXIT_FAILED
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         fail("cos-scanner: interrupted")
         return EXIT_INTERRUPTED
+    fail(f"cos-scanner: {exc}")
+    if verbose:
+        log.error("detail", exc_info=exc)
+    return EXIT_AUTH if isinstance(exc, AuthError) else EXIT_FAILED

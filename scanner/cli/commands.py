@@ -25,7 +25,7 @@ from scanner.act.plan import quarantine_place
 from scanner.act.run import ActRequest, ActResult, apply_act
 from scanner.act.run import summary as act_summary
 from scanner.cli import logs
-from scanner.config import DETECT_TYPES, Config, load_config
+from scanner.config import DETECT_TYPES, Config, describe_config, load_config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.dryrun import Estimate, dry_run
 from scanner.emulator import (
@@ -675,6 +675,23 @@ def _report_to_stdout(config: Config, args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         fail(f"cos-scanner: cannot write the report: {exc.strerror or exc}")
         return EXIT_IO
+    return EXIT_OK
+
+
+def run_config(args: argparse.Namespace) -> int:
+    """`config show`: the effective configuration and where each value came from."""
+    overrides = {"store.path": args.store} if args.store is not None else {}
+    path = _config_path(args)
+    config = load_config(path, os.environ, overrides, require_credentials=False,
+                         require_target=False)  # fmt: skip
+    rows = describe_config(config, path, os.environ, overrides)
+    if args.json:
+        print(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}, default=list))
+        return EXIT_OK
+    print(f"# config file: {path or 'none'}")
+    for key, value, source in rows:
+        shown = json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
+        print(f"{key} = {shown}  # {source}")
     return EXIT_OK
 
 

@@ -341,6 +341,19 @@ def _report_args(sub: Any) -> None:
     p.set_defaults(run=commands.run_report)
 
 
+def _config_cmd_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "config",
+        help="show the effective configuration and where each value came from",
+        description="Print every setting with its effective value and its source (flag, env, "
+        "file or default); secrets are redacted.",
+    )
+    _config_args(p)
+    p.add_argument("action", choices=("show",), help="show: print the configuration")
+    p.add_argument("--json", action="store_true", help="as one JSON object")
+    p.set_defaults(run=commands.run_config)
+
+
 def _migrate_args(sub: Any) -> None:
     p = sub.add_parser(
         "migrate",
@@ -385,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         _status_args,
         _report_args,
         _act_args,
+        _config_cmd_args,
         _migrate_args,
         _demo_args,
         _emulator_args,
