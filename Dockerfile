@@ -4,8 +4,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY scanner ./scanner
 COPY migrations ./migrations
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
- && pip download --no-cache-dir --dest /wheels 'aiohttp>=3.9' 'anyio>=4.4' 'xmltodict>=0.13' 'aiosqlite>=0.20'
+# the project's wheel and a wheel of every dependency pyproject.toml declares (none listed twice)
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/cos-scanner scanner \
@@ -17,7 +17,8 @@ COPY config.example.toml /etc/cos-scanner/config.example.toml
 USER scanner
 WORKDIR /var/lib/cos-scanner
 VOLUME /var/lib/cos-scanner
-ENV COS_SCANNER_CONFIG=/etc/cos-scanner/config.toml \
-    COS_SCANNER_STORE_PATH=/var/lib/cos-scanner/scanner.db
+# Only where the config file is: no setting as ENV, which would shadow the mounted file (flag >
+# env > file > default). The store's default path, scanner.db, is in the working directory.
+ENV COS_SCANNER_CONFIG=/etc/cos-scanner/config.toml
 ENTRYPOINT ["cos-scanner"]
 CMD ["--help"]

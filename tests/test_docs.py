@@ -34,6 +34,12 @@ def test_dockerfile_is_multistage_non_root_with_volume_and_entrypoint() -> None:
     assert "COS_SCANNER_CONFIG=/etc/cos-scanner/config.toml" in text
     assert 'ENTRYPOINT ["cos-scanner"]' in text
     assert "COPY migrations ./migrations" in text
+    # no setting set as ENV: it would shadow a mounted config file (flag > env > file)
+    settings = re.findall(r"COS_SCANNER_(?!CONFIG)[A-Z_]+=", text)
+    assert settings == [], settings
+    # every declared dependency reaches the image: the wheels come from pyproject, not a list
+    assert re.search(r"pip wheel [^\n]*--wheel-dir /wheels \.", text)
+    assert "--no-deps" not in text
 
 
 def test_readme_documents_commands_and_exit_codes() -> None:
