@@ -424,10 +424,25 @@ def _read_file(path: Path | None, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
+def _from_credentials_dir(environ: Mapping[str, str], var: str) -> str:
+    """A secret from systemd's `LoadCredential=` (a file named like the variable, lower case,
+    in $CREDENTIALS_DIRECTORY), when the variable itself is not set."""
+    folder = environ.get("CREDENTIALS_DIRECTORY", "")
+    if not folder:
+        return ""
+    try:
+        return (Path(folder) / var.lower()).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
 def _credentials(environ: Mapping[str, str], problems: list[str]) -> Credentials | None:
-    sid = environ.get(ENV_SECRET_ID, "").strip()
-    skey = environ.get(ENV_SECRET_KEY, "").strip()
-    token = environ.get(ENV_SESSION_TOKEN, "").strip() or None
+    def secret(var: str) -> str:
+        return environ.get(var, "").strip() or _from_credentials_dir(environ, var)
+
+    sid = secret(ENV_SECRET_ID)
+    skey = secret(ENV_SECRET_KEY)
+    token = secret(ENV_SESSION_TOKEN) or None
     if not sid and not skey:
         return None
     if not sid or not skey:

@@ -180,3 +180,20 @@ def test_config_show_sources_and_redaction(
     assert shown["credentials.secret_id"]["value"] == "AKID****"
     assert "the-secret-key" not in out
     assert "secretid123" not in out
+
+
+def test_credentials_from_systemd_load_credential(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "tencentcloud_secret_id").write_text("AKIDfromfile\n")
+    (creds / "tencentcloud_secret_key").write_text("key-from-file\n")
+    path = write(tmp_path, '[cos]\nbucket = "b-1250000000"\n')
+    config = load_config(path, {"CREDENTIALS_DIRECTORY": str(creds)})
+    assert config.credentials is not None
+    assert (config.credentials.secret_id, config.credentials.secret_key) == (
+        "AKIDfromfile",
+        "key-from-file",
+    )
+    # the environment, when set, wins
+    env = {"CREDENTIALS_DIRECTORY": str(creds), **ENV}
+    assert load_config(path, env).credentials == load_config(path, ENV).credentials
