@@ -62,10 +62,18 @@ class Progress:
     pages: int = 0
     requests: int = 0
     maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
+    total: int | None = None  # objects the scan will have listed, once known (or estimated)
+    listed_before: int = 0  # objects the scan had listed before this run
+    done_before: int = 0  # objects it had finished (audited, failed, skipped) before this run
     failures: Counter[str] = field(default_factory=Counter)  # final failures by code
     started: float = field(default_factory=time.monotonic)
     budget: AuditBudget | None = None
     phase: str = "starting"
+
+    @property
+    def done(self) -> int:
+        """Objects of the scan in a final state (before and during this run)."""
+        return self.done_before + self.audited + self.failed + self.skipped
 
     @property
     def rate(self) -> float | None:
@@ -159,6 +167,8 @@ async def _source(
             progress.pages += 1
             progress.listed += len(page.objects)
             progress.skipped += len(page.objects) - len(fresh)
+            if page.next_marker is None:  # the scan's size is known now
+                progress.total = progress.listed_before + progress.listed
             if not await _send_refs(fresh, refs_tx, feed, opts.max_images):
                 return
             if page.next_marker is None:

@@ -238,6 +238,11 @@ async def _scan_with_clients(
     retry = retry_policy(config)
     budget = AuditBudget(config.audit.concurrency, config.audit.qps, clock)
     progress.budget = budget
+    progress.listed_before = scan.listed
+    progress.done_before = scan.audited + scan.failed + scan.skipped
+    progress.total = (
+        scan.listed if scan.listing_done else (await store.previous_listed(target.id, scan.id))
+    )
     opts = PassOptions(
         batch_size=config.audit.batch_size,
         workers=config.audit.concurrency,

@@ -88,7 +88,7 @@ def run_act(args: argparse.Namespace) -> int:
     progress = ActProgress()
     started = time.monotonic()
 
-    def render() -> tuple[str, dict[str, Any]]:
+    def render(width: int) -> tuple[str, dict[str, Any]]:
         elapsed = time.monotonic() - started
         rate = f"{progress.done / elapsed:.1f}/s" if progress.done and elapsed >= 1 else "-"
         line = (
@@ -97,7 +97,7 @@ def run_act(args: argparse.Namespace) -> int:
         )
         fields = {"event": "act_progress", "action": request.action, "done": progress.done,
                   "skipped": progress.skipped, "failed": progress.failed}  # fmt: skip
-        return line, fields
+        return line[:width], fields
 
     def work(stop: anyio.Event, _scan: Progress) -> Awaitable[ActResult]:
         return apply_act(config, request, stop, progress, on_retry=_log_retry)

@@ -25,6 +25,7 @@ from scanner.act.plan import quarantine_place
 from scanner.act.run import ActRequest, ActResult, apply_act
 from scanner.act.run import summary as act_summary
 from scanner.cli import logs
+from scanner.cli.progress import Render, scan_render, show_progress
 from scanner.config import DETECT_TYPES, Config, describe_config, load_config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.dryrun import Estimate, dry_run
@@ -168,61 +169,6 @@ def _load(args: argparse.Namespace, *, full: bool) -> Config:
     )
 
 
-def _progress_line(p: Progress) -> str:
-    budget = p.budget
-    extra = f" | in-flight {budget.in_flight} | qps {budget.rate.rate:.1f}" if budget else ""
-    throttled = f" | throttled {budget.rate.throttled}" if budget and budget.rate.throttled else ""
-    return (
-        f"{p.phase}: listed {p.listed:,} | audited {p.audited:,} | flagged {p.flagged:,} | "
-        f"review {p.review:,} | failed {p.failed:,} | skipped {p.skipped:,} | "
-        f"{'-' if p.rate is None else f'{p.rate:.1f}'} img/s{extra}{throttled}"
-    )
-
-
-def _progress_fields(p: Progress) -> dict[str, Any]:
-    budget = p.budget
-    return {
-        "event": "progress",
-        "phase": p.phase,
-        "listed": p.listed,
-        "audited": p.audited,
-        "flagged": p.flagged,
-        "review": p.review,
-        "failed": p.failed,
-        "skipped": p.skipped,
-        "requests": p.requests,
-        "rate": None if p.rate is None else round(p.rate, 2),
-        "in_flight": budget.in_flight if budget else 0,
-        "qps_budget": round(budget.rate.rate, 2) if budget else None,
-        "throttled": budget.rate.throttled if budget else 0,
-    }
-
-
-#: What a progress display shows: the line, and the same as fields of a JSON event.
-Render = Callable[[], tuple[str, dict[str, Any]]]
-
-
-def scan_render(progress: Progress) -> Render:
-    return lambda: (_progress_line(progress), _progress_fields(progress))
-
-
-async def _show_progress(render: Render, interval: float) -> None:
-    """A live line on a terminal; a log line (or JSON event) every `interval` s otherwise."""
-    if sys.stderr.isatty() and not logs.json_logs:
-        try:
-            while True:
-                sys.stderr.write("\r\x1b[K" + render()[0])
-                sys.stderr.flush()
-                await anyio.sleep(0.5)
-        finally:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-    while True:
-        await anyio.sleep(interval)
-        line, fields = render()
-        log.info("%s", line, extra=fields)
-
-
 async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
     """First SIGINT/SIGTERM: stop listing and drain. Second: abort at once."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -245,11 +191,10 @@ async def _supervised(
     stop = anyio.Event()
     progress = Progress()
     result: T | None = None
+    render = render or scan_render(progress, config.audit.scenes_per_image)
     async with anyio.create_task_group() as tg:
         tg.start_soon(watch_signals, stop, tg.cancel_scope)
-        tg.start_soon(
-            _show_progress, render or scan_render(progress), config.scan.progress_interval
-        )
+        tg.start_soon(show_progress, render, config.scan.progress_interval)
         result = await work(stop, progress)
         tg.cancel_scope.cancel()
     return result

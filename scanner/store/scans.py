@@ -31,6 +31,16 @@ class Scans(StoreBase):
         )
         return _status(row) if row else None
 
+    async def previous_listed(self, target: str, before: int) -> int | None:
+        """How many objects the last finished scan of `target` before scan `before` listed:
+        the size to expect while a scan is still listing."""
+        row = await self._one(
+            "SELECT listed FROM scans WHERE target = ? AND id < ? AND state = 'done' "
+            "ORDER BY id DESC LIMIT 1",
+            (target, before),
+        )
+        return int(row[0]) if row else None
+
     async def scan(self, scan_id: int) -> ScanStatus:
         row = await self._one(f"SELECT {_SCAN_COLUMNS} FROM scans WHERE id = ?", (scan_id,))
         if row is None:
