@@ -30,8 +30,12 @@ def _tally(counts: Mapping[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in counts.items())
 
 
-def rates(status: ScanStatus, now: float | None = None) -> dict[str, float | None]:
-    """Images/s of the current (or last) run, elapsed seconds, and ETA when computable."""
+def rates(
+    status: ScanStatus, now: float | None = None, expected: int | None = None
+) -> dict[str, float | None]:
+    """Images/s of the current (or last) run, elapsed seconds, and ETA when computable: from
+    the scan's own size once listing is done, before that from `expected` (what the target's
+    last finished scan listed)."""
     now = now or time.time()
     end = status.finished_at or (now if status.state == "running" else status.updated_at)
     elapsed = max(0.0, end - status.started_at)
@@ -41,13 +45,15 @@ def rates(status: ScanStatus, now: float | None = None) -> dict[str, float | Non
     if status.run_audited and run_elapsed >= 1:
         rate = status.run_audited / run_elapsed
     eta = None
-    if status.state != "done" and rate and status.listing_done:
-        eta = status.pending / rate
+    total = status.listed if status.listing_done else expected
+    if status.state != "done" and rate and total:
+        finished = status.audited + status.failed + status.skipped
+        eta = max(0, total - finished) / rate
     return {"rate": rate, "elapsed": elapsed, "eta": eta}
 
 
-def status_json(status: ScanStatus) -> dict[str, Any]:
-    r = rates(status)
+def status_json(status: ScanStatus, expected: int | None = None) -> dict[str, Any]:
+    r = rates(status, expected=expected)
     return {
         "scan_id": status.id,
         "target": status.target,
@@ -71,11 +77,14 @@ def status_json(status: ScanStatus) -> dict[str, Any]:
         "rate": None if r["rate"] is None else round(r["rate"], 2),
         "elapsed": round(r["elapsed"] or 0.0, 1),
         "eta": None if r["eta"] is None else round(r["eta"], 1),
+        "eta_estimated": r["eta"] is not None and not status.listing_done,
         "policy": status.policy,
     }
 
 
-def status_table(scans: Sequence[ScanStatus]) -> str:
+def status_table(
+    scans: Sequence[ScanStatus], expected: Mapping[int, int | None] | None = None
+) -> str:
     head = (
         "scan",
         "state",
@@ -94,8 +103,10 @@ def status_table(scans: Sequence[ScanStatus]) -> str:
     )
     rows = [head]
     for s in scans:
-        r = rates(s)
+        r = rates(s, expected=(expected or {}).get(s.id))
         eta = "" if r["eta"] is None else _duration(r["eta"])
+        if eta and not s.listing_done:
+            eta = "~" + eta  # estimated from the last finished scan's size
         rows.append(
             (
                 str(s.id),

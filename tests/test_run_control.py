@@ -210,3 +210,34 @@ def test_global_options_before_or_after_the_command(
     assert json.loads(capsys.readouterr().out) == before
     assert main(["--store", str(tmp_path / "s.db"), "report", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows"] == 600
+
+
+def test_status_eta_while_listing_from_the_last_scan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "eta.db"
+    assert main(["migrate", "--store", str(db)]) == 0
+    now = time.time()
+    target = "cos://album-1250000000.ap-guangzhou/"
+    with sqlite3.connect(db) as conn:
+        columns = (
+            "target, bucket, region, prefix, mode, policy, state, listing_done, listed, "
+            "audited, skipped, started_at, updated_at, finished_at, run_started_at, run_audited"
+        )
+        conn.execute(
+            f"INSERT INTO scans ({columns}) VALUES (?, 'b', 'r', '', 'full', 'p', 'done', 1, "
+            "1000, 990, 10, ?, ?, ?, ?, 990)",
+            (target, now - 9000, now - 8000, now - 8000, now - 9000),
+        )
+        conn.execute(  # still listing: 300 listed of the ~1000 last time, 200 audited in 100 s
+            f"INSERT INTO scans ({columns}) VALUES (?, 'b', 'r', '', 'incremental', 'p', "
+            "'running', 0, 300, 200, 0, ?, ?, NULL, ?, 200)",
+            (target, now - 100, now, now - 100),
+        )
+    capsys.readouterr()
+    assert main(["status", "--store", str(db), "--json"]) == 0
+    running, _done = json.loads(capsys.readouterr().out)
+    assert running["eta_estimated"] is True
+    assert 380 <= running["eta"] <= 420  # (1000 - 200) / 2 per s
+    assert main(["status", "--store", str(db)]) == 0
+    assert " ~6m" in capsys.readouterr().out  # marked as an estimate in the table

@@ -487,17 +487,23 @@ def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:
 def run_status(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
 
-    async def read() -> list[ScanStatus]:
+    async def read() -> tuple[list[ScanStatus], dict[int, int | None]]:
         async with await Store.open(config.store.path, readonly=True) as store:
-            return await store.scans(args.limit)
+            scans = await store.scans(args.limit)
+            expected = {
+                s.id: await store.previous_listed(s.target, s.id)
+                for s in scans
+                if s.state != "done" and not s.listing_done
+            }
+            return scans, expected
 
-    scans = anyio.run(read)
+    scans, expected = anyio.run(read)
     if args.json:
-        print(json.dumps([status_json(s) for s in scans], indent=2))
+        print(json.dumps([status_json(s, expected.get(s.id)) for s in scans], indent=2))
     elif not scans:
         print(f"no scans in {config.store.path}")
     else:
-        print(status_table(scans))
+        print(status_table(scans, expected))
     return EXIT_OK
 
 
