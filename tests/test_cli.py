@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +51,17 @@ def test_demo_scans_the_album_and_matches_the_rules(capsys: pytest.CaptureFixtur
     assert "listed         1,500" in out
     assert "counts match the emulator's rules: yes" in out
     assert "(0 twice)" in out
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    out = tmp_path / "completions"
+
+    def complete(line: str) -> set[str]:
+        env = dict(os.environ, _ARGCOMPLETE="1", COMP_LINE=line, COMP_POINT=str(len(line)),
+                   _ARGCOMPLETE_STDOUT_FILENAME=str(out))  # fmt: skip
+        subprocess.run([sys.executable, "-m", "scanner"], env=env, check=False, timeout=30)
+        return set(out.read_text().replace("\x0b", " ").split())
+
+    assert {"scan", "status"} <= complete("cos-scanner s")
+    assert complete("cos-scanner act --res") == {"--result", "--resume"}
+    assert {"private", "quarantine", "delete", "restore"} <= complete("cos-scanner act ")

@@ -183,3 +183,24 @@ def test_json_logs_and_summary_file(
     written = json.loads(summary.read_text())
     assert written["scan_id"] == finish["scan_id"]
     assert written["outcome"] == "done"
+
+
+def test_json_log_format_is_pure_json_lines(emulator: str, tmp_path: Path) -> None:
+    # what the cron line appends to its log: stdout and stderr together, one object per line
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID,
+               TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY)  # fmt: skip
+    argv = [sys.executable, "-m", "scanner", "--log-format", "json", "scan", "--config",
+            str(cfg(tmp_path, emulator)), "--max-images", "50"]  # fmt: skip
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 4  # paused: also an error line on stderr, as JSON
+    lines = (done.stdout + done.stderr).splitlines()
+    events = [json.loads(line) for line in lines]  # every line is JSON
+    (run,) = [e for e in events if e.get("event") == "run"]
+    assert run["exit_code"] == 4
+    assert run["end"] >= run["start"]
+    assert run["summary"]["outcome"] == "paused"
+    assert any(e.get("event") == "error" and "paused" in e["message"] for e in events)

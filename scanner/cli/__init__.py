@@ -15,6 +15,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+import argcomplete
+
 from scanner.cli.commands import (
     EXIT_AUTH,
     EXIT_BUSY,
@@ -50,8 +52,10 @@ def _leaf(exc: BaseException) -> BaseException:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    parser = build_parser()
+    argcomplete.autocomplete(parser)  # answers the shell's completion request, then exits
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except UsageError as exc:
         fail(str(exc))
         return EXIT_USAGE

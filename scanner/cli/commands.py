@@ -55,8 +55,12 @@ T = TypeVar("T")
 
 
 def fail(line: str) -> None:
-    """The one line a user sees for an error (never a traceback)."""
-    print(line.replace("\n", " "), file=sys.stderr)
+    """The one line a user sees for an error (never a traceback); with --log-format json, a
+    JSON event like every other line, so a log of JSON lines stays pure."""
+    line = line.replace("\n", " ")
+    if logs.json_logs:
+        line = json.dumps({"event": "error", "message": line}, ensure_ascii=False)
+    print(line, file=sys.stderr)
 
 
 #: How a command ended; one table, in the README and `cos-scanner --help`.
@@ -324,8 +328,8 @@ async def _finish_scan(
     acted: ActResult | None,
     summary_path: Path | None,
 ) -> int:
-    """The summary (printed, logged, written as JSON) and the exit code of a scan run."""
-    print(await _summary(config, result, seconds))
+    """The summary (printed, logged, written as JSON) and the exit code of a scan run. With
+    --log-format json, stdout gets one JSON object for the run instead of the text table."""
     record = {
         **status_json(result.status),
         "outcome": result.outcome,
@@ -333,12 +337,20 @@ async def _finish_scan(
     }
     if acted is not None:
         record["act"] = act_summary(acted)
-        print(f"  on_flagged  {config.act.on_flagged}: {record['act']['states']}")
+    code = exit_for(result)
+    if logs.json_logs:
+        end = time.time()
+        run = {"event": "run", "start": round(end - seconds, 3), "end": round(end, 3),
+               "exit_code": code, "summary": record}  # fmt: skip
+        print(json.dumps(run, ensure_ascii=False))
+    else:
+        print(await _summary(config, result, seconds))
+        if acted is not None:
+            print(f"  on_flagged  {config.act.on_flagged}: {record['act']['states']}")
     log.info(
         "scan %d %s", result.status.id, result.outcome, extra={"event": "scan_finish", **record}
     )
     _write_summary(summary_path or Path(config.store.path + ".summary.json"), record)
-    code = exit_for(result)
     if code == EXIT_IMAGES_FAILED:
         fail(
             f"cos-scanner: scan {result.status.id} done, but {result.status.failed:,} images "
