@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
-from scanner.cos.xml import parse, text, to_dict, to_int
+from scanner.cos.xml import parse, parse_cold, text, to_dict, to_int
 from scanner.models import (
     SCENES,
     AuditItem,
@@ -342,7 +342,7 @@ def raw_to_dict(raw: str) -> dict[str, Any]:
     """A stored raw JobsDetail (XML) as JSON-able data, for reports."""
     if not raw:
         return {}
-    data = to_dict(parse(raw.encode()))
+    data = to_dict(parse_cold(raw.encode()))
     return data if isinstance(data, dict) else {}
 
 

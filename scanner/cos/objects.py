@@ -19,7 +19,7 @@ import anyio
 from scanner.clock import Clock
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, Reply, Service, cos_service, unreadable
-from scanner.cos.xml import XmlError, parse
+from scanner.cos.xml import XmlError, parse_cold
 from scanner.errors import AuthError, RemoteError, ServiceError, ThrottledError
 from scanner.limiter import AuditBudget
 from scanner.retry import RetryPolicy, retrying, unless_set
@@ -41,7 +41,7 @@ def _texts(elem: ET.Element) -> dict[str, str]:
 def canned_acl(body: bytes) -> str:
     """The canned ACL a GET ?acl answer amounts to: `public-read` when all users may read,
     else `default` (without a grant to all users, private and inherited look the same)."""
-    for grant in parse(body).iter():
+    for grant in parse_cold(body).iter():
         if _local(grant.tag) != "Grant":
             continue
         fields = _texts(grant)
@@ -169,7 +169,7 @@ class ObjectClient:
             headers["x-cos-acl"] = acl
         reply = await self._send("PUT", dst_key, bucket=dst_bucket, headers=headers)
         try:
-            etag = _texts(parse(reply.body)).get("ETag")
+            etag = _texts(parse_cold(reply.body)).get("ETag")
         except XmlError as exc:
             raise unreadable("cos", "copy answer", reply, exc) from exc
         if not etag:  # a 200 can carry an error body (reference 8)

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from scanner.cos.xml import MAX_DEPTH, XmlError, parse, to_dict
+from scanner.cos.xml import MAX_DEPTH, XmlError, error_fields, parse, parse_cold, to_dict
 
 
 def test_nesting_past_the_limit_is_refused() -> None:
@@ -29,3 +29,27 @@ def test_to_dict_keeps_repeats_order_and_survives_depth() -> None:
     for _ in range(199_999):
         out = out["X"]
     assert out == {"X": "deep"}
+
+
+BILLION_LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+    b"<Error><Code>&lol3;</Code></Error>"
+)
+EXTERNAL = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>'
+
+
+@pytest.mark.parametrize("body", [BILLION_LAUGHS, EXTERNAL])
+def test_entities_are_refused_on_both_paths(body: bytes) -> None:
+    with pytest.raises(XmlError, match="DTD"):
+        parse(body)
+    with pytest.raises(XmlError, match="refused or malformed"):
+        parse_cold(body)
+    assert error_fields(body) == {}  # an error answer with a DTD is not read at all
+
+
+def test_cold_path_reads_what_the_hot_path_reads() -> None:
+    body = b"<Error><Code>NoSuchKey</Code><Message>m</Message><RequestId>r</RequestId></Error>"
+    assert to_dict(parse_cold(body)) == to_dict(parse(body))
+    assert error_fields(body)["Code"] == "NoSuchKey"
