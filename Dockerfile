@@ -1,11 +1,13 @@
 # cos-scanner image: a wheel built in one stage, installed into a slim runtime in the next.
 FROM python:3.12-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY scanner ./scanner
 COPY migrations ./migrations
-# the project's wheel and a wheel of every dependency pyproject.toml declares (none listed twice)
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# every dependency at the version and hash requirements.lock pins (`make lock` updates it),
+# then the project's own wheel
+RUN pip wheel --no-cache-dir --require-hashes --wheel-dir /wheels -r requirements.lock \
+ && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/cos-scanner scanner \

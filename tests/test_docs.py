@@ -37,9 +37,35 @@ def test_dockerfile_is_multistage_non_root_with_volume_and_entrypoint() -> None:
     # no setting set as ENV: it would shadow a mounted config file (flag > env > file)
     settings = re.findall(r"COS_SCANNER_(?!CONFIG)[A-Z_]+=", text)
     assert settings == [], settings
-    # every declared dependency reaches the image: the wheels come from pyproject, not a list
-    assert re.search(r"pip wheel [^\n]*--wheel-dir /wheels \.", text)
-    assert "--no-deps" not in text
+    # every dependency comes pinned, with hashes, from the lock file
+    assert "--require-hashes --wheel-dir /wheels -r requirements.lock" in text
+
+
+def test_lock_files_pin_every_declared_dependency() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(specs: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+                for spec in specs}  # fmt: skip
+
+    def pinned(lock: str) -> set[str]:
+        text = (ROOT / lock).read_text()
+        return {
+            m.lower().replace("_", "-") for m in re.findall(r"^([A-Za-z0-9_.-]+)==", text, re.M)
+        }
+
+    runtime = names(project["dependencies"])
+    assert runtime <= pinned("requirements.lock")
+    assert runtime | names(project["optional-dependencies"]["dev"]) <= pinned(
+        "requirements-dev.lock"
+    )
+    for lock in ("requirements.lock", "requirements-dev.lock"):  # every pin has its hashes
+        blocks = re.split(r"^(?=[A-Za-z0-9_.-]+==)", (ROOT / lock).read_text(), flags=re.M)
+        pins = [b for b in blocks if "==" in b.split("\n", 1)[0]]
+        assert pins
+        assert all("--hash=sha256:" in b for b in pins), lock
 
 
 def test_readme_documents_commands_and_exit_codes() -> None:
