@@ -3,14 +3,18 @@ and the systemd unit's exposure is at most 2.0 where `systemd-analyze` is instal
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,3 +73,67 @@ def test_systemd_unit_exposure_is_at_most_2() -> None:
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
     assert match is not None, out[-500:]
     assert float(match[1]) <= 2.0, out[-2000:]
+
+
+def _unit(path: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in (ROOT / path).read_text().splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, _, value = line.partition("=")
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def test_the_image_environment_does_not_shadow_a_mounted_config(tmp_path: Path) -> None:
+    """No Docker engine here: run `config show` with exactly the ENV the Dockerfile sets and a
+    config file where the image expects the mount; the file's values must win."""
+    env_lines = re.findall(r"^ENV (.+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    image_env = dict(pair.split("=", 1) for line in env_lines for pair in line.split())
+    mounted = tmp_path / "config.toml"  # stands for /etc/cos-scanner/config.toml
+    mounted.write_text('[cos]\nbucket = "mine-1250000000"\n[store]\npath = "/data/mine.db"\n')
+    env = {"PATH": "/usr/bin:/bin", **image_env, "COS_SCANNER_CONFIG": str(mounted)}
+    assert image_env["COS_SCANNER_CONFIG"] == "/etc/cos-scanner/config.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "scanner", "config", "show", "--json"],
+        env=env, capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    shown = json.loads(done.stdout)
+    assert shown["store.path"] == {"value": "/data/mine.db", "source": "file"}
+    assert shown["cos.bucket"]["source"] == "file"
+
+
+def test_the_systemd_command_runs_a_scan_with_its_credentials(tmp_path: Path) -> None:
+    """No systemd here: run the unit's ExecStart (its arguments) with the environment the unit
+    gives (Environment=, and the LoadCredential= files under $CREDENTIALS_DIRECTORY) against
+    the emulator: the demo album is scanned."""
+    from tests.procs import start_emulator
+
+    unit = _unit("deploy/systemd/cos-scanner.service")
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    for spec in unit["LoadCredential"]:
+        name, _, _source = spec.partition(":")
+        value = {"tencentcloud_secret_id": DEFAULT_SECRET_ID,
+                 "tencentcloud_secret_key": DEFAULT_SECRET_KEY}[name]  # fmt: skip
+        (creds / name).write_text(value + "\n")
+    proc, url = start_emulator("--objects", "300", "--seed", "2")
+    with proc:
+        try:
+            config = tmp_path / "config.toml"
+            config.write_text(f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n')
+            env = {"PATH": "/usr/bin:/bin", "CREDENTIALS_DIRECTORY": str(creds)}
+            for pair in unit["Environment"]:
+                name, _, value = pair.partition("=")
+                env[name] = value
+            env["COS_SCANNER_CONFIG"] = str(config)  # stands for /etc/cos-scanner/config.toml
+            argv = unit["ExecStart"][0].split()[1:]  # after /usr/local/bin/cos-scanner
+            done = subprocess.run([sys.executable, "-m", "scanner", *argv], env=env,
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                                  check=False)  # fmt: skip
+        finally:
+            proc.kill()
+    assert done.returncode in (0, 3), done.stderr[-2000:]
+    assert int(unit["UMask"][0], 8) == 0o077
+    run = json.loads(done.stdout.splitlines()[-1])
+    assert run["summary"]["state"] == "done"
+    assert run["summary"]["listed"] == 300
