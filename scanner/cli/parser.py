@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.cli import act, commands
+from scanner.cli import act, commands, emulator, report, scan
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -78,7 +78,7 @@ def _emulator_args(sub: Any) -> None:
         "--image-failure-rate", type=float, default=0.0, help="per-image -65010 failures"
     )
     _log_args(p, sub=True)
-    p.set_defaults(run=commands.run_emulator)
+    p.set_defaults(run=emulator.run_emulator)
 
 
 def _global_args(p: argparse.ArgumentParser, *, sub: bool) -> None:
@@ -171,7 +171,7 @@ def _scan_args(sub: Any) -> None:
         "--json", action="store_true", help="with --dry-run: the estimate as one JSON object"
     )
     _metrics_args(p)
-    p.set_defaults(run=commands.run_scan)
+    p.set_defaults(run=scan.run_scan)
 
 
 def _status_args(sub: Any) -> None:
@@ -184,7 +184,7 @@ def _status_args(sub: Any) -> None:
     _config_args(p)
     p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
     p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
-    p.set_defaults(run=commands.run_status)
+    p.set_defaults(run=report.run_status)
 
 
 def _csv_ints(text: str) -> tuple[int, ...]:
@@ -338,7 +338,7 @@ def _report_args(sub: Any) -> None:
         metavar="SECONDS",
         help="add a signed GET URL per object, valid for SECONDS",
     )
-    p.set_defaults(run=commands.run_report)
+    p.set_defaults(run=report.run_report)
 
 
 def _config_cmd_args(sub: Any) -> None:
@@ -377,7 +377,7 @@ def _demo_args(sub: Any) -> None:
     p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
     _log_args(p, sub=True)
     _metrics_args(p)
-    p.set_defaults(run=commands.run_demo)
+    p.set_defaults(run=scan.run_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

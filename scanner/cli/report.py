@@ -1,0 +1,134 @@
+"""`status` and `report`: read the store (read-only), print tables, JSON or csv/jsonl rows."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import anyio
+
+from scanner.cli.commands import (
+    EXIT_IO,
+    EXIT_OK,
+    _load,
+    fail,
+    selection,
+    spelled_labels,
+)
+from scanner.config import Config
+from scanner.cos.client import HttpClient, cos_service
+from scanner.errors import (
+    ConfigError,
+)
+from scanner.models import ScanStatus
+from scanner.report import status_json, status_table, write_rows
+from scanner.runner import target_of
+from scanner.store import ReportFilter, Store
+
+
+def run_status(args: argparse.Namespace) -> int:
+    config = _load(args, full=False)
+
+    async def read() -> tuple[list[ScanStatus], dict[int, int | None]]:
+        async with await Store.open(config.store.path, readonly=True) as store:
+            scans = await store.scans(args.limit)
+            expected = {
+                s.id: await store.previous_listed(s.target, s.id)
+                for s in scans
+                if s.state != "done" and not s.listing_done
+            }
+            return scans, expected
+
+    scans, expected = anyio.run(read)
+    if args.json:
+        print(json.dumps([status_json(s, expected.get(s.id)) for s in scans], indent=2))
+    elif not scans:
+        print(f"no scans in {config.store.path}")
+    else:
+        print(status_table(scans, expected))
+    return EXIT_OK
+
+
+_STATES = {"audited", "failed", "skipped", "deleted", "superseded"}
+
+
+#: Labels the service documents (reference 3.3); a store may hold others, which count as known.
+def _report_filter(args: argparse.Namespace) -> ReportFilter:
+    bad = set(args.state) - _STATES
+    if bad:
+        raise ConfigError(f"--state: unknown {sorted(bad)}; choose from {sorted(_STATES)}")
+    if args.presign is not None and not 1 <= args.presign <= 7 * 86400:
+        raise ConfigError(f"--presign must be 1..604800 seconds (got {args.presign})")
+    return dataclasses.replace(selection(args), states=args.state, history=args.history)
+
+
+async def _report_target(store: Store, config: Config) -> str:
+    if config.cos.bucket:
+        return target_of(config).id
+    targets = await store.targets()
+    if len(targets) != 1:
+        raise ConfigError(f"the store holds {len(targets)} targets: set [cos] bucket/region/prefix")
+    return targets[0]
+
+
+async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
+    where = _report_filter(args)
+    async with await Store.open(config.store.path, readonly=True) as store:
+        target = await _report_target(store, config)
+        where = await spelled_labels(store, target, where)
+        if args.format == "json":
+            totals = await store.report_totals(target, where)
+            out.write(json.dumps({"target": target, **totals}, indent=2) + "\n")
+            return
+        if args.presign is None:
+            await write_rows(store.iter_report(target, where), out, args.format)
+            return
+        if config.credentials is None:
+            raise ConfigError("--presign needs TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY")
+        async with HttpClient(config.credentials) as http:
+            service = cos_service(config.cos)
+            await write_rows(
+                store.iter_report(target, where),
+                out,
+                args.format,
+                lambda key: http.presign(service, key, args.presign),
+            )
+
+
+def run_report(args: argparse.Namespace) -> int:
+    config = _load(args, full=False)
+    if args.out is None:
+        return _report_to_stdout(config, args)
+    out_path: Path = args.out
+    if out_path.is_symlink() or (out_path.exists() and not out_path.is_file()):
+        raise ConfigError(f"--out {str(out_path)!r} is not a regular file; not replacing it")
+    partial = out_path.with_name(out_path.name + ".partial")
+    try:
+        with partial.open("w", encoding="utf-8", newline="") as out:
+            anyio.run(_report, config, args, out)
+        partial.replace(out_path)
+    except OSError as exc:
+        fail(f"cos-scanner: cannot write {str(out_path)!r}: {exc.strerror or exc}")
+        return EXIT_IO
+    finally:
+        partial.unlink(missing_ok=True)
+    return EXIT_OK
+
+
+def _report_to_stdout(config: Config, args: argparse.Namespace) -> int:
+    try:
+        anyio.run(_report, config, args, sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `report | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except OSError as exc:  # a full disk, /dev/full, a closed terminal
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        fail(f"cos-scanner: cannot write the report: {exc.strerror or exc}")
+        return EXIT_IO
+    return EXIT_OK
