@@ -1,0 +1,267 @@
+"""Configuration: a TOML file, environment variables and flags, validated all at once.
+
+Precedence: flag > environment > file > default. Secrets come only from the environment (or
+systemd credentials): `TENCENTCLOUD_SECRET_ID`, `TENCENTCLOUD_SECRET_KEY`, `TENCENTCLOUD_SESSION_TOKEN`; any other
+key can be set from the environment as `COS_SCANNER_<SECTION>_<KEY>` (e.g.
+`COS_SCANNER_COS_BUCKET`). Every problem is collected and reported in one ConfigError, naming
+the key and the value. Unknown keys are errors. This is the only module that reads the config
+file or the environment: `settings` holds the sections' dataclasses and defaults, `checks`
+what a valid value is; this module loads, merges and describes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from scanner.config.checks import CHECKS, NO_ECHO, coerce
+from scanner.config.settings import (
+    ACT_ACTIONS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_QPS,
+    DEFAULT_REGION,
+    DEFAULT_STORE_PATH,
+    DETECT_TYPES,
+    ENV_PREFIX,
+    ENV_SECRET_ID,
+    ENV_SECRET_KEY,
+    ENV_SESSION_TOKEN,
+    FIELDS,
+    MAX_BATCH_SIZE,
+    MAX_SCENES,
+    SECTIONS,
+    ActSettings,
+    AuditSettings,
+    Config,
+    CosSettings,
+    Credentials,
+    FreezeSettings,
+    RetrySettings,
+    ScanSettings,
+    StoreSettings,
+    detect_scenes,
+)
+
+__all__ = [
+    "ACT_ACTIONS",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_QPS",
+    "DEFAULT_REGION",
+    "DEFAULT_STORE_PATH",
+    "DETECT_TYPES",
+    "ENV_PREFIX",
+    "ENV_SECRET_ID",
+    "ENV_SECRET_KEY",
+    "ENV_SESSION_TOKEN",
+    "FIELDS",
+    "MAX_BATCH_SIZE",
+    "MAX_SCENES",
+    "SECTIONS",
+    "ActSettings",
+    "AuditSettings",
+    "Config",
+    "CosSettings",
+    "Credentials",
+    "FreezeSettings",
+    "RetrySettings",
+    "ScanSettings",
+    "StoreSettings",
+    "describe_config",
+    "detect_scenes",
+    "load_config",
+]
+from scanner.errors import ConfigError
+
+
+def _section(
+    name: str, cls: type[Any], values: Mapping[str, tuple[Any, bool]], problems: list[str]
+) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, (raw, from_text) in values.items():
+        if key not in hints:  # never echo the value: it may be a secret put in the wrong place
+            problems.append(f"{name}.{key}: unknown key")
+            continue
+        try:
+            kwargs[key] = coerce(raw, hints[key], from_text)
+        except ValueError as exc:
+            problems.append(f"{name}.{key}: {exc} (got {raw!r})")
+    obj = cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        check = CHECKS.get(f"{name}.{f.name}")
+        value = getattr(obj, f.name)
+        if check is not None and (reason := check(value)) is not None:
+            shown = "" if f"{name}.{f.name}" in NO_ECHO else f" (got {value!r})"
+            problems.append(f"{name}.{f.name}: {reason}{shown}")
+    return obj
+
+
+def _read_file(path: Path | None, problems: list[str]) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        problems.append(f"config file {str(path)!r} does not exist")
+    except IsADirectoryError:
+        problems.append(f"config file {str(path)!r} is a directory")
+    except PermissionError:
+        problems.append(f"config file {str(path)!r} is not readable")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"config file {str(path)!r} is not valid TOML: {exc}")
+    except UnicodeDecodeError:
+        problems.append(f"config file {str(path)!r} is not UTF-8 text")
+    return {}
+
+
+def _from_credentials_dir(environ: Mapping[str, str], var: str) -> str:
+    """A secret from systemd's `LoadCredential=` (a file named like the variable, lower case,
+    in $CREDENTIALS_DIRECTORY), when the variable itself is not set."""
+    folder = environ.get("CREDENTIALS_DIRECTORY", "")
+    if not folder:
+        return ""
+    try:
+        return (Path(folder) / var.lower()).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def _credentials(environ: Mapping[str, str], problems: list[str]) -> Credentials | None:
+    def secret(var: str) -> str:
+        return environ.get(var, "").strip() or _from_credentials_dir(environ, var)
+
+    sid = secret(ENV_SECRET_ID)
+    skey = secret(ENV_SECRET_KEY)
+    token = secret(ENV_SESSION_TOKEN) or None
+    if not sid and not skey:
+        return None
+    if not sid or not skey:
+        missing = ENV_SECRET_ID if not sid else ENV_SECRET_KEY
+        problems.append(f"credentials: {missing} is not set (both it and the other are needed)")
+        return None
+    return Credentials(sid, skey, token)
+
+
+def load_config(
+    path: Path | None,
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    require_credentials: bool = True,
+    require_target: bool = True,
+) -> Config:
+    """Read `path` (optional), apply `environ` and then `overrides` ("section.key" -> value).
+
+    Raises ConfigError listing every problem found.
+    """
+    problems: list[str] = []
+    merged = _merge(_read_file(path, problems), environ, overrides or {}, problems)
+    sections = {
+        FIELDS[name]: _section(name, cls, merged[name], problems) for name, cls in SECTIONS.items()
+    }
+    if not require_target:  # e.g. `status`: only the store matters
+        problems = [p for p in problems if not p.startswith("cos.bucket: is required")]
+    creds = _credentials(environ, problems)
+    if (
+        creds is None
+        and require_credentials
+        and not any(p.startswith("credentials:") for p in problems)
+    ):
+        problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
+    if problems:
+        raise ConfigError(problems)
+    return Config(credentials=creds, **sections)
+
+
+def _env_key(rest: str) -> tuple[str, str]:
+    """(section, key) of an environment variable's name after the prefix, lower case:
+    `audit_freeze_porn_score` names [audit.freeze] porn_score, `cos_bucket` [cos] bucket."""
+    if rest.startswith("audit_freeze_"):
+        return "audit.freeze", rest.removeprefix("audit_freeze_")
+    name, _, key = rest.partition("_")
+    return name, key
+
+
+def describe_config(
+    config: Config, path: Path | None, environ: Mapping[str, str], overrides: Mapping[str, Any]
+) -> list[tuple[str, Any, str]]:
+    """(section.key, effective value, where it came from: flag, env, file or default) for
+    every key of a loaded `config`, and the credentials, their secrets redacted."""
+    problems: list[str] = []
+    data = _read_file(path, problems)
+    out: list[tuple[str, Any, str]] = []
+    for name, cls in SECTIONS.items():
+        section = getattr(config, FIELDS[name])
+        table = _file_table(data, name)
+        for f in dataclasses.fields(cls):
+            dotted = f"{name}.{f.name}"
+            env = ENV_PREFIX + dotted.replace(".", "_").upper()
+            source = "default"
+            if dotted in overrides:
+                source = "flag"
+            elif env in environ:
+                source = f"env {env}"
+            elif f.name in table:
+                source = "file"
+            out.append((dotted, getattr(section, f.name), source))
+    creds = config.credentials
+    for key, var, value in (
+        ("credentials.secret_id", ENV_SECRET_ID, creds.secret_id[:4] + "****" if creds else None),
+        ("credentials.secret_key", ENV_SECRET_KEY, "**** (set)" if creds else None),
+        (
+            "credentials.session_token",
+            ENV_SESSION_TOKEN,
+            "**** (set)" if creds and creds.token else None,
+        ),
+    ):
+        out.append((key, value, f"env {var}" if value else "not set"))
+    return out
+
+
+def _file_table(data: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    table: Any = data
+    for part in name.split("."):
+        table = table.get(part, {}) if isinstance(table, dict) else {}
+    return table if isinstance(table, dict) else {}
+
+
+def _merge(
+    data: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    problems: list[str],
+) -> dict[str, dict[str, tuple[Any, bool]]]:
+    """file < environment < flags, per section: key -> (value, came-from-text)."""
+    merged: dict[str, dict[str, tuple[Any, bool]]] = {name: {} for name in SECTIONS}
+    for name, table in data.items():
+        if name not in SECTIONS:
+            problems.append(f"{name}: unknown section (expected one of {', '.join(SECTIONS)})")
+        elif not isinstance(table, dict):
+            problems.append(f"{name}: must be a [{name}] table (got {table!r})")
+        else:
+            for key, value in table.items():
+                sub = f"{name}.{key}"
+                if sub in SECTIONS and isinstance(value, dict):  # [audit.freeze]
+                    merged[sub].update({k: (v, False) for k, v in value.items()})
+                else:
+                    merged[name][key] = (value, False)
+    for var, value in environ.items():
+        if var.startswith(ENV_PREFIX):
+            name, key = _env_key(var[len(ENV_PREFIX) :].lower())
+            if name in SECTIONS:
+                merged[name][key] = (value, True)
+    for dotted, value in overrides.items():
+        name, _, key = dotted.partition(".")
+        merged[name][key] = (value, False)
+    return merged

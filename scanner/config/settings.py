@@ -1,0 +1,176 @@
+"""The settings: a frozen dataclass per config section, their defaults, the DetectType scenes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_SECRET_ID = "TENCENTCLOUD_SECRET_ID"
+ENV_SECRET_KEY = "TENCENTCLOUD_SECRET_KEY"
+ENV_SESSION_TOKEN = "TENCENTCLOUD_SESSION_TOKEN"
+ENV_PREFIX = "COS_SCANNER_"
+
+DEFAULT_REGION = "ap-guangzhou"
+DEFAULT_PAGE_SIZE = 1000
+DEFAULT_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 100
+DEFAULT_CONCURRENCY = 16
+DEFAULT_QPS = 20.0
+DEFAULT_STORE_PATH = "scanner.db"
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A key pair and optional session token; never printed."""
+
+    secret_id: str
+    secret_key: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CosSettings:
+    region: str = DEFAULT_REGION  # e.g. ap-guangzhou
+    bucket: str = ""  # BucketName-APPID
+    prefix: str = ""  # only keys under this prefix
+    endpoint: str = ""  # override, e.g. http://127.0.0.1:9000 (Host still names the bucket)
+    page_size: int = DEFAULT_PAGE_SIZE  # ListObjects max-keys, 1..1000
+    timeout: float = 30.0  # seconds per request
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # larger answers are refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditSettings:
+    endpoint: str = ""  # override for the CI host
+    biz_type: str = ""  # moderation policy; empty = account default
+    detect_type: str = ""  # deprecated comma list, any case, or "all"; empty = not sent
+    policy_version: str = ""  # bump after editing the BizType policy in the console
+    batch_size: int = DEFAULT_BATCH_SIZE  # images per request, 1..100
+    concurrency: int = DEFAULT_CONCURRENCY  # requests in flight
+    qps: float = DEFAULT_QPS  # request budget per second (strict, no burst)
+    interval: int = 0  # GIF: audit every Nth frame; 0 = not sent (API default 5)
+    max_frames: int = 0  # GIF: at most N frames; 0 = not sent (API default 5)
+    large_image_detect: bool = False  # compress 5-32 MB images before auditing (billed)
+    timeout: float = 60.0  # seconds per request (see README: why 60)
+    resend_after_timeout: int = 1  # resends of a batch whose answer was lost (maybe billed)
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
+    unit_price: float = 0.0  # price per billed unit (image x scene), for --dry-run estimates
+    large_image_price: float = 0.0  # price per image compressed by LargeImageDetect
+    billed_scenes: int = 0  # scenes billed per image; 0 = count detect_type (unknown if empty)
+
+    @property
+    def scenes(self) -> tuple[str, ...]:
+        """The DetectType scenes, canonical (service spelling and order); () when not sent."""
+        return detect_scenes(self.detect_type) or ()
+
+    @property
+    def scenes_per_image(self) -> int | None:
+        """Billed units per audited image, or None when neither setting tells (a BizType
+        policy's scenes are configured in the console, where the scanner cannot see them)."""
+        if self.billed_scenes:
+            return self.billed_scenes
+        return len(self.scenes) or None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScanSettings:
+    include: tuple[str, ...] = ()  # glob patterns on the key; empty = every key
+    exclude: tuple[str, ...] = ()  # glob patterns on the key to skip
+    modified_after: str = ""  # ISO date/time: skip objects modified before it
+    modified_before: str = ""  # ISO date/time: skip objects modified at or after it
+    min_size: int = 0  # bytes: skip smaller objects
+    max_size: int = 0  # bytes: skip larger objects; 0 = only the API's limits
+    incremental: bool = False  # `scan` is a nightly rescan by default (--full to override)
+    max_attempts: int = 3  # audit attempts per image for retryable per-image failures
+    batch_wait: float = 0.5  # seconds before a partial batch is sent anyway
+    lease_stale_after: float = 60.0  # seconds without heartbeat before a lease is taken over
+    progress_interval: float = 10.0  # seconds between progress log lines (not on a terminal)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetrySettings:
+    attempts: int = 6  # tries per request, including the first
+    deadline: float = 300.0  # seconds for all tries of one request
+    wait_initial: float = 0.5  # first backoff ceiling, doubled each try (full jitter)
+    wait_max: float = 30.0  # backoff ceiling
+    throttle_patience: float = 21_600.0  # seconds one request may keep being throttled
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FreezeSettings:
+    """[audit.freeze]: the service freezes (makes private) an audited object whose scene score
+    is at or above the threshold; 0 = off. Sent as <Conf><Freeze> (Object inputs only)."""
+
+    porn_score: int = 0
+    ads_score: int = 0
+    illegal_score: int = 0
+    terrorism_score: int = 0
+    politics_score: int = 0
+    abuse_score: int = 0
+    teenager_score: int = 0
+
+    def thresholds(self) -> dict[str, int]:
+        """Scene -> threshold, the ones that are on (`PornScore` is sent for `Porn`)."""
+        out = {}
+        for scene in DETECT_TYPES:
+            value = getattr(self, f"{scene.lower()}_score")
+            if value:
+                out[scene] = value
+        return out
+
+
+ACT_ACTIONS = ("private", "quarantine")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActSettings:
+    qps: float = 50.0  # COS write requests per second for `act` (strict budget, no bursts)
+    concurrency: int = 16  # COS requests in flight for `act`
+    on_flagged: str = ""  # nightly: "private" | "quarantine" newly flagged objects; "" = off
+    min_score: int = 0  # with on_flagged: only Result 1 verdicts scoring at least this
+    quarantine_to: str = ""  # cos://bucket-appid/prefix/ for quarantine copies
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreSettings:
+    path: str = DEFAULT_STORE_PATH  # SQLite file with the checkpoints and verdicts
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    cos: CosSettings = field(default_factory=CosSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    scan: ScanSettings = field(default_factory=ScanSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    freeze: FreezeSettings = field(default_factory=FreezeSettings)
+    act: ActSettings = field(default_factory=ActSettings)
+    credentials: Credentials | None = None
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "cos": CosSettings,
+    "audit": AuditSettings,
+    "audit.freeze": FreezeSettings,
+    "scan": ScanSettings,
+    "retry": RetrySettings,
+    "store": StoreSettings,
+    "act": ActSettings,
+}
+#: Config field of each section (a dotted section is a TOML sub-table).
+FIELDS = {name: name.rsplit(".", 1)[-1] for name in SECTIONS}
+
+DETECT_TYPES = ("Porn", "Terrorism", "Politics", "Ads", "Illegal", "Abuse", "Teenager")
+MAX_SCENES = len(DETECT_TYPES)
+
+
+def detect_scenes(value: str) -> tuple[str, ...] | None:
+    """`value` ("porn,ADS", "all", ...) as canonical scenes; None if a name is unknown."""
+    names = {p.strip().lower() for p in value.split(",") if p.strip()}
+    if "all" in names:
+        return DETECT_TYPES
+    known = {t.lower(): t for t in DETECT_TYPES}
+    if names - set(known):
+        return None
+    return tuple(t for t in DETECT_TYPES if t.lower() in names)
