@@ -1,8 +1,9 @@
 """Configuration: a TOML file, environment variables and flags, validated all at once.
 
-Precedence: flag > environment > file > default. Secrets come only from the environment (or
-systemd credentials): `TENCENTCLOUD_SECRET_ID`, `TENCENTCLOUD_SECRET_KEY`, `TENCENTCLOUD_SESSION_TOKEN`; any other
-key can be set from the environment as `COS_SCANNER_<SECTION>_<KEY>` (e.g.
+Precedence: flag > environment > file > default. Secrets come only from the environment
+(`TENCENTCLOUD_SECRET_ID`, `TENCENTCLOUD_SECRET_KEY`, `TENCENTCLOUD_SESSION_TOKEN`) or from
+systemd credentials ($CREDENTIALS_DIRECTORY); any other key can be set from the environment as
+`COS_SCANNER_<SECTION>_<KEY>` (e.g.
 `COS_SCANNER_COS_BUCKET`). Every problem is collected and reported in one ConfigError, naming
 the key and the value. Unknown keys are errors. This is the only module that reads the config
 file or the environment: `settings` holds the sections' dataclasses and defaults, `checks`
