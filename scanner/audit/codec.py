@@ -284,18 +284,22 @@ def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
     if (code and code not in ("0", "Success")) or state == "Failed":
         return _failure(item, code or "Failed", f.get("Message") or state or "failed", **common)
     tags: list[str] = []
+    failed_scene: tuple[str, str] | None = None  # (code, message) of the first failed scene
     for e in jd:
         if e.tag in _SCENE_TAGS:
             tags.append(e.tag)
             scene_code = to_int(e.findtext("Code") or "0")
-            if scene_code != 0:
-                msg = f"{e.tag}: {e.findtext('Msg') or 'scene failed'}"
-                return _failure(item, str(scene_code), msg, **common)
+            if scene_code != 0 and failed_scene is None:
+                failed_scene = (str(scene_code), f"{e.tag}: {e.findtext('Msg') or 'failed'}")
     scenes = LazyScenes(tuple(dict.fromkeys(tags)), raw)
     result = to_int(f.get("Result") or "-1", -1)
     if result not in (0, 1, 2):
+        # no usable overall verdict: a failed scene says why (and whether to try again)
+        if failed_scene is not None:
+            return _failure(item, *failed_scene, **common)
         msg = f"answer has no valid Result ({f.get('Result', '')!r})"
         return _failure(item, "NoVerdict", msg, **common)
+    # a verdict stands even when one scene failed: the failed scene stays in the raw answer
     compression = f.get("CompressionResult", "")
     forbid = f.get("ForbidState", "")
     lists: tuple[ListResult, ...] = ()
@@ -338,11 +342,59 @@ def _job_spans(body: bytes) -> list[bytes]:
     return spans
 
 
+#: Elements that repeat in the API's answers: always lists, even with one element.
+LIST_TAGS = frozenset(
+    {"OcrResults", "LibResults", "ObjectResults", "Keywords", "ListResults", "JobsDetail"}
+)
+#: Elements the API documents as integers.
+INT_TAGS = frozenset(
+    {"Result", "Score", "HitFlag", "Code", "CompressionResult", "ForbidState", "ListType",
+     "Count"}
+)  # fmt: skip
+#: Elements the API documents as numbers (OCR and object locations).
+FLOAT_TAGS = frozenset({"X", "Y", "Width", "Height", "Rotate"})
+
+
+def _typed(tag: str, value: Any) -> Any:
+    if isinstance(value, str):
+        if tag in INT_TAGS and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        if tag in FLOAT_TAGS:
+            try:
+                return float(value)
+            except ValueError:
+                return value
+    return value
+
+
+def typed(data: Any) -> Any:
+    """`to_dict` data with the API's types: integers and numbers as such, repeated elements
+    as lists even with one element (without recursion)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        for tag, value in node.items():
+            if tag in LIST_TAGS and not isinstance(value, list):
+                value = [value]
+            if isinstance(value, list):
+                value = [_typed(tag, v) for v in value]
+            else:
+                value = _typed(tag, value)
+            node[tag] = value
+            stack.append(value)
+    return data
+
+
 def raw_to_dict(raw: str) -> dict[str, Any]:
-    """A stored raw JobsDetail (XML) as JSON-able data, for reports."""
+    """A stored raw JobsDetail (XML) as JSON-able data with the API's types, for reports."""
     if not raw:
         return {}
-    data = to_dict(parse_cold(raw.encode()))
+    data = typed(to_dict(parse_cold(raw.encode())))
     return data if isinstance(data, dict) else {}
 
 

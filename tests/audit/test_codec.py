@@ -128,7 +128,7 @@ def test_decode_matches_by_data_id_not_position() -> None:
     assert ads.lib_results[0].score == 88
     assert c.scenes["PornInfo"].hit_flag == 0
     assert c.list_results[0].list_name == "bl"
-    assert raw_to_dict(c.raw)["AdsInfo"]["OcrResults"]["Keywords"] == ["加", "微信"]
+    assert raw_to_dict(c.raw)["AdsInfo"]["OcrResults"][0]["Keywords"] == ["加", "微信"]
     assert c.raw.startswith("<JobsDetail><DataId>2</DataId>")
     assert c.compression_result == 0
     # a per-image failure with an empty DataId is matched by its Object
@@ -147,14 +147,32 @@ def test_missing_results_become_retryable_failures() -> None:
     assert all(r.retryable for r in results)
 
 
-def test_scene_failure_is_a_failure() -> None:
-    body = (
-        b"<Response><JobsDetail><DataId>0</DataId><Result>0</Result><PornInfo><Code>-65010"
-        b"</Code><Msg>download failed</Msg></PornInfo></JobsDetail></Response>"
-    )
-    (r,) = decode_results(body, ITEMS[:1])
-    assert (r.code, r.retryable) == ("-65010", True)
+def test_a_failed_scene_keeps_the_verdict_unless_there_is_none() -> None:
+    # before: one scene's Code threw the image's verdict away (and it was billed again)
+    scene = b"<PornInfo><Code>-65010</Code><Msg>download failed</Msg></PornInfo>"
+    kept = b"<Response><JobsDetail><DataId>0</DataId><Result>1</Result><Label>Ads</Label>"
+    (r,) = decode_results(kept + scene + b"</JobsDetail></Response>", ITEMS[:1])
+    assert not r.failed
+    assert (r.result, r.label) == (Result.SENSITIVE, "Ads")
+    assert "<Code>-65010</Code>" in r.raw  # the failed scene is kept with the verdict
+    none = b"<Response><JobsDetail><DataId>0</DataId>" + scene + b"</JobsDetail></Response>"
+    (r,) = decode_results(none, ITEMS[:1])
+    assert (r.code, r.retryable) == ("-65010", True)  # no verdict: the scene says why
     assert "download failed" in r.message
+
+
+def test_export_keeps_the_api_types() -> None:
+    raw = (
+        "<JobsDetail><Result>1</Result><Score>95</Score><PornInfo><HitFlag>1</HitFlag>"
+        "<OcrResults><Text>t</Text><Keywords>only</Keywords><Location><X>1.5</X></Location>"
+        "</OcrResults></PornInfo><ListInfo><ListResults><ListType>1</ListType></ListResults>"
+        "</ListInfo><Label>Porn</Label></JobsDetail>"
+    )
+    data = raw_to_dict(raw)
+    assert (data["Result"], data["Score"], data["Label"]) == (1, 95, "Porn")
+    ocr = data["PornInfo"]["OcrResults"]
+    assert ocr == [{"Text": "t", "Keywords": ["only"], "Location": {"X": 1.5}}]
+    assert data["ListInfo"]["ListResults"] == [{"ListType": 1}]
 
 
 def test_invalid_result_is_a_retryable_failure() -> None:
