@@ -57,6 +57,7 @@ class AuditItem:
 
     key: str
     data_id: str
+    user: str = ""  # the uploader, sent as UserInfo.TokenId ("" = not sent)
 
 
 @dataclass(frozen=True, slots=True)

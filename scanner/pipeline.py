@@ -91,6 +91,7 @@ class ScanDeps:
     policy: str
     filter: ObjectFilter
     incremental: bool = False  # skip keys whose last outcome still stands
+    user_of: Callable[[str], str] = lambda _key: ""  # the uploader a key names
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -205,12 +206,13 @@ async def _audit(
     batches_rx: ObjectReceiveStream[list[ObjectRef]],
     results_tx: ObjectSendStream[_Outcome],
     stop: anyio.Event,
+    user_of: Callable[[str], str],
 ) -> None:
     async with batches_rx, results_tx:
         async for refs in batches_rx:
             if stop.is_set():
                 continue  # not sent: its objects stay pending for the next run
-            items = [AuditItem(ref.key, str(n)) for n, ref in enumerate(refs)]
+            items = [AuditItem(ref.key, str(n), user_of(ref.key)) for n, ref in enumerate(refs)]
             try:
                 verdicts = await auditor.moderate(items, stop)
             except AbandonedError:
@@ -261,6 +263,7 @@ async def _write(
                 deps.target,
                 _policy_of(deps.auditor.options),
                 pairs,
+                user=lambda ref: deps.user_of(ref.key),
                 requests=len(group),
                 max_attempts=opts.max_attempts,
             )
@@ -291,6 +294,7 @@ async def run_pass(
                     batches_rx.clone(),
                     results_tx.clone(),
                     stop,
+                    deps.user_of,
                     name=f"auditor-{n}",
                 )
         tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, name="writer")

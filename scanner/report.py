@@ -258,6 +258,7 @@ FIELDS = (
     "audited_at",
     "scan_id",
     "forbid_state",
+    "user",
 )
 
 

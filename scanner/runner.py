@@ -25,7 +25,7 @@ from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
 from scanner.errors import RemoteError, ScanBusyError
-from scanner.filter import ObjectFilter
+from scanner.filter import ObjectFilter, user_of
 from scanner.limiter import AuditBudget
 from scanner.models import ScanStatus, Target
 from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
@@ -270,6 +270,7 @@ async def _scan_with_clients(
             policy,
             ObjectFilter.from_settings(config.scan, config.audit),
             incremental=scan.mode == "incremental",
+            user_of=user_of(config.scan),
         )
         run = _Run(deps, opts, stop, progress)
         async with anyio.create_task_group() as tg:

@@ -29,6 +29,7 @@ from scanner.models import (
 
 MAX_INPUTS = 100
 MAX_DATA_ID_BYTES = 512
+MAX_USER_BYTES = 128  # each UserInfo field (reference 3.1)
 
 #: Per-image failure codes worth another attempt later; every other code is final.
 RETRYABLE_IMAGE_CODES = frozenset(
@@ -158,9 +159,12 @@ def _input(item: AuditItem, extra: str) -> str:
         raise ValueError(f"DataId {item.data_id!r} is over 512 bytes or not XML-safe")
     if not xml_safe(item.key):
         raise ValueError(f"key {item.key!r} has characters XML cannot carry")
+    user = ""
+    if item.user and len(item.user.encode()) <= MAX_USER_BYTES and xml_safe(item.user):
+        user = f"<UserInfo><TokenId>{_esc(item.user)}</TokenId></UserInfo>"
     return (
         f"<Input><Object>{_esc(item.key)}</Object>"
-        f"<DataId>{_esc(item.data_id)}</DataId>{extra}</Input>"
+        f"<DataId>{_esc(item.data_id)}</DataId>{extra}{user}</Input>"
     )
 
 

@@ -198,6 +198,7 @@ def selection(args: argparse.Namespace) -> ReportFilter:
         max_score=args.max_score,
         prefix=args.key_prefix,
         frozen=args.frozen,
+        users=args.user,
         scan_id=args.scan,
         since=args.since,
     )

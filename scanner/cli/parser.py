@@ -251,6 +251,9 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--prefix", dest="key_prefix", default="", metavar="PREFIX", help="only keys under it"
     )
+    p.add_argument(
+        "--user", type=_csv_words, default=(), help="only these uploaders ([scan] user_from_key)"
+    )
     frozen = p.add_mutually_exclusive_group()
     frozen.add_argument(
         "--frozen", dest="frozen", action="store_const", const=True, default=None,
@@ -323,6 +326,12 @@ def _report_args(sub: Any) -> None:
         type=_csv_words,
         default=(),
         help="only these states: audited,failed,skipped,deleted,superseded",
+    )
+    p.add_argument(
+        "--by-user",
+        action="store_true",
+        help="uploaders ([scan] user_from_key) by flagged images and flagged share, "
+        "instead of one row per key",
     )
     p.add_argument(
         "--history",

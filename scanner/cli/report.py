@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 
@@ -26,7 +27,7 @@ from scanner.errors import (
     ConfigError,
 )
 from scanner.models import ScanStatus
-from scanner.report import status_json, status_table, write_rows
+from scanner.report import csv_cell, status_json, status_table, write_rows
 from scanner.runner import target_of
 from scanner.store import ReportFilter, Store
 
@@ -76,11 +77,28 @@ async def _report_target(store: Store, config: Config) -> str:
     return targets[0]
 
 
+def _write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """`report --by-user`: uploaders by flagged images, as csv, jsonl or one json list."""
+    if fmt == "json":
+        out.write(json.dumps(users, indent=2, ensure_ascii=False) + "\n")
+        return
+    if fmt == "jsonl":
+        out.writelines(json.dumps(u, ensure_ascii=False) + "\n" for u in users)
+        return
+    fields = ("user", "audited", "flagged", "review", "flagged_share", "max_flagged_score")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(fields)
+    writer.writerows([csv_cell(u[f]) for f in fields] for u in users)
+
+
 async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
     where = _report_filter(args)
     async with await Store.open(config.store.path, readonly=True) as store:
         target = await _report_target(store, config)
         where = await spelled_labels(store, target, where)
+        if args.by_user:
+            _write_users(await store.by_user(target, where), args.format, out)
+            return
         if args.format == "json":
             totals = await store.report_totals(target, where)
             out.write(json.dumps({"target": target, **totals}, indent=2) + "\n")

@@ -90,7 +90,18 @@ def _detect_type(v: str) -> str | None:
     return f"unknown type(s) {bad}; choose from {','.join(DETECT_TYPES)} (any case) or all"
 
 
+def _user_regex(v: str) -> str | None:
+    if not v:
+        return None
+    try:
+        pattern = re.compile(v)
+    except re.error as exc:
+        return f"is not a regular expression: {exc}"
+    return None if "user" in pattern.groupindex else "needs a named group: (?P<user>...)"
+
+
 CHECKS: dict[str, Check] = {
+    "scan.user_from_key": _user_regex,
     "cos.region": _region,
     "cos.bucket": _bucket,
     "cos.endpoint": _endpoint,

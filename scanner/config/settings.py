@@ -86,6 +86,7 @@ class ScanSettings:
     batch_wait: float = 0.5  # seconds before a partial batch is sent anyway
     lease_stale_after: float = 60.0  # seconds without heartbeat before a lease is taken over
     progress_interval: float = 10.0  # seconds between progress log lines (not on a terminal)
+    user_from_key: str = ""  # regex with a named group `user`, e.g. "^albums/(?P<user>[^/]+)/"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -330,6 +330,9 @@ def audit(state: EmulatorState, body: bytes) -> str:
     for item in inputs:
         source, value, verdict = _input_verdict(state, item, scenes)
         verdict = _bill(state, source, value, verdict, len(scenes))
+        token = text(item, "UserInfo/TokenId")
+        if token:
+            state.stats.users[token] += 1
         forbid = None
         if freeze and not verdict.code:
             forbid = int(source == "Object" and _freezes(verdict, freeze))

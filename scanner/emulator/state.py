@@ -66,6 +66,7 @@ class Stats:
     image_failures: Counter[str] = field(default_factory=Counter)  # by code
     list_markers: Counter[str] = field(default_factory=Counter)  # pages served, by marker
     sent: Counter[str] = field(default_factory=Counter)  # Object inputs received per key
+    users: Counter[str] = field(default_factory=Counter)  # UserInfo.TokenId of inputs
     writes: Counter[str] = field(default_factory=Counter)  # ACL puts, copies, deletes: bucket/key
     billed_units: int = 0  # images x scenes of every verdict
     large_images: int = 0  # verdicts of images compressed by LargeImageDetect (billed)
@@ -84,6 +85,7 @@ class Stats:
             "sent_images": sum(self.sent.values()),
             "distinct_sent": len(self.sent),
             "object_writes": sum(self.writes.values()),
+            "users_seen": len(self.users),
             "keys_written_twice": len([k for k, n in self.writes.items() if n > 1]),
             "double_audited": len(doubled),
             "double_audited_keys": sorted(doubled)[:100],

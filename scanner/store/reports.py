@@ -41,6 +41,26 @@ class Reports(StoreBase):
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path!r}: {exc}") from exc
 
+    async def by_user(
+        self, target: str, where: ReportFilter, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Uploaders by flagged images (then flagged share): what their audited images got."""
+        latest = await self.latest_scan_id(target)
+        sql, args = self._view(target, latest, where)
+        rows = await self._all(
+            "SELECT user_id, COUNT(*), SUM(result = 1), SUM(result = 2), "
+            "MAX(CASE WHEN result > 0 THEN score END) "
+            f"FROM ({sql}) WHERE state = 'audited' AND user_id IS NOT NULL GROUP BY user_id "
+            "ORDER BY SUM(result = 1) DESC, 1.0 * SUM(result = 1) / COUNT(*) DESC, user_id "
+            "LIMIT ?",
+            [*args, limit],
+        )
+        return [
+            {"user": u, "audited": n, "flagged": f, "review": r,
+             "flagged_share": round(f / n, 4) if n else 0.0, "max_flagged_score": top}
+            for u, n, f, r, top in rows
+        ]  # fmt: skip
+
     async def report_totals(self, target: str, where: ReportFilter) -> dict[str, Any]:
         """Totals of the filtered report rows by state, result, label, category and scan."""
         latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
@@ -63,7 +83,7 @@ class Reports(StoreBase):
 
 REPORT_COLUMNS = (
     "key, etag, size, state, reason, message, result, label, score, category, sub_label, job_id, "
-    "audited_at, scan_id, forbid_state, raw"
+    "audited_at, scan_id, forbid_state, user_id, raw"
 )
 # A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
 # verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
@@ -74,18 +94,18 @@ SELECT v.key, v.etag, v.size,
        CASE WHEN v.deleted_scan IS NULL THEN 'audited' ELSE 'deleted' END AS state,
        CASE WHEN v.deleted_scan IS NULL THEN NULL ELSE 'deleted' END AS reason, NULL AS message,
        v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
-       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.raw
+       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.user_id, v.raw
 FROM verdicts v WHERE v.target = ?
   AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = v.target AND f.key = v.key)
 UNION ALL
 SELECT f.key, f.etag, f.size,
        CASE WHEN f.deleted_scan IS NULL THEN 'failed' ELSE 'deleted' END, f.code, f.message,
        NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL,
-       NULL
+       NULL, NULL
 FROM failures f WHERE f.target = ?
 UNION ALL
 SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, o.scan_id, NULL, NULL
+       NULL, o.scan_id, NULL, NULL, NULL
 FROM scan_objects o JOIN scans s ON s.id = o.scan_id
 WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
   AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = s.target AND v.key = o.key)
@@ -94,7 +114,7 @@ WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
 _HISTORY = """
 UNION ALL
 SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.score, h.category,
-       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, h.raw
+       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, NULL, h.raw
 FROM verdict_history h WHERE h.target = ?
 """
 
@@ -117,6 +137,7 @@ class ReportFilter:
     max_score: int | None = None
     prefix: str = ""  # only keys under it
     frozen: bool | None = None  # only frozen at audit time (True) or not (False)
+    users: tuple[str, ...] = ()  # only these uploaders ([scan] user_from_key)
     states: tuple[str, ...] = ()
     scan_id: int | None = None
     since: float | None = None  # unix time; rows audited (or failed) at or after it
@@ -129,6 +150,7 @@ class ReportFilter:
             ("result", self.results),
             ("label", self.labels),
             ("state", self.states),
+            ("user_id", self.users),
         ):
             if values:
                 conds.append(f"{column} IN ({','.join('?' * len(values))})")

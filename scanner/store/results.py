@@ -19,14 +19,15 @@ from scanner.store.base import StoreBase
 
 _UPSERT_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
-                      text, job_id, raw, audited_at, scan_id, forbid_state)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      text, job_id, raw, audited_at, scan_id, forbid_state, user_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (target, key) DO UPDATE SET
     etag = excluded.etag, size = excluded.size, policy = excluded.policy,
     result = excluded.result, label = excluded.label, score = excluded.score,
     category = excluded.category, sub_label = excluded.sub_label, text = excluded.text,
     job_id = excluded.job_id, raw = excluded.raw, audited_at = excluded.audited_at,
-    scan_id = excluded.scan_id, deleted_scan = NULL, forbid_state = excluded.forbid_state
+    scan_id = excluded.scan_id, deleted_scan = NULL, forbid_state = excluded.forbid_state,
+    user_id = excluded.user_id
 """
 _UPSERT_FAILURE = """
 INSERT INTO failures (target, key, etag, size, last_modified, storage_class, policy, code,
@@ -73,6 +74,7 @@ class Results(StoreBase):
         policy: str | Callable[[ObjectRef], str],
         outcomes: Sequence[tuple[ObjectRef, ImageVerdict]],
         *,
+        user: Callable[[ObjectRef], str] | None = None,
         requests: int,
         max_attempts: int,
     ) -> None:
@@ -111,6 +113,7 @@ class Results(StoreBase):
                         now,
                         scan_id,
                         v.forbid_state,
+                        (user(ref) if user else "") or None,
                     )
                 )
             elif v.retryable:
