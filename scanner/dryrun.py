@@ -32,7 +32,8 @@ from scanner.cos.listing import Lister
 from scanner.filter import ObjectFilter
 from scanner.models import ObjectRef, ScanStatus, Target
 from scanner.pipeline import Progress, unchanged
-from scanner.runner import retry_policy, target_of
+from scanner.retry import RetryPolicy
+from scanner.runner import target_of
 from scanner.store import Store
 
 
@@ -203,7 +204,9 @@ async def _list(
     target = target_of(config)
     assert config.credentials is not None
     async with HttpClient(config.credentials) as http:
-        lister = Lister(http, config.cos, retry=retry_policy(config), clock=MonotonicClock())
+        lister = Lister(
+            http, config.cos, retry=RetryPolicy.from_settings(config.retry), clock=MonotonicClock()
+        )
         progress.phase = "listing (dry run)"
         async for page in lister.iter_pages(marker):
             est.pages += 1

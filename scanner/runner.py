@@ -45,10 +45,6 @@ def target_of(config: Config) -> Target:
     return Target(config.cos.bucket, config.cos.region, config.cos.prefix)
 
 
-def retry_policy(config: Config) -> RetryPolicy:
-    return RetryPolicy.from_settings(config.retry)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -235,7 +231,7 @@ async def _scan_with_clients(
     owner: str,
 ) -> ScanResult:
     assert config.credentials is not None
-    retry = retry_policy(config)
+    retry = RetryPolicy.from_settings(config.retry)
     budget = AuditBudget(config.audit.concurrency, config.audit.qps, clock)
     progress.budget = budget
     progress.listed_before = scan.listed

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import IO
 
 
@@ -36,3 +38,14 @@ def start_emulator(*args: str) -> tuple[subprocess.Popen[str], str]:
         proc.communicate()
         raise AssertionError(f"emulator did not start: {line!r}")
     return proc, match[1]
+
+
+@contextlib.contextmanager
+def emulator_process(*args: str) -> Iterator[str]:
+    """`start_emulator(*args)` for the length of a `with`: its URL; killed afterwards."""
+    proc, url = start_emulator(*args)
+    with proc:
+        try:
+            yield url
+        finally:
+            proc.kill()

@@ -14,17 +14,13 @@ import pytest
 
 from scanner.cli import EXIT_AUTH, main
 from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
-from tests.procs import start_emulator
+from tests.procs import emulator_process
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
-    proc, url = start_emulator("--objects", "400", "--seed", "9")
-    with proc:
-        try:
-            yield url
-        finally:
-            proc.kill()
+    with emulator_process("--objects", "400", "--seed", "9") as url:
+        yield url
 
 
 @pytest.fixture

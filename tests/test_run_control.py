@@ -19,7 +19,7 @@ import pytest
 from scanner.cli import main
 from scanner.cli.commands import EXIT_CODES
 from scanner.cli.parser import build_parser
-from tests.procs import start_emulator
+from tests.procs import emulator_process
 from tests.test_cli_scan import cfg, creds, one_line, stats
 
 __all__ = ["creds"]  # the fixture, used by name
@@ -29,15 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
-    proc, url = start_emulator("--objects", "599", "--seed", "4")
-    with proc:
-        try:  # one image the service cannot decode (a final per-image failure)
-            body = json.dumps({"put": {"zz/corrupt-1.jpg": {"size": 5000}}}).encode()
-            req = urllib.request.Request(url + "/_emulator/objects", body, method="POST")
-            urllib.request.urlopen(req, timeout=5).close()
-            yield url
-        finally:
-            proc.kill()
+    with emulator_process("--objects", "599", "--seed", "4") as url:
+        # one image the service cannot decode (a final per-image failure)
+        body = json.dumps({"put": {"zz/corrupt-1.jpg": {"size": 5000}}}).encode()
+        req = urllib.request.Request(url + "/_emulator/objects", body, method="POST")
+        urllib.request.urlopen(req, timeout=5).close()
+        yield url
 
 
 def edit(config: Path, old: str, new: str) -> None:

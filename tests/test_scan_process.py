@@ -25,7 +25,7 @@ from scanner.emulator import (
     running,
     synthetic,
 )
-from tests.procs import start_emulator
+from tests.procs import emulator_process
 
 OBJECTS, SEED = 3000, 5
 CONCURRENCY, BATCH = 2, 25
@@ -94,12 +94,10 @@ def db_rows(store: Path, sql: str) -> list[Any]:
 
 @pytest.fixture
 def emulator() -> Iterator[str]:
-    proc, url = start_emulator("--objects", str(OBJECTS), "--seed", str(SEED), "--latency", "0.04")
-    with proc:
-        try:
-            yield url
-        finally:
-            proc.kill()
+    with emulator_process(
+        "--objects", str(OBJECTS), "--seed", str(SEED), "--latency", "0.04"
+    ) as url:
+        yield url
 
 
 def uninterrupted_verdicts(tmp_path: Path) -> dict[str, tuple[Any, ...]]:

@@ -22,28 +22,19 @@ from urllib.parse import quote
 import pytest
 
 from scanner.cli import main
-from tests.procs import start_emulator
+from tests.procs import emulator_process
+from tests.test_cli_scan import creds
 from tests.test_scan_process import ENV, stats
 
 BUCKET = "album-1250000000"
 QUARANTINE = "quarantine-1250000000"
+__all__ = ["creds"]  # the fixture, used by name
 
 
 @pytest.fixture
 def emulator() -> Iterator[str]:
-    proc, url = start_emulator("--objects", "1500", "--seed", "8", "--extra-bucket", QUARANTINE)
-    with proc:
-        try:
-            yield url
-        finally:
-            proc.kill()
-
-
-@pytest.fixture
-def creds(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in ENV.items():
-        if name.startswith("TENCENTCLOUD_"):
-            monkeypatch.setenv(name, value)
+    with emulator_process("--objects", "1500", "--seed", "8", "--extra-bucket", QUARANTINE) as url:
+        yield url
 
 
 def config(tmp_path: Path, url: str, extra: str = "") -> Path:
