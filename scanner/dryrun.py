@@ -16,25 +16,27 @@ LargeImageDetect also pay the compression fee.
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from scanner.audit.client import audit_options
-from scanner.audit.codec import LARGE_IMAGE_BYTES, AuditOptions
+from scanner.audit.codec import LARGE_IMAGE_BYTES, AuditOptions, policy_still_holds
 from scanner.clock import MonotonicClock
 from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
 from scanner.filter import ObjectFilter
-from scanner.models import ObjectRef, ScanStatus, Target
+from scanner.models import ObjectRef, ScanStatus, Target, content_key
 from scanner.pipeline import Progress, unchanged
 from scanner.retry import RetryPolicy
 from scanner.runner import target_of
 from scanner.store import Store
+from scanner.store.seen import SeenSet
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Estimate:
     already_done: int = 0  # objects that scan already finished (not sent again)
     nothing: bool = False  # the target's last scan is done: a plain scan does nothing
     capped: bool = False  # --max-images stops the run before the end
+    copies: int = 0  # images not sent: their content is audited once ([scan] dedupe)
+    reused: int = 0  # images not sent: their own verdict (from any scan of the bucket) stands
 
     def billed_units(self, scenes: int | None) -> int | None:
         return None if scenes is None else self.images * scenes
@@ -85,6 +89,9 @@ class Estimate:
             if scenes is None
             else [self.images * scenes] * 2,
             "large_image_units": self.large_images,
+            "copies_not_billed": self.copies,
+            "verdicts_reused": self.reused,
+            "saved_units": None if scenes is None else self.copies * scenes,
             "price": None if price is None else round(price, 6),
             "skipped": dict(self.skipped.most_common()),
             "already_done": self.already_done,
@@ -98,9 +105,15 @@ class _Counter:
     est: Estimate
     options: AuditOptions
     max_images: int | None
+    seen: SeenSet | None = None  # with [scan] dedupe: the contents this run would send
+    store: Store | None = None
+    target: Target | None = None
+    since: float = 0.0  # the store's verdicts before this are not taken (a --force scan)
 
-    def send(self, refs: Iterable[ObjectRef]) -> bool:
-        """Count `refs` as sent; False once `--max-images` is reached (the run would pause)."""
+    async def send(self, refs: Sequence[ObjectRef]) -> bool:
+        """Count `refs` as sent, less the copies the scan would not pay for (content audited
+        before, or sent earlier in this run); False once `--max-images` is reached."""
+        refs = await self._distinct(refs)
         for ref in refs:
             if self.max_images is not None and self.est.images >= self.max_images:
                 self.est.capped = True
@@ -111,6 +124,42 @@ class _Counter:
                 ref.size > LARGE_IMAGE_BYTES
             )
         return True
+
+    async def _distinct(self, refs: Sequence[ObjectRef]) -> list[ObjectRef]:
+        """`refs` less what the scan would take from the store or share within the run."""
+        options = self.options
+        mine: set[str] = set()
+        known: set[str] = set()
+        if self.store is not None and self.target is not None:
+            mine, known = await self.store.reusable(
+                self.target,
+                refs,
+                lambda policy, ref: policy_still_holds(
+                    policy, options.fingerprint_for(ref.key, ref.size)
+                ),
+                since=self.since,
+                dedupe=self.seen is not None,
+            )
+        self.est.reused += len(mine)
+        keyed = [
+            (ref, content_key(ref.etag, ref.size) if self.seen is not None else None)
+            for ref in refs
+            if ref.key not in known and ref.key not in mine
+        ]
+        firsts = (
+            self.seen.add(
+                [f"{c}|{options.fingerprint_for(r.key, r.size)}" for r, c in keyed if c is not None]
+            )
+            if self.seen is not None
+            else []
+        )
+        out: list[ObjectRef] = []
+        new = iter(firsts)
+        for ref, content in keyed:
+            if content is None or next(new):
+                out.append(ref)
+        self.est.copies += len(refs) - len(mine) - len(out)
+        return out
 
 
 async def _latest(path: str, target: Target) -> tuple[Store | None, ScanStatus | None]:
@@ -152,8 +201,31 @@ async def _estimate(
     """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
     est = Estimate(mode)
     counter = _Counter(est, audit_options(config.audit), max_images)
+    counter.store, counter.target = store, target_of(config)
+    if config.scan.dedupe:
+        counter.seen = SeenSet()
+    try:
+        return await _branches(config, store, latest, progress, stop, mode, force, counter)
+    finally:
+        if counter.seen is not None:
+            counter.seen.close()
+
+
+async def _branches(
+    config: Config,
+    store: Store | None,
+    latest: ScanStatus | None,
+    progress: Progress,
+    stop: anyio.Event,
+    mode: str,
+    force: bool,
+    counter: _Counter,
+) -> Estimate:
+    est = counter.est
     marker = ""
+    counter.since = time.time() if force else 0.0
     if store is not None and latest is not None and latest.state != "done" and not force:
+        counter.since = latest.reuse_since
         if not await _resume(store, latest, counter):
             return est
         marker = latest.marker
@@ -164,7 +236,11 @@ async def _estimate(
         if store is not None:
             await _failed(store, target_of(config), counter)
         return est
-    elif latest is None and mode == "incremental":
+    elif (
+        latest is None
+        and mode == "incremental"
+        and (store is None or not await store.has_outcomes(target_of(config)))
+    ):
         est.mode = "full"  # nothing to compare with yet: the scan starts a full one
     priors = store if est.mode == "incremental" else None
     await _list(config, priors, counter, progress, stop, marker)
@@ -178,7 +254,7 @@ async def _resume(store: Store, latest: ScanStatus, counter: _Counter) -> bool:
     est.already_done = latest.audited + latest.failed + latest.skipped
     est.objects += latest.listed
     async for refs in store.iter_pending(latest.id):
-        if not counter.send(refs):
+        if not await counter.send(refs):
             return False
     return not latest.listing_done
 
@@ -186,7 +262,7 @@ async def _resume(store: Store, latest: ScanStatus, counter: _Counter) -> bool:
 async def _failed(store: Store, target: Target, counter: _Counter) -> None:
     async for refs in store.iter_failed(target):
         counter.est.objects += len(refs)
-        if not counter.send(refs):
+        if not await counter.send(refs):
             return
 
 
@@ -225,5 +301,5 @@ async def _list(
                 else:
                     fresh.append(ref)
             progress.listed = est.objects
-            if not counter.send(fresh) or stop.is_set():
+            if not await counter.send(fresh) or stop.is_set():
                 return

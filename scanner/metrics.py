@@ -24,7 +24,9 @@ _GAUGES = {
     "objects_review": "images with Result 2 in this run",
     "objects_skipped": "objects skipped in this run (not images, filters, unchanged)",
     "objects_retrying": "per-image failures waiting for another attempt",
+    "objects_shared": "images audited without paying in this run (copies, another scan's keys)",
     "billed_units": "units billed in this run (images x scenes); absent when scenes are unknown",
+    "saved_units": "units not billed in this run thanks to shared verdicts (images x scenes)",
     "maybe_billed_twice": "images possibly billed twice (resent after a lost answer)",
     "requests_in_flight": "audit requests on the wire now",
     "qps_budget": "the audit budget's current requests per second",
@@ -73,6 +75,7 @@ class ScanMetrics:
             ("objects_audited", p.audited),
             ("objects_flagged", p.flagged),
             ("objects_review", p.review),
+            ("objects_shared", p.shared),
             ("objects_skipped", p.skipped),
             ("objects_retrying", p.retrying),
             ("maybe_billed_twice", p.maybe_double),
@@ -80,7 +83,8 @@ class ScanMetrics:
         ):
             self.set(name, value)
         if self._scenes is not None:
-            self.set("billed_units", p.audited * self._scenes)
+            self.set("billed_units", (p.audited - p.shared) * self._scenes)
+            self.set("saved_units", p.shared * self._scenes)
         self._set_failed(p.failures)
         self._requests.labels(self._target, "answered").set(p.requests)
         if p.budget is not None:

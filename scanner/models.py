@@ -5,6 +5,7 @@ Leaf module: imports nothing from `scanner`. Everything here is immutable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,6 +128,7 @@ class ImageVerdict:
     retryable: bool = False
     raw: str = ""
     maybe_double: bool = False  # sent again after a lost answer: possibly billed twice
+    shared_from: str | None = None  # a copy's verdict: the key whose audit it shares (unbilled)
 
     @property
     def failed(self) -> bool:
@@ -144,6 +146,35 @@ class Target:
     @property
     def id(self) -> str:
         return f"cos://{self.bucket}.{self.region}/{self.prefix}"
+
+    @property
+    def scope(self) -> str:
+        """The bucket's id: verdicts belong to it, whatever target produced them."""
+        return f"cos://{self.bucket}.{self.region}/"
+
+
+def split_target(target_id: str) -> tuple[str, str]:
+    """(scope, prefix) of a target id: the bucket's id, and the prefix under it."""
+    head, _, prefix = target_id.removeprefix("cos://").partition("/")
+    return f"cos://{head}/", prefix
+
+
+def key_range(prefix: str) -> tuple[str, str]:
+    """Bounds lo <= key < hi of the keys under `prefix` (UTF-8 order), so an index serves it."""
+    return prefix, prefix + "\U0010ffff"
+
+
+_MD5_ETAG = re.compile(r"[0-9a-f]{32}(-[1-9][0-9]{0,4})?")
+
+
+def content_key(etag: str, size: int) -> str | None:
+    """What identifies an object's bytes: its ETag (an MD5, or the multipart form `<md5>-N`,
+    kept as it is) with its size. None when the ETag is not of those forms (e.g. SSE-C may
+    change it): such an object shares no verdict."""
+    tag = etag.strip('"').lower()
+    if size <= 0 or not _MD5_ETAG.fullmatch(tag):
+        return None
+    return f"{tag}/{size}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +204,8 @@ class ScanStatus:
     deleted: int = 0
     maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
     frozen: int = 0  # images the service froze at audit time (ForbidState > 0)
+    shared: int = 0  # audited without being billed: a copy's shared verdict, or another scan's
+    reuse_since: float = 0.0  # verdicts made before this are not taken (a --force scan: its start)
 
     @property
     def pending(self) -> int:

@@ -31,6 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from scanner.audit.client import AuditClient
 from scanner.audit.codec import AuditOptions, policy_still_holds
 from scanner.batcher import make_batches
+from scanner.copies import Copies
 from scanner.cos.listing import Lister
 from scanner.errors import AbandonedError
 from scanner.filter import ObjectFilter
@@ -62,6 +63,8 @@ class Progress:
     pages: int = 0
     requests: int = 0
     maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
+    shared: int = 0  # audited without paying: copies, and keys another scan had just audited
+    deferred: int = 0  # keys another live scan has in flight, left for a later pass
     total: int | None = None  # objects the scan will have listed, once known (or estimated)
     listed_before: int = 0  # objects the scan had listed before this run
     done_before: int = 0  # objects it had finished (audited, failed, skipped) before this run
@@ -92,6 +95,10 @@ class ScanDeps:
     filter: ObjectFilter
     incremental: bool = False  # skip keys whose last outcome still stands
     user_of: Callable[[str], str] = lambda _key: ""  # the uploader a key names
+    owner: str = "local"  # this scan's lease owner: what its claims carry
+    since: float = 0.0  # the bucket's verdicts made before this are not taken (--force)
+    dedupe: bool = True  # identical content (ETag, size) audited once ([scan] dedupe)
+    stale_after: float = 60.0  # seconds without heartbeat before another scan's claim lapses
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +117,7 @@ class Feed:
 
     sent: int = 0
     capped: bool = False
+    deferred: int = 0  # keys left pending because another live scan has them in flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,7 @@ class _Outcome:
     refs: list[ObjectRef]
     verdicts: list[ImageVerdict]
     done: anyio.Event
+    requests: int = 1  # 0: copies' shared verdicts, nothing was sent
 
 
 async def _send_refs(
@@ -141,18 +150,78 @@ async def _send_refs(
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    """Where the source sends: refs to audit, and copies' outcomes straight to the writer."""
+
+    refs_tx: MemoryObjectSendStream[ObjectRef]
+    results_tx: MemoryObjectSendStream[_Outcome]
+    copies: Copies
+
+
+async def _admit(
+    deps: ScanDeps,
+    scan_id: int,
+    refs: Sequence[ObjectRef],
+    flow: _Flow,
+    feed: Feed,
+    progress: Progress,
+) -> list[ObjectRef]:
+    """What of `refs` must be sent: the store settles what is already known (copies of
+    audited content, keys another scan just audited, keys it has in flight), then copies of
+    content in flight in this pass wait for it (`Copies`)."""
+    options = deps.auditor.options
+    got = await deps.store.admit(
+        scan_id,
+        deps.target,
+        deps.owner,
+        refs,
+        since=deps.since,
+        holds=lambda policy, ref: policy_still_holds(
+            policy, options.fingerprint_for(ref.key, ref.size)
+        ),
+        dedupe=deps.dedupe,
+        stale_after=deps.stale_after,
+        user=lambda ref: deps.user_of(ref.key),
+    )
+    for _, result, _ in got.shared:
+        progress.audited += 1
+        progress.shared += 1
+        progress.flagged += result == Result.SENSITIVE
+        progress.review += result == Result.SUSPICIOUS
+    feed.deferred += got.deferred
+    progress.deferred += got.deferred
+    send: list[ObjectRef] = []
+    ready: list[tuple[ObjectRef, ImageVerdict]] = []
+    for ref in got.send:
+        route = flow.copies.route(ref)
+        if route is None:
+            send.append(ref)
+        elif isinstance(route, ImageVerdict):
+            ready.append((ref, route))
+    if ready:
+        await flow.results_tx.send(
+            _Outcome([r for r, _ in ready], [v for _, v in ready], anyio.Event(), requests=0)
+        )
+    return send
+
+
 async def _source(
     deps: ScanDeps,
     scan: ScanStatus,
-    refs_tx: MemoryObjectSendStream[ObjectRef],
+    flow: _Flow,
     stop: anyio.Event,
     opts: PassOptions,
     feed: Feed,
     progress: Progress,
 ) -> None:
-    async with refs_tx:
-        async for refs in deps.store.iter_pending(scan.id):
-            if stop.is_set() or not await _send_refs(refs, refs_tx, feed, opts.max_images):
+    refs_tx = flow.refs_tx
+    async with refs_tx, flow.results_tx:
+        async for pending in deps.store.iter_pending(scan.id):
+            if stop.is_set():
+                return
+            refs = await _admit(deps, scan.id, pending, flow, feed, progress)
+            if not await _send_refs(refs, refs_tx, feed, opts.max_images):
                 return
         if not opts.list_pages or scan.listing_done:
             return
@@ -170,6 +239,7 @@ async def _source(
             progress.skipped += len(page.objects) - len(fresh)
             if page.next_marker is None:  # the scan's size is known now
                 progress.total = progress.listed_before + progress.listed
+            fresh = await _admit(deps, scan.id, fresh, flow, feed, progress)
             if not await _send_refs(fresh, refs_tx, feed, opts.max_images):
                 return
             if page.next_marker is None:
@@ -225,6 +295,7 @@ async def _audit(
 def _count(progress: Progress, verdicts: Sequence[ImageVerdict]) -> None:
     for v in verdicts:
         progress.maybe_double += v.maybe_double
+        progress.shared += v.shared_from is not None and not v.failed
         if v.failed:
             if v.retryable:
                 progress.retrying += 1
@@ -247,8 +318,10 @@ async def _write(
     results_rx: MemoryObjectReceiveStream[_Outcome],
     opts: PassOptions,
     progress: Progress,
+    copies: Copies,
 ) -> None:
-    """Group-commit: everything waiting is written in one transaction, then acknowledged."""
+    """Group-commit: everything waiting is written in one transaction, then acknowledged;
+    then the copies that waited for what was just written get its verdict (`Copies`)."""
     async with results_rx:
         async for first in results_rx:
             group = [first]
@@ -258,19 +331,40 @@ async def _write(
                 except (anyio.WouldBlock, anyio.EndOfStream):
                     break
             pairs = [(r, v) for o in group for r, v in zip(o.refs, o.verdicts, strict=True)]
-            await deps.store.record_results(
-                scan_id,
-                deps.target,
-                _policy_of(deps.auditor.options),
-                pairs,
-                user=lambda ref: deps.user_of(ref.key),
-                requests=len(group),
-                max_attempts=opts.max_attempts,
-            )
+            await _record(deps, scan_id, pairs, sum(o.requests for o in group), opts)
             for outcome in group:
-                progress.requests += 1
+                progress.requests += outcome.requests
                 _count(progress, outcome.verdicts)
                 outcome.done.set()
+            waited = [
+                share
+                for o in group
+                if o.requests
+                for r, v in zip(o.refs, o.verdicts, strict=True)
+                for share in copies.settle(r, v)
+            ]
+            if waited:
+                await _record(deps, scan_id, waited, 0, opts)
+                _count(progress, [v for _, v in waited])
+
+
+async def _record(
+    deps: ScanDeps,
+    scan_id: int,
+    pairs: Sequence[tuple[ObjectRef, ImageVerdict]],
+    requests: int,
+    opts: PassOptions,
+) -> None:
+    await deps.store.record_results(
+        scan_id,
+        deps.target,
+        _policy_of(deps.auditor.options),
+        pairs,
+        user=lambda ref: deps.user_of(ref.key),
+        requests=requests,
+        max_attempts=opts.max_attempts,
+        owner=deps.owner,
+    )
 
 
 async def run_pass(
@@ -278,11 +372,13 @@ async def run_pass(
 ) -> Feed:
     """One pass over the scan; says how many images it sent and whether it hit the cap."""
     feed = Feed()
+    copies = Copies(_policy_of(deps.auditor.options), enabled=deps.dedupe)
     refs_tx, refs_rx = anyio.create_memory_object_stream[ObjectRef](opts.batch_size)
     batches_tx, batches_rx = anyio.create_memory_object_stream[list[ObjectRef]](0)
     results_tx, results_rx = anyio.create_memory_object_stream[_Outcome](opts.workers)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_source, deps, scan, refs_tx, stop, opts, feed, progress, name="source")
+        flow = _Flow(refs_tx, results_tx.clone(), copies)
+        tg.start_soon(_source, deps, scan, flow, stop, opts, feed, progress, name="source")
         tg.start_soon(
             make_batches, refs_rx, batches_tx, opts.batch_size, opts.batch_wait, name="batcher"
         )
@@ -297,5 +393,5 @@ async def run_pass(
                     deps.user_of,
                     name=f"auditor-{n}",
                 )
-        tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, name="writer")
+        tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, copies, name="writer")
     return feed

@@ -70,6 +70,7 @@ def status_json(status: ScanStatus, expected: int | None = None) -> dict[str, An
         "requests": status.requests,
         "maybe_billed_twice": status.maybe_double,
         "frozen": status.frozen,
+        "shared": status.shared,
         "error": status.error,
         "started_at": status.started_at,
         "updated_at": status.updated_at,
@@ -95,6 +96,7 @@ def status_table(
         "failed",
         "skipped",
         "pending",
+        "shared",
         "billed2x?",
         "rate/s",
         "elapsed",
@@ -118,6 +120,7 @@ def status_table(
                 f"{s.failed:,}",
                 f"{s.skipped:,}",
                 f"{s.pending:,}",
+                f"{s.shared:,}",
                 f"{s.maybe_double:,}",
                 "-" if r["rate"] is None else f"{r['rate']:.1f}",
                 _duration(r["elapsed"] or 0),
@@ -146,8 +149,9 @@ def summary_text(
     labels: Mapping[str, int],
     run_seconds: float,
     run_audited: int,
+    scenes: int | None = None,
 ) -> str:
-    """The table printed when a scan run ends."""
+    """The table printed when a scan run ends (`scenes`: billed units per image, if known)."""
     this_run = "nothing audited"
     if run_audited:
         this_run = f"{run_audited:,} images in {run_seconds:.1f}s"
@@ -163,6 +167,15 @@ def summary_text(
         f"  pending   {status.pending:>10,}",
         f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
+        *(
+            [
+                f"  shared    {status.shared:>10,}   audited without paying: copies of audited "
+                "content and keys another scan had just audited"
+                + (f"; {status.shared * scenes:,} units saved" if scenes else "")
+            ]
+            if status.shared
+            else []
+        ),
         *(
             [f"  frozen    {status.frozen:>10,}   by the service at audit time"]
             if status.frozen
@@ -208,6 +221,18 @@ def dry_run_text(est: Mapping[str, Any], audit: AuditSettings) -> str:
         + ("   (capped by --max-images)" if est["capped_at_max_images"] else ""),
         f"  skipped      {sum(skipped.values()):>12,}   {skips}",
     ]
+    if est["verdicts_reused"]:
+        lines.append(
+            f"  reused       {est['verdicts_reused']:>12,}   not billed: the key's verdict from "
+            "another scan of the bucket still stands"
+        )
+    if est["copies_not_billed"]:
+        saved = est["saved_units"]
+        lines.append(
+            f"  copies       {est['copies_not_billed']:>12,}   not billed: the same content "
+            "(ETag, size) as an image audited once ([scan] dedupe)"
+            + (f"; {saved:,} units saved" if saved else "")
+        )
     scenes, units = est["scenes_per_image"], est["billed_units"]
     if units is None:
         low, high = est["billed_units_range"]
@@ -259,6 +284,7 @@ FIELDS = (
     "scan_id",
     "forbid_state",
     "user",
+    "verdict_from",  # a copy's verdict: the key whose audit it shares (empty: audited itself)
 )
 
 

@@ -85,9 +85,10 @@ class _Run:
 
 async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
     store = run.deps.store
-    for number in range(1, run.opts.max_attempts + 1):
+    number = 1
+    while number <= run.opts.max_attempts:
         remaining = None if run.opts.max_images is None else run.opts.max_images - run.sent
-        opts = replace(run.opts, max_images=remaining, list_pages=number == 1)
+        opts = replace(run.opts, max_images=remaining, list_pages=not scan.listing_done)
         run.progress.phase = "auditing" if number == 1 else f"retry pass {number}"
         feed = await run_pass(run.deps, scan, opts, run.stop, run.progress)
         run.sent += feed.sent
@@ -98,8 +99,15 @@ async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
             return ScanResult(await store.finish_scan(scan.id, "interrupted"), "interrupted")
         if feed.capped:
             return ScanResult(await store.finish_scan(scan.id, "paused"), "paused")
+        if feed.deferred:  # another scan has some of these keys in flight: wait for its answers
+            log.info("%d keys are in flight in another scan of this bucket: waiting", feed.deferred)
+            run.progress.phase = "waiting for another scan"
+            with anyio.move_on_after(2.0):
+                await run.stop.wait()
+            continue  # not an attempt: nothing of ours failed
         with anyio.move_on_after(min(30.0, 2.0**number)):
             await run.stop.wait()
+        number += 1
     await store.fail_pending(scan.id, "RetriesExhausted", "retryable failures on every attempt")
     await store.spent_to_failures(scan.id, run.deps.target, run.deps.policy, "RetriesExhausted")
     return ScanResult(await _done(run, scan), "done")
@@ -143,9 +151,9 @@ async def _open_scan(
         log.info("scan %d abandoned (--force): a new full scan starts", latest.id)
     if latest is not None and mode == "full" and not force:
         return None
-    if latest is None and mode == "incremental":
-        mode = "full"  # nothing to compare with yet
-    scan = await store.start_scan(target, policy, mode)
+    if latest is None and mode == "incremental" and not await store.has_outcomes(target):
+        mode = "full"  # nothing to compare with yet (no scan of the bucket covered it)
+    scan = await store.start_scan(target, policy, mode, reuse=not force)
     if mode == "retry-failed":
         await store.seed_failures(scan.id, target)
         scan = await store.scan(scan.id)
@@ -214,6 +222,7 @@ async def scan_target(
             )
         finally:
             with anyio.CancelScope(shield=True):
+                await store.release_claims(owner)
                 await store.release_lease(target, owner)
 
 
@@ -267,6 +276,10 @@ async def _scan_with_clients(
             ObjectFilter.from_settings(config.scan, config.audit),
             incremental=scan.mode == "incremental",
             user_of=user_of(config.scan),
+            owner=owner,
+            since=scan.reuse_since,
+            dedupe=config.scan.dedupe,
+            stale_after=config.scan.lease_stale_after,
         )
         run = _Run(deps, opts, stop, progress)
         async with anyio.create_task_group() as tg:

@@ -36,7 +36,9 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
     else:
         if args.objects < 0:
             raise ConfigError(f"--objects must be >= 0 (got {args.objects})")
-        bucket = synthetic(args.objects, args.seed)
+        if not 0.0 <= args.copies < 1.0:
+            raise ConfigError(f"--copies must be a share in [0, 1) (got {args.copies})")
+        bucket = synthetic(args.objects, args.seed, args.copies)
     key = args.secret_key or os.environ.get("EMULATOR_SECRET_KEY") or DEFAULT_SECRET_KEY
     expires = None if args.token_expires_in is None else time.time() + args.token_expires_in
     faults = Faults(

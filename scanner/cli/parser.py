@@ -38,6 +38,14 @@ def _emulator_args(sub: Any) -> None:
     src.add_argument("--root", type=Path, help="serve this folder as the bucket instead")
     p.add_argument("--seed", type=int, default=1, help="seed of the album and of the faults")
     p.add_argument(
+        "--copies",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the album's images that are copies of another (0..1, e.g. 0.2): "
+        "the same bytes, ETag and size under another key",
+    )
+    p.add_argument(
         "--bucket", default=DEFAULT_BUCKET, help=f"bucket name (default {DEFAULT_BUCKET})"
     )
     p.add_argument("--region", default=DEFAULT_REGION, help=f"region (default {DEFAULT_REGION})")

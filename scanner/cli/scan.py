@@ -60,6 +60,7 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
         labels=labels,
         run_seconds=run_seconds,
         run_audited=0 if result.outcome == "nothing" else result.status.run_audited,
+        scenes=config.audit.scenes_per_image,
     )
 
 

@@ -87,6 +87,7 @@ class ScanSettings:
     lease_stale_after: float = 60.0  # seconds without heartbeat before a lease is taken over
     progress_interval: float = 10.0  # seconds between progress log lines (not on a terminal)
     user_from_key: str = ""  # regex with a named group `user`, e.g. "^albums/(?P<user>[^/]+)/"
+    dedupe: bool = True  # identical content (same ETag and size) is audited and billed once
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

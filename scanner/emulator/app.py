@@ -281,6 +281,9 @@ def _bill(state: EmulatorState, source: str, value: str, verdict: Verdict, scene
         return verdict
     if source == "Object":
         state.stats.audits[value] += 1
+        obj = state.bucket.objects.get(value)
+        if obj is not None:
+            state.stats.contents[f"{obj.etag}/{obj.size}"] += 1
     state.stats.billed_units += scenes
     state.stats.large_images += verdict.compressed
     return verdict

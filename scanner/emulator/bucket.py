@@ -26,6 +26,7 @@ class StoredObject:
     last_modified: datetime
     storage_class: str = "STANDARD"
     path: Path | None = None  # folder-backed mode: the file holding the content
+    content: str | None = None  # a synthetic copy: the key of the picture it copies
 
 
 def etag_of(key: str, version: int = 0) -> str:
@@ -70,6 +71,7 @@ class Bucket:
         """Change an object's content (a new ETag, a new LastModified)."""
         obj = self.objects[key]
         obj.etag = etag_of(key, version)
+        obj.content = None  # new bytes: no longer a copy
         obj.last_modified = obj.last_modified + timedelta(days=1)
 
 
@@ -124,15 +126,20 @@ def _synthetic_key(i: int, rng: random.Random) -> tuple[str, bool]:
     return f"albums/u{user:05d}/{year}/{month:02d}/IMG_{i:07d}.{ext}", True
 
 
-def synthetic(count: int, seed: int = 1) -> Bucket:
+def synthetic(count: int, seed: int = 1, copies: float = 0.0) -> Bucket:
     """A deterministic photo album of `count` objects.
 
     About 88% images (jpg/jpeg/png/webp/gif/heic/bmp, some upper-case), 3% other files, 2%
     folder markers, 7% keys with unicode, spaces, '+', '#', '&' and '%'; about 1% of images are
     zero bytes, 0.8% are 6-30 MB (need LargeImageDetect) and 0.4% are over 32 MB; a few are in
-    archive storage classes.
+    archive storage classes. With `copies` (a share, 0..1), that share of the images are copies
+    of an earlier image (forwarded photos, stickers, re-uploads): the same bytes, so the same
+    ETag, size and verdict, under a key of their own with the original's extension. The album
+    without copies is the same whatever `copies` is (they are drawn from a second generator).
     """
     rng = random.Random(seed)
+    copier = random.Random(seed * 7919 + 1)
+    originals: list[str] = []
     bucket = Bucket()
     for i in range(count):
         key, image = _synthetic_key(i, rng)
@@ -143,9 +150,25 @@ def synthetic(count: int, seed: int = 1) -> Bucket:
         else:
             size = _image_size(rng) if image else rng.randint(100, 2 * MB)
         when = _BASE_TIME + timedelta(seconds=i * 37)
-        bucket.put(key, StoredObject(etag_of(key), size, when, _storage_class(rng)))
+        obj = StoredObject(etag_of(key), size, when, _storage_class(rng))
+        if image and size and copies and originals and copier.random() < copies:
+            source_key = originals[copier.randrange(len(originals))]
+            source = bucket.objects[source_key]
+            key = f"{key.rsplit('.', 1)[0]}.{source_key.rsplit('.', 1)[-1]}"
+            obj.etag, obj.size, obj.content = source.etag, source.size, source_key
+        elif image and size:
+            originals.append(key)
+        bucket.put(key, obj)
     bucket.keys()
     return bucket
+
+
+def _md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def from_folder(root: Path) -> Bucket:
@@ -156,9 +179,7 @@ def from_folder(root: Path) -> Bucket:
             path = Path(dirpath, name)
             st = path.stat()
             key = path.relative_to(root).as_posix()
-            etag = hashlib.md5(
-                f"{key}\0{st.st_size}\0{st.st_mtime_ns}".encode(), usedforsecurity=False
-            ).hexdigest()
+            etag = _md5_of(path)  # as COS gives for a simple upload: equal bytes, equal ETag
             when = datetime.fromtimestamp(st.st_mtime, tz=UTC)
             bucket.put(key, StoredObject(etag, st.st_size, when, "STANDARD", path))
     bucket.keys()

@@ -15,7 +15,9 @@ For an image audited by Object (first match wins):
 | otherwise                                                     | Normal, Result 0, Score h % 30 |
 
 where h = int(sha256(key)[:8], 16) % 1000 (in folder mode: sha256 of the file's first 64 KiB
-and its size, so a verdict follows the content). A hit counts only if its scene was asked
+and its size, so a verdict follows the content). A synthetic copy is judged as the picture it
+copies (its key stands in for `key` in the rules above, but the copy's own extension), so
+equal bytes get equal verdicts. A hit counts only if its scene was asked
 for (DetectType, or the default scenes Porn, Terrorism, Politics, Ads, Illegal); otherwise the
 image is Normal. A verdict is billed one unit per scene; failures are not billed.
 """
@@ -96,13 +98,14 @@ def verdict_for(
     ext = key.rsplit(".", 1)[-1].lower() if "." in key.rsplit("/", 1)[-1] else ""
     if ext not in IMAGE_EXTENSIONS:
         return Verdict(code="-65013", message="file does not meet requirements (format)")
-    if obj.size == 0 or "corrupt" in key.lower():
+    seed = obj.content or key  # a copy is judged as what it copies
+    if obj.size == 0 or "corrupt" in seed.lower():
         return Verdict(code="-65007", message="image decode failed")
     if obj.size >= HARD_LIMIT or (obj.size > SMALL_LIMIT and not large_image_detect):
         return Verdict(code="-65011", message="file too large")
-    h = content_bucket(obj.path, obj.size) if obj.path is not None else bucket_of(key)
+    h = content_bucket(obj.path, obj.size) if obj.path is not None else bucket_of(seed)
     compressed = obj.size > SMALL_LIMIT
-    hit = _hit(key, h, scenes)
+    hit = _hit(seed, h, scenes)
     if hit is None:
         return Verdict(score=h % 30, compressed=compressed)
     return Verdict(

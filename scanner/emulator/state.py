@@ -63,6 +63,7 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)  # by endpoint
     statuses: Counter[str] = field(default_factory=Counter)  # by "endpoint status"
     audits: Counter[str] = field(default_factory=Counter)  # billed verdicts per key
+    contents: Counter[str] = field(default_factory=Counter)  # billed verdicts per "etag/size"
     image_failures: Counter[str] = field(default_factory=Counter)  # by code
     list_markers: Counter[str] = field(default_factory=Counter)  # pages served, by marker
     sent: Counter[str] = field(default_factory=Counter)  # Object inputs received per key
@@ -80,6 +81,8 @@ class Stats:
             "statuses": dict(self.statuses),
             "audited_images": sum(self.audits.values()),
             "distinct_images": len(self.audits),
+            "distinct_contents": len(self.contents),
+            "contents_billed_twice": len([c for c, n in self.contents.items() if n > 1]),
             "billed_units": self.billed_units,
             "large_images": self.large_images,
             "sent_images": sum(self.sent.values()),
@@ -96,6 +99,7 @@ class Stats:
         }
         if detail:
             out["audits"] = dict(self.audits)
+            out["contents"] = dict(self.contents)
             out["writes"] = dict(self.writes)
             out["list_markers"] = dict(self.list_markers)
         return out

@@ -6,6 +6,7 @@
 - `pages`: listed pages with their objects and the next marker, in one transaction;
 - `results`: audit outcomes, verdicts, failures, and what incremental rescans read of them;
 - `reports`: the current state of every key, filtered and streamed;
+- `sharing`: what a scan need not pay for (copies, another scan's verdicts) and claims;
 - `journal`: act runs and one row per object per run (I6), and what is in effect per object.
 The counters in `scans` change only in the same transactions as the rows they count.
 """
@@ -18,10 +19,12 @@ from scanner.store.pages import Pages
 from scanner.store.reports import REPORT_COLUMNS, ReportFilter, Reports
 from scanner.store.results import Prior, Results, pack_raw, unpack_raw
 from scanner.store.scans import Scans
+from scanner.store.sharing import Admission, Sharing
 
 __all__ = [
     "REPORT_COLUMNS",
     "ActRun",
+    "Admission",
     "Entry",
     "Prior",
     "ReportFilter",
@@ -31,5 +34,5 @@ __all__ = [
 ]
 
 
-class Store(Leases, Scans, Pages, Results, Reports, Journal):
+class Store(Leases, Scans, Pages, Results, Sharing, Reports, Journal):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

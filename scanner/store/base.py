@@ -18,6 +18,7 @@ import aiosqlite
 import anyio
 
 from scanner.errors import StoreError
+from scanner.models import key_range, split_target
 from scanner.store.migrate import apply_migrations, current_version, latest_version
 
 
@@ -29,6 +30,15 @@ def _uri(where: str, readonly: bool, immutable: bool = False) -> str:
         raise StoreError(f"cannot create store {where!r}: {str(path.parent)!r} is not a directory")
     mode = "ro" if readonly else "rwc"
     return f"file:{quote(str(path.resolve()))}?mode={mode}{'&immutable=1' if immutable else ''}"
+
+
+def within(target_id: str, alias: str = "") -> tuple[str, list[Any]]:
+    """SQL condition (and its arguments) for the rows of a target's keys in a per-bucket table
+    (verdicts, failures, their history, acted): the bucket's rows under the target's prefix."""
+    scope, prefix = split_target(target_id)
+    lo, hi = key_range(prefix)
+    a = f"{alias}." if alias else ""
+    return f"{a}target = ? AND {a}key >= ? AND {a}key < ?", [scope, lo, hi]
 
 
 class StoreBase:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.errors import StoreError
+from scanner.models import split_target
 from scanner.store.base import StoreBase
 from scanner.store.reports import ReportFilter, current_view
 
@@ -114,7 +115,7 @@ class Journal(StoreBase):
                     "j.prior_acl, j.location, a.action, ? FROM acted a JOIN journal j "
                     "ON j.run_id = a.run_id AND j.key = a.key AND j.state = 'done' "
                     f"WHERE a.target = ? AND a.key IN (SELECT key FROM ({view}))",
-                    [run_id, now, target, *args],
+                    [run_id, now, split_target(target)[0], *args],
                 )
             else:
                 async with conn.execute(
@@ -190,7 +191,10 @@ class Journal(StoreBase):
             )
             if acted is None:
                 return
-            target = "(SELECT target FROM act_runs WHERE id = ?)"
+            target = (  # the bucket part of the run's target: acted rows belong to the bucket
+                "(SELECT substr(target, 1, 6 + instr(substr(target, 7), '/')) FROM act_runs "
+                "WHERE id = ?)"
+            )
             if acted:
                 await conn.execute(
                     "INSERT INTO acted (target, key, action, run_id) VALUES "
@@ -206,7 +210,7 @@ class Journal(StoreBase):
     async def acted_on(self, target: str, key: str) -> str:
         """The action in effect on the object ("" when none)."""
         row = await self._one(
-            "SELECT action FROM acted WHERE target = ? AND key = ?", (target, key)
+            "SELECT action FROM acted WHERE target = ? AND key = ?", (split_target(target)[0], key)
         )
         return str(row[0]) if row else ""
 
@@ -251,11 +255,11 @@ def _selection(
     sql = f"SELECT key, etag, size FROM ({view}) cur WHERE state = 'audited'"
     if action == "restore":  # what an action is in effect on
         sql += " AND EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key)"
-        return sql, [*args, target]
+        return sql, [*args, split_target(target)[0]]
     if action:  # the same action already in effect: nothing to do (another action may follow)
         sql += (
             " AND NOT EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key"
             " AND a.action = ?)"
         )
-        args = [*args, target, action]
+        args = [*args, split_target(target)[0], action]
     return sql, args

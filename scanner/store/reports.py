@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.errors import StoreError
-from scanner.store.base import StoreBase
+from scanner.models import key_range, split_target
+from scanner.store.base import StoreBase, within
 from scanner.store.results import unpack_raw
 
 
@@ -18,7 +19,8 @@ class Reports(StoreBase):
 
     async def labels_known(self, target: str) -> set[str]:
         """Every Label the target's verdicts carry."""
-        rows = await self._all("SELECT DISTINCT label FROM verdicts WHERE target = ?", (target,))
+        cond, args = within(target)
+        rows = await self._all(f"SELECT DISTINCT label FROM verdicts WHERE {cond}", args)
         return {str(r[0]) for r in rows}
 
     def _view(self, target: str, latest_scan: int, where: ReportFilter) -> tuple[str, list[Any]]:
@@ -83,7 +85,7 @@ class Reports(StoreBase):
 
 REPORT_COLUMNS = (
     "key, etag, size, state, reason, message, result, label, score, category, sub_label, job_id, "
-    "audited_at, scan_id, forbid_state, user_id, raw"
+    "audited_at, scan_id, forbid_state, user_id, verdict_from, raw"
 )
 # A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
 # verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
@@ -94,28 +96,29 @@ SELECT v.key, v.etag, v.size,
        CASE WHEN v.deleted_scan IS NULL THEN 'audited' ELSE 'deleted' END AS state,
        CASE WHEN v.deleted_scan IS NULL THEN NULL ELSE 'deleted' END AS reason, NULL AS message,
        v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
-       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.user_id, v.raw
-FROM verdicts v WHERE v.target = ?
+       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.user_id, v.verdict_from,
+       v.raw
+FROM verdicts v WHERE v.target = ? AND v.key >= ? AND v.key < ?
   AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = v.target AND f.key = v.key)
 UNION ALL
 SELECT f.key, f.etag, f.size,
        CASE WHEN f.deleted_scan IS NULL THEN 'failed' ELSE 'deleted' END, f.code, f.message,
        NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL,
-       NULL, NULL
-FROM failures f WHERE f.target = ?
+       NULL, NULL, NULL
+FROM failures f WHERE f.target = ? AND f.key >= ? AND f.key < ?
 UNION ALL
 SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, o.scan_id, NULL, NULL, NULL
-FROM scan_objects o JOIN scans s ON s.id = o.scan_id
+       NULL, o.scan_id, NULL, NULL, NULL, NULL
+FROM scan_objects o
 WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
-  AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = s.target AND v.key = o.key)
-  AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = s.target AND f.key = o.key)
+  AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = ? AND v.key = o.key)
+  AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = ? AND f.key = o.key)
 """
 _HISTORY = """
 UNION ALL
 SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.score, h.category,
-       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, NULL, h.raw
-FROM verdict_history h WHERE h.target = ?
+       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, NULL, h.verdict_from, h.raw
+FROM verdict_history h WHERE h.target = ? AND h.key >= ? AND h.key < ?
 """
 
 
@@ -124,7 +127,9 @@ def current_view(target: str, latest_scan: int, where: ReportFilter) -> tuple[st
     verdict a re-audit replaced, state 'superseded'), filtered: SQL and its arguments."""
     view = _CURRENT_VIEW + (_HISTORY if where.history else "")
     sql = f"SELECT {REPORT_COLUMNS} FROM ({view}) WHERE 1 = 1"
-    args: list[Any] = [target, target, latest_scan] + ([target] if where.history else [])
+    scope, prefix = split_target(target)
+    keys = [scope, *key_range(prefix)]
+    args: list[Any] = [*keys, *keys, latest_scan, scope, scope] + (keys if where.history else [])
     conds, more = where.sql()
     return sql + conds, args + more
 

@@ -14,20 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scanner.models import ImageVerdict, ObjectRef, Result, Target
-from scanner.store.base import StoreBase
+from scanner.models import ImageVerdict, ObjectRef, Result, Target, content_key
+from scanner.store.base import StoreBase, within
+from scanner.store.sharing import CONTENT_CLAIM
 
 _UPSERT_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
-                      text, job_id, raw, audited_at, scan_id, forbid_state, user_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                      text, job_id, raw, audited_at, scan_id, forbid_state, user_id, verdict_from)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (target, key) DO UPDATE SET
     etag = excluded.etag, size = excluded.size, policy = excluded.policy,
     result = excluded.result, label = excluded.label, score = excluded.score,
     category = excluded.category, sub_label = excluded.sub_label, text = excluded.text,
     job_id = excluded.job_id, raw = excluded.raw, audited_at = excluded.audited_at,
     scan_id = excluded.scan_id, deleted_scan = NULL, forbid_state = excluded.forbid_state,
-    user_id = excluded.user_id
+    user_id = excluded.user_id, verdict_from = excluded.verdict_from
 """
 _UPSERT_FAILURE = """
 INSERT INTO failures (target, key, etag, size, last_modified, storage_class, policy, code,
@@ -77,6 +78,7 @@ class Results(StoreBase):
         user: Callable[[ObjectRef], str] | None = None,
         requests: int,
         max_attempts: int,
+        owner: str = "",
     ) -> None:
         """Record audit outcomes in one transaction.
 
@@ -97,7 +99,7 @@ class Results(StoreBase):
                 groups[f"ok{int(v.result)}"].append(("audited", None, None, scan_id, ref.key))
                 verdicts.append(
                     (
-                        target.id,
+                        target.scope,
                         ref.key,
                         ref.etag,
                         ref.size,
@@ -114,6 +116,7 @@ class Results(StoreBase):
                         scan_id,
                         v.forbid_state,
                         (user(ref) if user else "") or None,
+                        v.shared_from,
                     )
                 )
             elif v.retryable:
@@ -131,12 +134,21 @@ class Results(StoreBase):
                 await conn.executemany(_UPSERT_VERDICT, verdicts)
                 await conn.executemany(
                     "DELETE FROM failures WHERE target = ? AND key = ?",
-                    [(target.id, v[1]) for v in verdicts],
+                    [(target.scope, v[1]) for v in verdicts],
                 )
+            await conn.executemany(  # whatever the outcome, the key is no longer in flight
+                "DELETE FROM claims WHERE scope = ? AND key = ? AND owner = ?",
+                [
+                    (target.scope, claim, owner)
+                    for ref, _ in outcomes
+                    for claim in (ref.key, CONTENT_CLAIM + (content_key(ref.etag, ref.size) or ""))
+                ],
+            )
             final = [
-                (target.id, policies[row[4]], 0, now, scan_id, row[4]) for row in groups["failed"]
+                (target.scope, policies[row[4]], 0, now, scan_id, row[4])
+                for row in groups["failed"]
             ]
-            final += [(target.id, policies[row[3]], 1, now, scan_id, row[3]) for row in retry]
+            final += [(target.scope, policies[row[3]], 1, now, scan_id, row[3]) for row in retry]
             await conn.executemany(  # only rows that ended failed are copied
                 _UPSERT_FAILURE.replace(
                     "WHERE scan_id = ? AND key = ?",
@@ -145,11 +157,12 @@ class Results(StoreBase):
                 final,
             )
             audited = counts["ok0"] + counts["ok1"] + counts["ok2"]
+            shared = sum(1 for _, v in outcomes if v.shared_from is not None and not v.failed)
             await conn.execute(
                 "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
                 "review = review + ?, failed = failed + ?, requests = requests + ?, "
                 "run_audited = run_audited + ?, maybe_double = maybe_double + ?, "
-                "frozen = frozen + ?, updated_at = ? WHERE id = ?",
+                "frozen = frozen + ?, shared = shared + ?, updated_at = ? WHERE id = ?",
                 (
                     audited,
                     counts["ok1"],
@@ -159,6 +172,7 @@ class Results(StoreBase):
                     audited,
                     sum(v.maybe_double for _, v in outcomes),
                     sum(bool(v.forbid_state) for _, v in outcomes if not v.failed),
+                    shared,
                     now,
                     scan_id,
                 ),
@@ -184,7 +198,7 @@ class Results(StoreBase):
                     "WHERE scan_id = ? AND key = ?",
                     "WHERE scan_id = ? AND state = 'failed' AND reason = ?",
                 ),
-                (target.id, policy, 1, time.time(), scan_id, code),
+                (target.scope, policy, 1, time.time(), scan_id, code),
             )
 
     async def priors(self, target: Target, first: str, last: str) -> dict[str, Prior]:
@@ -192,57 +206,71 @@ class Results(StoreBase):
         found: dict[str, Prior] = {}
         for row in await self._all(
             "SELECT key, etag, size, policy FROM verdicts WHERE target = ? AND key BETWEEN ? AND ?",
-            (target.id, first, last),
+            (target.scope, first, last),
         ):
             found[row[0]] = Prior(row[1], int(row[2]), row[3], failed=False, retryable=False)
         for row in await self._all(
             "SELECT key, etag, size, policy, retryable FROM failures "
             "WHERE target = ? AND key BETWEEN ? AND ?",
-            (target.id, first, last),
+            (target.scope, first, last),
         ):
             found[row[0]] = Prior(row[1], int(row[2]), row[3], failed=True, retryable=bool(row[4]))
         return found
 
+    async def has_outcomes(self, target: Target) -> bool:
+        """Whether any scan of the bucket left a verdict or a failure under the target."""
+        cond, args = within(target.id)
+        row = await self._one(
+            f"SELECT EXISTS (SELECT 1 FROM verdicts WHERE {cond}) "
+            f"OR EXISTS (SELECT 1 FROM failures WHERE {cond})",
+            (*args, *args),
+        )
+        return bool(row[0])
+
     async def mark_deleted(self, scan_id: int, target: Target) -> int:
-        """Keys of the target this (complete) scan did not list are marked deleted by it."""
+        """Keys under the target this (complete) scan did not list are marked deleted by it."""
+        cond, args = within(target.id)
         absent = (
-            "target = ? AND deleted_scan IS NULL AND NOT EXISTS "
+            "deleted_scan IS NULL AND NOT EXISTS "
             "(SELECT 1 FROM scan_objects o WHERE o.scan_id = ? AND o.key = {t}.key)"
         )
         seen = (
-            "target = ? AND deleted_scan IS NOT NULL AND EXISTS "
+            "deleted_scan IS NOT NULL AND EXISTS "
             "(SELECT 1 FROM scan_objects o WHERE o.scan_id = ? AND o.key = {t}.key)"
         )
         async with self._tx() as conn:
             gone = 0
             for table in ("verdicts", "failures"):
                 cur = await conn.execute(
-                    f"UPDATE {table} SET deleted_scan = ? WHERE " + absent.format(t=table),
-                    (scan_id, target.id, scan_id),
+                    f"UPDATE {table} SET deleted_scan = ? WHERE {cond} AND "
+                    + absent.format(t=table),
+                    (scan_id, *args, scan_id),
                 )
                 gone += cur.rowcount
                 await conn.execute(
-                    f"UPDATE {table} SET deleted_scan = NULL WHERE " + seen.format(t=table),
-                    (target.id, scan_id),
+                    f"UPDATE {table} SET deleted_scan = NULL WHERE {cond} AND "
+                    + seen.format(t=table),
+                    (*args, scan_id),
                 )
             await conn.execute("UPDATE scans SET deleted = ? WHERE id = ?", (gone, scan_id))
         return gone
 
     async def seed_failures(self, scan_id: int, target: Target) -> int:
         """A retry-failed scan: every key whose last attempt failed becomes pending in it."""
+        cond, args = within(target.id)
         async with self._tx() as conn:
             cur = await conn.execute(
                 "INSERT INTO scan_objects (scan_id, key, etag, size, last_modified, storage_class,"
                 " state) SELECT ?, key, etag, size, last_modified, storage_class, 'pending' "
-                "FROM failures WHERE target = ? AND deleted_scan IS NULL",
-                (scan_id, target.id),
+                f"FROM failures WHERE {cond} AND deleted_scan IS NULL",
+                (scan_id, *args),
             )
             n = cur.rowcount
             # their answer was lost once already: auditing them again may bill them twice
             async with conn.execute(
-                "SELECT COUNT(*) FROM failures WHERE target = ? AND deleted_scan IS NULL "
+                f"SELECT COUNT(*) FROM failures WHERE {cond} AND deleted_scan IS NULL "
                 "AND code = 'timeout-maybe-billed'",
-                (target.id,),
+                args,
             ) as c:
                 (maybe,) = await c.fetchone() or (0,)
             await conn.execute(
@@ -255,20 +283,20 @@ class Results(StoreBase):
         self, target: Target, chunk: int = 1000
     ) -> AsyncIterator[list[ObjectRef]]:
         """The objects `seed_failures` would make pending, in key order, `chunk` at a time."""
+        cond, args = within(target.id)
         after = ""
         while rows := await self._all(
             "SELECT key, etag, size, last_modified, storage_class FROM failures "
-            "WHERE target = ? AND deleted_scan IS NULL AND key > ? ORDER BY key LIMIT ?",
-            (target.id, after, chunk),
+            f"WHERE {cond} AND deleted_scan IS NULL AND key > ? ORDER BY key LIMIT ?",
+            (*args, after, chunk),
         ):
             yield [ObjectRef(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
             after = rows[-1][0]
 
     async def verdict_map(self, target: Target) -> dict[str, tuple[int, str, int]]:
-        """key -> (result, label, score) of every verdict of a target."""
-        rows = await self._all(
-            "SELECT key, result, label, score FROM verdicts WHERE target = ?", (target.id,)
-        )
+        """key -> (result, label, score) of every verdict under a target."""
+        cond, args = within(target.id)
+        rows = await self._all(f"SELECT key, result, label, score FROM verdicts WHERE {cond}", args)
         return {k: (Result(r).value, label, s) for k, r, label, s in rows}
 
     async def labels(self, scan_id: int) -> dict[str, int]:
@@ -280,10 +308,11 @@ class Results(StoreBase):
         return {str(label): int(n) for label, n in rows}
 
     async def deleted_keys(self, target: Target, scan_id: int) -> set[str]:
+        cond, args = within(target.id)
         rows = await self._all(
-            "SELECT key FROM verdicts WHERE target = ? AND deleted_scan = ? "
-            "UNION SELECT key FROM failures WHERE target = ? AND deleted_scan = ?",
-            (target.id, scan_id, target.id, scan_id),
+            f"SELECT key FROM verdicts WHERE {cond} AND deleted_scan = ? "
+            f"UNION SELECT key FROM failures WHERE {cond} AND deleted_scan = ?",
+            (*args, scan_id, *args, scan_id),
         )
         return {r[0] for r in rows}
 

@@ -13,7 +13,7 @@ from scanner.store.base import StoreBase
 _SCAN_COLUMNS = (
     "id, target, mode, policy, state, marker, listing_done, listed, audited, flagged, review, "
     "failed, skipped, requests, error, started_at, updated_at, finished_at, run_started_at, "
-    "run_audited, deleted, maybe_double, frozen"
+    "run_audited, deleted, maybe_double, frozen, shared, reuse_since"
 )
 
 
@@ -53,14 +53,17 @@ class Scans(StoreBase):
         )
         return [_status(r) for r in rows]
 
-    async def start_scan(self, target: Target, policy: str, mode: str = "full") -> ScanStatus:
-        """A new running scan of `target`."""
+    async def start_scan(
+        self, target: Target, policy: str, mode: str = "full", *, reuse: bool = True
+    ) -> ScanStatus:
+        """A new running scan of `target`; `reuse=False` (--force): only verdicts made since it
+        started are taken (its own, a scan's beside it), everything else is audited again."""
         now = time.time()
         async with self._tx() as conn:
             cur = await conn.execute(
                 "INSERT INTO scans (target, bucket, region, prefix, mode, policy, state, "
-                "started_at, updated_at, run_started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                "started_at, updated_at, run_started_at, reuse_since) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (
                     target.id,
                     target.bucket,
@@ -71,6 +74,7 @@ class Scans(StoreBase):
                     now,
                     now,
                     now,
+                    0.0 if reuse else now,
                 ),
             )
             scan_id = cur.lastrowid

@@ -1,0 +1,251 @@
+"""Sharing: what a scan need not pay for, decided when its objects are admitted to audit.
+
+Verdicts belong to the bucket, not to the target that produced them. Before a scan sends a
+group of objects, `admit` (one transaction) settles each one:
+- its own key already has a verdict for the same ETag and size under a policy that still
+  holds (any scan of the bucket made it: another target's, or one running beside this one;
+  a `--force` scan takes only verdicts made since it started): recorded as audited, nothing
+  sent;
+- a copy: another key of the bucket with the same content (ETag, size) was audited under a
+  policy that holds for this object: its verdict is copied (`verdict_from` names that key);
+- another live scan has claimed the key, or its content (it is in that scan's flight):
+  deferred, left pending, admitted again on a later pass, by when that scan's verdict is
+  there to take;
+- otherwise claimed for this scan and sent. A claim ends when the key's outcome is written;
+  a claim whose owner holds no live lease is stale and taken over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from scanner.models import ObjectRef, Target, content_key
+from scanner.store.base import StoreBase
+
+_SHARE_VERDICT = """
+INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
+                      text, job_id, raw, audited_at, scan_id, forbid_state, user_id, verdict_from)
+SELECT target, ?, etag, size, policy, result, label, score, category, sub_label, text, job_id,
+       raw, ?, ?, NULL, ?, key
+FROM verdicts WHERE target = ? AND key = ?
+ON CONFLICT (target, key) DO UPDATE SET
+    etag = excluded.etag, size = excluded.size, policy = excluded.policy,
+    result = excluded.result, label = excluded.label, score = excluded.score,
+    category = excluded.category, sub_label = excluded.sub_label, text = excluded.text,
+    job_id = excluded.job_id, raw = excluded.raw, audited_at = excluded.audited_at,
+    scan_id = excluded.scan_id, deleted_scan = NULL, forbid_state = NULL,
+    user_id = excluded.user_id, verdict_from = excluded.verdict_from
+"""
+#: Claims on content (a copy in flight) sit beside claims on keys; no object key starts so.
+CONTENT_CLAIM = "\x00content/"
+
+_AUDITED = (
+    "UPDATE scan_objects SET state = 'audited', reason = NULL, message = NULL "
+    "WHERE scan_id = ? AND key = ? AND state = 'pending'"
+)
+
+
+@dataclass
+class Admission:
+    """How `admit` settled a group of objects."""
+
+    send: list[ObjectRef] = field(default_factory=list)
+    shared: list[tuple[ObjectRef, int, str | None]] = field(default_factory=list)  # result, from
+    deferred: int = 0
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+async def _own(conn: Any, scope: str, keys: Sequence[str], since: float) -> dict[str, Any]:
+    """key -> (etag, size, policy, result, verdict_from) of the keys' own verdicts."""
+    async with conn.execute(
+        "SELECT key, etag, size, policy, result, verdict_from FROM verdicts "
+        f"WHERE target = ? AND key IN ({_marks(keys)}) AND audited_at >= ?",
+        (scope, *keys, since),
+    ) as cur:
+        return {row[0]: row[1:] async for row in cur}
+
+
+async def _donors(
+    conn: Any, scope: str, refs: Sequence[ObjectRef], since: float = 0.0
+) -> dict[tuple[str, int], list[tuple[str, str]]]:
+    """(ETag, size) -> [(policy, key)] of the bucket's audited objects with the content of
+    one of `refs` (one key per content and policy; copies' own verdicts are not donors)."""
+    donors: dict[tuple[str, int], list[tuple[str, str]]] = {}
+    if not refs:
+        return donors
+    etags = sorted({r.etag for r in refs})
+    async with conn.execute(
+        "SELECT etag, size, policy, MIN(key) FROM verdicts WHERE target = ? AND "
+        f"etag IN ({_marks(etags)}) AND verdict_from IS NULL AND audited_at >= ? "
+        "GROUP BY etag, size, policy",
+        (scope, *etags, since),
+    ) as cur:
+        async for etag, size, policy, key in cur:
+            donors.setdefault((etag, int(size)), []).append((policy, key))
+    return donors
+
+
+class Sharing(StoreBase):
+    async def admit(
+        self,
+        scan_id: int,
+        target: Target,
+        owner: str,
+        refs: Sequence[ObjectRef],
+        *,
+        since: float = 0.0,
+        holds: Callable[[str, ObjectRef], bool],
+        dedupe: bool,
+        stale_after: float,
+        user: Callable[[ObjectRef], str] | None = None,
+    ) -> Admission:
+        """Settle `refs` (pending objects of scan `scan_id`) as the module docstring says.
+
+        `holds(policy, ref)`: whether a verdict made under `policy` stands for `ref`."""
+        out = Admission()
+        if not refs:
+            return out
+        scope, now = target.scope, time.time()
+        keys = [r.key for r in refs]
+        async with self._tx() as conn:
+            own = await _own(conn, scope, keys, since)
+            rest: list[ObjectRef] = []
+            for ref in refs:
+                got = own.get(ref.key)
+                if got and got[0] == ref.etag and got[1] == ref.size and holds(got[2], ref):
+                    out.shared.append((ref, int(got[3]), got[4]))
+                else:
+                    rest.append(ref)
+            copies = [r for r in rest if dedupe and content_key(r.etag, r.size)]
+            donors = await _donors(conn, scope, copies, since)
+            shares: list[tuple[ObjectRef, str]] = []
+            unshared: list[ObjectRef] = []
+            for ref in rest:
+                found = [
+                    key
+                    for policy, key in donors.get((ref.etag, ref.size), ())
+                    if key != ref.key and holds(policy, ref)
+                ]
+                if found and dedupe and content_key(ref.etag, ref.size):
+                    shares.append((ref, found[0]))
+                else:
+                    unshared.append(ref)
+            if shares:
+                await conn.executemany(
+                    _SHARE_VERDICT,
+                    [
+                        (ref.key, now, scan_id, (user(ref) if user else "") or None, scope, donor)
+                        for ref, donor in shares
+                    ],
+                )
+                async with conn.execute(
+                    f"SELECT key, result FROM verdicts WHERE target = ? AND key IN "
+                    f"({_marks(shares)})",
+                    (scope, *(ref.key for ref, _ in shares)),
+                ) as cur:
+                    results = {k: int(r) async for k, r in cur}
+                out.shared += [(ref, results[ref.key], donor) for ref, donor in shares]
+            # a key, or a copy of content, in another live scan's flight waits for its answer
+            claims = {r.key: [r.key] for r in unshared}
+            for r in unshared:
+                content = content_key(r.etag, r.size) if dedupe else None
+                if content is not None:
+                    claims[r.key].append(CONTENT_CLAIM + content)
+            held = await self._claimed_by_others(
+                conn, scope, owner, sorted({c for cs in claims.values() for c in cs}),
+                now - stale_after,
+            )  # fmt: skip
+            out.send = [r for r in unshared if not held.intersection(claims[r.key])]
+            out.deferred = len(unshared) - len(out.send)
+            await conn.executemany(
+                "INSERT INTO claims (scope, key, owner, claimed_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner, "
+                "claimed_at = excluded.claimed_at",
+                [(scope, c, owner, now) for r in out.send for c in claims[r.key]],
+            )
+            await self._record_shared(conn, scan_id, scope, out.shared, now)
+        return out
+
+    @staticmethod
+    async def _claimed_by_others(
+        conn: Any, scope: str, owner: str, keys: list[str], alive_after: float
+    ) -> set[str]:
+        """Keys of `keys` claimed by another owner whose lease is alive."""
+        if not keys:
+            return set()
+        async with conn.execute(
+            f"SELECT c.key FROM claims c WHERE c.scope = ? AND c.key IN ({_marks(keys)}) "
+            "AND c.owner <> ? AND EXISTS (SELECT 1 FROM leases l WHERE l.owner = c.owner "
+            "AND l.heartbeat_at > ?)",
+            (scope, *keys, owner, alive_after),
+        ) as cur:
+            return {row[0] async for row in cur}
+
+    @staticmethod
+    async def _record_shared(
+        conn: Any,
+        scan_id: int,
+        scope: str,
+        shared: list[tuple[ObjectRef, int, str | None]],
+        now: float,
+    ) -> None:
+        if not shared:
+            return
+        await conn.executemany(_AUDITED, [(scan_id, ref.key) for ref, _, _ in shared])
+        await conn.executemany(
+            "DELETE FROM failures WHERE target = ? AND key = ?",
+            [(scope, ref.key) for ref, _, _ in shared],
+        )
+        n = len(shared)
+        flagged = sum(1 for _, result, _ in shared if result == 1)
+        review = sum(1 for _, result, _ in shared if result == 2)
+        await conn.execute(
+            "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, review = review + ?, "
+            "run_audited = run_audited + ?, shared = shared + ?, updated_at = ? WHERE id = ?",
+            (n, flagged, review, n, n, now, scan_id),
+        )
+
+    async def reusable(
+        self,
+        target: Target,
+        refs: Sequence[ObjectRef],
+        holds: Callable[[str, ObjectRef], bool],
+        *,
+        since: float = 0.0,
+        dedupe: bool = True,
+    ) -> tuple[set[str], set[str]]:
+        """What `admit` would take from the store, read only (for the dry run): the keys whose
+        own verdict stands, and the keys that are copies of audited content."""
+        own = await _own(self._conn, target.scope, [r.key for r in refs], since)
+        mine = {
+            r.key
+            for r in refs
+            if (got := own.get(r.key)) and (got[0], got[1]) == (r.etag, r.size) and holds(got[2], r)
+        }
+        rest = [r for r in refs if r.key not in mine and dedupe and content_key(r.etag, r.size)]
+        donors = await _donors(self._conn, target.scope, rest, since)
+        copies = {
+            r.key
+            for r in rest
+            if any(k != r.key and holds(p, r) for p, k in donors.get((r.etag, r.size), ()))
+        }
+        return mine, copies
+
+    async def release_claims(self, owner: str) -> None:
+        """A scan's end: whatever it still claimed is free (its objects stay pending), and so
+        is what scans that died left behind (their owner holds no lease any more)."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "DELETE FROM claims WHERE owner = ? OR owner NOT IN (SELECT owner FROM leases)",
+                (owner,),
+            )
+
+    async def shared_count(self, scan_id: int) -> int:
+        row = await self._one("SELECT shared FROM scans WHERE id = ?", (scan_id,))
+        return int(row[0]) if row else 0
