@@ -29,10 +29,12 @@ def machine() -> str:
     )
 
 
-def start_emulator(objects: int, latency: float, seed: int) -> tuple[subprocess.Popen[str], str]:
+def start_emulator(
+    objects: int, latency: float, seed: int, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
     """`cos-scanner emulator` with a synthetic album, in its own process; and its URL."""
     argv = [sys.executable, "-m", "scanner", "emulator", "--port", "0", "--objects",
-            str(objects), "--seed", str(seed), "--latency", str(latency)]  # fmt: skip
+            str(objects), "--seed", str(seed), "--latency", str(latency), *extra]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()

@@ -27,7 +27,11 @@ def test_metrics_file_matches_the_scan(
     emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # one image the service cannot decode: a failure by reason in the metrics
-    body = json.dumps({"put": {"zz/corrupt-9.jpg": {"size": 5000}}}).encode()
+    # and two objects of the same content: one audited, one sharing its verdict (unbilled)
+    same = {"size": 7000, "etag": "9e107d9d372bb6826bd81d3542a419d6"}
+    body = json.dumps(
+        {"put": {"zz/corrupt-9.jpg": {"size": 5000}, "zz/a.jpg": same, "zz/b.jpg": same}}
+    ).encode()
     req = urllib.request.Request(emulator + "/_emulator/objects", body, method="POST")
     urllib.request.urlopen(req, timeout=5).close()
     metrics = tmp_path / "scan.prom"
@@ -40,7 +44,10 @@ def test_metrics_file_matches_the_scan(
     (status,) = json.loads(capsys.readouterr().out)
     assert got[("cos_scanner_objects_audited", target)] == status["audited"]
     assert got[("cos_scanner_objects_listed", target)] == status["listed"]
-    assert got[("cos_scanner_billed_units", target)] == 3 * status["audited"]  # 3 scenes
+    assert status["shared"] == 1
+    assert got[("cos_scanner_objects_shared", target)] == 1
+    assert got[("cos_scanner_billed_units", target)] == 3 * (status["audited"] - 1)  # 3 scenes
+    assert got[("cos_scanner_saved_units", target)] == 3
     assert got[("cos_scanner_objects_failed", (("reason", "-65007"), *target))] == 1
     assert got[("cos_scanner_maybe_billed_twice", target)] == 0
     assert (

@@ -282,3 +282,24 @@ def test_deletion_is_journaled_and_cannot_be_restored(
     tally = json.loads(capsys.readouterr().out)
     assert tally["reasons"] == {"skipped: deleted-objects-cannot-be-restored": 1}
     assert anonymous(emulator, porn[0]) == 404
+
+
+def test_copies_of_frozen_content_are_made_private_by_on_flagged(
+    tmp_path: Path, creds: None
+) -> None:
+    """The service freezes only the object it audited; the copies that share its verdict are
+    made private by `[act] on_flagged` at the end of the scan, each with its own journal row."""
+    with emulator_process("--objects", "1500", "--seed", "8", "--copies", "0.3") as url:
+        cfg = config(tmp_path, url, "[audit.freeze]\nporn_score = 90\n")
+        cfg.write_text(cfg.read_text().replace("[act]\n", '[act]\non_flagged = "private"\n'))
+        assert main(["scan", "--config", str(cfg)]) == 0
+        db = tmp_path / "s.db"
+        porn = dict(rows(db, "SELECT key, verdict_from FROM verdicts WHERE label = 'Porn'"))
+        copies = {k for k, src in porn.items() if src is not None}
+        assert len(copies) >= 5
+        frozen = {k for (k,) in rows(db, "SELECT key FROM verdicts WHERE forbid_state = 1")}
+        assert frozen == set(porn) - copies  # the service froze what it audited, only that
+        journal = dict(rows(db, "SELECT key, state FROM journal"))
+        assert copies <= set(journal)
+        assert {journal[k] for k in copies} == {"done"}
+        assert all(anonymous(url, k) == 403 for k in sorted(porn))  # every copy private too
