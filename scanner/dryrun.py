@@ -96,8 +96,15 @@ class Estimate:
             "skipped": dict(self.skipped.most_common()),
             "already_done": self.already_done,
             "capped_at_max_images": self.capped,
-            "duration_s": round(self.duration(config.audit.batch_size, config.audit.qps), 3),
+            "duration_s": round(self.duration(*_pace(config)), 3),
         }
+
+
+def _pace(config: Config) -> tuple[int, float]:
+    """(images per request, requests per second) of the configured service."""
+    if config.audit.service == "ims":
+        return 1, config.ims.qps
+    return config.audit.batch_size, config.audit.qps
 
 
 @dataclass

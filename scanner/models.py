@@ -59,6 +59,7 @@ class AuditItem:
     key: str
     data_id: str
     user: str = ""  # the uploader, sent as UserInfo.TokenId ("" = not sent)
+    url: str = ""  # audit this URL (a URL-list target) instead of the object `key`
 
 
 @dataclass(frozen=True, slots=True)

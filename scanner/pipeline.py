@@ -28,7 +28,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from scanner.audit.client import AuditClient
+from scanner.audit.backend import AuditBackend
 from scanner.audit.codec import AuditOptions, policy_still_holds
 from scanner.batcher import make_batches
 from scanner.copies import Copies
@@ -89,7 +89,7 @@ class Progress:
 class ScanDeps:
     store: Store
     lister: Lister
-    auditor: AuditClient
+    auditor: AuditBackend
     target: Target
     policy: str
     filter: ObjectFilter
@@ -272,7 +272,7 @@ async def _decide(deps: ScanDeps, refs: Sequence[ObjectRef]) -> list[Decision]:
 
 
 async def _audit(
-    auditor: AuditClient,
+    auditor: AuditBackend,
     batches_rx: ObjectReceiveStream[list[ObjectRef]],
     results_tx: ObjectSendStream[_Outcome],
     stop: anyio.Event,

@@ -349,7 +349,8 @@ async def write_rows(
                 count += 1
     if unreadable:
         log.warning(
-            "%d rows hold a stored verdict that is not readable XML; exported with verdict null",
+            "%d rows hold a stored verdict that is not a readable answer (XML or JSON); "
+            "exported with verdict null",
             unreadable,
         )
     return count

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field, replace
 
 import anyio
 
-from scanner.audit.client import AuditClient, audit_options
+from scanner.audit.backend import limits, make_backend
+from scanner.audit.client import audit_options
 from scanner.clock import Clock, MonotonicClock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
@@ -241,7 +242,8 @@ async def _scan_with_clients(
 ) -> ScanResult:
     assert config.credentials is not None
     retry = RetryPolicy.from_settings(config.retry)
-    budget = AuditBudget(config.audit.concurrency, config.audit.qps, clock)
+    concurrency, qps = limits(config)
+    budget = AuditBudget(concurrency, qps, clock)
     progress.budget = budget
     progress.listed_before = scan.listed
     progress.done_before = scan.audited + scan.failed + scan.skipped
@@ -249,23 +251,16 @@ async def _scan_with_clients(
         scan.listed if scan.listing_done else (await store.previous_listed(target.id, scan.id))
     )
     opts = PassOptions(
-        batch_size=config.audit.batch_size,
-        workers=config.audit.concurrency,
+        batch_size=1 if config.audit.service == "ims" else config.audit.batch_size,
+        workers=concurrency,
         batch_wait=config.scan.batch_wait,
         max_attempts=config.scan.max_attempts,
         max_images=max_images,
     )
-    async with HttpClient(config.credentials, connections=config.audit.concurrency + 4) as http:
+    async with HttpClient(config.credentials, connections=concurrency * 2 + 4) as http:
         lister = Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
-        auditor = AuditClient(
-            http,
-            config.cos,
-            config.audit,
-            retry=retry,
-            clock=clock,
-            budget=budget,
-            on_retry=on_retry,
-            freeze=config.freeze,
+        auditor = make_backend(
+            config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry
         )
         deps = ScanDeps(
             store,

@@ -204,7 +204,7 @@ async def test_damaged_stored_verdicts_export_as_null_with_a_warning(
     with sqlite3.connect(cfg.store.path) as src, sqlite3.connect(store) as dst:
         src.backup(dst)
         keys = [k for (k,) in dst.execute("SELECT key FROM verdicts ORDER BY key LIMIT 2")]
-        dst.execute('UPDATE verdicts SET raw = \'{"not": "xml"}\' WHERE key = ?', (keys[0],))
+        dst.execute('UPDATE verdicts SET raw = \'{"not": "json"\' WHERE key = ?', (keys[0],))
         dst.execute("UPDATE verdicts SET raw = x'789c0000' WHERE key = ?", (keys[1],))
     argv = [sys.executable, "-m", "scanner", "report", "--store", str(store), "--format", "jsonl"]
     done = await anyio.run_process(argv, env=ENV, check=False)
@@ -214,7 +214,7 @@ async def test_damaged_stored_verdicts_export_as_null_with_a_warning(
     audited = [r for r in records.values() if r["state"] == "audited"]
     assert sum(r["verdict"] is None for r in audited) == 2  # every other verdict intact
     err = done.stderr.decode()
-    assert "2 rows hold a stored verdict that is not readable XML" in err
+    assert "2 rows hold a stored verdict that is not a readable answer" in err
     assert "Traceback" not in err
 
 

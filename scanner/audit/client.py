@@ -40,6 +40,7 @@ def audit_options(settings: AuditSettings, freeze: FreezeSettings | None = None)
         interval=settings.interval,
         max_frames=settings.max_frames,
         large_image_detect=settings.large_image_detect,
+        service=settings.service,
     )
 
 
@@ -68,6 +69,10 @@ class AuditClient:
         self._on_retry = on_retry
         self.requests = 0
         self.maybe_double = 0  # images possibly billed twice (resent after a lost answer)
+
+    @property
+    def batch_size(self) -> int:
+        return self._settings.batch_size
 
     async def moderate(
         self, items: Sequence[AuditItem], stop: anyio.Event | None = None
@@ -103,23 +108,23 @@ class AuditClient:
                         lost += 1
                         stopping = stop is not None and stop.is_set()
                         if stopping or lost > self._settings.resend_after_timeout:
-                            raise _MaybeBilled(exc) from exc
+                            raise MaybeBilled(exc) from exc
                     raise
             self.budget.rate.on_success()
             try:
                 return decode_results(reply.body, items)
             except (XmlError, ValueError) as exc:
                 error = unreadable("audit", "audit answer", reply, exc)
-                return _fail_all(items, "unreadable-answer", str(error))
+                return fail_all(items, "unreadable-answer", str(error))
 
         answered = True
         try:
             verdicts = await retrying(
                 self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop
             )
-        except _MaybeBilled as exc:
+        except MaybeBilled as exc:
             answered = False
-            verdicts = _fail_all(items, "timeout-maybe-billed", str(exc.cause))
+            verdicts = fail_all(items, "timeout-maybe-billed", str(exc.cause))
         # possibly billed twice: a lost answer, then another billed (or possibly billed) try
         if lost >= 2 or (lost and answered):
             self.maybe_double += len(items)
@@ -127,14 +132,14 @@ class AuditClient:
         return verdicts
 
 
-class _MaybeBilled(RemoteError):
-    """A batch's answer was lost more often than `resend_after_timeout` allows a resend."""
+class MaybeBilled(RemoteError):
+    """A request's answer was lost more often than `resend_after_timeout` allows a resend."""
 
     def __init__(self, cause: TransportError) -> None:
         super().__init__(cause.service, cause.message)
         self.cause = cause
 
 
-def _fail_all(items: Sequence[AuditItem], code: str, message: str) -> list[ImageVerdict]:
-    """Every image of a batch failed with `code` (final: only --retry-failed tries again)."""
+def fail_all(items: Sequence[AuditItem], code: str, message: str) -> list[ImageVerdict]:
+    """Every image of a request failed with `code` (final: only --retry-failed tries again)."""
     return [ImageVerdict(i.key, i.data_id, code=code, message=message) for i in items]

@@ -8,6 +8,7 @@ answer for an unknown DataId is ignored.
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
@@ -86,9 +87,12 @@ class AuditOptions:
     large_image_detect: bool = False
     policy_version: str = ""
     freeze: tuple[tuple[str, int], ...] = ()  # (scene, score): auto-freeze; not a policy part
+    service: str = "ci"  # which service audits: its verdicts are not the other's
 
     def _parts(self) -> dict[str, str]:
+        service = {} if self.service == "ci" else {"service": self.service}
         return {
+            **service,
             "biz_type": self.biz_type,
             "detect_type": self.detect_type,
             "policy_version": self.policy_version,
@@ -118,7 +122,7 @@ def _join(parts: Mapping[str, str]) -> str:
 
 
 #: What an older stored fingerprint lacks, it had at these values.
-_PART_DEFAULTS = {"policy_version": ""}
+_PART_DEFAULTS = {"policy_version": "", "service": "ci"}
 
 
 def policy_still_holds(stored: str, current: str) -> bool:
@@ -157,15 +161,13 @@ def _input_options(options: AuditOptions) -> str:
 def _input(item: AuditItem, extra: str) -> str:
     if len(item.data_id.encode()) > MAX_DATA_ID_BYTES or not xml_safe(item.data_id):
         raise ValueError(f"DataId {item.data_id!r} is over 512 bytes or not XML-safe")
-    if not xml_safe(item.key):
+    if not xml_safe(item.key) or not xml_safe(item.url):
         raise ValueError(f"key {item.key!r} has characters XML cannot carry")
     user = ""
     if item.user and len(item.user.encode()) <= MAX_USER_BYTES and xml_safe(item.user):
         user = f"<UserInfo><TokenId>{_esc(item.user)}</TokenId></UserInfo>"
-    return (
-        f"<Input><Object>{_esc(item.key)}</Object>"
-        f"<DataId>{_esc(item.data_id)}</DataId>{extra}{user}</Input>"
-    )
+    source = f"<Url>{_esc(item.url)}</Url>" if item.url else f"<Object>{_esc(item.key)}</Object>"
+    return f"<Input>{source}<DataId>{_esc(item.data_id)}</DataId>{extra}{user}</Input>"
 
 
 def encode_batch(items: Sequence[AuditItem], options: AuditOptions) -> bytes:
@@ -395,9 +397,16 @@ def typed(data: Any) -> Any:
 
 
 def raw_to_dict(raw: str) -> dict[str, Any]:
-    """A stored raw JobsDetail (XML) as JSON-able data with the API's types, for reports."""
+    """A stored raw answer as JSON-able data with the API's types, for reports: a JobsDetail
+    (XML, CI) or an IMS Response (JSON, kept as the service sent it)."""
     if not raw:
         return {}
+    if raw.lstrip().startswith("{"):
+        try:
+            loaded = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"stored answer is not JSON: {exc}") from exc
+        return loaded if isinstance(loaded, dict) else {}
     data = typed(to_dict(parse_cold(raw.encode())))
     return data if isinstance(data, dict) else {}
 

@@ -49,7 +49,7 @@ def _bucket(v: str) -> str | None:
 
 
 #: Keys whose value a problem never echoes (an endpoint may carry user:password@).
-NO_ECHO = frozenset({"cos.endpoint", "audit.endpoint"})
+NO_ECHO = frozenset({"cos.endpoint", "audit.endpoint", "ims.endpoint"})
 
 
 def _endpoint(v: str) -> str | None:
@@ -141,6 +141,14 @@ CHECKS: dict[str, Check] = {
         None if v in ("", *ACT_ACTIONS) else "must be private, quarantine or empty"
     ),
     "act.min_score": _between(0, 100),
+    "audit.service": lambda v: None if v in ("ci", "ims") else "must be ci or ims",
+    "ims.endpoint": _endpoint,
+    "ims.region": _region,
+    "ims.input": lambda v: None if v in ("url", "content") else "must be url or content",
+    "ims.qps": _between(0.01, 100_000),
+    "ims.concurrency": _between(1, 1000),
+    "ims.url_expiry": _between(60, 7 * 86_400),
+    "ims.timeout": _between(0.01, 3600),
     "act.quarantine_to": lambda v: (
         None if not v or _COS_URL.match(v) else "must be cos://bucket-appid/prefix/"
     ),

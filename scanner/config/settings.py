@@ -42,6 +42,7 @@ class CosSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuditSettings:
+    service: str = "ci"  # ci: CI batch image auditing; ims: IMS ImageModeration ([ims])
     endpoint: str = ""  # override for the CI host
     biz_type: str = ""  # moderation policy; empty = account default
     detect_type: str = ""  # deprecated comma list, any case, or "all"; empty = not sent
@@ -134,6 +135,22 @@ class ActSettings:
     quarantine_to: str = ""  # cos://bucket-appid/prefix/ for quarantine copies
 
 
+IMS_DEFAULT_QPS = 50.0  # IMS API 3.0 documents 100 requests/s per account (reference 11)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImsSettings:
+    """[ims]: the IMS ImageModeration backend ([audit] service = "ims"), one image per request."""
+
+    endpoint: str = ""  # override, e.g. http://127.0.0.1:9000; empty: the region's public host
+    region: str = DEFAULT_REGION  # X-TC-Region
+    input: str = "url"  # url: FileUrl, a presigned COS GET URL; content: FileContent (base64)
+    qps: float = IMS_DEFAULT_QPS  # requests per second, account-wide: scanners sharing it split it
+    concurrency: int = 20  # requests in flight
+    url_expiry: int = 3600  # seconds a FileUrl stays valid
+    timeout: float = 30.0  # seconds per request
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
     path: str = DEFAULT_STORE_PATH  # SQLite file with the checkpoints and verdicts
@@ -148,6 +165,7 @@ class Config:
     store: StoreSettings = field(default_factory=StoreSettings)
     freeze: FreezeSettings = field(default_factory=FreezeSettings)
     act: ActSettings = field(default_factory=ActSettings)
+    ims: ImsSettings = field(default_factory=ImsSettings)
     credentials: Credentials | None = None
 
 
@@ -159,6 +177,7 @@ SECTIONS: dict[str, type[Any]] = {
     "retry": RetrySettings,
     "store": StoreSettings,
     "act": ActSettings,
+    "ims": ImsSettings,
 }
 #: Config field of each section (a dotted section is a TOML sub-table).
 FIELDS = {name: name.rsplit(".", 1)[-1] for name in SECTIONS}

@@ -194,6 +194,26 @@ class HttpClient:
         url = yarl.URL(
             f"{service.base_url}{encode_path(path)}{'?' + query if query else ''}", encoded=True
         )
+        reply = await self.exchange(service, method, url, headers, body, timeout_s, max_bytes)
+        if reply.status >= 300:
+            raise status_error(service.name, reply)
+        return reply
+
+    async def exchange(
+        self,
+        service: Service,
+        method: str,
+        url: yarl.URL,
+        headers: Mapping[str, str],
+        body: bytes,
+        timeout_s: float,
+        max_bytes: int,
+    ) -> Reply:
+        """One request as given (already signed, or signed another way: IMS's TC3); the reply
+        whatever its status. Transport failures raise TransportError, saying whether the
+        request may have left (and been billed)."""
+        if self._session is None or self._closed:
+            raise RuntimeError("HttpClient is not open")
         wire: dict[str, bool] = {}  # "sent": the request's headers left (it may be billed)
         try:
             async with self._session.request(
@@ -205,7 +225,7 @@ class HttpClient:
                 allow_redirects=False,
                 trace_request_ctx=wire,
             ) as resp:
-                reply = await _read(service, resp, 0 if method == "HEAD" else max_bytes)
+                return await _read(service, resp, 0 if method == "HEAD" else max_bytes)
         except RemoteError:
             raise
         except TimeoutError as exc:
@@ -216,9 +236,6 @@ class HttpClient:
             raise TransportError(
                 service.name, _describe(exc, service), maybe_sent="sent" in wire
             ) from exc
-        if reply.status >= 300:
-            raise status_error(service.name, reply)
-        return reply
 
 
 async def _on_headers_sent(

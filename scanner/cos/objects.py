@@ -125,6 +125,24 @@ class ObjectClient:
         etag = reply.headers.get("ETag", "").strip('"')
         return Head(etag, int(reply.headers.get("Content-Length", "0") or 0))
 
+    async def get(self, key: str, max_bytes: int, bucket: str = "") -> bytes | None:
+        """The object's bytes (ProtocolError when over `max_bytes`); None when it is gone."""
+        try:
+            reply = await self._call(
+                lambda: self._http.send(
+                    self.service(bucket),
+                    "GET",
+                    "/" + key,
+                    timeout_s=self._cos.timeout,
+                    max_bytes=max_bytes,
+                )
+            )
+        except ServiceError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return reply.body
+
     async def public(self, key: str, bucket: str = "") -> bool:
         """Whether an anonymous HEAD of the object succeeds (its effective ACL is public)."""
         try:

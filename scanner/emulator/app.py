@@ -15,18 +15,18 @@ import asyncio
 import base64
 import binascii
 import functools
-import hashlib
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from scanner.cos.xml import XmlError, parse, text
-from scanner.emulator import control, faults, objects
+from scanner.emulator import control, faults, ims, objects
 from scanner.emulator.auth import check_request, strip_port
-from scanner.emulator.bucket import Bucket, StoredObject
+from scanner.emulator.bucket import Bucket
+from scanner.emulator.fetch import close as fetch_close
+from scanner.emulator.fetch import content_verdict, judge_url
 from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, Verdict, verdict_for
 from scanner.emulator.state import EmulatorState, Job
 from scanner.emulator.wire import error_xml, job_xml, list_xml, request_id, response_xml
@@ -88,6 +88,8 @@ def _check_bucket(state: EmulatorState, request: web.Request) -> tuple[str, Buck
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    if ims.is_ims(request):  # Tencent Cloud API 3.0 (IMS): its own signature and answers
+        return await ims.handle(state, request)
     endpoint, service = _endpoint(request)
     state.stats.requests[endpoint] += 1
     resource = f"{request.headers.get('Host', '')}{request.path}"
@@ -137,7 +139,7 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
     if endpoint == "audit":
         if request.method != "POST":
             raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
-        return audit(state, await request.read())
+        return await audit(state, await request.read(), request.host)
     if endpoint == "query":
         job = state.jobs.get(request.path.rsplit("/", 1)[-1])
         if job is None:
@@ -235,8 +237,8 @@ def _scenes(conf: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(known[n.lower()] for n in names))
 
 
-def _input_verdict(
-    state: EmulatorState, item: Any, scenes: tuple[str, ...]
+async def _input_verdict(
+    state: EmulatorState, item: Any, scenes: tuple[str, ...], host: str
 ) -> tuple[str, str, Verdict]:
     """(source, value, verdict) for one Input element."""
     large = text(item, "LargeImageDetect") == "1"
@@ -256,18 +258,19 @@ def _input_verdict(
             data = base64.b64decode(text(item, "Content"), validate=True)
         except (binascii.Error, ValueError):
             return "Content", "", Verdict(code="-65007", message="image decode failed")
-        return "Content", "", _content_verdict(data, scenes, large)
+        return "Content", "", content_verdict(data, scenes, large)
     if item.find("Object") is not None:
         key = text(item, "Object")
         obj = state.bucket.objects.get(key)
         return "Object", key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)
     url = text(item, "Url")
-    return "Url", url, Verdict(code="-65010", message="download failed")
+    _judged, verdict = await judge_url(state, url, host, scenes, large)
+    return "Url", url, verdict
 
 
 def _bill(state: EmulatorState, source: str, value: str, verdict: Verdict, scenes: int) -> Verdict:
     """Count what was sent and billed; an injected per-image failure replaces the verdict."""
-    if source == "Object":
+    if source in ("Object", "Url"):
         state.stats.sent[value] += 1
     if (
         not verdict.code
@@ -279,7 +282,7 @@ def _bill(state: EmulatorState, source: str, value: str, verdict: Verdict, scene
     if verdict.code:
         state.stats.image_failures[verdict.code] += 1
         return verdict
-    if source == "Object":
+    if source in ("Object", "Url"):
         state.stats.audits[value] += 1
         obj = state.bucket.objects.get(value)
         if obj is not None:
@@ -307,14 +310,7 @@ def _freezes(verdict: Verdict, thresholds: dict[str, int]) -> bool:
     return any(h.scene in thresholds and h.score >= thresholds[h.scene] for h in verdict.hits)
 
 
-def _content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdict:
-    """Content inputs are judged like an object named after the content's hash."""
-    digest = hashlib.sha256(data).hexdigest()
-    blob = StoredObject(digest[:32], len(data), datetime.now(UTC))
-    return verdict_for(f"content-{digest[:16]}.jpg", blob, scenes=scenes, large_image_detect=large)
-
-
-def audit(state: EmulatorState, body: bytes) -> str:
+async def audit(state: EmulatorState, body: bytes, host: str = "") -> str:
     """Synchronous (or async-submitted) batch image audit (reference 3.1-3.3)."""
     try:
         root = parse(body)
@@ -331,7 +327,7 @@ def audit(state: EmulatorState, body: bytes) -> str:
     freeze = _freeze_thresholds(conf)
     jobs = []
     for item in inputs:
-        source, value, verdict = _input_verdict(state, item, scenes)
+        source, value, verdict = await _input_verdict(state, item, scenes, host)
         verdict = _bill(state, source, value, verdict, len(scenes))
         token = text(item, "UserInfo/TokenId")
         if token:
@@ -366,5 +362,10 @@ def build_app(state: EmulatorState) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[STATE] = state
     control.add_routes(app, STATE)
+
+    async def close_fetcher(app: web.Application) -> None:
+        await fetch_close(app[STATE])
+
+    app.on_cleanup.append(close_fetcher)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -26,7 +26,7 @@ BOMB = (
 HUGE_BYTES = 100 * 1024 * 1024
 
 
-def _roll(state: EmulatorState, rate: float) -> bool:
+def roll(state: EmulatorState, rate: float) -> bool:
     return rate > 0 and state.rng.random() < rate
 
 
@@ -65,7 +65,7 @@ def _throttled(state: EmulatorState, service: str) -> web.Response:
     )
 
 
-def _over_cap(state: EmulatorState, endpoint: str = "audit") -> bool:
+def over_cap(state: EmulatorState, endpoint: str = "audit") -> bool:
     objects = endpoint == "object"
     cap = state.faults.object_qps_cap if objects else state.faults.qps_cap
     if not cap:
@@ -96,25 +96,25 @@ async def before(
         return _error(
             service, status, _STATUS_CODES.get(status, "InternalError"), "injected failure"
         )
-    if _roll(state, f.reset_rate):
+    if roll(state, f.reset_rate):
         state.stats.faults["reset"] += 1
         if request.transport is not None:
             request.transport.abort()
         raise asyncio.CancelledError  # the peer is gone; aiohttp drops the handler quietly
-    await _maybe_stall(state, request)
-    if _roll(state, f.error_rate):
+    await maybe_stall(state, request)
+    if roll(state, f.error_rate):
         state.stats.faults["error"] += 1
         if state.rng.random() < 0.5:
             return _error(service, 500, "InternalError", "We encountered an internal error.")
         return _error(service, 503, "ServiceUnavailable", "Service is unavailable. Try again.")
-    if endpoint in ("audit", "object") and _over_cap(state, endpoint):
+    if endpoint in ("audit", "object") and over_cap(state, endpoint):
         return _throttled(state, service)
     return None
 
 
-async def _maybe_stall(state: EmulatorState, request: web.Request) -> None:
+async def maybe_stall(state: EmulatorState, request: web.Request) -> None:
     """Hold the request past the client's timeout; if the client gave up, drop it unbilled."""
-    if _roll(state, state.faults.stall_rate):
+    if roll(state, state.faults.stall_rate):
         state.stats.faults["stall"] += 1
         await asyncio.sleep(state.faults.stall)
         if request.transport is None or request.transport.is_closing():
@@ -191,12 +191,12 @@ async def answer(
             return web.Response(
                 body=data[:cut] + nest + data[cut:], content_type="application/xml", headers=headers
             )
-        if _roll(state, f.malformed_rate):
+        if roll(state, f.malformed_rate):
             state.stats.faults["malformed"] += 1
             return web.Response(
                 body=data[: len(data) // 2], content_type="application/xml", headers=headers
             )
-        if _roll(state, f.truncate_rate):
+        if roll(state, f.truncate_rate):
             state.stats.faults["truncated"] += 1
             resp = await _stream(request, [data[: len(data) // 2]], 0, len(data))
             if request.transport is not None:

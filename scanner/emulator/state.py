@@ -130,6 +130,8 @@ class EmulatorState:
     acls: dict[str, str] = field(default_factory=dict)  # "bucket/key" -> private | public-read
     bucket_acl: str = "public-read"  # what an object at "default" inherits
     extra_buckets: dict[str, Bucket] = field(default_factory=dict)  # e.g. a quarantine bucket
+    served: dict[bytes, str] = field(default_factory=dict)  # content seed -> key GET served
+    fetcher: Any = None  # the aiohttp session that fetches FileUrl / Url inputs (lazily)
 
     def bucket_named(self, name: str) -> Bucket | None:
         if name == self.bucket_name:

@@ -1,0 +1,92 @@
+"""Fetching what a `Url` / `FileUrl` input names, and judging it, as the service would.
+
+The emulator fetches the URL for real (over loopback in tests: its own presigned object URLs,
+which must verify, or another local server). Its own objects are judged by the rules for their
+key (the same verdict as an Object input); other images by their bytes; what is not an image
+(by its magic bytes) is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from urllib.parse import unquote, urlsplit
+
+import aiohttp
+
+from scanner.emulator.bucket import StoredObject
+from scanner.emulator.objects import PIXEL
+from scanner.emulator.rules import Verdict, verdict_for
+from scanner.emulator.state import EmulatorState
+
+MAX_FETCH_BYTES = 32 * 1024 * 1024
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"RIFF")
+
+
+def is_image(data: bytes) -> bool:
+    return data.startswith(_MAGIC) or data[4:12] in (b"ftypheic", b"ftypheif", b"ftypmif1")
+
+
+async def fetch(state: EmulatorState, url: str) -> tuple[bytes | None, str]:
+    """(bytes, "") or (None, why): at most MAX_FETCH_BYTES, within 10 s, http(s) only."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return None, "not an http(s) URL"
+    if state.fetcher is None:
+        state.fetcher = aiohttp.ClientSession(auto_decompress=False)
+    try:
+        async with state.fetcher.get(
+            url, timeout=aiohttp.ClientTimeout(total=10), allow_redirects=False
+        ) as resp:
+            if resp.status != 200:
+                return None, f"HTTP {resp.status}"
+            data = await resp.content.read(MAX_FETCH_BYTES + 1)
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+    if len(data) > MAX_FETCH_BYTES:
+        return None, "over 32 MB"
+    return data, ""
+
+
+def own_key(state: EmulatorState, url: str, host: str) -> str | None:
+    """The key of the emulator's object a URL on the emulator's own address names."""
+    parts = urlsplit(url)
+    if parts.netloc != host:
+        return None
+    key = unquote(parts.path[1:])
+    return key if key in state.bucket.objects else None
+
+
+def served_key(state: EmulatorState, data: bytes) -> str | None:
+    """The key whose bytes these are, if the emulator served them (FileContent)."""
+    if data.startswith(PIXEL) and len(data) >= len(PIXEL) + 32:
+        return state.served.get(data[len(PIXEL) : len(PIXEL) + 32])
+    return None
+
+
+def content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdict:
+    """Bytes the emulator did not serve: judged as an image named after their hash."""
+    digest = hashlib.sha256(data).hexdigest()
+    blob = StoredObject(digest[:32], len(data), datetime.now(UTC))
+    return verdict_for(f"content-{digest[:16]}.jpg", blob, scenes=scenes, large_image_detect=large)
+
+
+async def judge_url(
+    state: EmulatorState, url: str, host: str, scenes: tuple[str, ...], large: bool
+) -> tuple[str, Verdict]:
+    """(what was judged: the emulator's key or the URL, the verdict) for a URL input."""
+    data, why = await fetch(state, url)
+    if data is None:
+        return url, Verdict(code="-65010", message=f"download failed: {why}")
+    key = own_key(state, url, host)
+    if key is not None:
+        obj = state.bucket.objects[key]
+        return key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)
+    if not is_image(data):
+        return url, Verdict(code="-65013", message="file does not meet requirements (format)")
+    return url, content_verdict(data, scenes, large)
+
+
+async def close(state: EmulatorState) -> None:
+    if state.fetcher is not None:
+        await state.fetcher.close()
+        state.fetcher = None
