@@ -54,6 +54,8 @@ CREATE INDEX verdicts_by_content ON verdicts (target, etag, size) WHERE verdict_
 ALTER TABLE scans ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
 -- A scan takes the bucket's verdicts made at or after this time (0: any; --force: its start).
 ALTER TABLE scans ADD COLUMN reuse_since REAL NOT NULL DEFAULT 0;
+-- A URL-list scan (target urls://<path>): the list's SHA-256, so a resume refuses a changed list.
+ALTER TABLE scans ADD COLUMN source_digest TEXT NOT NULL DEFAULT '';
 
 -- Keys a live scan has taken to audit (listed, not yet answered), so that a scan of an
 -- overlapping target never sends the same key at the same time: it waits for the answer.

@@ -16,6 +16,7 @@ from scanner.config import (
     Config,
     CosSettings,
     Credentials,
+    ImsSettings,
     ScanSettings,
     StoreSettings,
 )
@@ -44,10 +45,11 @@ async def start_demo_emulator(
         yield state, url
 
 
-def demo_config(url: str, store: Path) -> Config:
+def demo_config(url: str, store: Path, service: str = "ci") -> Config:
     return Config(
         cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url),
-        audit=AuditSettings(concurrency=8, qps=100.0),
+        audit=AuditSettings(concurrency=8, qps=100.0, service=service),
+        ims=ImsSettings(endpoint=url, concurrency=16, qps=200.0),
         scan=ScanSettings(batch_wait=0.2, progress_interval=2.0),
         store=StoreSettings(path=str(store)),
         credentials=Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY),

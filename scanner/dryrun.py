@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +31,11 @@ from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
 from scanner.filter import ObjectFilter
-from scanner.models import ObjectRef, ScanStatus, Target, content_key
+from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
 from scanner.pipeline import Progress, unchanged
 from scanner.retry import RetryPolicy
 from scanner.runner import target_of
+from scanner.sources.urls import UrlFilter, UrlList, url_target
 from scanner.store import Store
 from scanner.store.seen import SeenSet
 
@@ -44,6 +45,7 @@ class Estimate:
     """What a scan run would send: images (and their bytes), skips by reason, and why."""
 
     mode: str
+    target: str = ""
     objects: int = 0
     images: int = 0
     bytes: int = 0
@@ -76,7 +78,7 @@ class Estimate:
         scenes = config.audit.scenes_per_image
         price = self.price(config)
         return {
-            "target": target_of(config).id,
+            "target": self.target or target_of(config).id,
             "mode": self.mode,
             "resumes_scan": self.resumes,
             "nothing_to_do": self.nothing,
@@ -116,6 +118,7 @@ class _Counter:
     store: Store | None = None
     target: Target | None = None
     since: float = 0.0  # the store's verdicts before this are not taken (a --force scan)
+    urls: UrlList | None = None  # a URL list instead of the bucket
 
     async def send(self, refs: Sequence[ObjectRef]) -> bool:
         """Count `refs` as sent, less the copies the scan would not pay for (content audited
@@ -169,6 +172,15 @@ class _Counter:
         return out
 
 
+async def _pages(source: Lister | UrlList, marker: str) -> AsyncIterator[Page]:
+    while True:
+        page = await source.page(marker)
+        yield page
+        if page.next_marker is None:
+            return
+        marker = page.next_marker
+
+
 async def _latest(path: str, target: Target) -> tuple[Store | None, ScanStatus | None]:
     if not await anyio.Path(path).exists():
         return None, None
@@ -184,13 +196,18 @@ async def dry_run(
     mode: str = "full",
     force: bool = False,
     max_images: int | None = None,
+    urls: UrlList | None = None,
 ) -> Estimate:
     """What `scan` with these flags would send now; writes nothing, bills nothing."""
-    target = target_of(config)
+    target = url_target(urls.path) if urls is not None else target_of(config)
     store, latest = await _latest(config.store.path, target)
     try:
-        return await _estimate(config, store, latest, progress, stop, mode, force, max_images)
+        return await _estimate(
+            config, store, latest, progress, stop, mode, force, max_images, target, urls
+        )
     finally:
+        if urls is not None:
+            urls.close()
         if store is not None:
             await store.close()
 
@@ -204,11 +221,13 @@ async def _estimate(
     mode: str,
     force: bool,
     max_images: int | None,
+    target: Target,
+    urls: UrlList | None,
 ) -> Estimate:
     """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
-    est = Estimate(mode)
+    est = Estimate(mode, target.id)
     counter = _Counter(est, audit_options(config.audit), max_images)
-    counter.store, counter.target = store, target_of(config)
+    counter.store, counter.target, counter.urls = store, target, urls
     if config.scan.dedupe:
         counter.seen = SeenSet()
     try:
@@ -241,12 +260,12 @@ async def _branches(
         return est
     elif mode == "retry-failed":
         if store is not None:
-            await _failed(store, target_of(config), counter)
+            await _failed(store, counter.target or target_of(config), counter)
         return est
     elif (
         latest is None
         and mode == "incremental"
-        and (store is None or not await store.has_outcomes(target_of(config)))
+        and (store is None or not await store.has_outcomes(counter.target or target_of(config)))
     ):
         est.mode = "full"  # nothing to compare with yet: the scan starts a full one
     priors = store if est.mode == "incremental" else None
@@ -283,15 +302,18 @@ async def _list(
 ) -> None:
     """List from `marker` and count what the scan would decide to send."""
     est, options = counter.est, counter.options
-    flt = ObjectFilter.from_settings(config.scan, config.audit)
-    target = target_of(config)
+    urls = counter.urls
+    flt: UrlFilter | ObjectFilter = (
+        UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit)
+    )
+    target = counter.target or target_of(config)
     assert config.credentials is not None
     async with HttpClient(config.credentials) as http:
-        lister = Lister(
+        lister = urls or Lister(
             http, config.cos, retry=RetryPolicy.from_settings(config.retry), clock=MonotonicClock()
         )
         progress.phase = "listing (dry run)"
-        async for page in lister.iter_pages(marker):
+        async for page in _pages(lister, marker):
             est.pages += 1
             est.objects += len(page.objects)
             refs = page.objects

@@ -143,19 +143,27 @@ class Target:
     bucket: str
     region: str
     prefix: str = ""
+    urls: str = ""  # a URL list (its absolute path) instead of a bucket
 
     @property
     def id(self) -> str:
+        if self.urls:
+            return f"urls://{self.urls}"
         return f"cos://{self.bucket}.{self.region}/{self.prefix}"
 
     @property
     def scope(self) -> str:
-        """The bucket's id: verdicts belong to it, whatever target produced them."""
+        """The bucket's id: verdicts belong to it, whatever target produced them (a URL
+        list's verdicts belong to the list)."""
+        if self.urls:
+            return self.id
         return f"cos://{self.bucket}.{self.region}/"
 
 
 def split_target(target_id: str) -> tuple[str, str]:
     """(scope, prefix) of a target id: the bucket's id, and the prefix under it."""
+    if target_id.startswith("urls://"):
+        return target_id, ""
     head, _, prefix = target_id.removeprefix("cos://").partition("/")
     return f"cos://{head}/", prefix
 
@@ -207,6 +215,7 @@ class ScanStatus:
     frozen: int = 0  # images the service froze at audit time (ForbidState > 0)
     shared: int = 0  # audited without being billed: a copy's shared verdict, or another scan's
     reuse_since: float = 0.0  # verdicts made before this are not taken (a --force scan: its start)
+    source_digest: str = ""  # a URL list's SHA-256 when the scan began ("" for a bucket)
 
     @property
     def pending(self) -> int:

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -32,15 +33,14 @@ from scanner.audit.backend import AuditBackend
 from scanner.audit.codec import AuditOptions, policy_still_holds
 from scanner.batcher import make_batches
 from scanner.copies import Copies
-from scanner.cos.listing import Lister
 from scanner.errors import AbandonedError
-from scanner.filter import ObjectFilter
 from scanner.limiter import AuditBudget
 from scanner.models import (
     AuditItem,
     Decision,
     ImageVerdict,
     ObjectRef,
+    Page,
     Result,
     ScanStatus,
     Target,
@@ -85,20 +85,33 @@ class Progress:
         return self.audited / elapsed if self.audited and elapsed >= 1 else None
 
 
+class Source(Protocol):
+    """Where a scan's objects come from: a bucket listing, or a URL list."""
+
+    async def page(self, marker: str) -> Page: ...
+
+
+class Filter(Protocol):
+    """Which listed objects are audited, and why the others are skipped."""
+
+    def decide(self, ref: ObjectRef) -> Decision: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ScanDeps:
     store: Store
-    lister: Lister
+    lister: Source
     auditor: AuditBackend
     target: Target
     policy: str
-    filter: ObjectFilter
+    filter: Filter
     incremental: bool = False  # skip keys whose last outcome still stands
     user_of: Callable[[str], str] = lambda _key: ""  # the uploader a key names
     owner: str = "local"  # this scan's lease owner: what its claims carry
     since: float = 0.0  # the bucket's verdicts made before this are not taken (--force)
     dedupe: bool = True  # identical content (ETag, size) audited once ([scan] dedupe)
     stale_after: float = 60.0  # seconds without heartbeat before another scan's claim lapses
+    urls: bool = False  # a URL list: each key is a URL, audited as a Url / FileUrl input
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,12 +290,16 @@ async def _audit(
     results_tx: ObjectSendStream[_Outcome],
     stop: anyio.Event,
     user_of: Callable[[str], str],
+    urls: bool,
 ) -> None:
     async with batches_rx, results_tx:
         async for refs in batches_rx:
             if stop.is_set():
                 continue  # not sent: its objects stay pending for the next run
-            items = [AuditItem(ref.key, str(n), user_of(ref.key)) for n, ref in enumerate(refs)]
+            items = [
+                AuditItem(ref.key, str(n), user_of(ref.key), ref.key if urls else "")
+                for n, ref in enumerate(refs)
+            ]
             try:
                 verdicts = await auditor.moderate(items, stop)
             except AbandonedError:
@@ -391,6 +408,7 @@ async def run_pass(
                     results_tx.clone(),
                     stop,
                     deps.user_of,
+                    deps.urls,
                     name=f"auditor-{n}",
                 )
         tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, copies, name="writer")

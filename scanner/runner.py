@@ -25,12 +25,13 @@ from scanner.clock import Clock, MonotonicClock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
-from scanner.errors import RemoteError, ScanBusyError
+from scanner.errors import ConfigError, RemoteError, ScanBusyError
 from scanner.filter import ObjectFilter, user_of
 from scanner.limiter import AuditBudget
 from scanner.models import ScanStatus, Target
 from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
 from scanner.retry import RetryPolicy
+from scanner.sources.urls import UrlFilter, UrlList, url_target
 from scanner.store import Store
 
 log = logging.getLogger("scanner")
@@ -136,7 +137,7 @@ async def _guarded(run: _Run, scan: ScanStatus) -> ScanResult:
 
 
 async def _open_scan(
-    store: Store, target: Target, policy: str, mode: str, force: bool
+    store: Store, target: Target, policy: str, mode: str, force: bool, digest: str = ""
 ) -> ScanStatus | None:
     """Resume the target's unfinished scan, or start one; None when there is nothing to do.
 
@@ -147,6 +148,12 @@ async def _open_scan(
     latest = await store.latest_scan(target)
     if latest is not None and latest.state != "done":
         if not force:
+            if latest.source_digest and latest.source_digest != digest:
+                raise ConfigError(
+                    f"the URL list {target.urls} changed since scan {latest.id} began (SHA-256 "
+                    f"{latest.source_digest[:12]}... is now {digest[:12]}...): put the list "
+                    "back to finish that scan, or start over with --force"
+                )
             return await store.resume_scan(latest.id, policy)
         await store.finish_scan(latest.id, "abandoned", "abandoned by scan --force")
         log.info("scan %d abandoned (--force): a new full scan starts", latest.id)
@@ -154,7 +161,7 @@ async def _open_scan(
         return None
     if latest is None and mode == "incremental" and not await store.has_outcomes(target):
         mode = "full"  # nothing to compare with yet (no scan of the bucket covered it)
-    scan = await store.start_scan(target, policy, mode, reuse=not force)
+    scan = await store.start_scan(target, policy, mode, reuse=not force, source_digest=digest)
     if mode == "retry-failed":
         await store.seed_failures(scan.id, target)
         scan = await store.scan(scan.id)
@@ -171,10 +178,12 @@ async def scan_target(
     force: bool = False,
     clock: Clock | None = None,
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    urls: UrlList | None = None,
 ) -> ScanResult:
-    """Scan (or resume) the configured target until done, stopped, capped or failed."""
+    """Scan (or resume) the configured target (or the URL list `urls`) until done, stopped,
+    capped or failed."""
     assert config.credentials is not None
-    target = target_of(config)
+    target = url_target(urls.path) if urls is not None else target_of(config)
     policy = audit_options(config.audit).fingerprint()
     clock = clock or MonotonicClock()
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -188,7 +197,8 @@ async def scan_target(
             is_dead=is_dead,
         )
         try:
-            scan = await _open_scan(store, target, policy, mode, force)
+            digest = urls.digest if urls is not None else ""
+            scan = await _open_scan(store, target, policy, mode, force, digest)
             if scan is not None:
                 log.info(
                     "scan %d of %s (%s) %s",
@@ -220,8 +230,11 @@ async def scan_target(
                 clock,
                 on_retry,
                 owner,
+                urls,
             )
         finally:
+            if urls is not None:
+                urls.close()
             with anyio.CancelScope(shield=True):
                 await store.release_claims(owner)
                 await store.release_lease(target, owner)
@@ -239,6 +252,7 @@ async def _scan_with_clients(
     clock: Clock,
     on_retry: Callable[[RemoteError, int, float], None] | None,
     owner: str,
+    urls: UrlList | None = None,
 ) -> ScanResult:
     assert config.credentials is not None
     retry = RetryPolicy.from_settings(config.retry)
@@ -258,7 +272,9 @@ async def _scan_with_clients(
         max_images=max_images,
     )
     async with HttpClient(config.credentials, connections=concurrency * 2 + 4) as http:
-        lister = Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
+        lister: Lister | UrlList = urls or Lister(
+            http, config.cos, retry=retry, clock=clock, on_retry=on_retry
+        )
         auditor = make_backend(
             config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry
         )
@@ -268,13 +284,14 @@ async def _scan_with_clients(
             auditor,
             target,
             policy,
-            ObjectFilter.from_settings(config.scan, config.audit),
+            UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit),
             incremental=scan.mode == "incremental",
             user_of=user_of(config.scan),
             owner=owner,
             since=scan.reuse_since,
             dedupe=config.scan.dedupe,
             stale_after=config.scan.lease_stale_after,
+            urls=urls is not None,
         )
         run = _Run(deps, opts, stop, progress)
         async with anyio.create_task_group() as tg:

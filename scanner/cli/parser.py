@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.cli import act, commands, emulator, report, scan
+from scanner.cli import act, check, commands, emulator, report, scan
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -137,6 +137,13 @@ def _scan_args(sub: Any) -> None:
     _config_args(p)
     p.add_argument("--prefix", default=None, help="only keys under this prefix ([cos] prefix)")
     p.add_argument(
+        "--urls",
+        default=None,
+        metavar="FILE",
+        help="audit the images at these URLs instead of the bucket: one URL per line, or CSV "
+        "with a url column; - for standard input. A target of its own (resumable)",
+    )
+    p.add_argument(
         "--max-images",
         type=int,
         default=None,
@@ -182,6 +189,21 @@ def _scan_args(sub: Any) -> None:
     p.set_defaults(run=scan.run_scan)
 
 
+def _check_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "check",
+        help="audit one image now (a key of the bucket, or a URL) and print its verdict",
+        description="Audit one image through the CI single-image API, or IMS with [audit] "
+        "service = ims, and print the verdict. With --store it is kept like a scan's verdict.",
+    )
+    _config_args(p)
+    p.add_argument(
+        "image", metavar="KEY|URL", help="an object key of the bucket, or an http(s) URL"
+    )
+    p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
+    p.set_defaults(run=check.run_check)
+
+
 def _status_args(sub: Any) -> None:
     p = sub.add_parser(
         "status",
@@ -192,6 +214,7 @@ def _status_args(sub: Any) -> None:
     _config_args(p)
     p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
     p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
+    p.add_argument("--urls", default=None, metavar="FILE", help="only the scans of this URL list")
     p.set_defaults(run=report.run_status)
 
 
@@ -323,6 +346,9 @@ def _report_args(sub: Any) -> None:
     )
     _config_args(p)
     p.add_argument(
+        "--urls", default=None, metavar="FILE", help="the URL list's rows (its own target)"
+    )
+    p.add_argument(
         "--format",
         choices=("csv", "jsonl", "json"),
         default="csv",
@@ -392,6 +418,12 @@ def _demo_args(sub: Any) -> None:
     p.add_argument("--objects", type=int, default=3000, help="album size (default 3000)")
     p.add_argument("--seed", type=int, default=1, help="album seed")
     p.add_argument("--latency", type=float, default=0.02, help="emulator latency in seconds")
+    p.add_argument(
+        "--service",
+        choices=("ci", "ims"),
+        default="ci",
+        help="audit through CI batch auditing (default) or IMS ImageModeration",
+    )
     _log_args(p, sub=True)
     _metrics_args(p)
     p.set_defaults(run=scan.run_demo)
@@ -412,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for add in (
         _scan_args,
+        _check_args,
         _status_args,
         _report_args,
         _act_args,

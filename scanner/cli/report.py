@@ -29,6 +29,7 @@ from scanner.errors import (
 from scanner.models import ScanStatus
 from scanner.report import csv_cell, status_json, status_table, write_rows
 from scanner.runner import target_of
+from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
 
 
@@ -37,7 +38,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     async def read() -> tuple[list[ScanStatus], dict[int, int | None]]:
         async with await Store.open(config.store.path, readonly=True) as store:
-            scans = await store.scans(args.limit)
+            scans = await store.scans(args.limit, target=_urls_target(args))
             expected = {
                 s.id: await store.previous_listed(s.target, s.id)
                 for s in scans
@@ -68,7 +69,20 @@ def _report_filter(args: argparse.Namespace) -> ReportFilter:
     return dataclasses.replace(selection(args), states=args.state, history=args.history)
 
 
-async def _report_target(store: Store, config: Config) -> str:
+def _urls_target(args: argparse.Namespace) -> str | None:
+    """The target id of `--urls FILE` (the list need not exist any more), or None."""
+    if getattr(args, "urls", None) in (None, ""):
+        return None
+    if args.urls == "-":
+        raise ConfigError("--urls -: name the list's file (a piped list is kept as "
+                          "<store dir>/.cos-scanner-urls/<sha256>.txt)")  # fmt: skip
+    return url_target(Path(args.urls)).id
+
+
+async def _report_target(store: Store, config: Config, args: argparse.Namespace) -> str:
+    urls = _urls_target(args)
+    if urls is not None:
+        return urls
     if config.cos.bucket:
         return target_of(config).id
     targets = await store.targets()
@@ -94,7 +108,7 @@ def _write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
 async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
     where = _report_filter(args)
     async with await Store.open(config.store.path, readonly=True) as store:
-        target = await _report_target(store, config)
+        target = await _report_target(store, config, args)
         where = await spelled_labels(store, target, where)
         if args.by_user:
             _write_users(await store.by_user(target, where), args.format, out)

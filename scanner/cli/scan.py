@@ -41,6 +41,7 @@ from scanner.metrics import ScanMetrics
 from scanner.pipeline import Progress
 from scanner.report import dry_run_text, status_json, summary_text
 from scanner.runner import ScanResult, scan_target, target_of
+from scanner.sources.urls import UrlList, spool_stdin, url_target
 from scanner.store import ReportFilter, Store
 
 
@@ -121,13 +122,15 @@ async def _scan(
     force: bool = False,
     summary_path: Path | None = None,
     metrics_out: MetricsOut | None = None,
+    urls: UrlList | None = None,
 ) -> int:
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
     acted: list[ActResult] = []
     metrics = None
     if metrics_out is not None:
-        metrics = ScanMetrics(target_of(config).id, config.audit.scenes_per_image)
+        target = url_target(urls.path) if urls is not None else target_of(config)
+        metrics = ScanMetrics(target.id, config.audit.scenes_per_image)
         if metrics_out.port is not None:
             metrics.serve(metrics_out.port)
     seen: list[Progress] = []
@@ -146,8 +149,10 @@ async def _scan(
                 mode=mode,
                 force=force,
                 on_retry=_log_retry,
+                urls=urls,
             )
-            if result.outcome == "done" and config.act.on_flagged and not stop.is_set():
+            acts = config.act.on_flagged and urls is None  # a URL is not ours to make private
+            if result.outcome == "done" and acts and not stop.is_set():
                 acted.append(await _on_flagged(config, result, stop))
             tg.cancel_scope.cancel()
         return result
@@ -246,10 +251,17 @@ def _write_summary(path: Path, record: dict[str, Any]) -> None:
 
 
 async def _dry(
-    config: Config, mode: str, force: bool, max_images: int | None, as_json: bool
+    config: Config,
+    mode: str,
+    force: bool,
+    max_images: int | None,
+    as_json: bool,
+    urls: UrlList | None = None,
 ) -> int:
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[Estimate]:
-        return dry_run(config, progress, stop, mode=mode, force=force, max_images=max_images)
+        return dry_run(
+            config, progress, stop, mode=mode, force=force, max_images=max_images, urls=urls
+        )
 
     est = await _supervised(config, work)
     if est is None:
@@ -266,11 +278,25 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ConfigError("--json goes with --dry-run (a scan's summary is in --summary)")
     config = _load(args, full=True)
     mode, force = scan_mode(args, config)
+    urls = _url_list(args, config)
     if args.dry_run:
-        return anyio.run(_dry, config, mode, force, args.max_images, args.json)
+        return anyio.run(_dry, config, mode, force, args.max_images, args.json, urls)
     return anyio.run(
-        _scan, config, args.max_images, mode, force, args.summary, metrics_out_of(args)
+        _scan, config, args.max_images, mode, force, args.summary, metrics_out_of(args), urls
     )
+
+
+def _url_list(args: argparse.Namespace, config: Config) -> UrlList | None:
+    """`--urls FILE` (or `-`: standard input, kept beside the store) as a URL list."""
+    if args.urls is None:
+        return None
+    if args.prefix is not None:
+        raise ConfigError("--urls and --prefix do not go together: a URL list has no prefix")
+    if args.urls == "-":
+        path = spool_stdin(config.store.path)
+    else:
+        path = Path(args.urls)
+    return UrlList(path, page_size=config.cos.page_size)
 
 
 def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:
@@ -288,7 +314,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         async def run() -> int:
             async with start_demo_emulator(args.objects, args.seed, args.latency) as (state, url):
-                config = demo_config(url, Path(tmp) / "demo.db")
+                config = demo_config(url, Path(tmp) / "demo.db", args.service)
                 print(
                     f"emulator: {len(state.bucket):,} objects in {state.bucket_name} at {url} "
                     f"(latency {args.latency:g}s); store {config.store.path}"
@@ -305,7 +331,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 print(
                     f"emulator billed {stats['audited_images']:,} images "
                     f"({stats['double_audited']} twice) in "
-                    f"{stats['requests'].get('audit', 0):,} requests"
+                    f"{stats['requests'].get('audit', 0) + stats['requests'].get('ims', 0):,} "
+                    f"{'IMS' if args.service == 'ims' else 'batch audit'} requests"
                 )
                 if got != expected:
                     return EXIT_FAILED

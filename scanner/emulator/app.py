@@ -22,11 +22,11 @@ from typing import Any
 from aiohttp import web
 
 from scanner.cos.xml import XmlError, parse, text
-from scanner.emulator import control, faults, ims, objects
+from scanner.emulator import control, faults, ims, objects, single
 from scanner.emulator.auth import check_request, strip_port
 from scanner.emulator.bucket import Bucket
 from scanner.emulator.fetch import close as fetch_close
-from scanner.emulator.fetch import content_verdict, judge_url
+from scanner.emulator.fetch import content_verdict, judge_url, own_hosts
 from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, Verdict, verdict_for
 from scanner.emulator.state import EmulatorState, Job
 from scanner.emulator.wire import error_xml, job_xml, list_xml, request_id, response_xml
@@ -54,9 +54,9 @@ def _endpoint(request: web.Request) -> tuple[str, str]:
         return "audit", "ci"
     if path.startswith("/image/auditing/"):
         return "query", "ci"
-    if path == "/":
+    if path == "/" and not single.is_single(request):
         return "list", "cos"
-    return "object", "cos"
+    return "object", "cos"  # an object, or the single-image API (by detect-url at "/")
 
 
 def error_response(
@@ -121,6 +121,15 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         if early is not None:
             state.stats.statuses[f"{endpoint} {early.status}"] += 1
             return early
+        if endpoint == "object" and single.is_single(request) and request.method == "GET":
+            if anonymous_read:
+                raise Refusal(403, "AccessDenied", "Access Denied.")
+            try:
+                recognized = await single.recognize(state, bucket, request)
+            except single.SingleError as exc:
+                raise Refusal(exc.status, exc.code, exc.message) from None
+            state.stats.requests["single"] += 1
+            return recognized
         if endpoint == "object":
             answer = await _object(state, name, bucket, request, signed=not anonymous_read)
             state.stats.statuses[f"{endpoint} {answer.status}"] += 1
@@ -139,7 +148,7 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
     if endpoint == "audit":
         if request.method != "POST":
             raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
-        return await audit(state, await request.read(), request.host)
+        return await audit(state, await request.read(), own_hosts(request))
     if endpoint == "query":
         job = state.jobs.get(request.path.rsplit("/", 1)[-1])
         if job is None:
@@ -238,7 +247,7 @@ def _scenes(conf: Any) -> tuple[str, ...]:
 
 
 async def _input_verdict(
-    state: EmulatorState, item: Any, scenes: tuple[str, ...], host: str
+    state: EmulatorState, item: Any, scenes: tuple[str, ...], hosts: frozenset[str]
 ) -> tuple[str, str, Verdict]:
     """(source, value, verdict) for one Input element."""
     large = text(item, "LargeImageDetect") == "1"
@@ -264,7 +273,7 @@ async def _input_verdict(
         obj = state.bucket.objects.get(key)
         return "Object", key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)
     url = text(item, "Url")
-    _judged, verdict = await judge_url(state, url, host, scenes, large)
+    _judged, verdict = await judge_url(state, url, hosts, scenes, large)
     return "Url", url, verdict
 
 
@@ -310,7 +319,7 @@ def _freezes(verdict: Verdict, thresholds: dict[str, int]) -> bool:
     return any(h.scene in thresholds and h.score >= thresholds[h.scene] for h in verdict.hits)
 
 
-async def audit(state: EmulatorState, body: bytes, host: str = "") -> str:
+async def audit(state: EmulatorState, body: bytes, hosts: frozenset[str] = frozenset()) -> str:
     """Synchronous (or async-submitted) batch image audit (reference 3.1-3.3)."""
     try:
         root = parse(body)
@@ -326,8 +335,10 @@ async def audit(state: EmulatorState, body: bytes, host: str = "") -> str:
     is_async = conf is not None and text(conf, "Async") == "1"
     freeze = _freeze_thresholds(conf)
     jobs = []
-    for item in inputs:
-        source, value, verdict = await _input_verdict(state, item, scenes, host)
+    judged = await asyncio.gather(  # URL inputs are fetched at once, as a service would
+        *(_input_verdict(state, item, scenes, hosts) for item in inputs)
+    )
+    for item, (source, value, verdict) in zip(inputs, judged, strict=True):
         verdict = _bill(state, source, value, verdict, len(scenes))
         token = text(item, "UserInfo/TokenId")
         if token:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+from aiohttp import web
 
 from scanner.emulator.bucket import StoredObject
 from scanner.emulator.objects import PIXEL
@@ -20,6 +21,7 @@ from scanner.emulator.rules import Verdict, verdict_for
 from scanner.emulator.state import EmulatorState
 
 MAX_FETCH_BYTES = 32 * 1024 * 1024
+TOO_LARGE = "over 32 MB"
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"RIFF")
 
 
@@ -39,18 +41,26 @@ async def fetch(state: EmulatorState, url: str) -> tuple[bytes | None, str]:
         ) as resp:
             if resp.status != 200:
                 return None, f"HTTP {resp.status}"
-            data = await resp.content.read(MAX_FETCH_BYTES + 1)
+            chunks, size = [], 0
+            async for chunk in resp.content.iter_any():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_FETCH_BYTES:
+                    break
+            data = b"".join(chunks)
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return None, f"{type(exc).__name__}: {exc}"
     if len(data) > MAX_FETCH_BYTES:
-        return None, "over 32 MB"
+        return None, TOO_LARGE
     return data, ""
 
 
-def own_key(state: EmulatorState, url: str, host: str) -> str | None:
-    """The key of the emulator's object a URL on the emulator's own address names."""
+def own_key(state: EmulatorState, url: str, hosts: frozenset[str]) -> str | None:
+    """The key of the emulator's object a URL on one of the emulator's own addresses names."""
     parts = urlsplit(url)
-    if parts.netloc != host:
+    if parts.netloc not in hosts and not parts.netloc.startswith(
+        f"{state.bucket_name}.cos.{state.region}."
+    ):
         return None
     key = unquote(parts.path[1:])
     return key if key in state.bucket.objects else None
@@ -70,14 +80,31 @@ def content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdic
     return verdict_for(f"content-{digest[:16]}.jpg", blob, scenes=scenes, large_image_detect=large)
 
 
+def own_hosts(request: web.Request) -> frozenset[str]:
+    """The addresses a client may use for this emulator: the Host it was sent, and the
+    socket it listens on (an IP Host, a virtual-host Host, or the IP:port in a URL)."""
+    hosts = {request.host}
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if sock:
+        host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
+        hosts.add(f"{host}:{sock[1]}")
+    return frozenset(hosts)
+
+
 async def judge_url(
-    state: EmulatorState, url: str, host: str, scenes: tuple[str, ...], large: bool
+    state: EmulatorState,
+    url: str,
+    hosts: frozenset[str],
+    scenes: tuple[str, ...],
+    large: bool,
 ) -> tuple[str, Verdict]:
     """(what was judged: the emulator's key or the URL, the verdict) for a URL input."""
     data, why = await fetch(state, url)
+    if data is None and why == TOO_LARGE:
+        return url, Verdict(code="-65011", message="file too large")
     if data is None:
         return url, Verdict(code="-65010", message=f"download failed: {why}")
-    key = own_key(state, url, host)
+    key = own_key(state, url, hosts)
     if key is not None:
         obj = state.bucket.objects[key]
         return key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)

@@ -30,7 +30,7 @@ from aiohttp import web
 
 from scanner.audit import tc3
 from scanner.emulator import faults
-from scanner.emulator.fetch import content_verdict, judge_url, served_key
+from scanner.emulator.fetch import content_verdict, judge_url, own_hosts, served_key
 from scanner.emulator.rules import DEFAULT_SCENES, Verdict, verdict_for
 from scanner.emulator.state import EmulatorState
 
@@ -44,7 +44,7 @@ _AUTH = re.compile(
 _DATA_ID = re.compile(r"[A-Za-z0-9_@#-]{1,64}")
 _SUGGESTION = {0: "Pass", 1: "Block", 2: "Review"}
 #: Emulator failure codes (rules) as IMS error codes.
-_CODES = {
+CODES = {
     "-61011": ("ResourceUnavailable.ImageDownloadError", "image not found"),
     "-65010": ("ResourceUnavailable.ImageDownloadError", "image download failed"),
     "-65013": ("InvalidParameterValue.InvalidImageContent", "not a supported image format"),
@@ -173,7 +173,7 @@ async def _moderate(state: EmulatorState, request: web.Request, body: bytes) -> 
         code = "-65010"
     if code:
         state.stats.image_failures[code] += 1
-        ims_code, message = _CODES.get(code, ("InvalidParameter", verdict.message))
+        ims_code, message = CODES.get(code, ("InvalidParameter", verdict.message))
         raise ImsRefusal(ims_code, message)
     state.stats.audits[judged] += 1
     obj = state.bucket.objects.get(judged)
@@ -204,7 +204,7 @@ async def _judge(
     url = str(params.get("FileUrl") or "")
     if not url:
         raise ImsRefusal("InvalidParameter", "FileContent or FileUrl is required.")
-    judged, verdict = await judge_url(state, url, request.host, scenes, True)
+    judged, verdict = await judge_url(state, url, own_hosts(request), scenes, True)
     state.stats.sent[judged] += 1
     return judged, verdict
 

@@ -178,6 +178,23 @@ class Results(StoreBase):
                 ),
             )
 
+    async def record_check(
+        self, target: Target, ref: ObjectRef, verdict: ImageVerdict, policy: str, user: str
+    ) -> None:
+        """A `check` verdict, kept like a scan's (scan 0): scans of the target reuse it."""
+        assert verdict.result is not None
+        row = (
+            target.scope, ref.key, ref.etag, ref.size, policy, int(verdict.result),
+            verdict.label, verdict.score, verdict.category, verdict.sub_label, verdict.text,
+            verdict.job_id, pack_raw(verdict.raw), time.time(), 0, verdict.forbid_state,
+            user or None, None,
+        )  # fmt: skip
+        async with self._tx() as conn:
+            await conn.execute(_UPSERT_VERDICT, row)
+            await conn.execute(
+                "DELETE FROM failures WHERE target = ? AND key = ?", (target.scope, ref.key)
+            )
+
     async def fail_pending(self, scan_id: int, code: str, message: str) -> int:
         """Mark every pending object of a scan failed (used when retries are spent)."""
         async with self._tx() as conn:

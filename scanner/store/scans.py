@@ -13,7 +13,7 @@ from scanner.store.base import StoreBase
 _SCAN_COLUMNS = (
     "id, target, mode, policy, state, marker, listing_done, listed, audited, flagged, review, "
     "failed, skipped, requests, error, started_at, updated_at, finished_at, run_started_at, "
-    "run_audited, deleted, maybe_double, frozen, shared, reuse_since"
+    "run_audited, deleted, maybe_double, frozen, shared, reuse_since, source_digest"
 )
 
 
@@ -47,14 +47,23 @@ class Scans(StoreBase):
             raise StoreError(f"no scan {scan_id} in {self.path!r}")
         return _status(row)
 
-    async def scans(self, limit: int = 20) -> list[ScanStatus]:
+    async def scans(self, limit: int = 20, target: str | None = None) -> list[ScanStatus]:
+        """The latest scans (of `target` only, when given), newest first."""
+        where = "" if target is None else "WHERE target = ? "
         rows = await self._all(
-            f"SELECT {_SCAN_COLUMNS} FROM scans ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT {_SCAN_COLUMNS} FROM scans {where}ORDER BY id DESC LIMIT ?",
+            (limit,) if target is None else (target, limit),
         )
         return [_status(r) for r in rows]
 
     async def start_scan(
-        self, target: Target, policy: str, mode: str = "full", *, reuse: bool = True
+        self,
+        target: Target,
+        policy: str,
+        mode: str = "full",
+        *,
+        reuse: bool = True,
+        source_digest: str = "",
     ) -> ScanStatus:
         """A new running scan of `target`; `reuse=False` (--force): only verdicts made since it
         started are taken (its own, a scan's beside it), everything else is audited again."""
@@ -62,8 +71,8 @@ class Scans(StoreBase):
         async with self._tx() as conn:
             cur = await conn.execute(
                 "INSERT INTO scans (target, bucket, region, prefix, mode, policy, state, "
-                "started_at, updated_at, run_started_at, reuse_since) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+                "started_at, updated_at, run_started_at, reuse_since, source_digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
                 (
                     target.id,
                     target.bucket,
@@ -75,6 +84,7 @@ class Scans(StoreBase):
                     now,
                     now,
                     0.0 if reuse else now,
+                    source_digest,
                 ),
             )
             scan_id = cur.lastrowid

@@ -1,0 +1,1 @@
+"""Inputs other than a bucket listing: URL lists (`urls`)."""

@@ -1,0 +1,115 @@
+"""`cos-scanner check KEY|URL`: one image now through the CI single-image API or IMS, against
+the emulator; the official SDK's single-image call works against the same emulator."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import anyio
+import pytest
+from qcloud_cos import CosConfig, CosS3Client
+
+from scanner.cli import main
+from scanner.emulator import (
+    DEFAULT_BUCKET,
+    DEFAULT_SECRET_ID,
+    DEFAULT_SECRET_KEY,
+    EmulatorState,
+    synthetic,
+)
+from scanner.emulator.bucket import StoredObject, etag_of
+from scanner.emulator.rules import verdict_for
+from tests.conftest import Emulator
+from tests.procs import emulator_process
+from tests.test_scan_process import stats
+
+KEYS = ("nsfw/1.jpg", "ad_2.png", "plain/3.jpg")
+
+
+def put(emulator: Emulator, *keys: str) -> None:
+    for key in keys:
+        emulator.state.bucket.put(key, StoredObject(etag_of(key), 5000, datetime.now(UTC)))
+
+
+async def test_the_sdks_single_image_call_works_against_the_emulator(emulator: Emulator) -> None:
+    put(emulator, *KEYS)
+    parts = urlsplit(emulator.url)
+    conf = CosConfig(Region="ap-guangzhou", SecretId=DEFAULT_SECRET_ID,
+                     SecretKey=DEFAULT_SECRET_KEY, IP=parts.hostname, Port=parts.port,
+                     Scheme="http")  # fmt: skip
+    client = CosS3Client(conf, retry=0)
+
+    def recognize(key: str) -> dict[str, Any]:
+        got: dict[str, Any] = client.get_object_sensitive_content_recognition(
+            Bucket=DEFAULT_BUCKET, Key=key, BizType="album", DataId="d1"
+        )
+        return got
+
+    for key in KEYS:
+        got = await anyio.to_thread.run_sync(recognize, key)
+        rule = verdict_for(key, emulator.state.bucket.objects[key])
+        assert (got["Result"], got["Label"], got["Score"]) == (
+            str(rule.result),
+            rule.label,
+            str(rule.score),
+        )
+        assert got["DataId"] == "d1"
+    by_url = await anyio.to_thread.run_sync(
+        lambda: client.get_object_sensitive_content_recognition(
+            Bucket=DEFAULT_BUCKET, DetectUrl=f"{emulator.url}/nsfw/1.jpg"
+        )
+    )
+    assert by_url["Label"] == "Porn"
+    assert emulator.state.stats.audits["nsfw/1.jpg"] == 2
+
+
+def cfg_file(tmp_path: Path, url: str, service: str = "ci") -> Path:
+    path = tmp_path / "c.toml"
+    ims = f'[ims]\nendpoint = "{url}"\n' if service == "ims" else ""
+    path.write_text(
+        f'[cos]\nbucket = "{DEFAULT_BUCKET}"\nendpoint = "{url}"\n'
+        f'[audit]\nservice = "{service}"\n{ims}[store]\npath = "{tmp_path / "s.db"}"\n'
+    )
+    return path
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+
+
+@pytest.mark.parametrize("service", ["ci", "ims"])
+def test_check_prints_stores_and_a_scan_reuses_it(
+    service: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = EmulatorState(bucket=synthetic(300, 51), seed=51)
+    with emulator_process("--objects", "300", "--seed", "51") as url:
+        cfg = str(cfg_file(tmp_path, url, service))
+        flagged = sorted(
+            k for k, o in state.bucket.objects.items()
+            if not verdict_for(k, o).code and verdict_for(k, o).result == 1
+        )[0]  # fmt: skip
+        rule = verdict_for(flagged, state.bucket.objects[flagged])
+        assert main(["check", flagged, "--config", cfg, "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert (got["result"], got["label"], got["score"]) == (1, rule.label, rule.score)
+        assert got["service"] == service
+        assert main(["check", flagged, "--config", cfg, "--store", str(tmp_path / "s.db")]) == 0
+        text = capsys.readouterr().out
+        assert f"{flagged}: Result 1 (sensitive)  {rule.label}" in text
+        assert main(["check", f"{url}/{quote(flagged)}", "--config", cfg]) == 0
+        assert "Result 1" in capsys.readouterr().out
+        assert main(["check", "no/such.jpg", "--config", cfg]) == 3
+        assert "NoSuchKey" in capsys.readouterr().err
+        assert main(["check", "ftp://x/y.jpg", "--config", cfg]) == 2
+        before = stats(url, detail=True)["audits"]
+        assert before[flagged] == 3  # check, check --store, check by URL
+        assert main(["scan", "--config", cfg]) in (0, 3)
+        after = stats(url, detail=True)["audits"]
+    assert after[flagged] == 3  # the stored check verdict was reused: not billed again
+    assert len(after) > 100
