@@ -45,12 +45,17 @@ def test_bad_emulator_root(capsys: pytest.CaptureFixture[str], tmp_path: object)
     )
 
 
-def test_demo_scans_the_album_and_matches_the_rules(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--objects", "1500", "--latency", "0.001"]) == 0
+@pytest.mark.parametrize("service", ["ci", "ims"])
+def test_demo_scans_the_album_and_matches_the_rules(
+    service: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    objects = "1500" if service == "ci" else "600"
+    assert main(["demo", "--objects", objects, "--latency", "0.001", "--service", service]) == 0
     out = capsys.readouterr().out
-    assert "listed         1,500" in out
+    assert f"listed {int(objects):>13,}" in out
     assert "counts match the emulator's rules: yes" in out
     assert "(0 twice)" in out
+    assert ("IMS requests" in out) == (service == "ims")
 
 
 def test_shell_completion(tmp_path: Path) -> None:
