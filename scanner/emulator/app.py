@@ -25,8 +25,8 @@ from scanner.cos.xml import XmlError, parse, text
 from scanner.emulator import control, faults, ims, objects, single
 from scanner.emulator.auth import check_request, strip_port
 from scanner.emulator.bucket import Bucket
+from scanner.emulator.fetch import FETCH_HEADER, content_verdict, judge_url, own_hosts
 from scanner.emulator.fetch import close as fetch_close
-from scanner.emulator.fetch import content_verdict, judge_url, own_hosts
 from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, Verdict, verdict_for
 from scanner.emulator.state import EmulatorState, Job
 from scanner.emulator.wire import error_xml, job_xml, list_xml, request_id, response_xml
@@ -94,7 +94,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     state.stats.requests[endpoint] += 1
     resource = f"{request.headers.get('Host', '')}{request.path}"
     try:
-        if state.faults.latency:
+        if state.faults.latency and FETCH_HEADER not in request.headers:
             await asyncio.sleep(state.faults.latency)
         denial = check_request(
             state,
