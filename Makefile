@@ -35,8 +35,9 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# make demo SERVICE=ims: the same demo through IMS ImageModeration
 demo: $(STAMP)
-	$(BIN)/cos-scanner demo
+	$(BIN)/cos-scanner demo $(if $(SERVICE),--service $(SERVICE))
 
 emulator: $(STAMP)
 	$(BIN)/cos-scanner emulator --objects 10000 --seed 1

@@ -64,6 +64,8 @@ class RemoteError(ScannerError):
         detail = f"{service}: {message}"
         if status:
             detail += f" (HTTP {status}{', ' + code if code else ''})"
+        elif code:  # an API 3.0 error: HTTP 200 with the code in the body
+            detail += f" ({code})"
         if request_id:
             detail += f" [request id {request_id}]"
         super().__init__(detail)

@@ -113,3 +113,27 @@ def test_check_prints_stores_and_a_scan_reuses_it(
         after = stats(url, detail=True)["audits"]
     assert after[flagged] == 3  # the stored check verdict was reused: not billed again
     assert len(after) > 100
+
+
+def test_a_wrong_key_on_ims_is_one_line_and_the_store_is_intact(
+    tmp_path: Path, creds: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The listing is done (a paused scan), so the resume's first call is IMS: its refusal
+    (AuthFailure.SignatureFailure) ends the run in one line with the auth exit code."""
+    import sqlite3
+
+    with emulator_process("--objects", "300", "--seed", "52") as url:
+        cfg = str(cfg_file(tmp_path, url, "ims"))
+        assert main(["scan", "--config", cfg, "--max-images", "20"]) == 4  # paused
+        db = tmp_path / "s.db"
+        before = sqlite3.connect(db).execute("SELECT COUNT(*) FROM verdicts").fetchone()
+        capsys.readouterr()
+        monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "wrong-key")
+        assert main(["scan", "--config", cfg]) == 77
+        err = [x for x in capsys.readouterr().err.splitlines() if " INFO " not in x]
+        assert len(err) == 1, err
+        assert "AuthFailure.SignatureFailure" in err[0]
+        assert "Traceback" not in err[0]
+        assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM verdicts").fetchone() == before
+        monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
+        assert main(["scan", "--config", cfg]) in (0, 3)
