@@ -285,6 +285,8 @@ FIELDS = (
     "forbid_state",
     "user",
     "verdict_from",  # a copy's verdict: the key whose audit it shares (empty: audited itself)
+    "decision",  # a reviewer's: approve, block or skip (empty: undecided)
+    "reviewer",
 )
 
 

@@ -29,7 +29,7 @@ from scanner.errors import (
     ThrottledError,
 )
 from scanner.pipeline import Progress
-from scanner.store import ReportFilter, Store
+from scanner.store import DECISIONS, ReportFilter, Store
 
 T = TypeVar("T")
 
@@ -187,6 +187,11 @@ def selection(args: argparse.Namespace) -> ReportFilter:
             f"--result: {wrong} is not a Result; choose from 0 (normal), "
             "1 (sensitive), 2 (suspicious)"
         )
+    bad = set(getattr(args, "decision", ())) - {*DECISIONS, "undecided"}
+    if bad:
+        raise ConfigError(
+            f"--decision: unknown {sorted(bad)}; choose from {', '.join(DECISIONS)}, undecided"
+        )
     for name in ("min_score", "max_score"):
         value = getattr(args, name)
         if value is not None and not 0 <= value <= 100:
@@ -201,6 +206,7 @@ def selection(args: argparse.Namespace) -> ReportFilter:
         users=args.user,
         scan_id=args.scan,
         since=args.since,
+        decisions=tuple(getattr(args, "decision", ())),
     )
 
 

@@ -296,6 +296,12 @@ def _filter_args(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--scan", type=_scan_id, default=None, help="only rows recorded by this scan id")
     p.add_argument(
+        "--decision",
+        type=_csv_words,
+        default=(),
+        help="only verdicts a reviewer decided so: approve, block, skip, undecided (comma list)",
+    )
+    p.add_argument(
         "--since",
         type=_since,
         default=None,

@@ -36,7 +36,7 @@ from scanner.store import ReportFilter, Store
 def run_status(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
 
-    async def read() -> tuple[list[ScanStatus], dict[int, int | None]]:
+    async def read() -> tuple[list[ScanStatus], dict[int, int | None], dict[str, Any]]:
         async with await Store.open(config.store.path, readonly=True) as store:
             scans = await store.scans(args.limit, target=_urls_target(args))
             expected = {
@@ -44,15 +44,23 @@ def run_status(args: argparse.Namespace) -> int:
                 for s in scans
                 if s.state != "done" and not s.listing_done
             }
-            return scans, expected
+            review = {t: await store.review_counts(t) for t in {s.target for s in scans}}
+            return scans, expected, review
 
-    scans, expected = anyio.run(read)
+    scans, expected, review = anyio.run(read)
     if args.json:
-        print(json.dumps([status_json(s, expected.get(s.id)) for s in scans], indent=2))
+        rows = [{**status_json(s, expected.get(s.id)), "review": review[s.target]} for s in scans]
+        print(json.dumps(rows, indent=2))
     elif not scans:
         print(f"no scans in {config.store.path}")
     else:
         print(status_table(scans, expected))
+        for target, r in sorted(review.items()):
+            if r["reviewed"] or r["to_review"]:
+                print(
+                    f"review of {target}: {r['reviewed']:,} reviewed (approve {r['approve']:,}, "
+                    f"block {r['block']:,}, skip {r['skip']:,}), {r['to_review']:,} to review"
+                )
     return EXIT_OK
 
 

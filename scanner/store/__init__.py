@@ -7,12 +7,14 @@
 - `results`: audit outcomes, verdicts, failures, and what incremental rescans read of them;
 - `reports`: the current state of every key, filtered and streamed;
 - `sharing`: what a scan need not pay for (copies, another scan's verdicts) and claims;
+- `decisions`: what reviewers decided of verdicts, with history;
 - `journal`: act runs and one row per object per run (I6), and what is in effect per object.
 The counters in `scans` change only in the same transactions as the rows they count.
 """
 
 from __future__ import annotations
 
+from scanner.store.decisions import DECISIONS, Decided, Decisions
 from scanner.store.journal import ActRun, Entry, Journal
 from scanner.store.leases import Leases
 from scanner.store.pages import Pages
@@ -22,9 +24,11 @@ from scanner.store.scans import Scans
 from scanner.store.sharing import Admission, Sharing
 
 __all__ = [
+    "DECISIONS",
     "REPORT_COLUMNS",
     "ActRun",
     "Admission",
+    "Decided",
     "Entry",
     "Prior",
     "ReportFilter",
@@ -34,5 +38,5 @@ __all__ = [
 ]
 
 
-class Store(Leases, Scans, Pages, Results, Sharing, Reports, Journal):
+class Store(Leases, Scans, Pages, Results, Sharing, Reports, Decisions, Journal):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -85,7 +85,7 @@ class Reports(StoreBase):
 
 REPORT_COLUMNS = (
     "key, etag, size, state, reason, message, result, label, score, category, sub_label, job_id, "
-    "audited_at, scan_id, forbid_state, user_id, verdict_from, raw"
+    "audited_at, scan_id, forbid_state, user_id, verdict_from, decision, reviewer, raw"
 )
 # A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
 # verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
@@ -97,18 +97,20 @@ SELECT v.key, v.etag, v.size,
        CASE WHEN v.deleted_scan IS NULL THEN NULL ELSE 'deleted' END AS reason, NULL AS message,
        v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
        COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.user_id, v.verdict_from,
-       v.raw
-FROM verdicts v WHERE v.target = ? AND v.key >= ? AND v.key < ?
+       d.decision, d.reviewer, v.raw
+FROM verdicts v
+LEFT JOIN decisions d ON d.target = v.target AND d.key = v.key AND d.etag = v.etag
+WHERE v.target = ? AND v.key >= ? AND v.key < ?
   AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = v.target AND f.key = v.key)
 UNION ALL
 SELECT f.key, f.etag, f.size,
        CASE WHEN f.deleted_scan IS NULL THEN 'failed' ELSE 'deleted' END, f.code, f.message,
        NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL,
-       NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL
 FROM failures f WHERE f.target = ? AND f.key >= ? AND f.key < ?
 UNION ALL
 SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, o.scan_id, NULL, NULL, NULL, NULL
+       NULL, o.scan_id, NULL, NULL, NULL, NULL, NULL, NULL
 FROM scan_objects o
 WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
   AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = ? AND v.key = o.key)
@@ -117,7 +119,8 @@ WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
 _HISTORY = """
 UNION ALL
 SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.score, h.category,
-       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, NULL, h.verdict_from, h.raw
+       h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, NULL, h.verdict_from, NULL, NULL,
+       h.raw
 FROM verdict_history h WHERE h.target = ? AND h.key >= ? AND h.key < ?
 """
 
@@ -147,6 +150,15 @@ class ReportFilter:
     scan_id: int | None = None
     since: float | None = None  # unix time; rows audited (or failed) at or after it
     history: bool = False  # also the verdicts re-audits replaced
+    decisions: tuple[str, ...] = ()  # approve, block, skip, undecided (a review decision)
+
+    def _decided(self, args: list[Any]) -> str:
+        named = [d for d in self.decisions if d != "undecided"]
+        either = [f"decision IN ({','.join('?' * len(named))})"] if named else []
+        if "undecided" in self.decisions:  # only verdicts can be decided
+            either.append("(decision IS NULL AND state = 'audited')")
+        args.extend(named)
+        return f"({' OR '.join(either)})"
 
     def sql(self) -> tuple[str, list[Any]]:
         conds: list[str] = []
@@ -160,6 +172,8 @@ class ReportFilter:
             if values:
                 conds.append(f"{column} IN ({','.join('?' * len(values))})")
                 args.extend(values)
+        if self.decisions:
+            conds.append(self._decided(args))
         if self.min_score is not None:
             conds.append("score >= ?")
             args.append(self.min_score)
