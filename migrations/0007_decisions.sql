@@ -27,3 +27,7 @@ CREATE TABLE decisions (
     PRIMARY KEY (target, key)
 ) WITHOUT ROWID;
 CREATE INDEX decisions_by_decision ON decisions (target, decision);
+
+-- A decision on one copy can be applied to every copy of that content: the copies of an audited
+-- key are the verdicts whose verdict_from names it.
+CREATE INDEX verdicts_by_source ON verdicts (target, verdict_from) WHERE verdict_from IS NOT NULL;

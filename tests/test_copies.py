@@ -342,3 +342,30 @@ def test_sigkill_at_five_points_with_copies_then_resume(tmp_path: Path) -> None:
     assert paid_again <= len(points) * IN_FLIGHT, paid_again  # only what was in flight
     assert db_rows(store, "SELECT COUNT(*) FROM claims") == [(0,)]
     assert db_rows(store, "PRAGMA integrity_check") == [("ok",)]
+
+
+async def test_a_decision_on_one_copy_reaches_every_copy(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(800, 4, copies=0.3), seed=4)
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        assert await _scan(cfg) == "done"
+    objs = state.bucket.objects
+    rows = _rows(cfg, "SELECT key, etag, verdict_from FROM verdicts WHERE verdict_from IS NOT NULL")
+    key, etag, source = rows[0]
+    same = {k for k in _rows_keys(cfg) if (objs[k].etag, objs[k].size) ==
+            (objs[key].etag, objs[key].size)}  # fmt: skip
+    assert len(same) >= 2
+    target = target_of(cfg).id
+    async with await Store.open(cfg.store.path) as store:
+        group = await store.with_copies(target, [(key, etag)])
+        assert {k for k, _ in group} == same
+        assert source in same
+        done = await store.decide(target, group, "block", "alice")
+        assert set(done.applied) == same
+        assert (await store.review_counts(target))["block"] == sum(
+            1 for k in same if _rows(cfg, "SELECT result FROM verdicts WHERE key = ?", k)[0][0]
+        )
+
+
+def _rows_keys(cfg: Config) -> list[str]:
+    return [k for (k,) in _rows(cfg, "SELECT key FROM verdicts")]

@@ -72,6 +72,28 @@ class Decisions(StoreBase):
                 applied.append(key)
         return Decided(tuple(applied), tuple(stale))
 
+    async def with_copies(
+        self, target: str, items: Sequence[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """`items` and every copy of their content (the audited key and the keys sharing its
+        verdict, `verdict_from`), each with its own verdict's ETag."""
+        scope, _ = split_target(target)
+        out = dict(items)
+        for key, _etag in items:
+            row = await self._one(
+                "SELECT COALESCE(verdict_from, key) FROM verdicts WHERE target = ? AND key = ?",
+                (scope, key),
+            )
+            if row is None:
+                continue
+            rows = await self._all(
+                "SELECT key, etag FROM verdicts WHERE target = ? AND (key = ? OR verdict_from = ?)",
+                (scope, row[0], row[0]),
+            )
+            for k, e in rows:
+                out.setdefault(k, e)
+        return list(out.items())
+
     async def previous_decision(self, target: str, key: str, etag: str) -> str:
         """What the key's decision was before its latest one on this ETag ("undecided" when
         none): what an undo goes back to."""
