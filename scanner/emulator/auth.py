@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from scanner.cos.signing import parse_authorization, signature
+from scanner.cos.signing import encode, parse_authorization, signature
 from scanner.emulator.state import EmulatorState, KeyPair
 
 Denial = tuple[int, str, str]
@@ -101,7 +101,10 @@ def _signature_matches(
         for h in fields.get("q-header-list", "").split(";")
         if h
     }
-    params = {p: query.get(p, "") for p in fields.get("q-url-param-list", "").split(";") if p}
+    # q-url-param-list names the parameters encoded and lowercased (a processing key such as
+    # imageMogr2/thumbnail/!20p is imagemogr2%2fthumbnail%2f%2120p): find what was sent
+    sent = {encode(k).lower(): (k, v) for k, v in query.items()}
+    params = dict(sent.get(p, (p, "")) for p in fields.get("q-url-param-list", "").split(";") if p)
     _h, _p, expected = signature(
         pair.secret_key,
         method=method,

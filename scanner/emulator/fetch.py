@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from scanner.emulator.bucket import StoredObject
+from scanner.emulator.images import seed_in
 from scanner.emulator.objects import PIXEL
 from scanner.emulator.rules import Verdict, verdict_for
 from scanner.emulator.state import EmulatorState
@@ -74,9 +75,10 @@ def own_key(state: EmulatorState, url: str, hosts: frozenset[str]) -> str | None
 
 def served_key(state: EmulatorState, data: bytes) -> str | None:
     """The key whose bytes these are, if the emulator served them (FileContent)."""
-    if data.startswith(PIXEL) and len(data) >= len(PIXEL) + 32:
-        return state.served.get(data[len(PIXEL) : len(PIXEL) + 32])
-    return None
+    seed = seed_in(data)
+    if seed is None and data.startswith(PIXEL) and len(data) >= len(PIXEL) + 32:
+        seed = data[len(PIXEL) : len(PIXEL) + 32]
+    return None if seed is None else state.served.get(seed)
 
 
 def content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdict:

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from scanner.cos.xml import XmlError, parse
 from scanner.emulator.bucket import Bucket, StoredObject
+from scanner.emulator.images import content_type, fmt_of, picture
+from scanner.emulator.rules import verdict_for
 from scanner.emulator.state import EmulatorState
 from scanner.emulator.wire import request_id
 
@@ -46,13 +48,42 @@ def seed_of(obj: StoredObject) -> bytes:
     return hashlib.sha256(obj.etag.encode()).digest()
 
 
-def content(obj: StoredObject) -> bytes:
-    """What GET returns for `obj`: a 1x1 GIF, then bytes drawn from its seed, `size` in all."""
+def _label(key: str, obj: StoredObject) -> str | None:
+    """The colour a picture of `key` is drawn in: what the rules decide (None: the service
+    could not decode it, so neither can anyone: it stays undrawn bytes)."""
+    verdict = verdict_for(key, obj, large_image_detect=True)
+    return None if verdict.code and verdict.code != "-65011" else verdict.label
+
+
+def content(obj: StoredObject, key: str = "") -> bytes:
+    """What GET returns for `obj`: for a JPEG/PNG/GIF key, a real picture of exactly its size
+    coloured by its verdict (`images`); otherwise a 1x1 GIF, then bytes drawn from its seed."""
     if obj.path is not None:
         return obj.path.read_bytes()
     seed = seed_of(obj)
+    label = _label(key, obj) if key and obj.size else None
+    if label is not None:
+        drawn = picture(key, label, obj.size, seed)
+        if drawn is not None:
+            return drawn
     repeats = max(0, obj.size - len(PIXEL)) // len(seed) + 1  # bytes * n: C speed, MBs in µs
     return (PIXEL + seed * repeats)[: obj.size]
+
+
+def thumbnail(key: str, obj: StoredObject) -> web.Response:
+    """`GET /<key>?imageMogr2/thumbnail/<geometry>` (reference 9): a small picture of a
+    synthetic image; a folder's file is returned as it is (the emulator does not resize)."""
+    small: bytes | None = None
+    if obj.path is not None:
+        small = obj.path.read_bytes()
+    elif obj.size and (label := _label(key, obj)) is not None:
+        small = picture(key, label, 0, b"", thumb=True)
+    if small is None:
+        raise ObjectError(400, "InvalidImageFormat", "The image cannot be processed.")
+    return web.Response(
+        body=small,
+        headers={"Content-Type": content_type(key), "x-cos-request-id": request_id()},
+    )
 
 
 def effective_acl(state: EmulatorState, bucket: str, key: str) -> str:
@@ -101,10 +132,13 @@ def get(
     headers = _headers(obj)
     if request.method == "HEAD":
         return web.Response(headers=headers)
+    if any(q.startswith("imageMogr2/") for q in request.query):
+        return thumbnail(key, obj)
     del headers["Content-Length"]
     if obj.path is None:  # so that FileContent with these bytes is judged as this object
         state.served[seed_of(obj)] = key
-    return web.Response(body=content(obj), headers=headers)
+        headers["Content-Type"] = content_type(key) if fmt_of(key) else headers["Content-Type"]
+    return web.Response(body=content(obj, key), headers=headers)
 
 
 async def put(

@@ -14,7 +14,7 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from scanner.emulator import DEFAULT_BUCKET
 from scanner.emulator.bucket import Bucket, StoredObject, etag_of
-from scanner.emulator.objects import PIXEL
+from scanner.emulator.objects import content
 from tests.conftest import Emulator
 from tests.emulator.test_sdk_conformance import _client
 
@@ -68,7 +68,8 @@ async def test_head_get_acl_copy_delete(emulator: Emulator) -> None:
     got = await anyio.to_thread.run_sync(calls)
     assert got["head"]["ETag"] == f'"{obj.etag}"'
     assert got["head"]["Content-Length"] == "5000"
-    assert got["bytes"][: len(PIXEL)] == PIXEL
+    assert got["bytes"][:3] == b"\xff\xd8\xff"  # a .jpg key: a real JPEG of its size
+    assert got["bytes"] == content(obj, "albums/u1/a b.jpg")
     assert len(got["bytes"]) == 5000
     grants = got["acl0"]["AccessControlList"]["Grant"]
     assert "AllUsers" not in str(grants)  # default: no grant of its own
