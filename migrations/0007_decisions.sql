@@ -31,3 +31,6 @@ CREATE INDEX decisions_by_decision ON decisions (target, decision);
 -- A decision on one copy can be applied to every copy of that content: the copies of an audited
 -- key are the verdicts whose verdict_from names it.
 CREATE INDEX verdicts_by_source ON verdicts (target, verdict_from) WHERE verdict_from IS NOT NULL;
+
+-- The review queue pages by (result, score, key) within a target: one index walk per page.
+CREATE INDEX verdicts_queue ON verdicts (target, result, score DESC, key);

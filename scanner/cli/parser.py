@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner import __version__
-from scanner.cli import act, check, commands, emulator, report, scan
+from scanner.cli import act, check, commands, emulator, report, review, scan
 from scanner.emulator import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,
@@ -202,6 +202,23 @@ def _check_args(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     p.set_defaults(run=check.run_check)
+
+
+def _review_args(sub: Any) -> None:
+    p = sub.add_parser(
+        "review",
+        help="a local web page to look at flagged images and decide (approve / block / skip)",
+        description="Serve the review page for the store's target on 127.0.0.1 with a random "
+        "access token (printed, and opened in a browser unless --no-browser).",
+    )
+    _config_args(p)
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to serve (default 127.0.0.1; others warn)"
+    )
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.add_argument("--reviewer", default=None, help="who decides (default: the OS user)")
+    p.set_defaults(run=review.run_review)
 
 
 def _status_args(sub: Any) -> None:
@@ -430,6 +447,11 @@ def _demo_args(sub: Any) -> None:
         default="ci",
         help="audit through CI batch auditing (default) or IMS ImageModeration",
     )
+    p.add_argument(
+        "--review",
+        action="store_true",
+        help="then serve the review page on the demo's store (Ctrl-C ends the demo)",
+    )
     _log_args(p, sub=True)
     _metrics_args(p)
     p.set_defaults(run=scan.run_demo)
@@ -451,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         _scan_args,
         _check_args,
+        _review_args,
         _status_args,
         _report_args,
         _act_args,

@@ -336,6 +336,10 @@ def run_demo(args: argparse.Namespace) -> int:
                 )
                 if got != expected:
                     return EXIT_FAILED
+                if args.review:  # the emulator keeps serving the pictures meanwhile
+                    from scanner.cli.review import default_reviewer, serve_review
+
+                    await serve_review(config, "127.0.0.1", 8765, default_reviewer(), True)
                 return EXIT_OK if code in (EXIT_OK, EXIT_IMAGES_FAILED) else code
 
         return anyio.run(run)

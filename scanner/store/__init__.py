@@ -8,6 +8,7 @@
 - `reports`: the current state of every key, filtered and streamed;
 - `sharing`: what a scan need not pay for (copies, another scan's verdicts) and claims;
 - `decisions`: what reviewers decided of verdicts, with history;
+- `review`: the review queue (keyset pages), its counts and overview;
 - `journal`: act runs and one row per object per run (I6), and what is in effect per object.
 The counters in `scans` change only in the same transactions as the rows they count.
 """
@@ -20,6 +21,7 @@ from scanner.store.leases import Leases
 from scanner.store.pages import Pages
 from scanner.store.reports import REPORT_COLUMNS, ReportFilter, Reports
 from scanner.store.results import Prior, Results, pack_raw, unpack_raw
+from scanner.store.review import Cursor, QueueFilter, Review
 from scanner.store.scans import Scans
 from scanner.store.sharing import Admission, Sharing
 
@@ -28,9 +30,11 @@ __all__ = [
     "REPORT_COLUMNS",
     "ActRun",
     "Admission",
+    "Cursor",
     "Decided",
     "Entry",
     "Prior",
+    "QueueFilter",
     "ReportFilter",
     "Store",
     "pack_raw",
@@ -38,5 +42,5 @@ __all__ = [
 ]
 
 
-class Store(Leases, Scans, Pages, Results, Sharing, Reports, Decisions, Journal):
+class Store(Leases, Scans, Pages, Results, Sharing, Reports, Review, Decisions, Journal):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -1,0 +1,243 @@
+// cos-scanner review page. No build step, no libraries. Everything the store says is put in
+// the page with textContent or attributes, never as HTML: a key is only ever text.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = { items: [], focus: 0, next: null, selected: new Set(), loading: false, generation: 0 };
+const RESULTS = { 0: "normal", 1: "sensitive", 2: "suspicious" };
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  return node;
+}
+
+function params() {
+  const form = new FormData($("filters"));
+  const p = new URLSearchParams();
+  for (const [k, v] of form.entries()) {
+    if (k === "range") continue;
+    if (v !== "" && !(k === "scan" && v === "all")) p.set(k, String(v));
+  }
+  if (form.get("scan") === "all") p.set("scan", "all");
+  const range = String(form.get("range") || "").trim();
+  if (/^\d{1,3}-\d{1,3}$/.test(range)) p.set("band", range);
+  return p;
+}
+
+function say(text) {
+  $("status").textContent = text;
+  if (text) setTimeout(() => { if ($("status").textContent === text) $("status").textContent = ""; }, 2500);
+}
+
+async function getJSON(url) {
+  const resp = await fetch(url, { credentials: "same-origin" });
+  if (!resp.ok) throw new Error(`${resp.status} ${await resp.text()}`);
+  return resp.json();
+}
+
+async function loadMeta() {
+  const meta = await getJSON("/api/meta");
+  $("target").textContent = meta.target;
+  $("reviewer").textContent = `reviewer: ${meta.reviewer}`;
+  for (const [name, values] of [["label", meta.labels], ["sub_label", meta.sub_labels]]) {
+    const select = document.querySelector(`select[name=${name}]`);
+    for (const v of values) { const o = el("option", "", v); o.value = v; select.append(o); }
+  }
+}
+
+async function loadCounts() {
+  const data = await getJSON(`/api/counts?${params()}`);
+  const parts = Object.entries(data.counts).map(([r, n]) => `Result ${r}: ${n.toLocaleString()}`);
+  const r = data.review;
+  $("counts").textContent = `${parts.join(" · ") || "nothing"} selected · ` +
+    `${r.reviewed.toLocaleString()} reviewed, ${r.to_review.toLocaleString()} to review`;
+}
+
+function highlight(container, text, keywords) {
+  // The OCR text with its hit keywords marked: text nodes and <mark> elements only.
+  let rest = text;
+  const words = keywords.filter((k) => k);
+  while (rest) {
+    let at = -1, word = "";
+    for (const k of words) { const i = rest.indexOf(k); if (i >= 0 && (at < 0 || i < at)) { at = i; word = k; } }
+    if (at < 0) { container.append(document.createTextNode(rest)); break; }
+    container.append(document.createTextNode(rest.slice(0, at)), el("mark", "", word));
+    rest = rest.slice(at + word.length);
+  }
+}
+
+function card(item, index) {
+  const node = el("article", "card");
+  node.dataset.index = String(index);
+  const thumb = el("img");
+  thumb.alt = item.key;
+  thumb.loading = "lazy";
+  thumb.src = `/thumb?${new URLSearchParams({ key: item.key, etag: item.etag })}`;
+  node.append(thumb);
+  const body = el("div", "body");
+  body.append(el("div", "key", item.key));
+  const verdict = el("div", `verdict r${item.result}`,
+    `${item.result} ${RESULTS[item.result]} · ${item.label}${item.sub_label ? " / " + item.sub_label : ""} · ${item.score}`);
+  body.append(verdict);
+  for (const s of item.scenes || []) {
+    if (!s.hit && !s.ocr.length && !s.libs.length) continue;
+    body.append(el("div", "scene", `${s.scene}: ${s.hit ? "hit" : "no hit"}, score ${s.score ?? "-"}` +
+      `${s.label ? ", " + s.label : ""}${s.sub_label ? " / " + s.sub_label : ""}`));
+    for (const o of s.ocr) { const p = el("div", "scene ocr", "OCR: "); highlight(p, o.text, o.keywords); body.append(p); }
+    if (s.libs.length) body.append(el("div", "scene", `library: ${s.libs.join(", ")}`));
+  }
+  const size = item.size >= 1048576 ? `${(item.size / 1048576).toFixed(1)} MB` : `${Math.round(item.size / 1024)} KB`;
+  body.append(el("div", "meta", `${size} · modified ${item.last_modified || "?"}` +
+    `${item.verdict_from ? " · copy of " + item.verdict_from : ""}${item.forbid_state ? " · frozen" : ""}` +
+    `${item.acted ? " · " + item.acted : ""}${item.user ? " · user " + item.user : ""}`));
+  const link = el("a", "meta", "full image");
+  link.href = `/image?${new URLSearchParams({ key: item.key, etag: item.etag })}`;
+  link.target = "_blank";
+  link.rel = "noopener";
+  body.append(link);
+  body.append(el("div", "decision", item.decision ? `${item.decision} (${item.reviewer})` : ""));
+  node.append(body);
+  const actions = el("div", "actions");
+  for (const [label, decision] of [["Approve", "approve"], ["Block", "block"], ["Skip", "skip"], ["Undo", "undo"]]) {
+    const b = el("button", "", label);
+    b.type = "button";
+    b.dataset.decision = decision;
+    b.addEventListener("click", () => { state.focus = index; decide(decision, false); });
+    actions.append(b);
+  }
+  node.append(actions);
+  paint(node, item);
+  return node;
+}
+
+function paint(node, item) {
+  node.classList.remove("decided-block", "decided-approve", "decided-skip");
+  if (item.decision) node.classList.add(`decided-${item.decision}`);
+  node.querySelector(".decision").textContent = item.decision ? `${item.decision} (${item.reviewer})` : "";
+  node.classList.toggle("selected", state.selected.has(Number(node.dataset.index)));
+}
+
+function showFocus() {
+  document.querySelectorAll(".card.focus").forEach((n) => n.classList.remove("focus"));
+  const node = document.querySelector(`.card[data-index="${state.focus}"]`);
+  if (node) { node.classList.add("focus"); node.scrollIntoView({ block: "nearest" }); }
+}
+
+async function loadPage(reset) {
+  // A filter change always reloads (an answer to an older filter is dropped); "more" waits
+  // for nothing and never runs twice at once.
+  if (!reset && state.loading) return;
+  const generation = ++state.generation;
+  state.loading = true;
+  try {
+    const p = params();
+    if (!reset && state.next) p.set("after", state.next);
+    const data = await getJSON(`/api/queue?${p}`);
+    if (generation !== state.generation) return;
+    if (reset) { state.items = []; state.focus = 0; state.selected.clear(); $("grid").replaceChildren(); }
+    const start = state.items.length;
+    data.items.forEach((item, i) => { state.items.push(item); $("grid").append(card(item, start + i)); });
+    state.next = data.next;
+    $("more").hidden = !data.next;
+    showFocus();
+    if (reset) loadCounts();
+  } catch (err) { say(`could not load: ${err.message}`); }
+  finally { if (generation === state.generation) state.loading = false; }
+}
+
+async function decide(decision, copies) {
+  const targets = state.selected.size ? [...state.selected] : [state.focus];
+  const items = targets.map((i) => state.items[i]).filter(Boolean);
+  if (!items.length) return;
+  // the next card at once: a reviewer typing b b b decides three cards, not one three times
+  if (!copies && targets.length === 1 && decision !== "undo") move(1);
+  const resp = await fetch("/api/decide", {
+    method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ items: items.map((i) => ({ key: i.key, etag: i.etag })), decision, copies }),
+  });
+  if (!resp.ok) { say(`not saved: ${resp.status}`); return; }
+  const done = await resp.json();
+  const applied = new Set(done.applied);
+  for (const i of targets) {
+    const item = state.items[i];
+    if (!item || !applied.has(item.key)) continue;
+    if (decision === "undo") { item.decision = null; item.reviewer = null; } else { item.decision = decision; item.reviewer = $("reviewer").textContent.replace("reviewer: ", ""); }
+    paint(document.querySelector(`.card[data-index="${i}"]`), item);
+  }
+  if (decision === "undo") loadCounts(); // the undo may restore an earlier decision
+  say(done.stale.length ? `${done.stale.length} changed since audit: not decided` : `${decision}: ${done.applied.length} saved`);
+  state.selected.clear();
+  document.querySelectorAll(".card.selected").forEach((n) => n.classList.remove("selected"));
+  loadCounts();
+}
+
+function move(step) {
+  state.focus = Math.max(0, Math.min(state.items.length - 1, state.focus + step));
+  showFocus();
+  if (state.focus >= state.items.length - 3 && state.next) loadPage(false);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const actions = { j: () => move(1), k: () => move(-1), a: () => decide("approve", false),
+    b: () => decide("block", false), s: () => decide("skip", false), u: () => decide("undo", false),
+    A: () => decide("approve", true), B: () => decide("block", true),
+    x: () => { state.selected.has(state.focus) ? state.selected.delete(state.focus) : state.selected.add(state.focus);
+      const node = document.querySelector(`.card[data-index="${state.focus}"]`); if (node) paint(node, state.items[state.focus]); } };
+  const act = actions[event.key];
+  if (act) { event.preventDefault(); act(); }
+});
+
+function bars(container, rows, colour) {
+  // A horizontal bar chart as inline SVG, built with DOM calls (no markup strings).
+  const ns = "http://www.w3.org/2000/svg";
+  const max = Math.max(1, ...rows.map((r) => r[1]));
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", "640"); svg.setAttribute("height", String(22 * rows.length + 4));
+  rows.forEach(([name, value], i) => {
+    const y = 22 * i + 2;
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", "0"); label.setAttribute("y", String(y + 14)); label.setAttribute("font-size", "12");
+    label.textContent = String(name);
+    const rect = document.createElementNS(ns, "rect");
+    rect.setAttribute("x", "150"); rect.setAttribute("y", String(y)); rect.setAttribute("height", "18");
+    rect.setAttribute("width", String(Math.max(1, 420 * value / max))); rect.setAttribute("fill", colour);
+    const num = document.createElementNS(ns, "text");
+    num.setAttribute("x", String(156 + 420 * value / max)); num.setAttribute("y", String(y + 14)); num.setAttribute("font-size", "12");
+    num.textContent = Number(value).toLocaleString();
+    svg.append(label, rect, num);
+  });
+  container.replaceChildren(svg);
+}
+
+async function loadOverview() {
+  const p = params();
+  p.set("decision", p.get("decision") === "undecided" ? "any" : p.get("decision") || "any");
+  const data = await getJSON(`/api/overview?${p}`);
+  bars($("chart-labels"), data.labels, "#dc2626");
+  bars($("chart-scores"), data.histogram.map((n, i) => [`${i * 10}-${i === 9 ? 100 : i * 10 + 9}`, n]), "#2563eb");
+  bars($("chart-scans"), data.scans.flatMap((s) => [[`scan ${s.scan} audited`, s.audited],
+    [`scan ${s.scan} flagged`, s.flagged + s.review], [`scan ${s.scan} paid`, s.paid]]), "#059669");
+}
+
+function showTab(name) {
+  $("queue").hidden = name !== "queue";
+  $("overview").hidden = name !== "overview";
+  $("tab-queue").classList.toggle("active", name === "queue");
+  $("tab-overview").classList.toggle("active", name === "overview");
+  if (name === "overview") loadOverview().catch((e) => say(e.message));
+}
+
+$("filters").addEventListener("change", (event) => {
+  // the keys go back to the queue once a filter is chosen (j/k/a/b are not meant for a select)
+  if (event.target instanceof HTMLSelectElement) event.target.blur();
+  if ($("queue").hidden) loadOverview(); else loadPage(true);
+});
+$("filters").addEventListener("submit", (event) => { event.preventDefault(); loadPage(true); });
+$("more").addEventListener("click", () => loadPage(false));
+$("tab-queue").addEventListener("click", () => showTab("queue"));
+$("tab-overview").addEventListener("click", () => showTab("overview"));
+loadMeta().then(() => loadPage(true)).catch((e) => say(e.message));

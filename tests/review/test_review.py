@@ -1,0 +1,277 @@
+"""The review page: its HTTP guard (token, cookie, Host, Origin, CSP), its API (keyset pages,
+counts, decisions), and the real page in headless Chromium (Debian's, via Playwright's
+executable_path; no browser is downloaded). Browser tests skip in one line where Chromium or
+Playwright is missing, unless REVIEW_BROWSER_REQUIRED=1 (CI), where they must run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import anyio
+import pytest
+from aiohttp import web
+
+from scanner.config import Config
+from scanner.cos.client import HttpClient
+from scanner.emulator import EmulatorState, running, synthetic
+from scanner.emulator.bucket import StoredObject, etag_of
+from scanner.pipeline import Progress
+from scanner.review.app import CSP, ReviewSettings, build_review_app
+from scanner.review.thumbs import Thumbs
+from scanner.runner import scan_target, target_of
+from scanner.store import Cursor, QueueFilter, Store
+from tests.conftest import CREDS
+from tests.test_pipeline import config
+
+TOKEN = "test-token-0123456789"
+HOSTILE = ["nsfw/<img src=x onerror=alert(1)>.jpg", 'nsfw/"><script>alert(2)</script>.png']
+
+
+@dataclass
+class Served:
+    url: str  # http://127.0.0.1:PORT
+    store: Store
+    cfg: Config
+    state: EmulatorState
+    target: str
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    tmp_path: Path, objects: int = 1500, seed: int = 71, copies: float = 0.1
+) -> AsyncIterator[Served]:
+    state = EmulatorState(bucket=synthetic(objects, seed, copies=copies), seed=seed)
+    for key in HOSTILE:
+        state.bucket.put(key, StoredObject(etag_of(key), 50_000, datetime.now(UTC)))
+    async with running(state) as url:
+        cfg = config(url, tmp_path)
+        assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
+        target = target_of(cfg).id
+        async with await Store.open(cfg.store.path) as store, HttpClient(CREDS) as http:
+            app = build_review_app(
+                store, ReviewSettings(target, "tester", TOKEN), Thumbs(http, cfg.cos)
+            )
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            try:
+                yield Served(f"http://127.0.0.1:{port}", store, cfg, state, target)
+            finally:
+                await runner.cleanup()
+
+
+async def test_the_guard(tmp_path: Path) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)  # cookies for an IP host
+    async with serve(tmp_path, 300) as s, aiohttp.ClientSession(cookie_jar=jar) as http:
+        async with http.get(s.url + "/") as r:
+            assert r.status == 403  # no token
+            assert r.headers["Content-Security-Policy"] == CSP
+        async with http.get(s.url + "/?token=wrong") as r:
+            assert r.status == 403
+        async with http.get(s.url + f"/?token={TOKEN}", allow_redirects=False) as r:
+            assert r.status == 302
+            assert r.headers["Location"] == "/"
+            cookie = r.cookies["cos_scanner_review"]
+            assert cookie["httponly"]
+            assert cookie["samesite"] == "Strict"
+        async with http.get(s.url + "/api/meta") as r:  # the cookie now
+            assert r.status == 200
+            assert (await r.json())["reviewer"] == "tester"
+        port = urlsplit(s.url).port
+        async with http.get(s.url + "/api/meta", headers={"Host": f"evil.example:{port}"}) as r:
+            assert r.status == 403  # DNS rebinding: not our Host
+        body = {"items": [], "decision": "block"}
+        async with http.post(s.url + "/api/decide", json=body) as r:
+            assert r.status == 403  # no Origin: not from our page
+        async with http.post(s.url + "/api/decide", json=body,
+                             headers={"Origin": "http://evil.example"}) as r:  # fmt: skip
+            assert r.status == 403
+        async with http.post(s.url + "/api/decide", json=body, headers={"Origin": s.url}) as r:
+            assert r.status == 200
+        for path in ("/static/app.js", "/static/app.css"):
+            async with http.get(s.url + path) as r:
+                assert r.status == 200
+        async with http.get(s.url + "/static/../app.py") as r:
+            assert r.status in (403, 404)
+
+
+async def test_keyset_pages_are_the_whole_ordered_queue(tmp_path: Path) -> None:
+    async with serve(tmp_path, 1500) as s:
+        where = QueueFilter(decisions=())
+        everything, _ = await s.store.queue(s.target, where, limit=10_000)
+        assert len(everything) > 60
+        assert [r["result"] for r in everything] == sorted(
+            (r["result"] for r in everything), key=lambda x: {2: 0, 1: 1}[x]
+        )
+        pages: list[dict[str, Any]] = []
+        after: Cursor | None = None
+        while True:
+            rows, after = await s.store.queue(s.target, where, after, limit=7)
+            pages += rows
+            if after is None:
+                break
+        assert [r["key"] for r in pages] == [r["key"] for r in everything]
+        counts = await s.store.queue_counts(s.target, where)
+        assert sum(counts.values()) == len(everything)
+
+
+def chromium() -> str:
+    """Debian's Chromium, or a one-line skip (a failure where CI requires the browser)."""
+    path = (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        path = None
+    if path is None:
+        reason = "browser tests skipped: no chromium (apt-get install chromium) or no playwright"
+        if os.environ.get("REVIEW_BROWSER_REQUIRED") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def test_decide_twenty_with_the_keyboard_and_reload(tmp_path: Path) -> None:
+    chromium()
+    from playwright.async_api import expect
+
+    async with serve(tmp_path, 3000, seed=1, copies=0.0) as s, browser() as b:  # the demo album
+        page = await b.new_page(viewport={"width": 1400, "height": 900})
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: dialogs.append(d.message))
+        await page.goto(f"{s.url}/?token={TOKEN}")
+        await page.wait_for_selector(".card")
+        if shot := os.environ.get("REVIEW_SCREENSHOT"):  # the README's picture: the demo album
+            await page.locator(".card img").nth(9).wait_for()
+            await page.wait_for_timeout(800)
+            await page.screenshot(path=shot)
+        await page.select_option("select[name=scan]", "all")
+        await page.select_option("select[name=label]", "Porn")
+        await page.select_option("select[name=band]", "sensitive")
+        await page.locator(".card").nth(19).wait_for()  # (locator waits: no eval under the CSP)
+        keys = await page.locator(".card .key").all_text_contents()
+        await page.keyboard.press("j")
+        await page.keyboard.press("k")
+        for _ in range(20):
+            await page.keyboard.press("b")
+            await page.wait_for_timeout(30)
+        await page.locator(".card.decided-block").nth(19).wait_for()
+        await page.reload()
+        await page.select_option("select[name=scan]", "all")
+        await page.select_option("select[name=decision]", "block")
+        await expect(page.locator(".card")).to_have_count(20)
+        shown = await page.locator(".card .key").all_text_contents()
+        assert sorted(shown) == sorted(keys[:20])
+        rows, _ = await s.store.queue(s.target, QueueFilter(decisions=("block",)), limit=100)
+        assert sorted(r["key"] for r in rows) == sorted(keys[:20])
+        assert {r["reviewer"] for r in rows} == {"tester"}
+        assert dialogs == []
+
+
+async def test_hostile_keys_are_inert_text_and_no_token_is_403(tmp_path: Path) -> None:
+    chromium()
+    from playwright.async_api import expect
+
+    async with serve(tmp_path, 300) as s, browser() as b:
+        page = await b.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: dialogs.append(d.message))
+        denied = await page.goto(s.url + "/")
+        assert denied is not None
+        assert denied.status == 403
+        await page.goto(f"{s.url}/?token={TOKEN}")
+        await page.select_option("select[name=scan]", "all")
+        await page.fill("input[name=prefix]", "nsfw/")
+        await page.press("input[name=prefix]", "Enter")
+        await expect(page.locator(".card")).to_have_count(2)
+        shown = await page.locator(".card .key").all_text_contents()
+        assert sorted(shown) == sorted(HOSTILE)
+        await page.wait_for_timeout(500)
+        assert dialogs == []  # nothing ran
+        assert await page.locator("script", has_text="alert").count() == 0
+        assert await page.locator("img[src=x]").count() == 0
+        await page.click("#tab-overview")  # pictures: labels, scores, scans (inline SVG)
+        await page.locator("#chart-labels svg rect").first.wait_for()
+        await expect(page.locator("#chart-scores svg rect")).to_have_count(10)
+        assert await page.locator("#chart-scans svg rect").count() == 3  # one scan: 3 bars
+        if shot := os.environ.get("REVIEW_OVERVIEW_SCREENSHOT"):
+            await page.screenshot(path=shot)
+
+
+async def test_two_reviewers_at_once_lose_nothing(tmp_path: Path) -> None:
+    chromium()
+    async with serve(tmp_path, 3000) as s, browser() as b:
+        pages = []
+        for _ in range(2):
+            context = await b.new_context()
+            page = await context.new_page()
+            await page.goto(f"{s.url}/?token={TOKEN}")
+            await page.select_option("select[name=scan]", "all")
+            await page.wait_for_selector(".card")
+            pages.append(page)
+
+        async def decide(page: Any, button: str, start: int) -> None:
+            for i in range(start, start + 10):
+                await page.locator(".card").nth(i).get_by_role("button", name=button).click()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(decide, pages[0], "Block", 0)
+            tg.start_soon(decide, pages[1], "Approve", 10)
+        await pages[0].wait_for_timeout(500)
+        counts = await s.store.review_counts(s.target)
+        assert counts["block"] == 10
+        assert counts["approve"] == 10
+
+
+async def test_the_page_works_while_a_scan_writes_the_store(tmp_path: Path) -> None:
+    """A forced rescan writes the same store (another connection) while the page reads the
+    queue and saves decisions: every request answers, no 'database is locked'."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with serve(tmp_path, 1500) as s, aiohttp.ClientSession(cookie_jar=jar) as http:
+        s.state.faults.latency = 0.01
+        async with http.get(f"{s.url}/?token={TOKEN}"):
+            pass
+        statuses: list[int] = []
+
+        async def rescan() -> None:
+            result = await scan_target(s.cfg, anyio.Event(), Progress(), force=True)
+            assert result.outcome == "done"
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(rescan)
+            for _ in range(30):
+                async with http.get(f"{s.url}/api/queue?scan=all&decision=any&limit=5") as r:
+                    statuses.append(r.status)
+                    items = (await r.json())["items"]
+                body = {"items": [{"key": items[0]["key"], "etag": items[0]["etag"]}],
+                        "decision": "skip"}  # fmt: skip
+                async with http.post(f"{s.url}/api/decide", json=body,
+                                     headers={"Origin": s.url}) as r:  # fmt: skip
+                    statuses.append(r.status)
+                await anyio.sleep(0.02)
+        assert set(statuses) == {200}
