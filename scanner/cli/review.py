@@ -9,15 +9,15 @@ import secrets
 import signal
 import webbrowser
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
-from aiohttp import web
 
 from scanner.cli.commands import EXIT_OK, _load, fail
 from scanner.config import Config, Credentials
 from scanner.cos.client import HttpClient
 from scanner.errors import ConfigError
-from scanner.review.app import ReviewSettings, build_review_app
+from scanner.review.app import ReviewSettings, serving
 from scanner.review.thumbs import Thumbs
 from scanner.runner import target_of
 from scanner.store import Store
@@ -43,6 +43,8 @@ def run_review(args: argparse.Namespace) -> int:
     config = _load(args, full=False)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535 (got {args.port})")
+    if not Path(config.store.path).is_file():
+        raise ConfigError(f"no store at {config.store.path!r}: run a scan first")
     if not _loopback(args.host):
         fail(f"cos-scanner: warning: serving on {args.host}: anyone who can reach it and has "
              "the token can decide; prefer an SSH tunnel (see README)")  # fmt: skip
@@ -65,18 +67,8 @@ async def serve_review(
         creds = config.credentials or Credentials("", "")
         async with HttpClient(creds) as http:
             token = secrets.token_urlsafe(24)
-            runner = web.AppRunner(
-                build_review_app(
-                    store, ReviewSettings(target, reviewer, token, host), Thumbs(http, config.cos)
-                ),
-                access_log=None, handle_signals=False,
-            )  # fmt: skip
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, host, port)
-                await site.start()
-                sockets = getattr(site._server, "sockets", None) or []
-                bound = sockets[0].getsockname()[1] if sockets else port
+            settings = ReviewSettings(target, reviewer, token, host)
+            async with serving(store, settings, Thumbs(http, config.cos), port) as bound:
                 shown = f"[{host}]" if ":" in host else host
                 url = f"http://{shown}:{bound}/?token={token}"
                 print(f"cos-scanner review of {target} as {reviewer}: open {url}", flush=True)
@@ -88,9 +80,6 @@ async def serve_review(
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for _ in signals:
                         return
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await runner.cleanup()
 
 
 async def _only_target(store: Store) -> str:

@@ -14,13 +14,16 @@ are written at once, each in one short transaction (`Store.decide`).
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 from aiohttp import web
 
 from scanner.audit.codec import raw_to_dict
@@ -264,3 +267,22 @@ def build_review_app(store: Store, settings: ReviewSettings, thumbs: Thumbs) -> 
     app.router.add_get("/thumb", thumb)
     app.router.add_get("/image", thumb)
     return app
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    store: Store, settings: ReviewSettings, thumbs: Thumbs, port: int
+) -> AsyncIterator[int]:
+    """Serve the page on `settings.host`:`port` while the block runs; yields the bound port."""
+    runner = web.AppRunner(
+        build_review_app(store, settings, thumbs), access_log=None, handle_signals=False
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None) or []
+        yield sockets[0].getsockname()[1] if sockets else port
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

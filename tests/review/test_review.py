@@ -19,14 +19,13 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 import pytest
-from aiohttp import web
 
 from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.pipeline import Progress
-from scanner.review.app import CSP, ReviewSettings, build_review_app
+from scanner.review.app import CSP, ReviewSettings, serving
 from scanner.review.thumbs import Thumbs
 from scanner.runner import scan_target, target_of
 from scanner.store import Cursor, QueueFilter, Store
@@ -58,18 +57,9 @@ async def serve(
         assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
         target = target_of(cfg).id
         async with await Store.open(cfg.store.path) as store, HttpClient(CREDS) as http:
-            app = build_review_app(
-                store, ReviewSettings(target, "tester", TOKEN), Thumbs(http, cfg.cos)
-            )
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            try:
+            settings = ReviewSettings(target, "tester", TOKEN)
+            async with serving(store, settings, Thumbs(http, cfg.cos), 0) as port:
                 yield Served(f"http://127.0.0.1:{port}", store, cfg, state, target)
-            finally:
-                await runner.cleanup()
 
 
 async def test_the_guard(tmp_path: Path) -> None:
@@ -275,3 +265,38 @@ async def test_the_page_works_while_a_scan_writes_the_store(tmp_path: Path) -> N
                     statuses.append(r.status)
                 await anyio.sleep(0.02)
         assert set(statuses) == {200}
+
+
+def test_the_command_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests.procs import read_line
+
+    async def scanned() -> str:
+        state = EmulatorState(bucket=synthetic(200, 72), seed=72)
+        async with running(state) as url:
+            cfg = config(url, tmp_path)
+            assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
+            return cfg.store.path
+
+    store = anyio.run(scanned)
+    argv = [sys.executable, "-m", "scanner", "review", "--store", store, "--port", "0",
+            "--no-browser", "--reviewer", "carol"]  # fmt: skip
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        assert p.stdout is not None
+        line = read_line(p.stdout, 30)
+        assert " as carol: open http://127.0.0.1:" in line
+        url = line.rsplit(" ", 1)[1].strip()
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(url.split("?")[0], timeout=5)
+        assert denied.value.code == 403
+        denied.value.close()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(url, timeout=5) as page:  # token -> cookie -> the page
+            assert b"cos-scanner review" in page.read()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=10) == 0
