@@ -180,11 +180,11 @@ async def api_queue(request: web.Request) -> web.Response:
     where = await queue_filter(request)
     try:
         after = Cursor.decode(request.query.get("after", ""))
+        limit = max(1, min(200, int(request.query.get("limit", "60") or 60)))
     except ValueError:
-        return web.json_response({"error": "bad cursor"}, status=400)
+        return web.json_response({"error": "bad cursor or limit"}, status=400)
     store, target = request.app[STORE], request.app[SETTINGS].target
-    rows, nxt = await store.queue(target, where, after, limit=min(200, int(
-        request.query.get("limit", "60") or 60)))  # fmt: skip
+    rows, nxt = await store.queue(target, where, after, limit=limit)
     for row in rows:
         row["scenes"] = scene_details(row.pop("raw"))
     return web.json_response({"items": rows, "next": nxt.encode() if nxt else None})

@@ -90,6 +90,9 @@ async def test_the_guard(tmp_path: Path) -> None:
             assert r.status == 403
         async with http.post(s.url + "/api/decide", json=body, headers={"Origin": s.url}) as r:
             assert r.status == 200
+        for bad in ("after=%5B1", "limit=x"):
+            async with http.get(f"{s.url}/api/queue?{bad}") as r:
+                assert r.status == 400
         for path in ("/static/app.js", "/static/app.css"):
             async with http.get(s.url + path) as r:
                 assert r.status == 200
