@@ -114,9 +114,9 @@ class _Counter:
     est: Estimate
     options: AuditOptions
     max_images: int | None
+    target: Target
     seen: SeenSet | None = None  # with [scan] dedupe: the contents this run would send
     store: Store | None = None
-    target: Target | None = None
     since: float = 0.0  # the store's verdicts before this are not taken (a --force scan)
     urls: UrlList | None = None  # a URL list instead of the bucket
 
@@ -140,7 +140,7 @@ class _Counter:
         options = self.options
         mine: set[str] = set()
         known: set[str] = set()
-        if self.store is not None and self.target is not None:
+        if self.store is not None:
             mine, known = await self.store.reusable(
                 self.target,
                 refs,
@@ -226,8 +226,8 @@ async def _estimate(
 ) -> Estimate:
     """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
     est = Estimate(mode, target.id)
-    counter = _Counter(est, audit_options(config.audit), max_images)
-    counter.store, counter.target, counter.urls = store, target, urls
+    counter = _Counter(est, audit_options(config.audit), max_images, target)
+    counter.store, counter.urls = store, urls
     if config.scan.dedupe:
         counter.seen = SeenSet()
     try:
@@ -260,12 +260,12 @@ async def _branches(
         return est
     elif mode == "retry-failed":
         if store is not None:
-            await _failed(store, counter.target or target_of(config), counter)
+            await _failed(store, counter.target, counter)
         return est
     elif (
         latest is None
         and mode == "incremental"
-        and (store is None or not await store.has_outcomes(counter.target or target_of(config)))
+        and (store is None or not await store.has_outcomes(counter.target))
     ):
         est.mode = "full"  # nothing to compare with yet: the scan starts a full one
     priors = store if est.mode == "incremental" else None
@@ -306,7 +306,7 @@ async def _list(
     flt: UrlFilter | ObjectFilter = (
         UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit)
     )
-    target = counter.target or target_of(config)
+    target = counter.target
     assert config.credentials is not None
     async with HttpClient(config.credentials) as http:
         lister = urls or Lister(

@@ -245,7 +245,3 @@ class Sharing(StoreBase):
                 "DELETE FROM claims WHERE owner = ? OR owner NOT IN (SELECT owner FROM leases)",
                 (owner,),
             )
-
-    async def shared_count(self, scan_id: int) -> int:
-        row = await self._one("SELECT shared FROM scans WHERE id = ?", (scan_id,))
-        return int(row[0]) if row else 0
