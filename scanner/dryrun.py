@@ -231,7 +231,7 @@ async def _estimate(
     if config.scan.dedupe:
         counter.seen = SeenSet()
     try:
-        return await _branches(config, store, latest, progress, stop, mode, force, counter)
+        return await _branches(config, latest, progress, stop, mode, force, counter)
     finally:
         if counter.seen is not None:
             counter.seen.close()
@@ -239,7 +239,6 @@ async def _estimate(
 
 async def _branches(
     config: Config,
-    store: Store | None,
     latest: ScanStatus | None,
     progress: Progress,
     stop: anyio.Event,
@@ -247,7 +246,7 @@ async def _branches(
     force: bool,
     counter: _Counter,
 ) -> Estimate:
-    est = counter.est
+    est, store = counter.est, counter.store
     marker = ""
     counter.since = time.time() if force else 0.0
     if store is not None and latest is not None and latest.state != "done" and not force:

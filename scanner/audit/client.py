@@ -15,7 +15,7 @@ try would bill again, and the scan goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 import anyio
@@ -84,10 +84,9 @@ class AuditClient:
         a request on the wire is awaited but never retried, and a lost answer is not resent.
         """
         body = encode_batch(items, self.options)
-        lost = 0  # attempts that left and whose answer never came
+        resends = Resends(self._settings.resend_after_timeout, stop)
 
         async def attempt() -> list[ImageVerdict]:
-            nonlocal lost
             async with await unless_set(stop, self.budget.slot) as sent_at:
                 self.requests += 1
                 try:
@@ -104,11 +103,7 @@ class AuditClient:
                     self.budget.rate.on_throttled(sent_at, exc.retry_after)
                     raise
                 except TransportError as exc:
-                    if exc.maybe_sent:
-                        lost += 1
-                        stopping = stop is not None and stop.is_set()
-                        if stopping or lost > self._settings.resend_after_timeout:
-                            raise MaybeBilled(exc) from exc
+                    resends.lost_answer(exc)
                     raise
             self.budget.rate.on_success()
             try:
@@ -117,17 +112,45 @@ class AuditClient:
                 error = unreadable("audit", "audit answer", reply, exc)
                 return fail_all(items, "unreadable-answer", str(error))
 
+        verdicts = await resends.run(
+            items,
+            lambda: retrying(self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop),
+        )
+        self.maybe_double += sum(v.maybe_double for v in verdicts)
+        return verdicts
+
+
+class Resends:
+    """The billing rule for a request whose answer may be lost, shared by every backend.
+
+    A request that left and whose answer never came may have been billed: it is sent again
+    at most `allowed` times (never after the stop), then its images fail with
+    `timeout-maybe-billed`. `run` marks the images possibly billed twice: a lost answer and
+    then another billed (or possibly billed) try."""
+
+    def __init__(self, allowed: int, stop: anyio.Event | None) -> None:
+        self._allowed = allowed
+        self._stop = stop
+        self.lost = 0  # attempts that left and whose answer never came
+
+    def lost_answer(self, exc: TransportError) -> None:
+        """Called for a transport failure (which the caller then re-raises to retry)."""
+        if not exc.maybe_sent:
+            return
+        self.lost += 1
+        if (self._stop is not None and self._stop.is_set()) or self.lost > self._allowed:
+            raise MaybeBilled(exc) from exc
+
+    async def run(
+        self, items: Sequence[AuditItem], call: Callable[[], Awaitable[list[ImageVerdict]]]
+    ) -> list[ImageVerdict]:
         answered = True
         try:
-            verdicts = await retrying(
-                self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop
-            )
+            verdicts = await call()
         except MaybeBilled as exc:
             answered = False
             verdicts = fail_all(items, "timeout-maybe-billed", str(exc.cause))
-        # possibly billed twice: a lost answer, then another billed (or possibly billed) try
-        if lost >= 2 or (lost and answered):
-            self.maybe_double += len(items)
+        if self.lost >= 2 or (self.lost and answered):
             verdicts = [replace(v, maybe_double=True) for v in verdicts]
         return verdicts
 

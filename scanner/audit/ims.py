@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from urllib.parse import urlsplit
 
 import anyio
 import yarl
 
-from scanner.audit.client import MaybeBilled, audit_options, fail_all
+from scanner.audit.client import Resends, audit_options
 from scanner.audit.ims_codec import (
     ACTION,
     CONTENT_TYPE,
@@ -162,10 +161,9 @@ class ImsClient:
             if isinstance(got, ImageVerdict):
                 return got
             content = got
-        lost = 0
+        resends = Resends(self._settings.resend_after_timeout, stop)
 
-        async def attempt() -> ImageVerdict:
-            nonlocal lost
+        async def attempt() -> list[ImageVerdict]:
             async with await unless_set(stop, self.budget.slot) as sent_at:
                 self.requests += 1
                 url = item.url or (
@@ -179,28 +177,17 @@ class ImsClient:
                         self._ims.timeout, self._settings.max_response_bytes,
                     )  # fmt: skip
                 except TransportError as exc:
-                    lost += exc.maybe_sent
-                    if exc.maybe_sent and (
-                        (stop is not None and stop.is_set())
-                        or lost > self._settings.resend_after_timeout
-                    ):
-                        raise MaybeBilled(exc) from exc
+                    resends.lost_answer(exc)
                     raise
                 outcome = self._read(item, reply, sent_at)
             self.budget.rate.on_success()
-            return outcome
+            return [outcome]
 
-        answered = True
-        try:
-            verdict = await retrying(
-                self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop
-            )
-        except MaybeBilled as exc:
-            answered = False
-            verdict = fail_all([item], "timeout-maybe-billed", str(exc.cause))[0]
-        if lost >= 2 or (lost and answered):
-            self.maybe_double += 1
-            verdict = replace(verdict, maybe_double=True)
+        (verdict,) = await resends.run(
+            [item],
+            lambda: retrying(self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop),
+        )
+        self.maybe_double += verdict.maybe_double
         return verdict
 
     def _read(self, item: AuditItem, reply: Reply, sent_at: float) -> ImageVerdict:
