@@ -167,6 +167,8 @@ async def test_decide_twenty_with_the_keyboard_and_reload(tmp_path: Path) -> Non
         await page.select_option("select[name=label]", "Porn")
         await page.select_option("select[name=band]", "sensitive")
         await page.locator(".card").nth(19).wait_for()  # (locator waits: no eval under the CSP)
+        await page.wait_for_load_state("networkidle")  # the last filter's page, not an earlier
+        await expect(page.locator(".card .verdict", has_text="Ads")).to_have_count(0)
         keys = await page.locator(".card .key").all_text_contents()
         await page.keyboard.press("j")
         await page.keyboard.press("k")
@@ -226,6 +228,7 @@ async def test_two_reviewers_at_once_lose_nothing(tmp_path: Path) -> None:
             await page.goto(f"{s.url}/?token={TOKEN}")
             await page.select_option("select[name=scan]", "all")
             await page.wait_for_selector(".card")
+            await page.wait_for_load_state("networkidle")  # the grid of the final filter
             pages.append(page)
 
         async def decide(page: Any, button: str, start: int) -> None:
