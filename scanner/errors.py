@@ -29,6 +29,8 @@ class ScannerError(Exception):
 class ConfigError(ScannerError):
     """The configuration (file, environment or flags) is invalid."""
 
+    kind = "config error"  # how the one line on stderr names it
+
     def __init__(self, problems: list[str] | str) -> None:
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__("; ".join(self.problems))

@@ -31,6 +31,7 @@ from scanner.limiter import AuditBudget
 from scanner.models import ScanStatus, Target
 from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
 from scanner.retry import RetryPolicy
+from scanner.sources.inventory import InventorySource, open_inventory
 from scanner.sources.urls import UrlFilter, UrlList, url_target
 from scanner.store import Store
 
@@ -136,6 +137,25 @@ async def _guarded(run: _Run, scan: ScanStatus) -> ScanResult:
         raise
 
 
+INVENTORY = "inventory:"  # a scan's source digest when it reads an Inventory (+ the manifest's MD5)
+
+
+def _same_source(target: Target, latest: ScanStatus, digest: str) -> None:
+    """Refuse to resume a scan from another input than the one it began with."""
+    if latest.source_digest == digest:
+        return
+    if latest.source_digest.startswith(INVENTORY):
+        raise ConfigError(
+            f"scan {latest.id} of {target.id} reads an Inventory: finish it with --inventory "
+            "(the same manifest or a newer one), or start over with --force"
+        )
+    raise ConfigError(
+        f"the URL list {target.urls} changed since scan {latest.id} began (SHA-256 "
+        f"{latest.source_digest[:12]}... is now {digest[:12]}...): put the list "
+        "back to finish that scan, or start over with --force"
+    )
+
+
 async def _open_scan(
     store: Store, target: Target, policy: str, mode: str, force: bool, digest: str = ""
 ) -> ScanStatus | None:
@@ -146,19 +166,18 @@ async def _open_scan(
     abandons an unfinished scan (its state becomes `abandoned`) instead of resuming it.
     """
     latest = await store.latest_scan(target)
+    inventory = digest.startswith(INVENTORY)
     if latest is not None and latest.state != "done":
-        if not force:
-            if latest.source_digest and latest.source_digest != digest:
-                raise ConfigError(
-                    f"the URL list {target.urls} changed since scan {latest.id} began (SHA-256 "
-                    f"{latest.source_digest[:12]}... is now {digest[:12]}...): put the list "
-                    "back to finish that scan, or start over with --force"
-                )
+        superseded = inventory and latest.source_digest != digest
+        if not force and not superseded:
+            _same_source(target, latest, digest)
             return await store.resume_scan(latest.id, policy)
-        await store.finish_scan(latest.id, "abandoned", "abandoned by scan --force")
-        log.info("scan %d abandoned (--force): a new full scan starts", latest.id)
+        why = "superseded by a newer Inventory" if superseded else "abandoned by scan --force"
+        await store.finish_scan(latest.id, "abandoned", why)
+        log.info("scan %d %s: a new scan starts", latest.id, why)
     if latest is not None and mode == "full" and not force:
-        return None
+        if not inventory or latest.source_digest == digest:
+            return None  # a new Inventory is new input: it makes a new scan
     if latest is None and mode == "incremental" and not await store.has_outcomes(target):
         mode = "full"  # nothing to compare with yet (no scan of the bucket covered it)
     scan = await store.start_scan(target, policy, mode, reuse=not force, source_digest=digest)
@@ -179,15 +198,20 @@ async def scan_target(
     clock: Clock | None = None,
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
     urls: UrlList | None = None,
+    inventory: str | None = None,
 ) -> ScanResult:
-    """Scan (or resume) the configured target (or the URL list `urls`) until done, stopped,
-    capped or failed."""
+    """Scan (or resume) the configured target (or the URL list `urls`; or the bucket from the
+    Inventory whose manifest is `inventory`) until done, stopped, capped or failed."""
     assert config.credentials is not None
     target = url_target(urls.path) if urls is not None else target_of(config)
     policy = audit_options(config.audit).fingerprint()
     clock = clock or MonotonicClock()
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-    async with await Store.open(config.store.path) as store:
+    concurrency, _ = limits(config)
+    async with (
+        await Store.open(config.store.path) as store,
+        HttpClient(config.credentials, connections=concurrency * 2 + 4) as http,
+    ):
         await store.acquire_lease(
             target,
             owner,
@@ -196,8 +220,12 @@ async def scan_target(
             stale_after=config.scan.lease_stale_after,
             is_dead=is_dead,
         )
+        source: UrlList | InventorySource | None = urls
         try:
             digest = urls.digest if urls is not None else ""
+            if inventory is not None:
+                source = await open_inventory(config, http, inventory, clock, on_retry)
+                digest = INVENTORY + source.manifest.digest
             scan = await _open_scan(store, target, policy, mode, force, digest)
             if scan is not None:
                 log.info(
@@ -218,43 +246,39 @@ async def scan_target(
                 latest = await store.latest_scan(target)
                 assert latest is not None
                 return ScanResult(latest, "nothing")
-            return await _scan_with_clients(
-                config,
-                store,
-                target,
-                policy,
-                scan,
-                stop,
-                progress,
-                max_images,
-                clock,
-                on_retry,
-                owner,
-                urls,
-            )
+            run = _Inputs(store, http, target, policy, owner, clock, on_retry, source)
+            return await _scan_with_clients(config, run, scan, stop, progress, max_images)
         finally:
-            if urls is not None:
-                urls.close()
+            if source is not None:
+                source.close()
             with anyio.CancelScope(shield=True):
                 await store.release_claims(owner)
                 await store.release_lease(target, owner)
 
 
+@dataclass(frozen=True, slots=True)
+class _Inputs:
+    store: Store
+    http: HttpClient
+    target: Target
+    policy: str
+    owner: str
+    clock: Clock
+    on_retry: Callable[[RemoteError, int, float], None] | None
+    source: UrlList | InventorySource | None  # a URL list or an Inventory; None: list the bucket
+
+
 async def _scan_with_clients(
     config: Config,
-    store: Store,
-    target: Target,
-    policy: str,
+    inputs: _Inputs,
     scan: ScanStatus,
     stop: anyio.Event,
     progress: Progress,
     max_images: int | None,
-    clock: Clock,
-    on_retry: Callable[[RemoteError, int, float], None] | None,
-    owner: str,
-    urls: UrlList | None = None,
 ) -> ScanResult:
     assert config.credentials is not None
+    store, target, clock, on_retry = inputs.store, inputs.target, inputs.clock, inputs.on_retry
+    urls = inputs.source if isinstance(inputs.source, UrlList) else None
     retry = RetryPolicy.from_settings(config.retry)
     concurrency, qps = limits(config)
     budget = AuditBudget(concurrency, qps, clock)
@@ -264,6 +288,8 @@ async def _scan_with_clients(
     progress.total = (
         scan.listed if scan.listing_done else (await store.previous_listed(target.id, scan.id))
     )
+    if isinstance(inputs.source, InventorySource) and not scan.listing_done:
+        progress.total = inputs.source.total or progress.total
     opts = PassOptions(
         batch_size=1 if config.audit.service == "ims" else config.audit.batch_size,
         workers=concurrency,
@@ -271,32 +297,28 @@ async def _scan_with_clients(
         max_attempts=config.scan.max_attempts,
         max_images=max_images,
     )
-    async with HttpClient(config.credentials, connections=concurrency * 2 + 4) as http:
-        lister: Lister | UrlList = urls or Lister(
-            http, config.cos, retry=retry, clock=clock, on_retry=on_retry
-        )
-        auditor = make_backend(
-            config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry
-        )
-        deps = ScanDeps(
-            store,
-            lister,
-            auditor,
-            target,
-            policy,
-            UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit),
-            incremental=scan.mode == "incremental",
-            user_of=user_of(config.scan),
-            owner=owner,
-            since=scan.reuse_since,
-            dedupe=config.scan.dedupe,
-            stale_after=config.scan.lease_stale_after,
-            urls=urls is not None,
-        )
-        run = _Run(deps, opts, stop, progress)
-        async with anyio.create_task_group() as tg:
-            every = max(1.0, config.scan.lease_stale_after / 4)
-            tg.start_soon(_heartbeat, store, target, owner, every, name="heartbeat")
-            result = await _guarded(run, scan)
-            tg.cancel_scope.cancel()
+    http = inputs.http
+    lister = inputs.source or Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
+    auditor = make_backend(config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry)
+    deps = ScanDeps(
+        store,
+        lister,
+        auditor,
+        target,
+        inputs.policy,
+        UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit),
+        incremental=scan.mode == "incremental",
+        user_of=user_of(config.scan),
+        owner=inputs.owner,
+        since=scan.reuse_since,
+        dedupe=config.scan.dedupe,
+        stale_after=config.scan.lease_stale_after,
+        urls=urls is not None,
+    )
+    run = _Run(deps, opts, stop, progress)
+    async with anyio.create_task_group() as tg:
+        every = max(1.0, config.scan.lease_stale_after / 4)
+        tg.start_soon(_heartbeat, store, target, inputs.owner, every, name="heartbeat")
+        result = await _guarded(run, scan)
+        tg.cancel_scope.cancel()
     return result

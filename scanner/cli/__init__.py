@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _exit_code(exc: BaseException, verbose: bool) -> int:
     """One line on stderr and the exit code for an error that ends a command."""
     if isinstance(exc, ConfigError):
-        fail(f"cos-scanner: config error: {exc}")
+        fail(f"cos-scanner: {exc.kind}: {exc}")
         return EXIT_USAGE
     if isinstance(exc, ScanBusyError):
         fail(f"cos-scanner: busy: {exc}")

@@ -144,6 +144,14 @@ def _scan_args(sub: Any) -> None:
         "with a url column; - for standard input. A target of its own (resumable)",
     )
     p.add_argument(
+        "--inventory",
+        default=None,
+        metavar="MANIFEST",
+        help="read the bucket's objects from a COS Inventory instead of listing it: "
+        "cos://<bucket>/<path>/manifest.json or a local manifest.json (checked against "
+        "manifest.checksum and each file's MD5; resumable by file and row)",
+    )
+    p.add_argument(
         "--max-images",
         type=int,
         default=None,

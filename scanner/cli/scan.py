@@ -123,6 +123,7 @@ async def _scan(
     summary_path: Path | None = None,
     metrics_out: MetricsOut | None = None,
     urls: UrlList | None = None,
+    inventory: str | None = None,
 ) -> int:
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
@@ -150,6 +151,7 @@ async def _scan(
                 force=force,
                 on_retry=_log_retry,
                 urls=urls,
+                inventory=inventory,
             )
             acts = config.act.on_flagged and urls is None  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
@@ -279,10 +281,20 @@ def run_scan(args: argparse.Namespace) -> int:
     config = _load(args, full=True)
     mode, force = scan_mode(args, config)
     urls = _url_list(args, config)
+    if args.inventory is not None and (urls is not None or args.dry_run):
+        raise ConfigError("--inventory goes with neither --urls nor --dry-run")
     if args.dry_run:
         return anyio.run(_dry, config, mode, force, args.max_images, args.json, urls)
     return anyio.run(
-        _scan, config, args.max_images, mode, force, args.summary, metrics_out_of(args), urls
+        _scan,
+        config,
+        args.max_images,
+        mode,
+        force,
+        args.summary,
+        metrics_out_of(args),
+        urls,
+        args.inventory,
     )
 
 

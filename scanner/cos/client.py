@@ -171,10 +171,12 @@ class HttpClient:
         max_bytes: int = 16 * 1024 * 1024,
         headers: Mapping[str, str] | None = None,
         signed: bool = True,
+        sink: Callable[[bytes], object] | None = None,
     ) -> Reply:
         """One signed (or, with `signed=False`, anonymous) request; returns a 2xx reply or
         raises a RemoteError. `headers` are sent (and the x-cos-* ones signed) besides the
-        ones the request needs."""
+        ones the request needs. With `sink`, a 2xx body is handed to it chunk by chunk (a
+        download to a file) instead of being kept."""
         if self._session is None or self._closed:
             raise RuntimeError("HttpClient is not open")
         params = dict(params or {})
@@ -194,7 +196,9 @@ class HttpClient:
         url = yarl.URL(
             f"{service.base_url}{encode_path(path)}{'?' + query if query else ''}", encoded=True
         )
-        reply = await self.exchange(service, method, url, headers, body, timeout_s, max_bytes)
+        reply = await self.exchange(
+            service, method, url, headers, body, timeout_s, max_bytes, sink=sink
+        )
         if reply.status >= 300:
             raise status_error(service.name, reply)
         return reply
@@ -208,6 +212,8 @@ class HttpClient:
         body: bytes,
         timeout_s: float,
         max_bytes: int,
+        *,
+        sink: Callable[[bytes], object] | None = None,
     ) -> Reply:
         """One request as given (already signed, or signed another way: IMS's TC3); the reply
         whatever its status. Transport failures raise TransportError, saying whether the
@@ -225,7 +231,7 @@ class HttpClient:
                 allow_redirects=False,
                 trace_request_ctx=wire,
             ) as resp:
-                return await _read(service, resp, 0 if method == "HEAD" else max_bytes)
+                return await _read(service, resp, 0 if method == "HEAD" else max_bytes, sink)
         except RemoteError:
             raise
         except TimeoutError as exc:
@@ -257,7 +263,12 @@ def encode_path(path: str) -> str:
     return "/" + encode(path.lstrip("/")).replace("%2F", "/")
 
 
-async def _read(service: Service, resp: aiohttp.ClientResponse, max_bytes: int) -> Reply:
+async def _read(
+    service: Service,
+    resp: aiohttp.ClientResponse,
+    max_bytes: int,
+    sink: Callable[[bytes], object] | None = None,
+) -> Reply:
     request_id = resp.headers.get("x-cos-request-id") or resp.headers.get("x-ci-request-id") or ""
     if not max_bytes:  # HEAD: Content-Length describes the object, there is no body
         return Reply(resp.status, resp.headers, b"", request_id)
@@ -279,7 +290,10 @@ async def _read(service: Service, resp: aiohttp.ClientResponse, max_bytes: int) 
                 request_id=request_id,
                 status=resp.status,
             )
-        chunks.append(chunk)
+        if sink is not None and resp.status < 300:
+            sink(chunk)
+        else:
+            chunks.append(chunk)
     return Reply(resp.status, resp.headers, b"".join(chunks), request_id)
 
 

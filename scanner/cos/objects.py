@@ -11,6 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -142,6 +143,29 @@ class ObjectClient:
                 return None
             raise
         return reply.body
+
+    async def download(self, key: str, dest: Path, max_bytes: int, bucket: str = "") -> bool:
+        """The object's bytes streamed into `dest` (rewritten on each attempt); False when
+        the object does not exist."""
+
+        async def attempt() -> Reply:
+            with dest.open("wb") as out:
+                return await self._http.send(
+                    self.service(bucket),
+                    "GET",
+                    "/" + key,
+                    timeout_s=max(self._cos.timeout, 600.0),
+                    max_bytes=max_bytes,
+                    sink=out.write,
+                )
+
+        try:
+            await self._call(attempt)
+        except ServiceError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def public(self, key: str, bucket: str = "") -> bool:
         """Whether an anonymous HEAD of the object succeeds (its effective ACL is public)."""

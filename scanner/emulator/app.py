@@ -163,7 +163,10 @@ async def _object(
     """The object operations of `scanner.emulator.objects`, by method."""
     try:
         if request.method in ("GET", "HEAD"):
-            return objects.get(state, name, bucket, request, signed)
+            answer = objects.get(state, name, bucket, request, signed)
+            if request.method == "GET" and name != state.bucket_name and answer.status == 200:
+                state.stats.reads[f"{name}{request.path}"] += 1
+            return answer
         if request.method == "PUT":
             return await objects.put(state, name, bucket, request)
         if request.method == "DELETE":
@@ -376,6 +379,9 @@ def build_app(state: EmulatorState) -> web.Application:
 
     async def close_fetcher(app: web.Application) -> None:
         await fetch_close(app[STATE])
+        if app[STATE].inventory_dir is not None:  # the Inventory files `generate` wrote
+            app[STATE].inventory_dir.cleanup()
+            app[STATE].inventory_dir = None
 
     app.on_cleanup.append(close_fetcher)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from scanner.emulator.bucket import StoredObject, etag_of
+from scanner.emulator.inventory import generate
 from scanner.emulator.state import EmulatorState, Stats
 
 
@@ -92,6 +94,22 @@ def add_routes(app: web.Application, key: web.AppKey[EmulatorState]) -> None:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
 
+    async def inventory(request: web.Request) -> web.Response:
+        try:
+            body = await request.json() if request.can_read_body else {}
+            folder = body.get("folder")
+            made = generate(
+                request.app[key],
+                folder=Path(folder) if folder else None,
+                config_id=str(body.get("id", "daily")),
+                rows_per_file=int(body.get("rows_per_file", 250_000)),
+                destination=str(body.get("destination", "")),
+                day=str(body.get("day", "")),
+            )
+        except (ValueError, TypeError, AttributeError, OSError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response(made)
+
     async def reset(request: web.Request) -> web.Response:
         request.app[key].stats = Stats()
         return web.json_response({"ok": True})
@@ -101,3 +119,4 @@ def add_routes(app: web.Application, key: web.AppKey[EmulatorState]) -> None:
     app.router.add_route("POST", "/_emulator/faults", faults)
     app.router.add_post("/_emulator/objects", objects)
     app.router.add_post("/_emulator/reset", reset)
+    app.router.add_post("/_emulator/inventory", inventory)

@@ -72,6 +72,7 @@ class Stats:
     billed_units: int = 0  # images x scenes of every verdict
     large_images: int = 0  # verdicts of images compressed by LargeImageDetect (billed)
     faults: Counter[str] = field(default_factory=Counter)  # injected, by kind
+    reads: Counter[str] = field(default_factory=Counter)  # GETs outside the album: bucket/key
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
@@ -96,6 +97,7 @@ class Stats:
             "pages_listed_twice": len(relisted),
             "image_failures": dict(self.image_failures),
             "faults": dict(self.faults),
+            "reads": dict(self.reads),  # e.g. an Inventory's data files, each read how often
         }
         if detail:
             out["audits"] = dict(self.audits)
@@ -131,6 +133,7 @@ class EmulatorState:
     bucket_acl: str = "public-read"  # what an object at "default" inherits
     extra_buckets: dict[str, Bucket] = field(default_factory=dict)  # e.g. a quarantine bucket
     served: dict[bytes, str] = field(default_factory=dict)  # content seed -> key GET served
+    inventory_dir: Any = None  # where `inventory.generate` writes (a temporary folder)
     fetcher: Any = None  # the aiohttp session that fetches FileUrl / Url inputs (lazily)
 
     def bucket_named(self, name: str) -> Bucket | None:
