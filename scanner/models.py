@@ -44,6 +44,18 @@ class Page:
     next_marker: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRange:
+    """A part of a scan's listing: the keys k with after < k <= upto (None: to the end),
+    listed on from `marker`."""
+
+    idx: int
+    after: str
+    upto: str | None
+    marker: str
+    done: bool = False
+
+
 class Result(IntEnum):
     """The audit verdict of an image."""
 

@@ -18,7 +18,6 @@ shielded transaction, so cancellation never leaves the store half-written.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,13 +38,14 @@ from scanner.models import (
     AuditItem,
     Decision,
     ImageVerdict,
+    KeyRange,
     ObjectRef,
     Page,
     Result,
     ScanStatus,
     Target,
 )
-from scanner.retry import unless_set
+from scanner.ranges import list_target
 from scanner.store import Prior, Store
 
 
@@ -112,6 +112,7 @@ class ScanDeps:
     dedupe: bool = True  # identical content (ETag, size) audited once ([scan] dedupe)
     stale_after: float = 60.0  # seconds without heartbeat before another scan's claim lapses
     urls: bool = False  # a URL list: each key is a URL, audited as a Url / FileUrl input
+    list_concurrency: int = 1  # ranges listed at once ([cos] list_concurrency)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,25 +240,24 @@ async def _source(
         if not opts.list_pages or scan.listing_done:
             return
         progress.phase = "scanning"
-        marker = scan.marker
-        while not stop.is_set():
-            try:  # a signal cancels a slow listing request at once (it costs nothing)
-                page = await unless_set(stop, functools.partial(deps.lister.page, marker))
-            except AbandonedError:
-                return
+        ranges = [r for r in await deps.store.ranges(scan.id) if not r.done]
+
+        async def take(page: Page, range_idx: int | None) -> bool:
             decisions = await _decide(deps, page.objects)
-            fresh = await deps.store.record_page(scan.id, decisions, page.next_marker)
+            fresh = await deps.store.record_page(scan.id, decisions, page.next_marker, range_idx)
             progress.pages += 1
             progress.listed += len(page.objects)
             progress.skipped += len(page.objects) - len(fresh)
-            if page.next_marker is None:  # the scan's size is known now
-                progress.total = progress.listed_before + progress.listed
             fresh = await _admit(deps, scan.id, fresh, flow, feed, progress)
-            if not await _send_refs(fresh, refs_tx, feed, opts.max_images):
-                return
-            if page.next_marker is None:
-                return
-            marker = page.next_marker
+            return await _send_refs(fresh, refs_tx, feed, opts.max_images)
+
+        async def split(range_idx: int, mid: str) -> KeyRange | None:
+            return await deps.store.split_range(scan.id, range_idx, mid)
+
+        if await list_target(
+            scan.marker, ranges, deps.lister.page, take, split, stop, deps.list_concurrency
+        ):  # the scan's size is known now
+            progress.total = progress.listed_before + progress.listed
 
 
 def unchanged(ref: ObjectRef, prior: Prior | None, options: AuditOptions) -> bool:

@@ -16,6 +16,7 @@ import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import anyio
 
@@ -30,6 +31,7 @@ from scanner.filter import ObjectFilter, user_of
 from scanner.limiter import AuditBudget
 from scanner.models import ScanStatus, Target
 from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
+from scanner.quota import Window, remaining_images, span, until_utc_midnight
 from scanner.retry import RetryPolicy
 from scanner.sources.inventory import InventorySource, open_inventory
 from scanner.sources.urls import UrlFilter, UrlList, url_target
@@ -42,6 +44,7 @@ log = logging.getLogger("scanner")
 class ScanResult:
     status: ScanStatus
     outcome: str  # done | nothing | paused | interrupted | failed
+    note: str = ""  # why a scan paused, and until when (daily cap, window)
 
 
 def target_of(config: Config) -> Target:
@@ -84,6 +87,8 @@ class _Run:
     progress: Progress
     sent: int = 0
     notes: Counter[str] = field(default_factory=Counter)
+    paused_by: str = ""  # the window closed: why the stop was set
+    cap_note: str = ""  # the daily cap is the run's image limit: what to say when it is hit
 
 
 async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
@@ -98,10 +103,12 @@ async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
         scan = await store.scan(scan.id)
         if scan.pending == 0 and scan.listing_done:  # also when a signal came in the last drain
             return ScanResult(await _done(run, scan), "done")
+        if run.stop.is_set() and run.paused_by:
+            return ScanResult(await store.finish_scan(scan.id, "paused"), "paused", run.paused_by)
         if run.stop.is_set():
             return ScanResult(await store.finish_scan(scan.id, "interrupted"), "interrupted")
         if feed.capped:
-            return ScanResult(await store.finish_scan(scan.id, "paused"), "paused")
+            return ScanResult(await store.finish_scan(scan.id, "paused"), "paused", run.cap_note)
         if feed.deferred:  # another scan has some of these keys in flight: wait for its answers
             log.info("%d keys are in flight in another scan of this bucket: waiting", feed.deferred)
             run.progress.phase = "waiting for another scan"
@@ -199,6 +206,7 @@ async def scan_target(
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
     urls: UrlList | None = None,
     inventory: str | None = None,
+    window: Window | None = None,
 ) -> ScanResult:
     """Scan (or resume) the configured target (or the URL list `urls`; or the bucket from the
     Inventory whose manifest is `inventory`) until done, stopped, capped or failed."""
@@ -246,7 +254,7 @@ async def scan_target(
                 latest = await store.latest_scan(target)
                 assert latest is not None
                 return ScanResult(latest, "nothing")
-            run = _Inputs(store, http, target, policy, owner, clock, on_retry, source)
+            run = _Inputs(store, http, target, policy, owner, clock, on_retry, source, window)
             return await _scan_with_clients(config, run, scan, stop, progress, max_images)
         finally:
             if source is not None:
@@ -254,6 +262,15 @@ async def scan_target(
             with anyio.CancelScope(shield=True):
                 await store.release_claims(owner)
                 await store.release_lease(target, owner)
+
+
+async def _split(store: Store, lister: Lister, scan: ScanStatus, parts: int) -> None:
+    """[cos] list_concurrency: a new scan's listing cut into key ranges listed at once."""
+    if parts < 2 or scan.listed or scan.marker or await store.ranges(scan.id):
+        return
+    ranges = await store.set_ranges(scan.id, await lister.split(parts))
+    if len(ranges) > 1:
+        log.info("scan %d lists %d key ranges at once", scan.id, len(ranges))
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +283,7 @@ class _Inputs:
     clock: Clock
     on_retry: Callable[[RemoteError, int, float], None] | None
     source: UrlList | InventorySource | None  # a URL list or an Inventory; None: list the bucket
+    window: Window | None = None  # --window: audit only inside it
 
 
 async def _scan_with_clients(
@@ -314,11 +332,67 @@ async def _scan_with_clients(
         dedupe=config.scan.dedupe,
         stale_after=config.scan.lease_stale_after,
         urls=urls is not None,
+        list_concurrency=config.cos.list_concurrency,
     )
-    run = _Run(deps, opts, stop, progress)
+    if isinstance(lister, Lister) and not scan.listing_done:
+        await _split(store, lister, scan, config.cos.list_concurrency)
+    halt = anyio.Event()  # the user's stop, or the end of the window
+    run = _Run(deps, opts, halt, progress)
+    held = await _hold(config, inputs, run, scan, stop)
+    if held is not None:
+        return held
     async with anyio.create_task_group() as tg:
         every = max(1.0, config.scan.lease_stale_after / 4)
         tg.start_soon(_heartbeat, store, target, inputs.owner, every, name="heartbeat")
+        tg.start_soon(_relay, stop, halt, name="stop")
+        if inputs.window is not None:
+            tg.start_soon(_close_window, inputs.window, run, name="window")
         result = await _guarded(run, scan)
         tg.cancel_scope.cancel()
     return result
+
+
+async def _relay(stop: anyio.Event, halt: anyio.Event) -> None:
+    await stop.wait()
+    halt.set()
+
+
+async def _close_window(window: Window, run: _Run) -> None:
+    await anyio.sleep(window.closes_in(datetime.now().astimezone()))
+    opens = window.opens_in(datetime.now().astimezone() + timedelta(seconds=1)) + 1
+    run.paused_by = f"paused at the end of the window {window.text}; it opens in {span(opens)}"
+    log.info("window %s closed: no more batches are sent", window.text)
+    run.stop.set()
+
+
+async def _hold(
+    config: Config, inputs: _Inputs, run: _Run, scan: ScanStatus, stop: anyio.Event
+) -> ScanResult | None:
+    """Wait for the window to open; apply the daily cap. A result when the scan cannot go on."""
+    store = inputs.store
+    if inputs.window is not None:
+        wait = inputs.window.opens_in(datetime.now().astimezone())
+        if wait > 0:
+            log.info("outside the window %s: waiting %s", inputs.window.text, span(wait))
+            run.progress.phase = f"waiting for the window {inputs.window.text}"
+            with anyio.move_on_after(wait):
+                await stop.wait()
+            if stop.is_set():
+                return ScanResult(await store.finish_scan(scan.id, "interrupted"), "interrupted")
+    cap = config.scan.daily_cap
+    if not cap:
+        return None
+    now = datetime.now(UTC)
+    billed = await store.billed_on(now.strftime("%Y-%m-%d"))
+    scenes = config.audit.scenes_per_image
+    left = remaining_images(cap, billed, scenes)
+    note = (
+        f"paused at the daily cap of {cap:,} units ({billed * (scenes or 1):,} billed today, "
+        f"UTC); the cap resets in {span(until_utc_midnight(now))} (00:00 UTC)"
+    )
+    if left == 0:
+        return ScanResult(await store.finish_scan(scan.id, "paused"), "paused", note)
+    if run.opts.max_images is None or left < run.opts.max_images:
+        run.opts = replace(run.opts, max_images=left)
+        run.cap_note = note
+    return None

@@ -147,9 +147,8 @@ def _scan_args(sub: Any) -> None:
         "--inventory",
         default=None,
         metavar="MANIFEST",
-        help="read the bucket's objects from a COS Inventory instead of listing it: "
-        "cos://<bucket>/<path>/manifest.json or a local manifest.json (checked against "
-        "manifest.checksum and each file's MD5; resumable by file and row)",
+        help="read the objects from a COS Inventory instead of listing the bucket: "
+        "cos://<bucket>/<path>/manifest.json or a local manifest.json (checked; resumable)",
     )
     p.add_argument(
         "--max-images",
@@ -157,6 +156,12 @@ def _scan_args(sub: Any) -> None:
         default=None,
         metavar="N",
         help="bill at most N images in this run, then pause (resumable)",
+    )
+    p.add_argument(
+        "--window",
+        default=None,
+        metavar="HH:MM-HH:MM",
+        help="audit only inside this daily window of local time ([scan] window)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(

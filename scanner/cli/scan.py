@@ -39,6 +39,7 @@ from scanner.errors import (
 )
 from scanner.metrics import ScanMetrics
 from scanner.pipeline import Progress
+from scanner.quota import Window
 from scanner.report import dry_run_text, status_json, summary_text
 from scanner.runner import ScanResult, scan_target, target_of
 from scanner.sources.urls import UrlList, spool_stdin, url_target
@@ -55,7 +56,7 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
         )
     return summary_text(
         result.status,
-        outcome=OUTCOMES[result.outcome],
+        outcome=result.note or OUTCOMES[result.outcome],
         skips=skips,
         failures=failures,
         labels=labels,
@@ -124,6 +125,7 @@ async def _scan(
     metrics_out: MetricsOut | None = None,
     urls: UrlList | None = None,
     inventory: str | None = None,
+    window: Window | None = None,
 ) -> int:
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
@@ -152,6 +154,7 @@ async def _scan(
                 on_retry=_log_retry,
                 urls=urls,
                 inventory=inventory,
+                window=window,
             )
             acts = config.act.on_flagged and urls is None  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
@@ -205,7 +208,8 @@ async def _finish_scan(
             "failed (report --state failed; scan --retry-failed to try them again)"
         )
     elif code == EXIT_PAUSED:
-        fail(f"cos-scanner: scan {result.status.id} paused at --max-images; run scan to continue")
+        why = result.note or "paused at --max-images"
+        fail(f"cos-scanner: scan {result.status.id} {why}; run scan to continue")
     return code
 
 
@@ -295,7 +299,14 @@ def run_scan(args: argparse.Namespace) -> int:
         metrics_out_of(args),
         urls,
         args.inventory,
+        window_of(args, config),
     )
+
+
+def window_of(args: argparse.Namespace, config: Config) -> Window | None:
+    """--window (or [scan] window): the daily hours of local time when audits are sent."""
+    text = args.window if args.window is not None else config.scan.window
+    return Window.parse(text) if text else None
 
 
 def _url_list(args: argparse.Namespace, config: Config) -> UrlList | None:

@@ -16,6 +16,8 @@ from scanner.config.settings import (
     MAX_SCENES,
     detect_scenes,
 )
+from scanner.errors import ConfigError
+from scanner.quota import Window
 
 _COS_URL = re.compile(r"^cos://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}/(?:[^/].*/)?$")
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
@@ -30,6 +32,16 @@ def _at_least(low: float) -> Check:
 
 def _between(low: float, high: float) -> Check:
     return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
+def _window(v: str) -> str | None:
+    if not v:
+        return None
+    try:
+        Window.parse(v)
+    except ConfigError:
+        return "must be HH:MM-HH:MM (local time), e.g. 01:00-06:00"
+    return None
 
 
 def _positive(v: float) -> str | None:
@@ -106,6 +118,7 @@ CHECKS: dict[str, Check] = {
     "cos.bucket": _bucket,
     "cos.endpoint": _endpoint,
     "cos.page_size": _between(1, 1000),
+    "cos.list_concurrency": _between(1, 64),
     "cos.timeout": _between(0.01, 3600),
     "cos.max_response_bytes": _at_least(1024),
     "audit.endpoint": _endpoint,
@@ -124,6 +137,8 @@ CHECKS: dict[str, Check] = {
     "scan.modified_after": lambda v: _iso(v),
     "scan.modified_before": lambda v: _iso(v),
     "scan.min_size": _at_least(0),
+    "scan.daily_cap": _at_least(0),
+    "scan.window": _window,
     "scan.max_size": _at_least(0),
     "scan.max_attempts": _between(1, 20),
     "scan.batch_wait": _between(0.001, 60),

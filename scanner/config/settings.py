@@ -36,6 +36,7 @@ class CosSettings:
     prefix: str = ""  # only keys under this prefix
     endpoint: str = ""  # override, e.g. http://127.0.0.1:9000 (Host still names the bucket)
     page_size: int = DEFAULT_PAGE_SIZE  # ListObjects max-keys, 1..1000
+    list_concurrency: int = 1  # key ranges listed at once (split by common prefixes), 1..64
     timeout: float = 30.0  # seconds per request
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # larger answers are refused
 
@@ -89,6 +90,8 @@ class ScanSettings:
     progress_interval: float = 10.0  # seconds between progress log lines (not on a terminal)
     user_from_key: str = ""  # regex with a named group `user`, e.g. "^albums/(?P<user>[^/]+)/"
     dedupe: bool = True  # identical content (same ETag and size) is audited and billed once
+    daily_cap: int = 0  # billed units (image x scene) per UTC day; 0 = no cap
+    window: str = ""  # HH:MM-HH:MM of local time: audit only inside it; "" = any time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

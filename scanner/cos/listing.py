@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
+import anyio
+
 from scanner.clock import Clock
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, cos_service, unreadable
@@ -92,7 +94,9 @@ class Lister:
         self._clock = clock
         self._on_retry = on_retry
 
-    async def page(self, marker: str = "", *, prefix: str | None = None) -> Page:
+    async def page(
+        self, marker: str = "", *, prefix: str | None = None, delimiter: str = ""
+    ) -> Page:
         """One page of at most `page_size` objects after `marker`."""
         params = {
             "prefix": self._settings.prefix if prefix is None else prefix,
@@ -100,6 +104,8 @@ class Lister:
             "max-keys": str(self._settings.page_size),
             "encoding-type": "url",
         }
+        if delimiter:
+            params["delimiter"] = delimiter
 
         async def attempt() -> Page:
             reply = await self._http.send(
@@ -131,3 +137,36 @@ class Lister:
             if page.next_marker is None:
                 return
             marker = page.next_marker
+
+    async def _children(
+        self, prefix: str, found: dict[str, list[str]], slots: anyio.CapacityLimiter
+    ) -> None:
+        async with slots:
+            page = await self.page("", prefix=prefix, delimiter="/")
+        found[prefix] = list(page.common_prefixes) or [prefix]
+
+    async def split(self, parts: int, depth: int = 3) -> list[str]:
+        """Up to `parts - 1` split points (sorted) that cut the keys under the prefix into
+        ranges of about as many common prefixes each. The prefixes come from `/` delimiter
+        listings, every prefix of a level listed (8 at a time) for the next level, until
+        there are 4 x `parts` of them or `depth` levels. A prefix's size is unknown, so the
+        ranges may be unequal: the listers rebalance them as they go (`scanner.ranges`). A
+        bucket without that structure gets no split points (one range)."""
+        level = [self._settings.prefix]
+        slots = anyio.CapacityLimiter(8)
+        for _ in range(depth):
+            if len(level) >= 4 * parts:
+                break
+            found: dict[str, list[str]] = {}
+            async with anyio.create_task_group() as tg:
+                for prefix in level[: self._settings.page_size]:
+                    tg.start_soon(self._children, prefix, found, slots)
+            deeper = sorted({p for ps in found.values() for p in ps})
+            if deeper == level:
+                break
+            level = deeper
+        if len(level) < 2:
+            return []
+        n = min(parts, len(level))
+        # the range before a point holds keys <= it; keys under the point's prefix come after
+        return sorted({level[round(i * len(level) / n)] for i in range(1, n)})

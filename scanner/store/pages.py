@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from scanner.models import Decision, ObjectRef
+from scanner.models import Decision, KeyRange, ObjectRef
 from scanner.store.base import StoreBase
 
 
@@ -21,9 +21,14 @@ def _ref(row: Sequence[Any]) -> ObjectRef:
 
 class Pages(StoreBase):
     async def record_page(
-        self, scan_id: int, decisions: Sequence[Decision], next_marker: str | None
+        self,
+        scan_id: int,
+        decisions: Sequence[Decision],
+        next_marker: str | None,
+        range_idx: int | None = None,
     ) -> list[ObjectRef]:
-        """Record a listed page and where listing goes on; returns the refs to audit.
+        """Record a listed page and where listing goes on (the scan's marker, or that of its
+        range `range_idx`); returns the refs to audit.
 
         Objects already recorded (a page listed again after a crash) keep their state.
         """
@@ -56,19 +61,79 @@ class Pages(StoreBase):
                 rows,
             )
             skipped = sum(1 for d in fresh if d.skip)
+            done = next_marker is None
+            marker = next_marker or ""
+            if range_idx is not None:
+                await conn.execute(
+                    "UPDATE scan_ranges SET marker = ?, done = ? WHERE scan_id = ? AND idx = ?",
+                    (marker, int(done), scan_id, range_idx),
+                )
+                async with conn.execute(
+                    "SELECT COUNT(*) FROM scan_ranges WHERE scan_id = ? AND done = 0", (scan_id,)
+                ) as cur:
+                    row = await cur.fetchone()
+                done, marker = row is not None and row[0] == 0, ""
             await conn.execute(
                 "UPDATE scans SET listed = listed + ?, skipped = skipped + ?, marker = ?, "
                 "listing_done = ?, updated_at = ? WHERE id = ?",
-                (
-                    len(fresh),
-                    skipped,
-                    next_marker or "",
-                    int(next_marker is None),
-                    time.time(),
-                    scan_id,
-                ),
+                (len(fresh), skipped, marker, int(done), time.time(), scan_id),
             )
         return [d.ref for d in fresh if not d.skip]
+
+    async def ranges(self, scan_id: int) -> list[KeyRange]:
+        """The scan's key ranges (none: it lists from scans.marker)."""
+        rows = await self._all(
+            "SELECT idx, after, upto, marker, done FROM scan_ranges WHERE scan_id = ? "
+            "ORDER BY idx",
+            (scan_id,),
+        )
+        return [KeyRange(int(i), a, u, m, bool(d)) for i, a, u, m, d in rows]
+
+    async def set_ranges(self, scan_id: int, points: Sequence[str]) -> list[KeyRange]:
+        """Split a scan that has listed nothing yet at `points` (sorted): len(points) + 1
+        ranges. A scan that has ranges, or has begun listing, keeps what it has."""
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT (SELECT COUNT(*) FROM scan_ranges WHERE scan_id = ?), marker, listed "
+                "FROM scans WHERE id = ?",
+                (scan_id, scan_id),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None and row[0] == 0 and not row[1] and not row[2] and points:
+                bounds = ["", *points]
+                await conn.executemany(
+                    "INSERT INTO scan_ranges (scan_id, idx, after, upto, marker) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (scan_id, i, lo, bounds[i + 1] if i + 1 < len(bounds) else None, lo)
+                        for i, lo in enumerate(bounds)
+                    ],
+                )
+        return await self.ranges(scan_id)
+
+    async def split_range(self, scan_id: int, idx: int, mid: str) -> KeyRange | None:
+        """Cut range `idx` at `mid` (it keeps keys <= mid) and open a range from `mid` to its
+        old bound, in one transaction; None when it has listed past `mid` (or is done)."""
+        async with self._tx() as conn:
+            async with conn.execute(
+                "SELECT upto, marker, done, (SELECT MAX(idx) FROM scan_ranges WHERE scan_id = ?) "
+                "FROM scan_ranges WHERE scan_id = ? AND idx = ?",
+                (scan_id, scan_id, idx),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None or row[2] or row[1] >= mid or (row[0] is not None and mid >= row[0]):
+                return None
+            new = KeyRange(int(row[3]) + 1, mid, row[0], mid)
+            await conn.execute(
+                "UPDATE scan_ranges SET upto = ? WHERE scan_id = ? AND idx = ?",
+                (mid, scan_id, idx),
+            )
+            await conn.execute(
+                "INSERT INTO scan_ranges (scan_id, idx, after, upto, marker) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (scan_id, new.idx, new.after, new.upto, new.marker),
+            )
+        return new
 
     async def iter_pending(self, scan_id: int, chunk: int = 1000) -> AsyncIterator[list[ObjectRef]]:
         """Pending objects of a scan, in key order, `chunk` at a time."""

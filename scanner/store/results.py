@@ -158,6 +158,12 @@ class Results(StoreBase):
             )
             audited = counts["ok0"] + counts["ok1"] + counts["ok2"]
             shared = sum(1 for _, v in outcomes if v.shared_from is not None and not v.failed)
+            if requests and audited - shared > 0:
+                await conn.execute(
+                    "INSERT INTO billed_days (day, images) VALUES (?, ?) ON CONFLICT (day) "
+                    "DO UPDATE SET images = images + excluded.images",
+                    (utc_day(now), audited - shared),
+                )
             await conn.execute(
                 "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
                 "review = review + ?, failed = failed + ?, requests = requests + ?, "
@@ -194,6 +200,11 @@ class Results(StoreBase):
             await conn.execute(
                 "DELETE FROM failures WHERE target = ? AND key = ?", (target.scope, ref.key)
             )
+
+    async def billed_on(self, day: str) -> int:
+        """Images billed on a UTC day (YYYY-MM-DD), by every scan of this store."""
+        row = await self._all("SELECT images FROM billed_days WHERE day = ?", (day,))
+        return int(row[0][0]) if row else 0
 
     async def fail_pending(self, scan_id: int, code: str, message: str) -> int:
         """Mark every pending object of a scan failed (used when retries are spent)."""
@@ -332,6 +343,10 @@ class Results(StoreBase):
             (*args, scan_id, *args, scan_id),
         )
         return {r[0] for r in rows}
+
+
+def utc_day(when: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(when))
 
 
 def pack_raw(raw: str) -> bytes | str:

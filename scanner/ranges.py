@@ -1,0 +1,197 @@
+"""The listing stage: pages fetched ahead of what is recorded, in key ranges listed at once.
+
+One range (the whole target, from the scan's marker) or several (`[cos] list_concurrency`),
+each listed by its own task from its own checkpointed marker. Each task fetches up to
+`PREFETCH` pages ahead of the page being recorded, so a slow listing request overlaps the
+recording and sending of the pages before it. A page is handed to `take` (which records it
+with its next marker, then sends its objects downstream) in order; pages fetched but not
+taken when the pass ends are dropped, to be listed again by the next run: a recorded page is
+never listed again.
+
+The first split (common prefixes, `Lister.split`) cannot know how many keys each range holds.
+So a lister whose range is done takes half of what is left of the busiest range: the range's
+upper bound moves down to a key between its marker and its bound (`midpoint`), and a new range
+from there to the old bound starts, both in one store transaction. A split that lands where
+there are no keys costs one empty page and the idle lister tries again; ranges whose bounds
+are too close are not split.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from scanner.errors import AbandonedError
+from scanner.models import KeyRange, Page
+from scanner.retry import unless_set
+
+PREFETCH = 4  # listed pages held ahead of the one being recorded, per range
+_TOP = 0x10FFFF
+
+#: Records a page of a range (None: the scan's single listing) and sends its objects on;
+#: False when the pass takes no more (capped).
+Take = Callable[[Page, int | None], Awaitable[bool]]
+#: Cuts range `idx` at `mid` and opens a range from there to its old bound; the new range,
+#: or None when the range had already listed past `mid`.
+Split = Callable[[int, str], Awaitable[KeyRange | None]]
+Fetch = Callable[[str], Awaitable[Page]]
+
+
+def within(page: Page, upto: str | None) -> Page:
+    """`page` cut at the range's upper bound (keys <= upto); its listing ends there."""
+    if upto is None:
+        return page
+    inside = tuple(o for o in page.objects if o.key <= upto)
+    if len(inside) < len(page.objects) or page.next_marker is None or page.next_marker >= upto:
+        return Page(page.marker, inside, next_marker=None)
+    return page
+
+
+def _char_between(a: int, b: int) -> int | None:
+    """A code point strictly between a and b, favouring ASCII (where most keys are)."""
+    if a < 0x7F < b:
+        b = 0x7F
+    if b - a < 2:
+        return None
+    c = (a + b) // 2
+    if 0xD800 <= c <= 0xDFFF:  # surrogates are not characters: no key holds them
+        c = 0xD7FF if a < 0xD7FF else 0xE000
+    return c if a < c < b else None
+
+
+def midpoint(lo: str, hi: str | None, depth: int = 64) -> str | None:
+    """A string m with lo < m < hi (hi None: no bound) at about the middle of the key space
+    between them; None when there is none short enough."""
+    for i in range(min(depth, len(lo) + 1)):
+        a = ord(lo[i]) if i < len(lo) else -1
+        b = ord(hi[i]) if hi is not None and i < len(hi) else _TOP + 1
+        if hi is not None and i >= len(hi):
+            return None  # hi is a prefix of lo: nothing between
+        if a == b:
+            continue
+        c = _char_between(max(a, 0x1F), b)
+        if c is not None and c > a:
+            return lo[:i] + chr(c)
+        # b = a + 1: keep lo's char, find room after it (below the top of the code space)
+        rest = midpoint(lo[i + 1 :], None, depth - i - 1) if a >= 0 else None
+        return lo[: i + 1] + rest if rest is not None else None
+    return None
+
+
+@dataclass
+class _Lane:
+    """A range being listed: its bound may move down when an idle lister takes half."""
+
+    idx: int | None
+    marker: str  # the last recorded next marker
+    upto: str | None
+    pages: int = 0  # recorded pages in this pass (the busiest range is split)
+    ending: bool = False  # its last page is being recorded: nothing left to split
+
+
+async def _ahead(
+    lane: _Lane, fetch: Fetch, at: str, pages_tx: MemoryObjectSendStream[Page], stop: anyio.Event
+) -> None:
+    """Fetch the range's pages from `at`, up to the stream's capacity ahead."""
+    async with pages_tx:
+        while not stop.is_set():
+            try:  # a signal cancels a slow listing request at once (it costs nothing)
+                page = await unless_set(stop, functools.partial(fetch, at))
+            except AbandonedError:
+                return
+            page = within(page, lane.upto)
+            try:
+                await pages_tx.send(page)
+            except anyio.BrokenResourceError:
+                return  # the pass stopped taking pages (capped, or a stop)
+            if page.next_marker is None:
+                return
+            at = page.next_marker
+
+
+async def _lane(
+    lane: _Lane, fetch: Fetch, take: Take, stop: anyio.Event, ended: list[bool]
+) -> bool:
+    """List one range; True when the pass should go on (the range ended, not capped)."""
+    pages_tx, pages_rx = anyio.create_memory_object_stream[Page](PREFETCH)
+    going = True
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_ahead, lane, fetch, lane.marker, pages_tx, stop, name=f"fetch-{lane.idx}")
+        async with pages_rx:
+            async for fetched in pages_rx:
+                if stop.is_set():
+                    going = False
+                    break
+                page = within(fetched, lane.upto)  # the bound may have moved since the fetch
+                if page.next_marker is None:
+                    lane.ending = True
+                else:  # before `take` awaits: a split while it records starts past this page
+                    lane.marker = page.next_marker
+                if not await take(page, lane.idx):
+                    going = False
+                    break
+                lane.pages += 1
+                if page.next_marker is None:
+                    ended.append(True)
+                    break
+        tg.cancel_scope.cancel()
+    return going
+
+
+async def list_target(
+    marker: str,
+    ranges: list[KeyRange],
+    fetch: Fetch,
+    take: Take,
+    split: Split,
+    stop: anyio.Event,
+    parts: int,
+) -> bool:
+    """List the scan's single range from `marker`, or its unfinished `ranges` with up to
+    `parts` listers at once. True when the whole listing has ended."""
+    if not ranges:
+        ended: list[bool] = []
+        await _lane(_Lane(None, marker, None), fetch, take, stop, ended)
+        return bool(ended)
+    queue = [_Lane(r.idx, r.marker, r.upto) for r in ranges]
+    opened = len(queue)
+    live: list[_Lane] = []
+    finished: list[bool] = []
+
+    async def lister() -> None:
+        nonlocal opened
+        while queue and not stop.is_set():
+            lane = queue.pop(0)
+            live.append(lane)
+            going = await _lane(lane, fetch, take, stop, finished)
+            live.remove(lane)
+            if not going:
+                return
+            if not queue and await _steal(live, queue, split):
+                opened += 1
+
+    async with anyio.create_task_group() as tg:
+        for n in range(min(parts, len(queue))):
+            tg.start_soon(lister, name=f"lister-{n}")
+    return len(finished) == opened
+
+
+async def _steal(live: list[_Lane], queue: list[_Lane], split: Split) -> bool:
+    """Give the idle lister half of what is left of the busiest live range."""
+    for lane in sorted(live, key=lambda x: -x.pages):
+        if lane.idx is None or lane.ending:
+            continue
+        mid = midpoint(lane.marker, lane.upto)
+        if mid is None:
+            continue
+        new = await split(lane.idx, mid)
+        if new is None:
+            continue
+        lane.upto = mid
+        queue.append(_Lane(new.idx, new.marker, new.upto))
+        return True
+    return False
