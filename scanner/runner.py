@@ -15,12 +15,13 @@ import secrets
 import socket
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from scanner.audit.backend import limits, make_backend
+from scanner.audit.backend import AuditBackend, limits, make_backend
 from scanner.audit.client import audit_options
 from scanner.clock import Clock, MonotonicClock
 from scanner.config import Config
@@ -36,6 +37,7 @@ from scanner.retry import RetryPolicy
 from scanner.sources.inventory import InventorySource, open_inventory
 from scanner.sources.urls import UrlFilter, UrlList, url_target
 from scanner.store import Store
+from scanner.workers import WorkerPool, WorkerSetup, default_workers
 
 log = logging.getLogger("scanner")
 
@@ -207,6 +209,7 @@ async def scan_target(
     urls: UrlList | None = None,
     inventory: str | None = None,
     window: Window | None = None,
+    workers: int | None = None,
 ) -> ScanResult:
     """Scan (or resume) the configured target (or the URL list `urls`; or the bucket from the
     Inventory whose manifest is `inventory`) until done, stopped, capped or failed."""
@@ -254,7 +257,9 @@ async def scan_target(
                 latest = await store.latest_scan(target)
                 assert latest is not None
                 return ScanResult(latest, "nothing")
-            run = _Inputs(store, http, target, policy, owner, clock, on_retry, source, window)
+            run = _Inputs(
+                store, http, target, policy, owner, clock, on_retry, source, window, workers
+            )
             return await _scan_with_clients(config, run, scan, stop, progress, max_images)
         finally:
             if source is not None:
@@ -284,6 +289,7 @@ class _Inputs:
     on_retry: Callable[[RemoteError, int, float], None] | None
     source: UrlList | InventorySource | None  # a URL list or an Inventory; None: list the bucket
     window: Window | None = None  # --window: audit only inside it
+    workers: int | None = None  # --workers: audit processes (None: enough for the budget)
 
 
 async def _scan_with_clients(
@@ -296,7 +302,6 @@ async def _scan_with_clients(
 ) -> ScanResult:
     assert config.credentials is not None
     store, target, clock, on_retry = inputs.store, inputs.target, inputs.clock, inputs.on_retry
-    urls = inputs.source if isinstance(inputs.source, UrlList) else None
     retry = RetryPolicy.from_settings(config.retry)
     concurrency, qps = limits(config)
     budget = AuditBudget(concurrency, qps, clock)
@@ -317,7 +322,36 @@ async def _scan_with_clients(
     )
     http = inputs.http
     lister = inputs.source or Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
-    auditor = make_backend(config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry)
+    count = inputs.workers or default_workers(qps, opts.batch_size)
+    async with AsyncExitStack() as stack:
+        remote = None
+        if count > 1 and config.audit.service == "ci":
+            setup = WorkerSetup(
+                config.credentials,
+                config.cos,
+                config.audit,
+                audit_options(config.audit, config.freeze),
+            )
+            remote = (await stack.enter_async_context(WorkerPool(setup, count))).attempt
+            log.info("audit requests are made by %d worker processes", count)
+        auditor = make_backend(
+            config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry, remote=remote
+        )
+        return await _run(config, inputs, scan, stop, progress, opts, lister, auditor)
+
+
+async def _run(
+    config: Config,
+    inputs: _Inputs,
+    scan: ScanStatus,
+    stop: anyio.Event,
+    progress: Progress,
+    opts: PassOptions,
+    lister: Lister | UrlList | InventorySource,
+    auditor: AuditBackend,
+) -> ScanResult:
+    store, target = inputs.store, inputs.target
+    urls = inputs.source if isinstance(inputs.source, UrlList) else None
     deps = ScanDeps(
         store,
         lister,

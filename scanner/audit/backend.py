@@ -15,7 +15,7 @@ from typing import Protocol
 
 import anyio
 
-from scanner.audit.client import AuditClient
+from scanner.audit.client import AuditClient, Remote
 from scanner.audit.codec import AuditOptions
 from scanner.audit.ims import ImsClient
 from scanner.clock import Clock
@@ -58,6 +58,7 @@ def make_backend(
     clock: Clock,
     budget: AuditBudget,
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    remote: Remote | None = None,
 ) -> AuditBackend:
     assert config.credentials is not None
     if config.audit.service == "ims":
@@ -67,5 +68,5 @@ def make_backend(
         )  # fmt: skip
     return AuditClient(
         http, config.cos, config.audit, retry=retry, clock=clock, budget=budget,
-        on_retry=on_retry, freeze=config.freeze,
+        on_retry=on_retry, freeze=config.freeze, remote=remote,
     )  # fmt: skip

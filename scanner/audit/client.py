@@ -44,6 +44,10 @@ def audit_options(settings: AuditSettings, freeze: FreezeSettings | None = None)
     )
 
 
+#: One attempt's request and answer done elsewhere (`scanner.workers.WorkerPool.attempt`).
+Remote = Callable[[Sequence[AuditItem]], Awaitable[list[ImageVerdict]]]
+
+
 class AuditClient:
     """Audits batches of objects of one bucket."""
 
@@ -58,8 +62,10 @@ class AuditClient:
         budget: AuditBudget,
         on_retry: Callable[[RemoteError, int, float], None] | None = None,
         freeze: FreezeSettings | None = None,
+        remote: Remote | None = None,
     ) -> None:
         self._http = http
+        self._remote = remote  # --workers: an attempt's request and answer in a worker process
         self._settings = settings
         self._service = ci_service(cos, settings)
         self.options = audit_options(settings, freeze)
@@ -83,10 +89,12 @@ class AuditClient:
         the budget raises AbandonedError at once (it cost nothing; its objects stay pending),
         a request on the wire is awaited but never retried, and a lost answer is not resent.
         """
-        body = encode_batch(items, self.options)
+        body = b"" if self._remote is not None else encode_batch(items, self.options)
         resends = Resends(self._settings.resend_after_timeout, stop)
 
         async def attempt() -> list[ImageVerdict]:
+            if self._remote is not None:
+                return await remote()
             async with await unless_set(stop, self.budget.slot) as sent_at:
                 self.requests += 1
                 try:
@@ -111,6 +119,21 @@ class AuditClient:
             except (XmlError, ValueError) as exc:
                 error = unreadable("audit", "audit answer", reply, exc)
                 return fail_all(items, "unreadable-answer", str(error))
+
+        async def remote() -> list[ImageVerdict]:  # --workers: the same, in a worker process
+            assert self._remote is not None
+            async with await unless_set(stop, self.budget.slot) as sent_at:
+                self.requests += 1
+                try:
+                    verdicts = await self._remote(items)
+                except ThrottledError as exc:
+                    self.budget.rate.on_throttled(sent_at, exc.retry_after)
+                    raise
+                except TransportError as exc:
+                    resends.lost_answer(exc)
+                    raise
+            self.budget.rate.on_success()
+            return verdicts
 
         verdicts = await resends.run(
             items,

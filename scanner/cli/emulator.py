@@ -7,6 +7,7 @@ import gc
 import os
 import signal
 import time
+from pathlib import Path
 
 import anyio
 
@@ -14,6 +15,9 @@ from scanner.cli.commands import (
     EXIT_OK,
 )
 from scanner.emulator import (
+    DEFAULT_BUCKET,
+    DEFAULT_REGION,
+    DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
     Bucket,
     EmulatorState,
@@ -26,6 +30,64 @@ from scanner.emulator import (
 from scanner.errors import (
     ConfigError,
 )
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    """The emulator command's own arguments."""
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9000, help="port (default 9000; 0 = any free)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--objects", type=int, default=10000, help="synthetic album size")
+    src.add_argument("--root", type=Path, help="serve this folder as the bucket instead")
+    p.add_argument("--seed", type=int, default=1, help="seed of the album and of the faults")
+    p.add_argument(
+        "--copies",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the album's images that are copies of another (0..1, e.g. 0.2): "
+        "the same bytes, ETag and size under another key",
+    )
+    p.add_argument(
+        "--bucket", default=DEFAULT_BUCKET, help=f"bucket name (default {DEFAULT_BUCKET})"
+    )
+    p.add_argument("--region", default=DEFAULT_REGION, help=f"region (default {DEFAULT_REGION})")
+    p.add_argument("--secret-id", default=DEFAULT_SECRET_ID, help="accepted SecretId")
+    p.add_argument(
+        "--secret-key",
+        default=None,
+        help="its SecretKey (default: the documented emulator key; or $EMULATOR_SECRET_KEY)",
+    )
+    p.add_argument("--session-token", default=None, help="require this session token")
+    p.add_argument(
+        "--extra-bucket",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also serve this (empty) bucket, e.g. for quarantine copies; repeatable",
+    )
+    p.add_argument(
+        "--private-bucket",
+        action="store_true",
+        help="objects at ACL 'default' are private (default: the bucket is public-read)",
+    )
+    p.add_argument(
+        "--token-expires-in",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the session token expires this long after start (negative: expired)",
+    )
+    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+    p.add_argument("--qps-cap", type=float, default=0.0, help="audit requests/s before SlowDown")
+    p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503")
+    p.add_argument("--reset-rate", type=float, default=0.0, help="fraction of dropped connections")
+    p.add_argument(
+        "--malformed-rate", type=float, default=0.0, help="fraction of broken XML bodies"
+    )
+    p.add_argument(
+        "--image-failure-rate", type=float, default=0.0, help="per-image -65010 failures"
+    )
 
 
 def _emulator_state(args: argparse.Namespace) -> EmulatorState:

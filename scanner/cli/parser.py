@@ -9,11 +9,6 @@ from typing import Any
 
 from scanner import __version__
 from scanner.cli import act, check, commands, emulator, report, review, scan
-from scanner.emulator import (
-    DEFAULT_BUCKET,
-    DEFAULT_REGION,
-    DEFAULT_SECRET_ID,
-)
 
 
 class UsageError(Exception):
@@ -31,60 +26,7 @@ def _emulator_args(sub: Any) -> None:
         help="serve the local COS + CI emulator",
         description="Serve an emulator of the COS ListObjects and CI batch image auditing APIs.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9000, help="port (default 9000; 0 = any free)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--objects", type=int, default=10000, help="synthetic album size")
-    src.add_argument("--root", type=Path, help="serve this folder as the bucket instead")
-    p.add_argument("--seed", type=int, default=1, help="seed of the album and of the faults")
-    p.add_argument(
-        "--copies",
-        type=float,
-        default=0.0,
-        metavar="SHARE",
-        help="share of the album's images that are copies of another (0..1, e.g. 0.2): "
-        "the same bytes, ETag and size under another key",
-    )
-    p.add_argument(
-        "--bucket", default=DEFAULT_BUCKET, help=f"bucket name (default {DEFAULT_BUCKET})"
-    )
-    p.add_argument("--region", default=DEFAULT_REGION, help=f"region (default {DEFAULT_REGION})")
-    p.add_argument("--secret-id", default=DEFAULT_SECRET_ID, help="accepted SecretId")
-    p.add_argument(
-        "--secret-key",
-        default=None,
-        help="its SecretKey (default: the documented emulator key; or $EMULATOR_SECRET_KEY)",
-    )
-    p.add_argument("--session-token", default=None, help="require this session token")
-    p.add_argument(
-        "--extra-bucket",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="also serve this (empty) bucket, e.g. for quarantine copies; repeatable",
-    )
-    p.add_argument(
-        "--private-bucket",
-        action="store_true",
-        help="objects at ACL 'default' are private (default: the bucket is public-read)",
-    )
-    p.add_argument(
-        "--token-expires-in",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="the session token expires this long after start (negative: expired)",
-    )
-    p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    p.add_argument("--qps-cap", type=float, default=0.0, help="audit requests/s before SlowDown")
-    p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503")
-    p.add_argument("--reset-rate", type=float, default=0.0, help="fraction of dropped connections")
-    p.add_argument(
-        "--malformed-rate", type=float, default=0.0, help="fraction of broken XML bodies"
-    )
-    p.add_argument(
-        "--image-failure-rate", type=float, default=0.0, help="per-image -65010 failures"
-    )
+    emulator.arguments(p)
     _log_args(p, sub=True)
     p.set_defaults(run=emulator.run_emulator)
 
@@ -156,6 +98,14 @@ def _scan_args(sub: Any) -> None:
         default=None,
         metavar="N",
         help="bill at most N images in this run, then pause (resumable)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="make the audit requests in N processes (default: enough for [audit] qps x "
+        "batch_size at ~5,000 images/s each, at most the CPU count); one lister, one writer",
     )
     p.add_argument(
         "--window",

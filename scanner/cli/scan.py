@@ -126,6 +126,7 @@ async def _scan(
     urls: UrlList | None = None,
     inventory: str | None = None,
     window: Window | None = None,
+    workers: int | None = None,
 ) -> int:
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
@@ -155,6 +156,7 @@ async def _scan(
                 urls=urls,
                 inventory=inventory,
                 window=window,
+                workers=workers,
             )
             acts = config.act.on_flagged and urls is None  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
@@ -285,6 +287,8 @@ def run_scan(args: argparse.Namespace) -> int:
     config = _load(args, full=True)
     mode, force = scan_mode(args, config)
     urls = _url_list(args, config)
+    if args.workers is not None and not 1 <= args.workers <= 64:
+        raise ConfigError(f"--workers must be 1..64 (got {args.workers})")
     if args.inventory is not None and (urls is not None or args.dry_run):
         raise ConfigError("--inventory goes with neither --urls nor --dry-run")
     if args.dry_run:
@@ -300,6 +304,7 @@ def run_scan(args: argparse.Namespace) -> int:
         urls,
         args.inventory,
         window_of(args, config),
+        args.workers,
     )
 
 

@@ -92,6 +92,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await ims.handle(state, request)
     endpoint, service = _endpoint(request)
     state.stats.requests[endpoint] += 1
+    if endpoint != "audit":
+        return await _dispatch(state, request, endpoint, service)
+    stats = state.stats
+    stats.audits_in_flight += 1
+    stats.max_audits_in_flight = max(stats.max_audits_in_flight, stats.audits_in_flight)
+    try:
+        return await _dispatch(state, request, endpoint, service)
+    finally:
+        stats.audits_in_flight -= 1
+
+
+async def _dispatch(
+    state: EmulatorState, request: web.Request, endpoint: str, service: str
+) -> web.StreamResponse:
     resource = f"{request.headers.get('Host', '')}{request.path}"
     try:
         if state.faults.latency and FETCH_HEADER not in request.headers:

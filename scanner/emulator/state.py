@@ -73,6 +73,8 @@ class Stats:
     large_images: int = 0  # verdicts of images compressed by LargeImageDetect (billed)
     faults: Counter[str] = field(default_factory=Counter)  # injected, by kind
     reads: Counter[str] = field(default_factory=Counter)  # GETs outside the album: bucket/key
+    audits_in_flight: int = 0  # batch audit requests being answered now
+    max_audits_in_flight: int = 0  # the most at once (a client's concurrency cap, seen)
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
@@ -98,6 +100,7 @@ class Stats:
             "image_failures": dict(self.image_failures),
             "faults": dict(self.faults),
             "reads": dict(self.reads),  # e.g. an Inventory's data files, each read how often
+            "max_audits_in_flight": self.max_audits_in_flight,
         }
         if detail:
             out["audits"] = dict(self.audits)
