@@ -5,6 +5,7 @@ Leaf module: imports nothing from `scanner`. Everything here is immutable.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -156,12 +157,16 @@ class Target:
     region: str
     prefix: str = ""
     urls: str = ""  # a URL list (its absolute path) instead of a bucket
+    shard: tuple[int, int] | None = None  # (i, n): only the keys whose hash is i mod n
 
     @property
     def id(self) -> str:
         if self.urls:
             return f"urls://{self.urls}"
-        return f"cos://{self.bucket}.{self.region}/{self.prefix}"
+        base = f"cos://{self.bucket}.{self.region}/{self.prefix}"
+        if self.shard is not None:
+            return f"shard-{self.shard[0]}-of-{self.shard[1]}+{base}"
+        return base
 
     @property
     def scope(self) -> str:
@@ -176,8 +181,22 @@ def split_target(target_id: str) -> tuple[str, str]:
     """(scope, prefix) of a target id: the bucket's id, and the prefix under it."""
     if target_id.startswith("urls://"):
         return target_id, ""
+    if target_id.startswith("shard-"):  # a shard's keys belong to its bucket like any other
+        target_id = target_id.partition("+")[2]
     head, _, prefix = target_id.removeprefix("cos://").partition("/")
     return f"cos://{head}/", prefix
+
+
+def unsharded(target_id: str) -> str:
+    """The id of the whole target a shard's target id is part of (itself when not a shard)."""
+    return target_id.partition("+")[2] if target_id.startswith("shard-") else target_id
+
+
+def shard_of(key: str, count: int) -> int:
+    """Which of `count` shards `key` belongs to: a stable hash of its UTF-8 bytes, so shards
+    are balanced whatever the prefixes, and every process agrees."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 def key_range(prefix: str) -> tuple[str, str]:

@@ -30,11 +30,12 @@ from scanner.cos.listing import Lister
 from scanner.errors import ConfigError, RemoteError, ScanBusyError
 from scanner.filter import ObjectFilter, user_of
 from scanner.limiter import AuditBudget
-from scanner.models import ScanStatus, Target
+from scanner.models import ScanStatus, Target, unsharded
 from scanner.pipeline import PassOptions, Progress, ScanDeps, run_pass
 from scanner.quota import Window, remaining_images, span, until_utc_midnight
 from scanner.retry import RetryPolicy
 from scanner.sources.inventory import InventorySource, open_inventory
+from scanner.sources.shard import ShardSource, shard_quota
 from scanner.sources.urls import UrlFilter, UrlList, url_target
 from scanner.store import Store
 from scanner.workers import WorkerPool, WorkerSetup, default_workers
@@ -210,11 +211,16 @@ async def scan_target(
     inventory: str | None = None,
     window: Window | None = None,
     workers: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> ScanResult:
     """Scan (or resume) the configured target (or the URL list `urls`; or the bucket from the
     Inventory whose manifest is `inventory`) until done, stopped, capped or failed."""
     assert config.credentials is not None
     target = url_target(urls.path) if urls is not None else target_of(config)
+    if shard is not None:
+        target = replace(target, shard=shard)
+        config = shard_quota(config, shard[1])
+    assert config.credentials is not None
     policy = audit_options(config.audit).fingerprint()
     clock = clock or MonotonicClock()
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -233,6 +239,7 @@ async def scan_target(
         )
         source: UrlList | InventorySource | None = urls
         try:
+            await _own_store(store, target)
             digest = urls.digest if urls is not None else ""
             if inventory is not None:
                 source = await open_inventory(config, http, inventory, clock, on_retry)
@@ -267,6 +274,17 @@ async def scan_target(
             with anyio.CancelScope(shield=True):
                 await store.release_claims(owner)
                 await store.release_lease(target, owner)
+
+
+async def _own_store(store: Store, target: Target) -> None:
+    """A shard keeps its own store: refuse one that holds the target whole or another shard."""
+    whole = unsharded(target.id)
+    others = [t for t in await store.targets() if unsharded(t) == whole and t != target.id]
+    if others:
+        raise ConfigError(
+            f"the store {store.path} already holds scans of {others[0]}: each shard (and the "
+            "whole target) needs a store file of its own (--store)"
+        )
 
 
 async def _split(store: Store, lister: Lister, scan: ScanStatus, parts: int) -> None:
@@ -354,7 +372,7 @@ async def _run(
     urls = inputs.source if isinstance(inputs.source, UrlList) else None
     deps = ScanDeps(
         store,
-        lister,
+        lister if target.shard is None else ShardSource(lister, *target.shard),
         auditor,
         target,
         inputs.policy,

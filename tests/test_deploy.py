@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import yaml
 
+from scanner.cli.parser import build_parser
 from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+from scanner.sources.shard import parse_shard
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +34,50 @@ def pod_spec() -> dict[str, Any]:
     return spec
 
 
-def test_pod_meets_the_restricted_pod_security_standard() -> None:
-    spec = pod_spec()
+def shard_docs() -> list[dict[str, Any]]:
+    text = (ROOT / "deploy/kubernetes/shards.yaml").read_text()
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.mark.parametrize("spec", ["cronjob", "shards"])
+def test_pod_meets_the_restricted_pod_security_standard(spec: str) -> None:
+    if spec == "cronjob":
+        check_restricted(pod_spec())
+    else:
+        (job,) = [d for d in shard_docs() if d["kind"] == "Job"]
+        check_restricted(job["spec"]["template"]["spec"])
+
+
+@pytest.mark.parametrize("name", ["cronjob.yaml", "shards.yaml"])
+def test_manifests_validate_against_the_kubernetes_schemas(name: str) -> None:
+    text = (ROOT / "deploy/kubernetes" / name).read_text()
+    for doc in (d for d in yaml.safe_load_all(text) if d):
+        kubernetes_validate.validate(doc, "1.30", strict=True)  # raises on any wrong field
+    broken = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"completionMode": "Indexed",
+              "completions": "four", "template": {"spec": {"containers": []}}}}  # fmt: skip
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.30", strict=True)
+
+
+def test_the_indexed_job_gives_each_pod_its_shard_and_store() -> None:
+    (job,) = [d for d in shard_docs() if d["kind"] == "Job"]
+    spec = job["spec"]
+    assert spec["completionMode"] == "Indexed"
+    n = spec["completions"]
+    assert spec["parallelism"] == n
+    (container,) = spec["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--shard") + 1] == f"$(JOB_COMPLETION_INDEX)/{n}"
+    env = {e["name"]: e for e in container["env"]}
+    field = env["JOB_COMPLETION_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    (store,) = [m for m in container["volumeMounts"] if m["name"] == "stores"]
+    assert store["subPathExpr"] == "shard-$(JOB_COMPLETION_INDEX)"  # a store per shard
+    parsed = build_parser().parse_args(["scan", "--shard", f"3/{n}"])  # the flag exists
+    assert parse_shard(parsed.shard) == (3, n)
+
+
+def check_restricted(spec: dict[str, Any]) -> None:
     pod = spec["securityContext"]
     assert pod["runAsNonRoot"] is True
     assert pod["runAsUser"] != 0

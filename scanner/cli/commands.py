@@ -80,8 +80,9 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 def _load(args: argparse.Namespace, *, full: bool) -> Config:
     overrides: dict[str, Any] = {}
-    if args.store is not None:
-        overrides["store.path"] = args.store
+    stores = args.store if isinstance(args.store, list) else [args.store]
+    if stores[0] is not None:  # report --store A --store B: the first opens the config's way
+        overrides["store.path"] = stores[0]
     if getattr(args, "prefix", None) is not None:
         overrides["cos.prefix"] = args.prefix
     return load_config(

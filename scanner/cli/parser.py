@@ -100,6 +100,13 @@ def _scan_args(sub: Any) -> None:
         help="bill at most N images in this run, then pause (resumable)",
     )
     p.add_argument(
+        "--shard",
+        default=None,
+        metavar="i/N",
+        help="scan only the keys whose hash is i mod N, with 1/N of the quota and a store of "
+        "its own (N machines: a Kubernetes Indexed Job, deploy/kubernetes/shards.yaml)",
+    )
+    p.add_argument(
         "--workers",
         type=int,
         default=None,
@@ -329,8 +336,15 @@ def _report_args(sub: Any) -> None:
         help="export verdicts: csv, jsonl or a json summary",
         description="Export the current state of every key of the target (its latest verdict or "
         "failure, deletions, skips of the latest scan). Streams: constant memory at any size.",
+        conflict_handler="resolve",
     )
     _config_args(p)
+    p.add_argument(
+        "--store",
+        action="append",
+        default=argparse.SUPPRESS,
+        help="SQLite store path (overrides [store] path); repeat to merge shard stores",
+    )
     p.add_argument(
         "--urls", default=None, metavar="FILE", help="the URL list's rows (its own target)"
     )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import heapq
 import json
 import os
 import sys
+from collections.abc import AsyncGenerator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +29,7 @@ from scanner.cos.client import HttpClient, cos_service
 from scanner.errors import (
     ConfigError,
 )
-from scanner.models import ScanStatus
+from scanner.models import ScanStatus, unsharded
 from scanner.report import csv_cell, status_json, status_table, write_rows
 from scanner.runner import target_of
 from scanner.sources.urls import url_target
@@ -91,9 +94,11 @@ async def _report_target(store: Store, config: Config, args: argparse.Namespace)
     urls = _urls_target(args)
     if urls is not None:
         return urls
-    if config.cos.bucket:
-        return target_of(config).id
     targets = await store.targets()
+    if config.cos.bucket:
+        whole = target_of(config).id
+        shards = [t for t in targets if t != whole and unsharded(t) == whole]
+        return shards[0] if whole not in targets and len(shards) == 1 else whole
     if len(targets) != 1:
         raise ConfigError(f"the store holds {len(targets)} targets: set [cos] bucket/region/prefix")
     return targets[0]
@@ -114,6 +119,10 @@ def _write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
 
 
 async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
+    stores = args.store if isinstance(args.store, list) else []
+    if len(stores) > 1:
+        await _merged_report(config, args, stores, out)
+        return
     where = _report_filter(args)
     async with await Store.open(config.store.path, readonly=True) as store:
         target = await _report_target(store, config, args)
@@ -138,6 +147,71 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
                 args.format,
                 lambda key: http.presign(service, key, args.presign),
             )
+
+
+async def _merged_report(
+    config: Config, args: argparse.Namespace, paths: list[str], out: TextIO
+) -> None:
+    """`report --store A --store B ...`: the shards' stores as one report (rows merged in key
+    order; with --format json, the totals added up)."""
+    if args.by_user or args.presign is not None:
+        raise ConfigError("--by-user and --presign read one store: give a single --store")
+    where = _report_filter(args)
+    async with AsyncExitStack() as stack:
+        stores = [
+            await stack.enter_async_context(await Store.open(p, readonly=True)) for p in paths
+        ]
+        targets = [await _report_target(store, config, args) for store in stores]
+        if len({unsharded(t) for t in targets}) > 1:
+            raise ConfigError(f"the stores hold different targets: {sorted(set(targets))}")
+        wheres = [await spelled_labels(s, t, where) for s, t in zip(stores, targets, strict=True)]
+        if args.format == "json":
+            totals: dict[str, Any] = {}
+            for store, target, w in zip(stores, targets, wheres, strict=True):
+                _add(totals, await store.report_totals(target, w))
+            out.write(json.dumps({"target": unsharded(targets[0]), **totals}, indent=2) + "\n")
+            return
+        rows = _merge_rows(
+            [s.iter_report(t, w) for s, t, w in zip(stores, targets, wheres, strict=True)]
+        )
+        await write_rows(rows, out, args.format)
+
+
+def _add(into: dict[str, Any], more: dict[str, Any]) -> None:
+    for name, value in more.items():
+        if isinstance(value, dict):
+            _add(into.setdefault(name, {}), value)
+        else:
+            into[name] = into.get(name, 0) + value
+
+
+async def _merge_rows(
+    sources: list[AsyncGenerator[list[tuple[Any, ...]], None]], chunk: int = 1000
+) -> AsyncGenerator[list[tuple[Any, ...]], None]:
+    """Rows of several key-ordered streams in key order (shards: disjoint keys)."""
+    buffers: list[list[tuple[Any, ...]]] = [[] for _ in sources]
+    heap: list[tuple[str, int, int]] = []  # (key, source, position in its buffer)
+
+    async def refill(n: int) -> None:
+        buffers[n] = await anext(sources[n], [])
+        if buffers[n]:
+            heapq.heappush(heap, (buffers[n][0][0], n, 0))
+
+    for n in range(len(sources)):
+        await refill(n)
+    batch: list[tuple[Any, ...]] = []
+    while heap:
+        _, n, i = heapq.heappop(heap)
+        batch.append(buffers[n][i])
+        if i + 1 < len(buffers[n]):
+            heapq.heappush(heap, (buffers[n][i + 1][0], n, i + 1))
+        else:
+            await refill(n)
+        if len(batch) >= chunk:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def run_report(args: argparse.Namespace) -> int:

@@ -42,6 +42,7 @@ from scanner.pipeline import Progress
 from scanner.quota import Window
 from scanner.report import dry_run_text, status_json, summary_text
 from scanner.runner import ScanResult, scan_target, target_of
+from scanner.sources.shard import parse_shard
 from scanner.sources.urls import UrlList, spool_stdin, url_target
 from scanner.store import ReportFilter, Store
 
@@ -127,6 +128,7 @@ async def _scan(
     inventory: str | None = None,
     window: Window | None = None,
     workers: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> int:
     started = time.monotonic()
     _digest.every = config.scan.progress_interval
@@ -157,6 +159,7 @@ async def _scan(
                 inventory=inventory,
                 window=window,
                 workers=workers,
+                shard=shard,
             )
             acts = config.act.on_flagged and urls is None  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
@@ -289,6 +292,9 @@ def run_scan(args: argparse.Namespace) -> int:
     urls = _url_list(args, config)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers must be 1..64 (got {args.workers})")
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if shard is not None and (urls is not None or args.dry_run):
+        raise ConfigError("--shard goes with neither --urls nor --dry-run")
     if args.inventory is not None and (urls is not None or args.dry_run):
         raise ConfigError("--inventory goes with neither --urls nor --dry-run")
     if args.dry_run:
@@ -305,6 +311,7 @@ def run_scan(args: argparse.Namespace) -> int:
         args.inventory,
         window_of(args, config),
         args.workers,
+        shard,
     )
 
 
