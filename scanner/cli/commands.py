@@ -59,7 +59,7 @@ EXIT_CODES = (
     (EXIT_FAILED, "the scan failed (service, network, store); run it again to resume"),
     (EXIT_USAGE, "usage or config error (flags, config file, environment, input)"),
     (EXIT_IMAGES_FAILED, "done, but some images failed (report --state failed; --retry-failed)"),
-    (EXIT_PAUSED, "paused at --max-images; run scan again to continue"),
+    (EXIT_PAUSED, "paused at --max-images, the daily cap or the window's end; run scan again"),
     (EXIT_IO, "cannot write the output (a full disk, /dev/full)"),
     (EXIT_BUSY, "another live scan holds the target's lease; try again later"),
     (EXIT_AUTH, "credentials refused or permission denied"),
