@@ -26,6 +26,7 @@ import gzip
 import hashlib
 import json
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from scanner.retry import RetryPolicy
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_MANIFEST = 64 * 1024 * 1024
 MAX_DATA_FILE = 1 << 40
+KEEP = 6  # spool copies of finished data files kept: more than the pages read ahead can span
 
 
 class InventoryError(ConfigError):
@@ -296,8 +298,6 @@ class _Reader:
 
     def close(self) -> None:
         self._gz.close()
-        if self.spooled:
-            self.path.unlink(missing_ok=True)
 
 
 class InventorySource:
@@ -313,6 +313,8 @@ class InventorySource:
         self.page_size = page_size
         self.columns = _Columns(manifest.schema)
         self.files_opened: list[int] = []  # data files opened, in order (tests, bench)
+        self._done_files: deque[Path] = deque()  # spool copies of files read to their end
+        self._ended = False  # the last file was read to its end
         self._reader: _Reader | None = None
 
     @property
@@ -321,9 +323,18 @@ class InventorySource:
         return None if self.prefix else self.manifest.count
 
     def close(self, finished: bool = False) -> None:
-        if self._reader is not None:
-            self._reader.close() if finished else self._reader._gz.close()
-            self._reader = None
+        """Close the open data file. `finished`: it was read to its end; its spool copy is
+        kept a while, since the pipeline records pages some way behind the reader (a kill
+        then must not make the resume download it again), and dropped once KEEP newer files
+        are done or the whole Inventory was read."""
+        if self._reader is None:
+            return
+        self._reader.close()
+        if finished and self._reader.spooled:
+            self._done_files.append(self._reader.path)
+        self._reader = None
+        while len(self._done_files) > KEEP or (self._ended and self._done_files):
+            self._done_files.popleft().unlink(missing_ok=True)
 
     async def _open(self, index: int, skip: int) -> _Reader:
         if self._reader is not None and (self._reader.index, self._reader.read) == (index, skip):
@@ -381,6 +392,7 @@ class InventorySource:
         objects = tuple(sorted(refs.values(), key=lambda r: r.key))
         if not ended:
             return Page(marker, objects, next_marker=f"{at}:{reader.read}")
+        self._ended = at + 1 >= len(files)
         self.close(finished=True)
         following = f"{at + 1}:0" if at + 1 < len(files) else None
         return Page(marker, objects, next_marker=following)
