@@ -43,11 +43,10 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from scanner.audit.client import fail_all
-from scanner.audit.codec import AuditOptions, decode_results, encode_batch
+from scanner.audit.client import read_answer
+from scanner.audit.codec import AuditOptions, encode_batch
 from scanner.config import AuditSettings, CosSettings, Credentials
-from scanner.cos.client import HttpClient, ci_service, unreadable
-from scanner.cos.xml import XmlError
+from scanner.cos.client import HttpClient, ci_service
 from scanner.errors import RemoteError, TransportError
 from scanner.models import AuditItem, ImageVerdict
 
@@ -100,11 +99,7 @@ async def attempt(
         timeout_s=setup.audit.timeout,
         max_bytes=setup.audit.max_response_bytes,
     )
-    try:
-        return decode_results(reply.body, items)
-    except (XmlError, ValueError) as exc:
-        error = unreadable("audit", "audit answer", reply, exc)
-        return fail_all(items, "unreadable-answer", str(error))
+    return read_answer(reply, items)
 
 
 @dataclass

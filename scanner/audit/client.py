@@ -23,7 +23,7 @@ import anyio
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings, FreezeSettings
-from scanner.cos.client import HttpClient, ci_service, unreadable
+from scanner.cos.client import HttpClient, Reply, ci_service, unreadable
 from scanner.cos.xml import XmlError
 from scanner.errors import RemoteError, ThrottledError, TransportError
 from scanner.limiter import AuditBudget
@@ -92,40 +92,27 @@ class AuditClient:
         body = b"" if self._remote is not None else encode_batch(items, self.options)
         resends = Resends(self._settings.resend_after_timeout, stop)
 
-        async def attempt() -> list[ImageVerdict]:
-            if self._remote is not None:
-                return await remote()
-            async with await unless_set(stop, self.budget.slot) as sent_at:
-                self.requests += 1
-                try:
-                    reply = await self._http.send(
-                        self._service,
-                        "POST",
-                        "/image/auditing",
-                        body=body,
-                        content_type="application/xml",
-                        timeout_s=self._settings.timeout,
-                        max_bytes=self._settings.max_response_bytes,
-                    )
-                except ThrottledError as exc:
-                    self.budget.rate.on_throttled(sent_at, exc.retry_after)
-                    raise
-                except TransportError as exc:
-                    resends.lost_answer(exc)
-                    raise
-            self.budget.rate.on_success()
-            try:
-                return decode_results(reply.body, items)
-            except (XmlError, ValueError) as exc:
-                error = unreadable("audit", "audit answer", reply, exc)
-                return fail_all(items, "unreadable-answer", str(error))
+        async def send() -> Callable[[], list[ImageVerdict]]:
+            """The request; what reads its answer (after the slot is given back)."""
+            if self._remote is not None:  # --workers: sent and read in a worker process
+                verdicts = await self._remote(items)
+                return lambda: verdicts
+            reply = await self._http.send(
+                self._service,
+                "POST",
+                "/image/auditing",
+                body=body,
+                content_type="application/xml",
+                timeout_s=self._settings.timeout,
+                max_bytes=self._settings.max_response_bytes,
+            )
+            return lambda: read_answer(reply, items)
 
-        async def remote() -> list[ImageVerdict]:  # --workers: the same, in a worker process
-            assert self._remote is not None
+        async def attempt() -> list[ImageVerdict]:
             async with await unless_set(stop, self.budget.slot) as sent_at:
                 self.requests += 1
                 try:
-                    verdicts = await self._remote(items)
+                    read = await send()
                 except ThrottledError as exc:
                     self.budget.rate.on_throttled(sent_at, exc.retry_after)
                     raise
@@ -133,7 +120,7 @@ class AuditClient:
                     resends.lost_answer(exc)
                     raise
             self.budget.rate.on_success()
-            return verdicts
+            return read()
 
         verdicts = await resends.run(
             items,
@@ -141,6 +128,16 @@ class AuditClient:
         )
         self.maybe_double += sum(v.maybe_double for v in verdicts)
         return verdicts
+
+
+def read_answer(reply: Reply, items: Sequence[AuditItem]) -> list[ImageVerdict]:
+    """The verdicts of a batch answer; an unreadable one fails every image (it was billed:
+    another try would bill again)."""
+    try:
+        return decode_results(reply.body, items)
+    except (XmlError, ValueError) as exc:
+        error = unreadable("audit", "audit answer", reply, exc)
+        return fail_all(items, "unreadable-answer", str(error))
 
 
 class Resends:

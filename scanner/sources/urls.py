@@ -25,19 +25,12 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from scanner.digests import file_digest
 from scanner.errors import ConfigError
 from scanner.models import Decision, ObjectRef, Page, Target
 
 MAX_URL = 4096
 _NO_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def spool_stdin(store_path: str, stream: IO[bytes] | None = None) -> Path:
