@@ -44,9 +44,9 @@ def starve(lists: int, seconds: float) -> float:
                 argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             time.sleep(20)  # warm up: ranges split, first pages and batches in flight
-            n0, t0 = stats(url)["audited_images"], time.monotonic()
+            n0, t0 = int(stats(url)["audited_images"]), time.monotonic()
             time.sleep(seconds)
-            n1, t1 = stats(url)["audited_images"], time.monotonic()
+            n1, t1 = int(stats(url)["audited_images"]), time.monotonic()
             proc.terminate()
             proc.wait(timeout=60)
         return (n1 - n0) / (t1 - t0)
