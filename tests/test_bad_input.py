@@ -172,6 +172,17 @@ CASES = [
     Case("secret in the file", 2, "cos.secret_key: unknown key", cos=f'secret_key = "{SECRET}"'),
     Case("secret in an env key", 2, "cos.secret: unknown key", env={"COS_SCANNER_COS_SECRET": SECRET}),
     Case("endpoint with credentials", 2, "cos.endpoint: must not carry credentials", url="userinfo"),
+    # issue "Scale to 10^9 objects": its flags and keys
+    Case("window 25:00", 2, "--window must be HH:MM-HH:MM", argv=["scan", "--window", "25:00-06:00"]),
+    Case("window in the file", 2, "scan.window: must be HH:MM-HH:MM", raw_config='[cos]\nbucket = '
+         '"album-1250000000"\n[scan]\nwindow = "1-6"\n'),
+    Case("shard 4/4", 2, "--shard '4/4': need 0 <= i < N", argv=["scan", "--shard", "4/4"]),
+    Case("workers 0", 2, "--workers must be 1..64", argv=["scan", "--workers", "0"]),
+    Case("daily cap negative", 2, "scan.daily_cap: must be", env={"COS_SCANNER_SCAN_DAILY_CAP": "-1"}),
+    Case("list_concurrency 0", 2, "cos.list_concurrency: must be between 1 and 64",
+         cos="list_concurrency = 0"),
+    Case("inventory missing", 2, "inventory error: '/nonexistent/manifest.json': no such file",
+         argv=["scan", "--inventory", "/nonexistent/manifest.json"]),
 ]  # fmt: skip
 
 
