@@ -318,7 +318,7 @@ async def _list(
             refs = page.objects
             priors = {}
             if priors_from is not None and refs:
-                priors = await priors_from.priors(target, refs[0].key, refs[-1].key)
+                priors = await priors_from.priors(target, [r.key for r in refs])
             fresh = []
             for ref in refs:
                 reason = flt.reason(ref)

@@ -275,7 +275,7 @@ async def _decide(deps: ScanDeps, refs: Sequence[ObjectRef]) -> list[Decision]:
     decisions = [deps.filter.decide(ref) for ref in refs]
     if not deps.incremental or not refs:
         return decisions
-    priors = await deps.store.priors(deps.target, refs[0].key, refs[-1].key)
+    priors = await deps.store.priors(deps.target, [r.key for r in refs])
     return [
         Decision(d.ref, "unchanged")
         if not d.skip and unchanged(d.ref, priors.get(d.ref.key), deps.auditor.options)

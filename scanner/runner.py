@@ -352,6 +352,8 @@ async def _scan_with_clients(
             )
             remote = (await stack.enter_async_context(WorkerPool(setup, count))).attempt
             log.info("audit requests are made by %d worker processes", count)
+        elif inputs.workers and inputs.workers > 1:
+            log.info("--workers: IMS requests (one image each) are made in the scan's process")
         auditor = make_backend(
             config, http, retry=retry, clock=clock, budget=budget, on_retry=on_retry, remote=remote
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -140,6 +140,24 @@ class StoreBase:
                 return list(await cur.fetchall())
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path!r}: {exc}") from exc
+
+    async def rows_of_keys(self, sql: str, args: list[Any], keys: Sequence[str]) -> list[Any]:
+        """Rows of `sql` (whose WHERE takes `args`) for a page's `keys` (sorted): one range
+        scan when the page is a slice of the key order (a listing), else lookups by key (an
+        Inventory's rows need not be in order: the range could hold most of the bucket)."""
+        cap = 2 * len(keys) + 16
+        rows = await self._all(
+            f"{sql} AND key BETWEEN ? AND ? LIMIT ?", [*args, keys[0], keys[-1], cap]
+        )
+        if len(rows) < cap:
+            return rows
+        out: list[Any] = []
+        for n in range(0, len(keys), 500):
+            part = keys[n : n + 500]
+            out += await self._all(
+                f"{sql} AND key IN ({','.join('?' * len(part))})", [*args, *part]
+            )
+        return out
 
     async def version(self) -> int:
         return await current_version(self._conn)

@@ -36,11 +36,12 @@ class Pages(StoreBase):
         async with self._tx() as conn:
             known: set[str] = set()
             if refs:
-                async with conn.execute(
-                    "SELECT key FROM scan_objects WHERE scan_id = ? AND key BETWEEN ? AND ?",
-                    (scan_id, min(r.key for r in refs), max(r.key for r in refs)),
-                ) as cur:
-                    known = {row[0] async for row in cur}
+                rows = await self.rows_of_keys(
+                    "SELECT key FROM scan_objects WHERE scan_id = ?",
+                    [scan_id],
+                    sorted(r.key for r in refs),
+                )
+                known = {row[0] for row in rows}
             fresh = [d for d in decisions if d.ref.key not in known]
             rows = [
                 (

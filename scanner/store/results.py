@@ -229,18 +229,19 @@ class Results(StoreBase):
                 (target.scope, policy, 1, time.time(), scan_id, code),
             )
 
-    async def priors(self, target: Target, first: str, last: str) -> dict[str, Prior]:
-        """What the store knows of keys first..last of a target: last verdict or failure."""
+    async def priors(self, target: Target, keys: Sequence[str]) -> dict[str, Prior]:
+        """What the store knows of a page's `keys` (sorted): last verdict or failure."""
+        if not keys:
+            return {}
         found: dict[str, Prior] = {}
-        for row in await self._all(
-            "SELECT key, etag, size, policy FROM verdicts WHERE target = ? AND key BETWEEN ? AND ?",
-            (target.scope, first, last),
+        for row in await self.rows_of_keys(
+            "SELECT key, etag, size, policy FROM verdicts WHERE target = ?", [target.scope], keys
         ):
             found[row[0]] = Prior(row[1], int(row[2]), row[3], failed=False, retryable=False)
-        for row in await self._all(
-            "SELECT key, etag, size, policy, retryable FROM failures "
-            "WHERE target = ? AND key BETWEEN ? AND ?",
-            (target.scope, first, last),
+        for row in await self.rows_of_keys(
+            "SELECT key, etag, size, policy, retryable FROM failures WHERE target = ?",
+            [target.scope],
+            keys,
         ):
             found[row[0]] = Prior(row[1], int(row[2]), row[3], failed=True, retryable=bool(row[4]))
         return found
