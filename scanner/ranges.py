@@ -91,6 +91,7 @@ class _Lane:
     upto: str | None
     pages: int = 0  # recorded pages in this pass (the busiest range is split)
     ending: bool = False  # its last page is being recorded: nothing left to split
+    ahead: str = ""  # where its fetching has got to (pages fetched ahead of `marker`)
 
 
 async def _ahead(
@@ -104,6 +105,7 @@ async def _ahead(
             except AbandonedError:
                 return
             page = within(page, lane.upto)
+            lane.ahead = page.next_marker or lane.ahead
             try:
                 await pages_tx.send(page)
             except anyio.BrokenResourceError:
@@ -185,7 +187,7 @@ async def _steal(live: list[_Lane], queue: list[_Lane], split: Split) -> bool:
     for lane in sorted(live, key=lambda x: -x.pages):
         if lane.idx is None or lane.ending:
             continue
-        mid = midpoint(lane.marker, lane.upto)
+        mid = midpoint(max(lane.marker, lane.ahead), lane.upto)  # past what it has fetched
         if mid is None:
             continue
         new = await split(lane.idx, mid)

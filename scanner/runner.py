@@ -340,7 +340,7 @@ async def _scan_with_clients(
     )
     http = inputs.http
     lister = inputs.source or Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
-    count = inputs.workers or default_workers(qps, opts.batch_size)
+    count = inputs.workers or default_workers(qps, concurrency, opts.batch_size)
     async with AsyncExitStack() as stack:
         remote = None
         if count > 1 and config.audit.service == "ci":

@@ -54,9 +54,11 @@ _LENGTH = struct.Struct("!I")
 PER_PROCESS = 5_000  # images/s one process drives comfortably (bench/scan_throughput.py)
 
 
-def default_workers(qps: float, batch_size: int) -> int:
-    """Enough processes for the budget's ceiling (qps x batch images/s), at most the cores."""
-    wanted = int(qps * batch_size // PER_PROCESS) + 1
+def default_workers(qps: float, concurrency: int, batch_size: int) -> int:
+    """Enough processes for what the budget can ask for, at most the cores: qps requests a
+    second, but no more than `concurrency` answers every 0.5 s (the fastest batch answers),
+    times `batch_size` images, at PER_PROCESS images/s a process."""
+    wanted = int(min(qps, concurrency / 0.5) * batch_size // PER_PROCESS) + 1
     return max(1, min(os.cpu_count() or 1, wanted))
 
 

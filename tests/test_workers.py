@@ -95,10 +95,16 @@ def test_a_worker_killed_mid_scan_costs_at_most_its_lost_answers(tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("qps", "batch", "cores", "want"), [(20, 100, 2, 1), (200, 100, 8, 5), (200, 100, 2, 2)]
+    ("qps", "concurrency", "batch", "cores", "want"),
+    [
+        (20, 16, 100, 2, 1),  # the defaults: 2,000 images/s
+        (200, 100, 100, 8, 5),  # 20,000 images/s
+        (200, 100, 100, 2, 2),  # at most the cores
+        (500, 8, 50, 8, 1),  # 8 in flight can ask for no more than 800 images/s
+    ],
 )
 def test_default_workers(
-    qps: float, batch: int, cores: int, want: int, monkeypatch: pytest.MonkeyPatch
+    qps: float, concurrency: int, batch: int, cores: int, want: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(os, "cpu_count", lambda: cores)
-    assert default_workers(qps, batch) == want
+    assert default_workers(qps, concurrency, batch) == want

@@ -111,8 +111,8 @@ def _scan_args(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="make the audit requests in N processes (default: enough for [audit] qps x "
-        "batch_size at ~5,000 images/s each, at most the CPU count); one lister, one writer",
+        help="make the audit requests in N processes (default: enough for what the budget "
+        "can ask, ~5,000 images/s each, at most the CPU count); one lister, one writer",
     )
     p.add_argument(
         "--window",
