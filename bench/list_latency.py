@@ -44,9 +44,15 @@ def starve(lists: int, seconds: float) -> float:
                 argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             time.sleep(20)  # warm up: ranges split, first pages and batches in flight
-            n0, t0 = int(stats(url)["audited_images"]), time.monotonic()
+            s0, t0 = stats(url), time.monotonic()
             time.sleep(seconds)
-            n1, t1 = int(stats(url)["audited_images"]), time.monotonic()
+            s1, t1 = stats(url), time.monotonic()
+            n0, n1 = int(s0["audited_images"]), int(s1["audited_images"])
+            audits = s1["requests"].get("audit", 0) - s0["requests"].get("audit", 0)
+            lists = s1["requests"].get("list", 0) - s0["requests"].get("list", 0)
+            print(f"  over {t1 - t0:.0f} s: {audits / (t1 - t0):.2f} audit requests/s of "
+                  f"{(n1 - n0) / max(1, audits):.1f} images, {lists / (t1 - t0):.2f} list "
+                  "requests/s", flush=True)  # fmt: skip
             proc.terminate()
             proc.wait(timeout=60)
         return (n1 - n0) / (t1 - t0)
