@@ -434,9 +434,7 @@ async def open_inventory(
     if isinstance(files, LocalFiles):
         missing = [f.key for f in manifest.files if files.locate(f.key) is None]
         if missing:
-            raise InventoryError(
-                f"{where}: {len(missing)} data file(s) missing, e.g. {missing[0]}"
-            )
+            raise InventoryError(f"{where}: {len(missing)} data file(s) missing, e.g. {missing[0]}")
     return InventorySource(
         manifest, files, spool_dir(config.store.path), config.cos.prefix, config.cos.page_size
     )

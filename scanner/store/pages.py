@@ -84,8 +84,7 @@ class Pages(StoreBase):
     async def ranges(self, scan_id: int) -> list[KeyRange]:
         """The scan's key ranges (none: it lists from scans.marker)."""
         rows = await self._all(
-            "SELECT idx, after, upto, marker, done FROM scan_ranges WHERE scan_id = ? "
-            "ORDER BY idx",
+            "SELECT idx, after, upto, marker, done FROM scan_ranges WHERE scan_id = ? ORDER BY idx",
             (scan_id,),
         )
         return [KeyRange(int(i), a, u, m, bool(d)) for i, a, u, m, d in rows]
