@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from scanner.digests import file_digest
+
 MB = 1024 * 1024
 _BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -163,14 +165,6 @@ def synthetic(count: int, seed: int = 1, copies: float = 0.0) -> Bucket:
     return bucket
 
 
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def from_folder(root: Path) -> Bucket:
     """Serve a real directory as the bucket: keys are POSIX paths relative to `root`."""
     bucket = Bucket()
@@ -179,7 +173,7 @@ def from_folder(root: Path) -> Bucket:
             path = Path(dirpath, name)
             st = path.stat()
             key = path.relative_to(root).as_posix()
-            etag = _md5_of(path)  # as COS gives for a simple upload: equal bytes, equal ETag
+            etag = file_digest(path, "md5")  # as COS gives a simple upload: equal bytes, ETag
             when = datetime.fromtimestamp(st.st_mtime, tz=UTC)
             bucket.put(key, StoredObject(etag, st.st_size, when, "STANDARD", path))
     bucket.keys()

@@ -40,6 +40,7 @@ from scanner.clock import Clock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
+from scanner.digests import file_digest
 from scanner.errors import ConfigError, RemoteError
 from scanner.limiter import AuditBudget
 from scanner.models import ObjectRef, Page
@@ -153,16 +154,8 @@ class Files(Protocol):
         ...
 
 
-def _md5_of(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 async def checked(path: Path, data: DataFile, where: str) -> None:
-    md5 = await anyio.to_thread.run_sync(_md5_of, path)
+    md5 = await anyio.to_thread.run_sync(file_digest, path, "md5")
     if md5 != data.md5:
         raise InventoryError(
             f"{where}: data file {data.key} has MD5 {md5}, the manifest says {data.md5}"
@@ -236,7 +229,7 @@ class CosFiles:
 
     async def data(self, data: DataFile, spool: Path) -> Path:
         path = spool / f"{data.md5}.csv.gz"
-        if path.is_file() and await anyio.to_thread.run_sync(_md5_of, path) == data.md5:
+        if path.is_file() and await anyio.to_thread.run_sync(file_digest, path, "md5") == data.md5:
             return path
         if not await self.objects.download(data.key, path, MAX_DATA_FILE, self.bucket):
             path.unlink(missing_ok=True)
