@@ -60,3 +60,36 @@ def stats(url: str, detail: bool = False) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/_emulator/stats{query}", timeout=10) as resp:
         data: dict[str, Any] = json.load(resp)
     return data
+
+
+def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST JSON to one of the emulator's control endpoints; its JSON answer."""
+    request = urllib.request.Request(
+        url + path, data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=3600) as r:
+        out: dict[str, Any] = json.load(r)
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the process itself (not its children), from /proc; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

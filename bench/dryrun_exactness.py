@@ -16,11 +16,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, machine, post, start_emulator, stats, write_config
 
 # (name, [audit] settings, scan flags, emulator change before it: None or a churn spec)
 CASES: list[tuple[str, dict[str, Any], list[str], dict[str, Any] | None]] = [
@@ -49,11 +48,6 @@ CASES: list[tuple[str, dict[str, Any], list[str], dict[str, Any] | None]] = [
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     argv = [sys.executable, "-m", "scanner", "scan", "--config", str(config), *args]
     return subprocess.run(argv, capture_output=True, text=True, env=ENV, check=False)
-
-
-def post(url: str, path: str, body: dict[str, Any]) -> None:
-    req = urllib.request.Request(url + path, json.dumps(body).encode(), method="POST")
-    urllib.request.urlopen(req, timeout=30).close()
 
 
 def main() -> None:

@@ -21,8 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats, write_config
-from saturation import cpu_seconds
+from common import ENV, cpu_seconds, machine, start_emulator, stats, write_config
 
 
 def images(url: str) -> int:

@@ -11,36 +11,15 @@ and the CPU of the scanner's process, of its workers and of the emulator over th
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats
+from common import ENV, children, cpu_seconds, machine, start_emulator, stats
 
 CAP = 100 * 100 / 0.5
-
-
-def cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def run(workers: int, seconds: float) -> str:
@@ -63,11 +42,11 @@ def run(workers: int, seconds: float) -> str:
             time.sleep(15)
             kids = children(proc.pid)
             pids = {"scan": [proc.pid], "workers": kids, "emulator": [emulator.pid]}
-            before = {k: sum(cpu(p) for p in v) for k, v in pids.items()}
+            before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
             n0, t0 = stats(url)["audited_images"], time.monotonic()
             time.sleep(seconds)
             n1, t1 = stats(url)["audited_images"], time.monotonic()
-            after = {k: sum(cpu(p) for p in v) for k, v in pids.items()}
+            after = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
             in_flight = stats(url)["max_audits_in_flight"]
             proc.terminate()
             proc.wait(timeout=120)

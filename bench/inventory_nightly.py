@@ -13,27 +13,14 @@ emulator's counters: requests of each kind, images billed, data files read.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from typing import Any
 
-from common import ENV, machine, start_emulator, stats
-
-
-def post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url + path, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=3600) as r:
-        out: dict[str, Any] = json.load(r)
-    return out
+from common import ENV, machine, post, start_emulator, stats
 
 
 def run(cfg: Path, *extra: str) -> tuple[float, float, float, int]:

@@ -21,8 +21,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats
-from inventory_nightly import post
+from common import ENV, machine, post, start_emulator, stats
 
 
 def config(path: Path, url: str, store: Path) -> Path:

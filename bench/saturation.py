@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,17 +19,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, cpu_seconds, machine, start_emulator, stats, write_config
 
 
 def audited(url: str) -> int:
     return int(stats(url)["audited_images"])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(cap: float, ceiling: float, seconds: float, concurrency: int) -> tuple[float, int, float]:

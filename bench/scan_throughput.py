@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, cpu_seconds, machine, start_emulator, stats, write_config
 
 
 def main() -> None:
@@ -68,15 +68,6 @@ def main() -> None:
         emulator.wait()
 
 
-def own_cpu(pid: int) -> float | None:
-    """utime + stime of the process itself (not its children), from /proc; None once gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 MAIN_CPU: list[float] = []  # the scan process's own CPU (without its workers), last reading
 
 
@@ -90,7 +81,7 @@ def run_scan(cfg: Path, env: dict[str, str], extra: list[str]) -> tuple[float, A
 
         def poll() -> None:
             while not done.wait(0.2):
-                readings.append(own_cpu(proc.pid) or readings[-1])
+                readings.append(cpu_seconds(proc.pid) or readings[-1])
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
