@@ -115,18 +115,15 @@ async def _ahead(
             at = page.next_marker
 
 
-async def _lane(
-    lane: _Lane, fetch: Fetch, take: Take, stop: anyio.Event, ended: list[bool]
-) -> bool:
-    """List one range; True when the pass should go on (the range ended, not capped)."""
+async def _lane(lane: _Lane, fetch: Fetch, take: Take, stop: anyio.Event) -> bool:
+    """List one range; True when it reached its end (False: a stop, or the pass is capped)."""
     pages_tx, pages_rx = anyio.create_memory_object_stream[Page](PREFETCH)
-    going = True
+    ended = False
     async with anyio.create_task_group() as tg:
         tg.start_soon(_ahead, lane, fetch, lane.marker, pages_tx, stop, name=f"fetch-{lane.idx}")
         async with pages_rx:
             async for fetched in pages_rx:
                 if stop.is_set():
-                    going = False
                     break
                 page = within(fetched, lane.upto)  # the bound may have moved since the fetch
                 if page.next_marker is None:
@@ -134,14 +131,13 @@ async def _lane(
                 else:  # before `take` awaits: a split while it records starts past this page
                     lane.marker = page.next_marker
                 if not await take(page, lane.idx):
-                    going = False
                     break
                 lane.pages += 1
                 if page.next_marker is None:
-                    ended.append(True)
+                    ended = True
                     break
         tg.cancel_scope.cancel()
-    return going
+    return ended
 
 
 async def list_target(
@@ -156,30 +152,29 @@ async def list_target(
     """List the scan's single range from `marker`, or its unfinished `ranges` with up to
     `parts` listers at once. True when the whole listing has ended."""
     if not ranges:
-        ended: list[bool] = []
-        await _lane(_Lane(None, marker, None), fetch, take, stop, ended)
-        return bool(ended)
+        return await _lane(_Lane(None, marker, None), fetch, take, stop)
     queue = [_Lane(r.idx, r.marker, r.upto) for r in ranges]
     opened = len(queue)
+    finished = 0
     live: list[_Lane] = []
-    finished: list[bool] = []
 
     async def lister() -> None:
-        nonlocal opened
+        nonlocal opened, finished
         while queue and not stop.is_set():
             lane = queue.pop(0)
             live.append(lane)
-            going = await _lane(lane, fetch, take, stop, finished)
+            ended = await _lane(lane, fetch, take, stop)
             live.remove(lane)
-            if not going:
+            if not ended:
                 return
+            finished += 1
             if not queue and await _steal(live, queue, split):
                 opened += 1
 
     async with anyio.create_task_group() as tg:
         for n in range(min(parts, len(queue))):
             tg.start_soon(lister, name=f"lister-{n}")
-    return len(finished) == opened
+    return finished == opened
 
 
 async def _steal(live: list[_Lane], queue: list[_Lane], split: Split) -> bool:
