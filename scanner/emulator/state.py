@@ -66,6 +66,7 @@ class Stats:
     contents: Counter[str] = field(default_factory=Counter)  # billed verdicts per "etag/size"
     image_failures: Counter[str] = field(default_factory=Counter)  # by code
     list_markers: Counter[str] = field(default_factory=Counter)  # pages served, by marker
+    folder_views: Counter[str] = field(default_factory=Counter)  # delimiter listings, by prefix
     sent: Counter[str] = field(default_factory=Counter)  # Object inputs received per key
     users: Counter[str] = field(default_factory=Counter)  # UserInfo.TokenId of inputs
     writes: Counter[str] = field(default_factory=Counter)  # ACL puts, copies, deletes: bucket/key
@@ -97,6 +98,7 @@ class Stats:
             "double_audited_keys": sorted(doubled)[:100],
             "pages_listed": sum(self.list_markers.values()),
             "pages_listed_twice": len(relisted),
+            "folder_views": sum(self.folder_views.values()),  # listings with a delimiter
             "image_failures": dict(self.image_failures),
             "faults": dict(self.faults),
             "reads": dict(self.reads),  # e.g. an Inventory's data files, each read how often
