@@ -45,7 +45,7 @@ from scanner.models import (
     ScanStatus,
     Target,
 )
-from scanner.ranges import list_target
+from scanner.ranges import Probe, list_target
 from scanner.store import Prior, Store
 
 
@@ -113,6 +113,7 @@ class ScanDeps:
     stale_after: float = 60.0  # seconds without heartbeat before another scan's claim lapses
     urls: bool = False  # a URL list: each key is a URL, audited as a Url / FileUrl input
     list_concurrency: int = 1  # ranges listed at once ([cos] list_concurrency)
+    split_point: Probe | None = None  # where an idle lister cuts a busy range (the bucket's)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,7 +256,14 @@ async def _source(
             return await deps.store.split_range(scan.id, range_idx, mid)
 
         if await list_target(
-            scan.marker, ranges, deps.lister.page, take, split, stop, deps.list_concurrency
+            scan.marker,
+            ranges,
+            deps.lister.page,
+            take,
+            split,
+            stop,
+            deps.list_concurrency,
+            deps.split_point,
         ):  # the scan's size is known now
             progress.total = progress.listed_before + progress.listed
 

@@ -10,10 +10,12 @@ never listed again.
 
 The first split (common prefixes, `Lister.split`) cannot know how many keys each range holds.
 So a lister whose range is done takes half of what is left of the busiest range: the range's
-upper bound moves down to a key between its marker and its bound (`midpoint`), and a new range
-from there to the old bound starts, both in one store transaction. A split that lands where
-there are no keys costs one empty page and the idle lister tries again; ranges whose bounds
-are too close are not split.
+upper bound moves down to a key past what it has fetched, and a new range from there to the
+old bound starts, both in one store transaction. The key comes from `probe` (delimiter
+listings from the range's position: `Lister.split_point`), so both sides hold keys; cutting
+the key space at its midpoint instead (`midpoint`, the fallback) lands in empty stretches of
+a bucket whose keys crowd under a few prefixes, each miss costing the idle lister a request.
+Ranges with too little left are not split.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ Take = Callable[[Page, int | None], Awaitable[bool]]
 #: or None when the range had already listed past `mid`.
 Split = Callable[[int, str], Awaitable[KeyRange | None]]
 Fetch = Callable[[str], Awaitable[Page]]
+#: A key strictly between (after, upto) with keys on both sides, found by listing (None: the
+#: range is too small to split).
+Probe = Callable[[str, str | None], Awaitable[str | None]]
 
 
 def within(page: Page, upto: str | None) -> Page:
@@ -92,6 +97,7 @@ class _Lane:
     pages: int = 0  # recorded pages in this pass (the busiest range is split)
     ending: bool = False  # its last page is being recorded: nothing left to split
     ahead: str = ""  # where its fetching has got to (pages fetched ahead of `marker`)
+    probed: bool = False  # an idle lister is looking for where to split it
 
 
 async def _ahead(
@@ -148,9 +154,11 @@ async def list_target(
     split: Split,
     stop: anyio.Event,
     parts: int,
+    probe: Probe | None = None,
 ) -> bool:
     """List the scan's single range from `marker`, or its unfinished `ranges` with up to
-    `parts` listers at once. True when the whole listing has ended."""
+    `parts` listers at once, rebalanced at the split points `probe` finds (None: at key-space
+    midpoints). True when the whole listing has ended."""
     if not ranges:
         return await _lane(_Lane(None, marker, None), fetch, take, stop)
     queue = [_Lane(r.idx, r.marker, r.upto) for r in ranges]
@@ -168,7 +176,7 @@ async def list_target(
             if not ended:
                 return
             finished += 1
-            if not queue and await _steal(live, queue, split):
+            if not queue and await _steal(live, queue, split, probe, stop):
                 opened += 1
 
     async with anyio.create_task_group() as tg:
@@ -177,14 +185,26 @@ async def list_target(
     return finished == opened
 
 
-async def _steal(live: list[_Lane], queue: list[_Lane], split: Split) -> bool:
+async def _steal(
+    live: list[_Lane], queue: list[_Lane], split: Split, probe: Probe | None, stop: anyio.Event
+) -> bool:
     """Give the idle lister half of what is left of the busiest live range."""
     for lane in sorted(live, key=lambda x: -x.pages):
-        if lane.idx is None or lane.ending:
+        if lane.idx is None or lane.ending or lane.probed:
             continue
-        mid = midpoint(max(lane.marker, lane.ahead), lane.upto)  # past what it has fetched
-        if mid is None:
-            continue
+        at = max(lane.marker, lane.ahead)  # past what it has fetched
+        lane.probed = True  # one idle lister probes a range at a time
+        try:
+            if probe is None:
+                mid = midpoint(at, lane.upto)
+            else:  # a stop gives up a probe at once, as it does a listing request
+                mid = await unless_set(stop, functools.partial(probe, at, lane.upto))
+        except AbandonedError:
+            return False
+        finally:
+            lane.probed = False
+        if mid is None or (lane.upto is not None and mid >= lane.upto):
+            continue  # too little left, or the range was cut below it meanwhile
         new = await split(lane.idx, mid)
         if new is None:
             continue

@@ -387,6 +387,7 @@ async def _run(
         stale_after=config.scan.lease_stale_after,
         urls=urls is not None,
         list_concurrency=config.cos.list_concurrency,
+        split_point=lister.split_point if isinstance(lister, Lister) else None,
     )
     if isinstance(lister, Lister) and not scan.listing_done:
         await _split(store, lister, scan, config.cos.list_concurrency)

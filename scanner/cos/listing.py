@@ -170,3 +170,75 @@ class Lister:
         n = min(parts, len(level))
         # the range before a point holds keys <= it; keys under the point's prefix come after
         return sorted({level[round(i * len(level) / n)] for i in range(1, n)})
+
+    async def split_point(self, after: str, upto: str | None) -> str | None:
+        """A key between `after` and `upto` with keys on both sides, for an idle lister to
+        take the rest of a busy range from (`scanner.ranges`). Found where the keys are, not
+        by arithmetic on strings: `/` delimiter listings from `after` under the parent
+        prefixes of `after` and `upto` (the shallowest 3 of each, at once) show the range's
+        children at each level, and the level showing the most (a truncated one: a page and
+        more) is cut at its middle child. A level showing a single folder is looked into (2
+        more rounds at most). None when no level shows two children in the range."""
+        base = self._settings.prefix
+        parents = sorted({base, *_parents(after, base), *_parents(upto or "", base)})
+        seen: set[str] = set()
+        for _ in range(3):
+            seen.update(parents)
+            levels = await self._views(after, parents)
+            mid = pick_split(levels, after, upto, self._settings.page_size)
+            if mid is not None:
+                return mid
+            lone = [_inside(level, after, upto) for level in levels]  # one folder: look in
+            parents = sorted({c[0] for c in lone if len(c) == 1 and c[0].endswith("/")} - seen)
+            if not parents:
+                return None
+        return None
+
+    async def _views(self, after: str, parents: list[str]) -> list[Page]:
+        """`/` delimiter listings from `after` under each of `parents`, at once."""
+        levels = [Page(after, ())] * len(parents)
+
+        async def view(n: int) -> None:
+            levels[n] = await self.page(after, prefix=parents[n], delimiter="/")
+
+        async with anyio.create_task_group() as tg:
+            for n in range(len(parents)):
+                tg.start_soon(view, n)
+        return levels
+
+
+def _parents(key: str, base: str, depth: int = 3) -> list[str]:
+    """The folder prefixes of `key` below the listing's prefix `base`, shallowest first."""
+    if not key.startswith(base):
+        return []
+    return [key[: i + 1] for i, ch in enumerate(key) if ch == "/" and i >= len(base)][:depth]
+
+
+def _inside(level: Page, after: str, upto: str | None) -> list[str]:
+    """The children a folder view shows in (`after`, `upto`), in order."""
+    names = {o.key for o in level.objects} | set(level.common_prefixes)
+    return sorted(c for c in names if c > after and (upto is None or c < upto))
+
+
+def pick_split(levels: list[Page], after: str, upto: str | None, page_size: int) -> str | None:
+    """The middle child (object key or common prefix) in (`after`, `upto`) of the level with
+    the most of them; a truncated level counts a page more (there are more past it). When no
+    level shows two, the middle of all levels' children together, folders that hold another
+    child left out. A cut at child c keeps keys <= c on the busy side and gives keys > c (c's
+    own keys, if it is a prefix) to the new range, so both sides hold at least one child."""
+    best: list[str] = []
+    score = 0
+    for level in levels:
+        children = _inside(level, after, upto)
+        wide = level.next_marker is not None and (upto is None or level.next_marker < upto)
+        n = len(children) + (page_size if wide else 0)
+        if len(children) >= 2 and n > score:
+            best, score = children, n
+    if not best:
+        every = sorted({c for level in levels for c in _inside(level, after, upto)})
+        best = [
+            c
+            for i, c in enumerate(every)
+            if not every[i + 1 :][:1] or not every[i + 1].startswith(c)
+        ]
+    return best[len(best) // 2] if len(best) >= 2 else None

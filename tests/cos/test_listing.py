@@ -13,6 +13,7 @@ from scanner.cos.listing import Lister, parse_page
 from scanner.cos.xml import XmlError
 from scanner.emulator import Bucket, EmulatorState, running
 from scanner.emulator.bucket import StoredObject, etag_of
+from scanner.ranges import midpoint
 from tests.conftest import CREDS, FAST_RETRY, Emulator, FakeClock
 
 AWKWARD = [
@@ -144,3 +145,93 @@ async def test_any_keys_any_page_size_listed_once_in_order(keys: list[str], page
         lister = Lister(http, emu.cos(page_size=page_size), retry=FAST_RETRY, clock=FakeClock())
         listed = [o.key async for page in lister.iter_pages() for o in page.objects]
     assert listed == sorted(keys)
+
+
+def _between(keys: list[str], lo: str, hi: str | None) -> int:
+    return sum(1 for k in keys if lo < k and (hi is None or k <= hi))
+
+
+async def test_split_point_cuts_a_crowded_range_where_its_keys_are(
+    emulator: Emulator, lister: Lister, state: EmulatorState
+) -> None:
+    # most keys under one prefix with more children than a delimiter listing shows at once
+    keys = [
+        f"albums/u{u:05d}/{y}/p{j}.jpg" for u in range(3000) for y in (2023, 2024) for j in (1, 2)
+    ]
+    keys += [f"docs/{i}.pdf" for i in range(5)] + ["zz/x.jpg", "zz/y.jpg"]
+    fill(state.bucket, keys)
+    keys.sort()
+    cases: list[tuple[str, str | None]] = [
+        ("albums/u00100/2023/p2.jpg", None),  # the last range of a split: no upper bound
+        ("", "albums/u00300/"),  # the first range of a split
+        ("albums/u02990/2024/p1.jpg", "zz/"),  # near the end of the crowded prefix
+        ("albums/u01500/2023/p1.jpg", "albums/u01500/2024/p2.jpg"),  # inside one folder
+    ]
+    for after, upto in cases:
+        mid = await lister.split_point(after, upto)
+        assert mid is not None, (after, upto)
+        assert after < mid, (after, mid)
+        assert upto is None or mid < upto, (mid, upto)
+        left, right = _between(keys, after, mid), _between(keys, mid, upto)
+        assert left >= 1, (after, upto, mid)
+        assert right >= 1, (after, upto, mid)
+        assert min(left, right) >= 0.1 * (left + right) or left + right < 20, (mid, left, right)
+    # the key space's midpoint would have handed the idle lister an empty stretch instead
+    after, upto = cases[0]
+    blind = midpoint(after, upto)
+    assert blind is not None
+    assert _between(keys, after, blind) > 0.99 * _between(keys, after, upto)
+    assert state.stats.as_json(False)["folder_views"] > 0  # probes are not pages of the walk
+    assert state.stats.as_json(False)["pages_listed"] == 0
+
+
+async def test_split_point_leaves_a_range_with_one_key_whole(
+    emulator: Emulator, lister: Lister, state: EmulatorState
+) -> None:
+    keys = sorted(f"a/b/{i}.jpg" for i in range(10))
+    fill(state.bucket, keys)
+    assert await lister.split_point(keys[-2], None) is None  # one key left: nothing to share
+    assert await lister.split_point(keys[0], keys[2]) is None  # only keys[1] in (after, upto)
+    assert await lister.split_point(keys[0], keys[3]) == keys[2]
+
+
+nested_keys = st.lists(
+    st.text(st.sampled_from("ab/é+"), min_size=1, max_size=7), min_size=1, max_size=30, unique=True
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    keys=nested_keys,
+    prefix=st.sampled_from(["", "a", "a/", "b/"]),
+    marker=st.text(st.sampled_from("ab/é"), max_size=4),
+    page_size=st.integers(1, 4),
+)
+async def test_folder_views_page_like_a_plain_rollup(
+    keys: list[str], prefix: str, marker: str, page_size: int
+) -> None:
+    """A `/` delimiter listing, paged from any marker under any prefix, shows each child once
+    and in order: what rolling the keys up by hand gives (the emulator jumps over a folder's
+    keys instead of walking them)."""
+    state = EmulatorState(bucket=Bucket())
+    fill(state.bucket, keys)
+    expected: list[str] = []
+    for key in sorted(keys):
+        if not key.startswith(prefix) or key <= marker:
+            continue
+        cut = key.find("/", len(prefix))
+        item = key[: cut + 1] if cut >= 0 else key
+        if item > marker and item not in expected:
+            expected.append(item)
+    async with running(state) as url, HttpClient(CREDS) as http:
+        emu = Emulator(state, url)
+        lister = Lister(http, emu.cos(page_size=page_size), retry=FAST_RETRY, clock=FakeClock())
+        shown: list[str] = []
+        at: str | None = marker
+        while at is not None:
+            page = await lister.page(at, prefix=prefix, delimiter="/")
+            shown.extend(sorted([o.key for o in page.objects] + list(page.common_prefixes)))
+            at = page.next_marker
+    assert shown == expected
