@@ -50,9 +50,10 @@ def starve(lists: int, seconds: float) -> float:
             n0, n1 = int(s0["audited_images"]), int(s1["audited_images"])
             audits = s1["requests"].get("audit", 0) - s0["requests"].get("audit", 0)
             lists = s1["requests"].get("list", 0) - s0["requests"].get("list", 0)
+            views = s1["folder_views"] - s0["folder_views"]
             print(f"  over {t1 - t0:.0f} s: {audits / (t1 - t0):.2f} audit requests/s of "
                   f"{(n1 - n0) / max(1, audits):.1f} images, {lists / (t1 - t0):.2f} list "
-                  "requests/s", flush=True)  # fmt: skip
+                  f"requests/s ({views / (t1 - t0):.2f}/s folder views)", flush=True)  # fmt: skip
             proc.terminate()
             proc.wait(timeout=60)
         return (n1 - n0) / (t1 - t0)
@@ -73,7 +74,8 @@ def listing(lists: int, objects: int) -> tuple[float, int]:
             wall = time.monotonic() - started
             if done.returncode != 0:
                 raise SystemExit(done.stderr[-2000:])
-        return wall, int(stats(url)["requests"].get("list", 0))
+        s = stats(url)
+        return wall, int(s["requests"].get("list", 0)), int(s["folder_views"])
     finally:
         emulator.kill()
         emulator.wait()
@@ -94,10 +96,11 @@ def main() -> None:
             print(f"2 s latency, list_concurrency {lists}: {rate:7.1f} images/s = {share:.3f} "
                   "of the 1,000 images/s audit cap (target >= 0.95)")  # fmt: skip
         else:
-            wall, pages = listing(lists, args.objects)
+            wall, requests, views = listing(lists, args.objects)
             rate = args.objects / wall
             print(f"{args.objects:,} objects at 20 ms a page, list_concurrency {lists}: "
-                  f"{wall:6.1f} s ({rate:,.0f} keys/s), {pages:,} list requests")  # fmt: skip
+                  f"{wall:6.1f} s ({rate:,.0f} keys/s), {requests:,} list requests "
+                  f"({views:,} of them folder views: the split and the rebalancing)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ class Lister:
         more) is cut at its middle child. A level showing a single folder is looked into (2
         more rounds at most). None when no level shows two children in the range."""
         base = self._settings.prefix
-        parents = sorted({base, *_parents(after, base), *_parents(upto or "", base)})
+        parents = sorted({base, *_parents(after, base), *_parents(upto or "", base)} - {upto})
         seen: set[str] = set()
         for _ in range(3):
             seen.update(parents)
