@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
@@ -98,6 +98,9 @@ class _Lane:
     ending: bool = False  # its last page is being recorded: nothing left to split
     ahead: str = ""  # where its fetching has got to (pages fetched ahead of `marker`)
     probed: bool = False  # an idle lister is looking for where to split it
+    # held while a page is cut at the bound and taken as the marker, and while a split
+    # checks the marker and moves the bound: a page is never taken past a bound being cut
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
 async def _ahead(
@@ -131,11 +134,12 @@ async def _lane(lane: _Lane, fetch: Fetch, take: Take, stop: anyio.Event) -> boo
             async for fetched in pages_rx:
                 if stop.is_set():
                     break
-                page = within(fetched, lane.upto)  # the bound may have moved since the fetch
-                if page.next_marker is None:
-                    lane.ending = True
-                else:  # before `take` awaits: a split while it records starts past this page
-                    lane.marker = page.next_marker
+                async with lane.lock:  # the bound may have moved since the fetch
+                    page = within(fetched, lane.upto)
+                    if page.next_marker is None:
+                        lane.ending = True
+                    else:  # before `take` awaits: a split while it records starts past it
+                        lane.marker = page.next_marker
                 if not await take(page, lane.idx):
                     break
                 lane.pages += 1
@@ -203,12 +207,15 @@ async def _steal(
             return False
         finally:
             lane.probed = False
-        if mid is None or (lane.upto is not None and mid >= lane.upto):
-            continue  # too little left, or the range was cut below it meanwhile
-        new = await split(lane.idx, mid)
-        if new is None:
-            continue
-        lane.upto = mid
+        async with lane.lock:  # the lane takes no page while its bound is being cut
+            if mid is None or mid <= lane.marker or lane.ending:
+                continue  # too little left, or the lane took a page past it meanwhile
+            if lane.upto is not None and mid >= lane.upto:
+                continue  # the range was cut below it meanwhile
+            new = await split(lane.idx, mid)
+            if new is None:
+                continue
+            lane.upto = mid
         queue.append(_Lane(new.idx, new.marker, new.upto))
         return True
     return False

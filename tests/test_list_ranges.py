@@ -4,15 +4,20 @@ and a resume; listing runs ahead of the auditors (prefetch)."""
 
 from __future__ import annotations
 
+import bisect
+import random
+import time
+from collections import Counter
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 
 from scanner.emulator import EmulatorState, running, synthetic
-from scanner.models import KeyRange, Page
+from scanner.models import KeyRange, ObjectRef, Page
 from scanner.pipeline import Progress
-from scanner.ranges import midpoint, within
+from scanner.ranges import list_target, midpoint, within
 from scanner.runner import scan_target
 from scanner.store import Store
 from tests.test_pipeline import config
@@ -83,3 +88,99 @@ def test_midpoints_lie_strictly_between() -> None:
         assert hi is None or m < hi, (lo, hi, m)
         m.encode()  # a real string (no surrogate): it goes out as a marker
     assert midpoint("a", "a\x00") is None  # nothing between
+
+
+def test_listers_share_the_cos_request_budget(tmp_path: Path) -> None:
+    """[cos] qps holds across 8 listers and their folder views: a bucket that throttles past 20
+    listing requests a second throttles none of a scan at 18/s, and does throttle one without
+    the budget (so the cap is real)."""
+
+    def run(qps: float, store: str) -> tuple[dict[str, object], float, list[str]]:
+        state = EmulatorState(bucket=synthetic(800, 21), seed=21)
+        state.faults.list_qps_cap = 20.0
+
+        async def scan() -> tuple[float, list[str]]:
+            async with running(state) as url:
+                cfg = config(url, tmp_path / store)
+                cos = replace(cfg.cos, list_concurrency=8, page_size=20, qps=qps)
+                cfg = replace(cfg, cos=cos)
+                started = time.monotonic()
+                done = await scan_target(cfg, anyio.Event(), Progress())
+                assert done.outcome == "done"
+                async with await Store.open(cfg.store.path) as st:
+                    rows = await st._all("SELECT key FROM scan_objects ORDER BY key", ())
+                return time.monotonic() - started, [k for (k,) in rows]
+
+        (tmp_path / store).mkdir()
+        took, keys = anyio.run(scan)
+        assert keys == state.bucket.keys()
+        return state.stats.as_json(False), took, keys
+
+    held, took, _ = run(18.0, "budget")
+    requests = held["requests"]["list"]  # type: ignore[index]
+    assert held["faults"].get("throttled", 0) == 0  # type: ignore[attr-defined]
+    assert requests >= 40  # 40 pages and the split's folder views
+    assert took >= (requests - 18) / 18  # paced: no second held more than 18
+    free, _, _ = run(10_000.0, "free")
+    assert free["faults"].get("throttled", 0) > 0  # type: ignore[attr-defined]
+
+
+def test_a_lane_that_overtakes_a_slow_probe_is_not_split_behind_itself() -> None:
+    """An idle lister's probe takes a while; the busy lane lists on meanwhile, past the point
+    the probe found. The split must then not happen (or happen past what was taken): every key
+    is taken once, and no range records a marker past its bound."""
+    keys = [f"k{i:05d}" for i in range(3000)]
+    WHEN = datetime(2024, 1, 1, tzinfo=UTC)
+
+    async def fetch(marker: str) -> Page:
+        i = bisect.bisect_right(keys, marker)
+        chunk = keys[i : i + 10]
+        nxt = chunk[-1] if i + 10 < len(keys) else None
+        await anyio.sleep(0.001)
+        return Page(marker, tuple(ObjectRef(k, "e", 1, WHEN) for k in chunk), next_marker=nxt)
+
+    reach = random.Random(7)
+
+    async def probe(after: str, upto: str | None) -> str | None:
+        i = bisect.bisect_right(keys, after)
+        await anyio.sleep(0.02)  # the busy lane takes a few pages meanwhile
+        mid = keys[min(i + reach.randrange(10, 200), len(keys) - 1)]  # behind it, or not
+        return mid if upto is None or mid < upto else None
+
+    bounds = ["", *(f"k{i:05d}" for i in range(100, 900, 100))]  # 8 small ranges, 1 big
+    ranges = {
+        n: KeyRange(n, b, bounds[n + 1] if n + 1 < len(bounds) else None, b)
+        for n, b in enumerate(bounds)
+    }
+    taken: Counter[str] = Counter()
+    past_bound: list[tuple[int, str]] = []
+
+    async def take(page: Page, idx: int | None) -> bool:
+        assert idx is not None
+        taken.update(o.key for o in page.objects)
+        await anyio.sleep(0.002)  # the store's transaction
+        r = ranges[idx]
+        marker = page.next_marker or r.marker
+        if r.upto is not None and marker > r.upto:
+            past_bound.append((idx, marker))
+        ranges[idx] = replace(r, marker=marker, done=page.next_marker is None)
+        return True
+
+    async def split(idx: int, mid: str) -> KeyRange | None:
+        await anyio.sleep(0.002)
+        r = ranges[idx]
+        if r.done or r.marker >= mid or (r.upto is not None and mid >= r.upto):
+            return None
+        new = KeyRange(max(ranges) + 1, mid, r.upto, mid)
+        ranges[idx] = replace(r, upto=mid)
+        ranges[new.idx] = new
+        return new
+
+    ended = anyio.run(
+        list_target, "", list(ranges.values()), fetch, take, split, anyio.Event(), 9, probe
+    )
+    assert ended
+    assert len(ranges) > len(bounds)  # idle listers did split
+    assert sorted(taken) == keys
+    assert max(taken.values()) == 1
+    assert past_bound == []

@@ -106,3 +106,4 @@ def test_shard_arithmetic() -> None:
     cfg = replace(cfg, scan=replace(cfg.scan, daily_cap=1_000_001))
     part = shard_quota(cfg, 4)
     assert (part.audit.qps, part.audit.concurrency, part.scan.daily_cap) == (50.0, 25, 250_001)
+    assert part.cos.qps == cfg.cos.qps / 4  # each shard lists the whole target

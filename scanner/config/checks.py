@@ -119,6 +119,7 @@ CHECKS: dict[str, Check] = {
     "cos.endpoint": _endpoint,
     "cos.page_size": _between(1, 1000),
     "cos.list_concurrency": _between(1, 64),
+    "cos.qps": _between(0.01, 100_000),
     "cos.timeout": _between(0.01, 3600),
     "cos.max_response_bytes": _at_least(1024),
     "audit.endpoint": _endpoint,

@@ -37,6 +37,7 @@ class CosSettings:
     endpoint: str = ""  # override, e.g. http://127.0.0.1:9000 (Host still names the bucket)
     page_size: int = DEFAULT_PAGE_SIZE  # ListObjects max-keys, 1..1000
     list_concurrency: int = 1  # key ranges listed at once (split by common prefixes), 1..64
+    qps: float = 100.0  # a scan's COS requests per second: listing pages, folder views, Inventory
     timeout: float = 30.0  # seconds per request
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES  # larger answers are refused
 

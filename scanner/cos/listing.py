@@ -18,7 +18,8 @@ from scanner.clock import Clock
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, cos_service, unreadable
 from scanner.cos.xml import XmlError, parse, text, to_int
-from scanner.errors import RemoteError
+from scanner.errors import RemoteError, ThrottledError
+from scanner.limiter import AuditBudget
 from scanner.models import ObjectRef, Page
 from scanner.retry import RetryPolicy, retrying
 
@@ -93,11 +94,14 @@ class Lister:
         self._retry = retry
         self._clock = clock
         self._on_retry = on_retry
+        # `[cos] qps`, shared by the scan's listers and their folder views; in flight, a
+        # request per lister and a steal's few views at once
+        self._budget = AuditBudget(8 * settings.list_concurrency, settings.qps, clock)
 
     async def page(
         self, marker: str = "", *, prefix: str | None = None, delimiter: str = ""
     ) -> Page:
-        """One page of at most `page_size` objects after `marker`."""
+        """One page of at most `page_size` objects after `marker`, under the `[cos] qps` budget."""
         params = {
             "prefix": self._settings.prefix if prefix is None else prefix,
             "marker": marker,
@@ -108,14 +112,20 @@ class Lister:
             params["delimiter"] = delimiter
 
         async def attempt() -> Page:
-            reply = await self._http.send(
-                self._service,
-                "GET",
-                "/",
-                params=params,
-                timeout_s=self._settings.timeout,
-                max_bytes=self._settings.max_response_bytes,
-            )
+            async with await self._budget.slot() as sent_at:
+                try:
+                    reply = await self._http.send(
+                        self._service,
+                        "GET",
+                        "/",
+                        params=params,
+                        timeout_s=self._settings.timeout,
+                        max_bytes=self._settings.max_response_bytes,
+                    )
+                except ThrottledError as exc:  # the budget learns the bucket's limit
+                    self._budget.rate.on_throttled(sent_at, exc.retry_after)
+                    raise
+            self._budget.rate.on_success()
             try:
                 return parse_page(reply.body, marker, self._settings.page_size)
             except TooManyEntries as exc:

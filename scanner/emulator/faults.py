@@ -66,12 +66,17 @@ def _throttled(state: EmulatorState, service: str) -> web.Response:
 
 
 def over_cap(state: EmulatorState, endpoint: str = "audit") -> bool:
-    objects = endpoint == "object"
-    cap = state.faults.object_qps_cap if objects else state.faults.qps_cap
+    """Whether a request to `endpoint` is over its cap of requests in the last second."""
+    f = state.faults
+    if endpoint == "object":
+        cap, window = f.object_qps_cap, state.object_times
+    elif endpoint == "list":
+        cap, window = f.list_qps_cap, state.list_times
+    else:
+        cap, window = f.qps_cap, state.audit_times
     if not cap:
         return False
     now = time.monotonic()
-    window = state.object_times if objects else state.audit_times
     while window and now - window[0] >= 1.0:
         window.popleft()
     if len(window) >= cap:
@@ -107,7 +112,7 @@ async def before(
         if state.rng.random() < 0.5:
             return _error(service, 500, "InternalError", "We encountered an internal error.")
         return _error(service, 503, "ServiceUnavailable", "Service is unavailable. Try again.")
-    if endpoint in ("audit", "object") and over_cap(state, endpoint):
+    if endpoint in ("audit", "object", "list") and over_cap(state, endpoint):
         return _throttled(state, service)
     return None
 

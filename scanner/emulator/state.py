@@ -33,6 +33,7 @@ class Faults:
     latency: float = 0.0  # seconds before each API answer
     qps_cap: float = 0.0  # audit requests per second before throttling; 0 = no cap
     object_qps_cap: float = 0.0  # object requests (HEAD, ACL, copy, DELETE) likewise
+    list_qps_cap: float = 0.0  # listing requests (pages and folder views) likewise
     throttle_status: int = 503
     throttle_code: str = "SlowDown"
     retry_after: float | None = None  # sent as Retry-After on throttling answers
@@ -131,6 +132,7 @@ class EmulatorState:
     rng: random.Random = field(default_factory=random.Random)
     audit_times: deque[float] = field(default_factory=deque)
     object_times: deque[float] = field(default_factory=deque)
+    list_times: deque[float] = field(default_factory=deque)
     jobs: dict[str, Job] = field(default_factory=dict)
     versions: Counter[str] = field(default_factory=Counter)
     clock_offset: float = 0.0  # seconds added to the emulator's clock (tests of expiry)

@@ -411,7 +411,7 @@ async def open_inventory(
             config.cos,
             retry=RetryPolicy.from_settings(config.retry),
             clock=clock,
-            budget=AuditBudget(4, 50.0, clock),
+            budget=AuditBudget(4, config.cos.qps, clock),  # [cos] qps: no listing meanwhile
             on_retry=on_retry,
         )
         files = CosFiles(objects, where)

@@ -47,7 +47,8 @@ class ShardSource:
 
 
 def shard_quota(config: Config, count: int) -> Config:
-    """A shard's 1/N of the quota: requests per second, requests in flight, the daily cap."""
+    """A shard's 1/N of the quota: requests per second (audits and COS), requests in flight,
+    the daily cap."""
     audit = replace(
         config.audit,
         qps=config.audit.qps / count,
@@ -59,4 +60,5 @@ def shard_quota(config: Config, count: int) -> Config:
         concurrency=max(1, -(-config.ims.concurrency // count)),
     )
     scan = replace(config.scan, daily_cap=-(-config.scan.daily_cap // count))
-    return replace(config, audit=audit, ims=ims, scan=scan)
+    cos = replace(config.cos, qps=config.cos.qps / count)  # every shard lists the whole target
+    return replace(config, cos=cos, audit=audit, ims=ims, scan=scan)
