@@ -98,6 +98,7 @@ class _Lane:
     ending: bool = False  # its last page is being recorded: nothing left to split
     ahead: str = ""  # where its fetching has got to (pages fetched ahead of `marker`)
     probed: bool = False  # an idle lister is looking for where to split it
+    fetched: bool = False  # its last page is fetched: nothing past `ahead` to split off
     # held while a page is cut at the bound and taken as the marker, and while a split
     # checks the marker and moves the bound: a page is never taken past a bound being cut
     lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -120,6 +121,7 @@ async def _ahead(
             except anyio.BrokenResourceError:
                 return  # the pass stopped taking pages (capped, or a stop)
             if page.next_marker is None:
+                lane.fetched = True
                 return
             at = page.next_marker
 
@@ -172,16 +174,19 @@ async def list_target(
 
     async def lister() -> None:
         nonlocal opened, finished
-        while queue and not stop.is_set():
-            lane = queue.pop(0)
+        lane: _Lane | None = queue.pop(0)
+        while lane is not None and not stop.is_set():
             live.append(lane)
             ended = await _lane(lane, fetch, take, stop)
             live.remove(lane)
             if not ended:
                 return
             finished += 1
-            if not queue and await _steal(live, queue, split, probe, stop):
-                opened += 1
+            if queue:
+                lane = queue.pop(0)
+                continue
+            lane = await _take_half(live, split, probe, stop)
+            opened += lane is not None
 
     async with anyio.create_task_group() as tg:
         for n in range(min(parts, len(queue))):
@@ -189,12 +194,32 @@ async def list_target(
     return finished == opened
 
 
+async def _take_half(
+    live: list[_Lane], split: Split, probe: Probe | None, stop: anyio.Event
+) -> _Lane | None:
+    """The second half of the busiest live range that can be cut, for an idle lister; None
+    when none can. While another idle lister is probing a range, wait for its cut and look
+    again (the first half may be worth cutting again) rather than give up."""
+    while not stop.is_set():
+        new, busy = await _steal(live, split, probe, stop)
+        if new is not None or not busy:
+            return new
+        with anyio.move_on_after(0.1):
+            await stop.wait()
+    return None
+
+
 async def _steal(
-    live: list[_Lane], queue: list[_Lane], split: Split, probe: Probe | None, stop: anyio.Event
-) -> bool:
-    """Give the idle lister half of what is left of the busiest live range."""
+    live: list[_Lane], split: Split, probe: Probe | None, stop: anyio.Event
+) -> tuple[_Lane | None, bool]:
+    """Cut the busiest live range where `probe` says; the new range, and whether a range
+    was left alone because another lister is probing it."""
+    busy = False
     for lane in sorted(live, key=lambda x: -x.pages):
-        if lane.idx is None or lane.ending or lane.probed:
+        if lane.idx is None or lane.ending or lane.fetched:
+            continue
+        if lane.probed:
+            busy = True
             continue
         at = max(lane.marker, lane.ahead)  # past what it has fetched
         lane.probed = True  # one idle lister probes a range at a time
@@ -204,7 +229,7 @@ async def _steal(
             else:  # a stop gives up a probe at once, as it does a listing request
                 mid = await unless_set(stop, functools.partial(probe, at, lane.upto))
         except AbandonedError:
-            return False
+            return None, False
         finally:
             lane.probed = False
         async with lane.lock:  # the lane takes no page while its bound is being cut
@@ -216,6 +241,5 @@ async def _steal(
             if new is None:
                 continue
             lane.upto = mid
-        queue.append(_Lane(new.idx, new.marker, new.upto))
-        return True
-    return False
+        return _Lane(new.idx, new.marker, new.upto), busy
+    return None, busy

@@ -185,21 +185,23 @@ class Lister:
         """A key between `after` and `upto` with keys on both sides, for an idle lister to
         take the rest of a busy range from (`scanner.ranges`). Found where the keys are, not
         by arithmetic on strings: `/` delimiter listings from `after` under the parent
-        prefixes of `after` and `upto` (the shallowest 3 of each, at once) show the range's
+        prefixes of `after` and `upto` (the shallowest 2 of each, at once) show the range's
         children at each level, and the level showing the most (a truncated one: a page and
-        more) is cut at its middle child. A level showing a single folder is looked into (2
-        more rounds at most). None when no level shows two children in the range."""
+        more) is cut at its middle child. Else a level showing a single folder is looked
+        into, and `after`'s next deeper parent (2 more rounds at most). None when no level
+        shows two children in the range."""
         base = self._settings.prefix
         parents = sorted({base, *_parents(after, base), *_parents(upto or "", base)} - {upto})
         seen: set[str] = set()
-        for _ in range(3):
+        for deeper in range(3, 6):
             seen.update(parents)
             levels = await self._views(after, parents)
             mid = pick_split(levels, after, upto, self._settings.page_size)
             if mid is not None:
                 return mid
             lone = [_inside(level, after, upto) for level in levels]  # one folder: look in
-            parents = sorted({c[0] for c in lone if len(c) == 1 and c[0].endswith("/")} - seen)
+            folders = {c[0] for c in lone if len(c) == 1 and c[0].endswith("/")}
+            parents = sorted((folders | set(_parents(after, base, deeper))) - seen)
             if not parents:
                 return None
         return None
@@ -217,7 +219,7 @@ class Lister:
         return levels
 
 
-def _parents(key: str, base: str, depth: int = 3) -> list[str]:
+def _parents(key: str, base: str, depth: int = 2) -> list[str]:
     """The folder prefixes of `key` below the listing's prefix `base`, shallowest first."""
     if not key.startswith(base):
         return []
