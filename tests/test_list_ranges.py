@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import random
+import signal
 import time
 from collections import Counter
 from dataclasses import replace
@@ -20,7 +21,9 @@ from scanner.pipeline import Progress
 from scanner.ranges import list_target, midpoint, within
 from scanner.runner import scan_target
 from scanner.store import Store
+from tests.procs import emulator_process
 from tests.test_pipeline import config
+from tests.test_scan_process import IN_FLIGHT, db_rows, scan, stats, wait_until, write_config
 
 
 def test_ranges_list_the_same_objects_and_resume_each_from_its_marker(tmp_path: Path) -> None:
@@ -184,3 +187,51 @@ def test_a_lane_that_overtakes_a_slow_probe_is_not_split_behind_itself() -> None
     assert sorted(taken) == keys
     assert max(taken.values()) == 1
     assert past_bound == []
+
+
+def _ranges_at(store: Path) -> list[tuple[str, str | None, str]]:
+    return [(a, u, m) for a, u, m in db_rows(store, "SELECT after, upto, marker FROM scan_ranges")]
+
+
+def test_sigkill_with_eight_listers_lists_no_finished_page_again(tmp_path: Path) -> None:
+    """A real scan process with `list_concurrency = 8`, killed -9 three times while it lists
+    and rebalances, then resumed: every object once, none billed twice beyond what was in
+    flight, and a page listed twice only at or after its range's checkpoint at a kill
+    (fetched ahead, or in flight: not recorded)."""
+    objects = 6000
+    with emulator_process("--objects", str(objects), "--seed", "31", "--latency", "0.03") as url:
+        store = tmp_path / "scan.db"
+        cfg = write_config(tmp_path / "c.toml", url, store)
+        text = cfg.read_text().replace("[cos]\n", "[cos]\nlist_concurrency = 8\npage_size = 50\n")
+        cfg.write_text(text)
+        log = tmp_path / "scan.log"
+        checkpoints: list[list[tuple[str, str | None, str]]] = []
+        for audited in (300, 1500, 3000):
+            proc = scan(cfg, log)
+            wait_until(lambda n=audited: stats(url)["audited_images"] >= n, proc)  # type: ignore[misc]
+            proc.send_signal(signal.SIGKILL)
+            assert proc.wait(timeout=10) == -signal.SIGKILL
+            checkpoints.append(_ranges_at(store))
+        proc = scan(cfg, log)
+        assert proc.wait(timeout=120) == 0, log.read_text()
+        s = stats(url, detail=True)
+    state, listed, audited_n, failed, skipped = db_rows(
+        store, "SELECT state, listed, audited, failed, skipped FROM scans"
+    )[0]
+    assert state == "done"
+    assert listed == objects == audited_n + failed + skipped
+    assert len(db_rows(store, "SELECT key FROM scan_objects")) == objects
+    reaudited = sum(n - 1 for n in s["audits"].values())
+    assert reaudited <= 3 * IN_FLIGHT, reaudited
+    assert all(len(c) >= 8 for c in checkpoints)  # the listing was split before the first kill
+
+    def fetched_ahead(marker: str) -> bool:
+        return any(
+            a <= marker and (u is None or marker <= u) and marker >= m
+            for ranges in checkpoints
+            for a, u, m in ranges
+        )
+
+    again = [m for m, n in s["list_markers"].items() if n > 1]
+    assert [m for m in again if not fetched_ahead(m)] == []
+    assert len(again) <= 3 * 8 * 6  # a kill re-lists at most the pages each lane held
