@@ -16,10 +16,12 @@ LargeImageDetect also pay the compression fee.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,9 +34,11 @@ from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
 from scanner.filter import ObjectFilter
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
-from scanner.pipeline import Progress, unchanged
+from scanner.pipeline import Progress, Source, unchanged
 from scanner.retry import RetryPolicy
-from scanner.runner import target_of
+from scanner.runner import INVENTORY, opening, target_of
+from scanner.sources.inventory import InventorySource, open_inventory
+from scanner.sources.shard import ShardSource, shard_quota
 from scanner.sources.urls import UrlFilter, UrlList, url_target
 from scanner.store import Store
 from scanner.store.seen import SeenSet
@@ -172,7 +176,7 @@ class _Counter:
         return out
 
 
-async def _pages(source: Lister | UrlList, marker: str) -> AsyncIterator[Page]:
+async def _pages(source: Source, marker: str) -> AsyncIterator[Page]:
     while True:
         page = await source.page(marker)
         yield page
@@ -197,19 +201,50 @@ async def dry_run(
     force: bool = False,
     max_images: int | None = None,
     urls: UrlList | None = None,
+    inventory: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Estimate:
-    """What `scan` with these flags would send now; writes nothing, bills nothing."""
+    """What `scan` with these flags would send now; writes nothing, bills nothing. An
+    Inventory's data files are downloaded into a temporary directory, checked and read."""
     target = url_target(urls.path) if urls is not None else target_of(config)
+    if shard is not None:
+        target = replace(target, shard=shard)
+        config = shard_quota(config, shard[1])
     store, latest = await _latest(config.store.path, target)
+    assert config.credentials is not None
+    read: InventorySource | None = None
     try:
-        return await _estimate(
-            config, store, latest, progress, stop, mode, force, max_images, target, urls
-        )
+        async with HttpClient(config.credentials) as http:
+            clock = MonotonicClock()
+            retry = RetryPolicy.from_settings(config.retry)
+            source: Source = urls or Lister(http, config.cos, retry=retry, clock=clock)
+            digest = urls.digest if urls is not None else ""
+            with tempfile.TemporaryDirectory(prefix="cos-scanner-dry-run-") as spool:
+                if inventory is not None:
+                    read = await open_inventory(config, http, inventory, clock, spool=Path(spool))
+                    source, digest = read, INVENTORY + read.manifest.digest
+                if shard is not None:
+                    source = ShardSource(source, *shard)
+                plan = _Plan(target, source, digest, mode, force, max_images)
+                return await _estimate(config, store, latest, progress, stop, plan, urls)
     finally:
-        if urls is not None:
-            urls.close()
+        for opened in (urls, read):
+            if opened is not None:
+                opened.close()
         if store is not None:
             await store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The scan asked for: its target, where its pages come from, and its flags."""
+
+    target: Target
+    source: Source
+    digest: str  # the input's digest (a URL list's, an Inventory's manifest's; "" listing)
+    mode: str
+    force: bool
+    max_images: int | None
 
 
 async def _estimate(
@@ -218,20 +253,17 @@ async def _estimate(
     latest: ScanStatus | None,
     progress: Progress,
     stop: anyio.Event,
-    mode: str,
-    force: bool,
-    max_images: int | None,
-    target: Target,
+    plan: _Plan,
     urls: UrlList | None,
 ) -> Estimate:
     """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
-    est = Estimate(mode, target.id)
-    counter = _Counter(est, audit_options(config.audit), max_images, target)
+    est = Estimate(plan.mode, plan.target.id)
+    counter = _Counter(est, audit_options(config.audit), plan.max_images, plan.target)
     counter.store, counter.urls = store, urls
     if config.scan.dedupe:
         counter.seen = SeenSet()
     try:
-        return await _branches(config, latest, progress, stop, mode, force, counter)
+        return await _branches(config, latest, progress, stop, plan, counter)
     finally:
         if counter.seen is not None:
             counter.seen.close()
@@ -242,19 +274,19 @@ async def _branches(
     latest: ScanStatus | None,
     progress: Progress,
     stop: anyio.Event,
-    mode: str,
-    force: bool,
+    plan: _Plan,
     counter: _Counter,
 ) -> Estimate:
-    est, store = counter.est, counter.store
+    est, store, mode = counter.est, counter.store, plan.mode
     marker = ""
-    counter.since = time.time() if force else 0.0
-    if store is not None and latest is not None and latest.state != "done" and not force:
+    counter.since = time.time() if plan.force else 0.0
+    action = opening(plan.target, latest, mode, plan.force, plan.digest)  # raises as scan does
+    if action == "resume" and store is not None and latest is not None:
         counter.since = latest.reuse_since
         if not await _resume(store, latest, counter):
             return est
         marker = latest.marker
-    elif latest is not None and mode == "full" and not force:
+    elif action == "nothing":
         est.nothing = True
         return est
     elif mode == "retry-failed":
@@ -268,7 +300,7 @@ async def _branches(
     ):
         est.mode = "full"  # nothing to compare with yet: the scan starts a full one
     priors = store if est.mode == "incremental" else None
-    await _list(config, priors, counter, progress, stop, marker)
+    await _list(config, priors, counter, progress, stop, marker, plan.source)
     return est
 
 
@@ -298,6 +330,7 @@ async def _list(
     progress: Progress,
     stop: anyio.Event,
     marker: str,
+    source: Source,
 ) -> None:
     """List from `marker` and count what the scan would decide to send."""
     est, options = counter.est, counter.options
@@ -306,28 +339,23 @@ async def _list(
         UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit)
     )
     target = counter.target
-    assert config.credentials is not None
-    async with HttpClient(config.credentials) as http:
-        lister = urls or Lister(
-            http, config.cos, retry=RetryPolicy.from_settings(config.retry), clock=MonotonicClock()
-        )
-        progress.phase = "listing (dry run)"
-        async for page in _pages(lister, marker):
-            est.pages += 1
-            est.objects += len(page.objects)
-            refs = page.objects
-            priors = {}
-            if priors_from is not None and refs:
-                priors = await priors_from.priors(target, [r.key for r in refs])
-            fresh = []
-            for ref in refs:
-                reason = flt.reason(ref)
-                if not reason and unchanged(ref, priors.get(ref.key), options):
-                    reason = "unchanged"
-                if reason:
-                    est.skipped[reason] += 1
-                else:
-                    fresh.append(ref)
-            progress.listed = est.objects
-            if not await counter.send(fresh) or stop.is_set():
-                return
+    progress.phase = "listing (dry run)"
+    async for page in _pages(source, marker):
+        est.pages += 1
+        est.objects += len(page.objects)
+        refs = page.objects
+        priors = {}
+        if priors_from is not None and refs:
+            priors = await priors_from.priors(target, [r.key for r in refs])
+        fresh = []
+        for ref in refs:
+            reason = flt.reason(ref)
+            if not reason and unchanged(ref, priors.get(ref.key), options):
+                reason = "unchanged"
+            if reason:
+                est.skipped[reason] += 1
+            else:
+                fresh.append(ref)
+        progress.listed = est.objects
+        if not await counter.send(fresh) or stop.is_set():
+            return

@@ -166,28 +166,44 @@ def _same_source(target: Target, latest: ScanStatus, digest: str) -> None:
     )
 
 
-async def _open_scan(
-    store: Store, target: Target, policy: str, mode: str, force: bool, digest: str = ""
-) -> ScanStatus | None:
-    """Resume the target's unfinished scan, or start one; None when there is nothing to do.
+def opening(target: Target, latest: ScanStatus | None, mode: str, force: bool, digest: str) -> str:
+    """What a scan does first (`scan` and its `--dry-run` alike): "resume" the target's
+    unfinished scan, "abandon" it ("--force", or an Inventory superseded by a newer one) and
+    start a new one, do "nothing", or start a "new" scan.
 
     A plain full scan of a target whose last scan is done does nothing (it would only bill
-    again); `--incremental`, `--retry-failed` and `--force` start a new scan. `--force` also
-    abandons an unfinished scan (its state becomes `abandoned`) instead of resuming it.
+    again); `--incremental`, `--retry-failed`, `--force` and a new Inventory start a new scan.
+    Resuming from another input than the scan began with is refused (ConfigError).
     """
-    latest = await store.latest_scan(target)
     inventory = digest.startswith(INVENTORY)
     if latest is not None and latest.state != "done":
         superseded = inventory and latest.source_digest != digest
         if not force and not superseded:
             _same_source(target, latest, digest)
-            return await store.resume_scan(latest.id, policy)
+            return "resume"
+        return "abandon"
+    if latest is not None and mode == "full" and not force:
+        if not inventory or latest.source_digest == digest:
+            return "nothing"  # a new Inventory is new input: it makes a new scan
+    return "new"
+
+
+async def _open_scan(
+    store: Store, target: Target, policy: str, mode: str, force: bool, digest: str = ""
+) -> ScanStatus | None:
+    """Resume the target's unfinished scan, or start one (`opening`); None when there is
+    nothing to do. An abandoned scan's state becomes `abandoned`."""
+    latest = await store.latest_scan(target)
+    action = opening(target, latest, mode, force, digest)
+    if action == "nothing":
+        return None
+    if latest is not None and action == "resume":
+        return await store.resume_scan(latest.id, policy)
+    if latest is not None and action == "abandon":
+        superseded = not force
         why = "superseded by a newer Inventory" if superseded else "abandoned by scan --force"
         await store.finish_scan(latest.id, "abandoned", why)
         log.info("scan %d %s: a new scan starts", latest.id, why)
-    if latest is not None and mode == "full" and not force:
-        if not inventory or latest.source_digest == digest:
-            return None  # a new Inventory is new input: it makes a new scan
     if latest is None and mode == "incremental" and not await store.has_outcomes(target):
         mode = "full"  # nothing to compare with yet (no scan of the bucket covered it)
     scan = await store.start_scan(target, policy, mode, reuse=not force, source_digest=digest)

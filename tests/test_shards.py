@@ -13,6 +13,7 @@ import pytest
 
 from scanner.cli import main
 from scanner.config import Config
+from scanner.dryrun import dry_run
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.errors import ConfigError
 from scanner.models import shard_of
@@ -34,6 +35,8 @@ def test_shards_are_disjoint_and_their_union_is_the_target(
 ) -> None:
     state = EmulatorState(bucket=synthetic(3000, 41), seed=41)
 
+    estimates: list[tuple[int, int]] = []  # a shard's dry run, and what its scan sent
+
     async def run() -> tuple[list[set[str]], set[str], list[int]]:
         async with running(state) as url:
             base = config(url, tmp_path, batch_size=50, concurrency=6)
@@ -41,8 +44,11 @@ def test_shards_are_disjoint_and_their_union_is_the_target(
             for i in range(N):
                 state.stats.max_audits_in_flight = 0
                 cfg = _store(base, tmp_path / f"shard-{i}.db")
+                est = await dry_run(cfg, Progress(), anyio.Event(), shard=(i, N))
+                before = sum(state.stats.audits.values())
                 result = await scan_target(cfg, anyio.Event(), Progress(), shard=(i, N))
                 assert result.outcome == "done"
+                estimates.append((est.images, sum(state.stats.audits.values()) - before))
                 in_flight.append(state.stats.max_audits_in_flight)
                 async with await Store.open(cfg.store.path) as store:
                     rows = await store._all("SELECT key FROM scan_objects", ())
@@ -54,6 +60,7 @@ def test_shards_are_disjoint_and_their_union_is_the_target(
             return parts, {k for (k,) in rows}, in_flight
 
     parts, whole, in_flight = anyio.run(run)
+    assert all(dry == sent > 0 for dry, sent in estimates), estimates  # --dry-run --shard
     assert set().union(*parts) == whole == set(state.bucket.keys())
     for a in range(N):
         for b in range(a + 1, N):

@@ -268,10 +268,20 @@ async def _dry(
     max_images: int | None,
     as_json: bool,
     urls: UrlList | None = None,
+    inventory: str | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> int:
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[Estimate]:
         return dry_run(
-            config, progress, stop, mode=mode, force=force, max_images=max_images, urls=urls
+            config,
+            progress,
+            stop,
+            mode=mode,
+            force=force,
+            max_images=max_images,
+            urls=urls,
+            inventory=inventory,
+            shard=shard,
         )
 
     est = await _supervised(config, work)
@@ -289,16 +299,18 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ConfigError("--json goes with --dry-run (a scan's summary is in --summary)")
     config = _load(args, full=True)
     mode, force = scan_mode(args, config)
-    urls = _url_list(args, config)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers must be 1..64 (got {args.workers})")
     shard = parse_shard(args.shard) if args.shard is not None else None
-    if shard is not None and (urls is not None or args.dry_run):
-        raise ConfigError("--shard goes with neither --urls nor --dry-run")
-    if args.inventory is not None and (urls is not None or args.dry_run):
-        raise ConfigError("--inventory goes with neither --urls nor --dry-run")
+    if shard is not None and args.urls is not None:
+        raise ConfigError("--shard does not go with --urls (a URL list is one process's)")
+    if args.inventory is not None and args.urls is not None:
+        raise ConfigError("--inventory and --urls are two inputs: give one")
+    urls = _url_list(args, config)  # after the checks: it may keep standard input on disk
     if args.dry_run:
-        return anyio.run(_dry, config, mode, force, args.max_images, args.json, urls)
+        return anyio.run(
+            _dry, config, mode, force, args.max_images, args.json, urls, args.inventory, shard
+        )
     return anyio.run(
         _scan,
         config,

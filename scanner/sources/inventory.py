@@ -402,8 +402,10 @@ async def open_inventory(
     where: str,
     clock: Clock,
     on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    spool: Path | None = None,
 ) -> InventorySource:
-    """The Inventory named by `where` (cos://bucket/key/manifest.json or a path), checked."""
+    """The Inventory named by `where` (cos://bucket/key/manifest.json or a path), checked;
+    data files from COS downloaded into `spool` (default: beside the store)."""
     files: CosFiles | LocalFiles
     if where.startswith("cos://"):
         objects = ObjectClient(
@@ -429,5 +431,9 @@ async def open_inventory(
         if missing:
             raise InventoryError(f"{where}: {len(missing)} data file(s) missing, e.g. {missing[0]}")
     return InventorySource(
-        manifest, files, spool_dir(config.store.path), config.cos.prefix, config.cos.page_size
+        manifest,
+        files,
+        spool or spool_dir(config.store.path),
+        config.cos.prefix,
+        config.cos.page_size,
     )

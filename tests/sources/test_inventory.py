@@ -18,9 +18,11 @@ from typing import Any
 import anyio
 import pytest
 
+from scanner.dryrun import dry_run
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.control import churn
 from scanner.emulator.inventory import generate
+from scanner.errors import ConfigError
 from scanner.models import ObjectRef
 from scanner.pipeline import Progress
 from scanner.runner import scan_target
@@ -29,6 +31,7 @@ from scanner.sources.inventory import (
     InventorySource,
     LocalFiles,
     parse_manifest,
+    spool_dir,
 )
 from scanner.store import Store
 from tests.procs import emulator_process
@@ -284,3 +287,54 @@ def test_the_nightly_from_a_new_inventory_audits_only_what_changed(tmp_path: Pat
     assert audited <= set(changed)  # only changed keys were sent (non-images are skipped)
     assert len(audited) > 0
     assert unchanged >= 2500  # the rest: skipped by the filter (not images, too large) or changed
+
+
+def test_a_dry_run_from_an_inventory_counts_what_the_scan_then_sends(tmp_path: Path) -> None:
+    """`scan --dry-run --inventory`: the images a new scan, a resumed one and the next night's
+    rescan then send, to the image; it writes nothing (no store, no spool beside it)."""
+    state = EmulatorState(bucket=synthetic(3000, 7), seed=7)
+
+    def sent() -> int:
+        n = sum(state.stats.audits.values())
+        state.stats.audits.clear()
+        return n
+
+    async def run() -> list[tuple[int, int]]:
+        async with running(state) as url:
+            cfg = config(url, tmp_path, batch_size=50)
+            first = generate(state, rows_per_file=700, day="20261129")["manifest"]
+            pairs = []
+            est = await dry_run(cfg, Progress(), anyio.Event(), inventory=first)
+            assert state.stats.requests["list"] == 0  # read from the Inventory: no listing
+            assert est.objects == 3000
+            assert not await anyio.Path(cfg.store.path).exists()
+            assert not await anyio.Path(spool_dir(cfg.store.path)).exists()
+            paused = await scan_target(
+                cfg, anyio.Event(), Progress(), max_images=700, inventory=first
+            )
+            assert paused.outcome == "paused"
+            pairs.append((est.images, sent()))
+            with pytest.raises(ConfigError, match="reads an Inventory"):  # as the scan refuses
+                await dry_run(cfg, Progress(), anyio.Event())
+            est = await dry_run(cfg, Progress(), anyio.Event(), inventory=first)
+            done = await scan_target(cfg, anyio.Event(), Progress(), inventory=first)
+            assert done.outcome == "done"
+            pairs.append((est.images, sent()))
+            churn(state, change=0.02, add=0.01, delete=0.0, seed=3)
+            second = generate(state, rows_per_file=700, day="20261130")["manifest"]
+            est = await dry_run(
+                cfg, Progress(), anyio.Event(), mode="incremental", inventory=second
+            )
+            assert est.mode == "incremental"
+            nightly = await scan_target(
+                cfg, anyio.Event(), Progress(), mode="incremental", inventory=second
+            )
+            assert nightly.outcome == "done"
+            pairs.append((est.images, sent()))
+            return pairs
+
+    (whole, first_run), (rest, resumed), (changed, nightly) = anyio.run(run)
+    assert whole == first_run + resumed  # the first dry run: all of it (the scan paused at 700)
+    assert first_run >= 700
+    assert rest == resumed > 0
+    assert changed == nightly > 0
