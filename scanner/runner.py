@@ -231,7 +231,6 @@ async def scan_target(
 ) -> ScanResult:
     """Scan (or resume) the configured target (or the URL list `urls`; or the bucket from the
     Inventory whose manifest is `inventory`) until done, stopped, capped or failed."""
-    assert config.credentials is not None
     target = url_target(urls.path) if urls is not None else target_of(config)
     if shard is not None:
         target = replace(target, shard=shard)

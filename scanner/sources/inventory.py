@@ -150,16 +150,23 @@ class Files(Protocol):
     async def manifest(self) -> tuple[bytes, bytes | None]: ...
 
     async def data(self, data: DataFile, spool: Path) -> Path:
-        """A local path holding the data file (downloaded into `spool` if need be)."""
+        """A local path holding the data file (downloaded into `spool` if need be), its MD5
+        checked against the manifest's."""
         ...
 
 
-async def checked(path: Path, data: DataFile, where: str) -> None:
-    md5 = await anyio.to_thread.run_sync(file_digest, path, "md5")
+async def _md5(path: Path) -> str:
+    return await anyio.to_thread.run_sync(file_digest, path, "md5")
+
+
+async def checked(path: Path, data: DataFile, where: str) -> Path:
+    """`path`, once its MD5 is the manifest's."""
+    md5 = await _md5(path)
     if md5 != data.md5:
         raise InventoryError(
             f"{where}: data file {data.key} has MD5 {md5}, the manifest says {data.md5}"
         )
+    return path
 
 
 class LocalFiles:
@@ -189,7 +196,7 @@ class LocalFiles:
                 f"{self.path}: data file {data.key} is missing (looked above the "
                 "manifest and beside it)"
             )
-        return path
+        return await checked(path, data, str(self.path))
 
 
 def _clean(value: str) -> str:
@@ -229,12 +236,12 @@ class CosFiles:
 
     async def data(self, data: DataFile, spool: Path) -> Path:
         path = spool / f"{data.md5}.csv.gz"
-        if path.is_file() and await anyio.to_thread.run_sync(file_digest, path, "md5") == data.md5:
-            return path
+        if path.is_file() and await _md5(path) == data.md5:
+            return path  # downloaded before a kill: whole (a cut download is not)
         if not await self.objects.download(data.key, path, MAX_DATA_FILE, self.bucket):
             path.unlink(missing_ok=True)
             raise InventoryError(f"{self.url}: data file {data.key} is missing")
-        return path
+        return await checked(path, data, self.url)
 
 
 class _Columns:
@@ -335,8 +342,7 @@ class InventorySource:
         self.close()
         data = self.manifest.files[index]
         self.spool.mkdir(parents=True, exist_ok=True)
-        path = await self.files.data(data, self.spool)
-        await checked(path, data, self.manifest.where)
+        path = await self.files.data(data, self.spool)  # checked: one MD5 pass per open
         self.files_opened.append(index)
         reader = _Reader(index, path, data, spooled=path.parent == self.spool)
         try:
