@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -48,6 +49,17 @@ class Emulator:
 
     def cos(self, **kw: object) -> CosSettings:
         return CosSettings(bucket=DEFAULT_BUCKET, endpoint=self.url, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _scanner_logger() -> Iterator[None]:
+    """The CLI's `setup_logging` points the "scanner" logger at the sys.stderr of the moment,
+    which pytest closes after an in-process CLI test; later tests' log lines then print
+    "--- Logging error ---". Put the logger back as it was after every test."""
+    logger = logging.getLogger("scanner")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture
