@@ -1,5 +1,6 @@
 """What the bench scripts share: the machine line, the emulator subprocess, a scanner config,
-the credentials the emulator accepts, and its stats."""
+the credentials the emulator accepts, and its stats. `tests/test_workers.py` takes its
+`children()` from here too."""
 
 from __future__ import annotations
 

@@ -12,24 +12,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from bench.common import children
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.pipeline import Progress
 from scanner.runner import scan_target
 from scanner.workers import default_workers
 from tests.test_pipeline import check_i1, config
-
-
-def children(pid: int) -> list[int]:
-    """The live child processes of `pid` (from /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_two_workers_give_the_verdicts_of_one_process_under_a_strict_budget(
