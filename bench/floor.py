@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 from scanner.audit.codec import AuditOptions, decode_results, encode_batch
-from scanner.batcher import chunk
 from scanner.config import AuditSettings, ScanSettings
 from scanner.cos.listing import parse_page
 from scanner.emulator import EmulatorState, synthetic
 from scanner.emulator.app import audit, list_objects
-from scanner.filter import ObjectFilter
 from scanner.models import AuditItem, Decision, ImageVerdict, ObjectRef, Target
+from scanner.scan.batcher import chunk
+from scanner.scan.filter import ObjectFilter
 from scanner.store import Store
 
 TARGET = Target("album-1250000000", "ap-guangzhou", "")

@@ -6,6 +6,7 @@ Leaf module: imports nothing from `scanner`.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Protocol
 
 import anyio
@@ -18,12 +19,19 @@ class Clock(Protocol):
 
     async def sleep(self, seconds: float) -> None: ...
 
+    def wall(self) -> datetime:
+        """The wall time now, aware (local time zone): windows and daily caps."""
+        ...
+
 
 class MonotonicClock:
-    """The real clock: time.monotonic and anyio.sleep."""
+    """The real clock: time.monotonic, the local wall time and anyio.sleep."""
 
     def now(self) -> float:
         return time.monotonic()
+
+    def wall(self) -> datetime:
+        return datetime.now().astimezone()
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(max(0.0, seconds))

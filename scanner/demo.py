@@ -30,8 +30,8 @@ from scanner.emulator import (
     synthetic,
 )
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
-from scanner.filter import ObjectFilter
 from scanner.models import ObjectRef
+from scanner.scan.filter import ObjectFilter
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,8 @@ This module is a leaf: it imports nothing from `scanner`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class ScannerError(Exception):
     """Base of every error cos-scanner raises on purpose."""
@@ -138,3 +140,20 @@ class AbandonedError(ScannerError):
 
 class ScanBusyError(ScannerError):
     """Another live process holds the target's lease."""
+
+
+#: Told of each retry: the error, the attempt that failed, the wait before the next.
+OnRetry = Callable[[RemoteError, int, float], None]
+
+
+def leaf_error(exc: BaseException) -> BaseException:
+    """The first real error inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def first_error(exc: BaseException) -> str:
+    """`leaf_error` as a line: its message, or its type's name."""
+    leaf = leaf_error(exc)
+    return str(leaf) or type(leaf).__name__

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 #: The scene blocks a batch image audit can return, by their XML element name.
 SCENES = (
@@ -168,6 +168,15 @@ for _cls in (AuditItem, OcrResult, LibResult, SceneInfo, ListResult, ImageVerdic
     _pickled_by_position(_cls)
 
 
+class _Located(Protocol):
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     """What a scan covers: one bucket (in one region) under one prefix."""
@@ -177,6 +186,11 @@ class Target:
     prefix: str = ""
     urls: str = ""  # a URL list (its absolute path) instead of a bucket
     shard: tuple[int, int] | None = None  # (i, n): only the keys whose hash is i mod n
+
+    @classmethod
+    def of(cls, cos: _Located) -> Target:
+        """The bucket target of a `[cos]` section (bucket, region, prefix)."""
+        return cls(cos.bucket, cos.region, cos.prefix)
 
     @property
     def id(self) -> str:

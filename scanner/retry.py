@@ -21,7 +21,7 @@ import anyio
 
 from scanner.clock import Clock
 from scanner.config import RetrySettings
-from scanner.errors import AbandonedError, RemoteError, ThrottledError
+from scanner.errors import AbandonedError, OnRetry, RemoteError, ThrottledError
 
 T = TypeVar("T")
 THROTTLE_WAIT_MAX = 2.0  # seconds: after a throttle the budget paces; a long backoff only idles
@@ -98,7 +98,7 @@ async def retrying(
     clock: Clock,
     call: Callable[[], Awaitable[T]],
     *,
-    on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    on_retry: OnRetry | None = None,
     stop: anyio.Event | None = None,
 ) -> T:
     """Run `call` until it succeeds, raises a fatal error, or the policy runs out.

@@ -4,51 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from scanner.audit.client import AuditClient
-from scanner.config import AuditSettings, CosSettings, Credentials
 from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
 from scanner.emulator import (
-    DEFAULT_BUCKET,
     DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
     Bucket,
     EmulatorState,
     running,
 )
-from scanner.limiter import AuditBudget
-from scanner.retry import RetryPolicy
-
-CREDS = Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)
-FAST_RETRY = RetryPolicy(attempts=3, deadline=10.0, wait_initial=0.0, wait_max=0.0)
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps on it."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
-        self.sleeps: list[float] = []
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.t += max(0.0, seconds)
-
-
-@dataclass
-class Emulator:
-    state: EmulatorState
-    url: str
-
-    def cos(self, **kw: object) -> CosSettings:
-        return CosSettings(bucket=DEFAULT_BUCKET, endpoint=self.url, **kw)  # type: ignore[arg-type]
+from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor
 
 
 @pytest.fixture(autouse=True)
@@ -60,6 +29,13 @@ def _scanner_logger() -> Iterator[None]:
     saved = (logger.handlers[:], logger.level, logger.propagate)
     yield
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture
+def creds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The emulator's credentials in the environment, as a user's shell has them."""
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
 
 
 @pytest.fixture
@@ -87,14 +63,6 @@ async def http() -> AsyncIterator[HttpClient]:
 @pytest.fixture
 def lister(http: HttpClient, emulator: Emulator, clock: FakeClock) -> Lister:
     return Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock)
-
-
-def make_auditor(
-    http: HttpClient, emulator: Emulator, clock: FakeClock, **settings: object
-) -> AuditClient:
-    audit = AuditSettings(**settings)  # type: ignore[arg-type]
-    budget = AuditBudget(audit.concurrency, 1000.0, clock)
-    return AuditClient(http, emulator.cos(), audit, retry=FAST_RETRY, clock=clock, budget=budget)
 
 
 @pytest.fixture

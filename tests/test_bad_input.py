@@ -16,7 +16,7 @@ import pytest
 
 from scanner.cli import main
 from scanner.emulator import DEFAULT_SECRET_ID
-from tests.procs import start_emulator
+from tests.helpers import start_emulator
 
 SECRET = "s3cr3t-KEY-never-printed"
 TOKEN = "t0ken-never-printed"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scanner.batcher import chunk, make_batches
 from scanner.models import ObjectRef
+from scanner.scan.batcher import chunk, make_batches
 
 
 @given(st.lists(st.integers()), st.integers(1, 10))

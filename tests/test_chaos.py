@@ -9,8 +9,8 @@ import signal
 import urllib.request
 from pathlib import Path
 
-from tests.procs import start_emulator
-from tests.test_scan_process import ENV, db_rows, scan, stats, wait_until, write_config
+from tests.helpers import ENV, db_rows, start_emulator, stats, wait_until, write_config
+from tests.helpers import scan_process as scan
 
 FAULTS = {
     "error_rate": 0.05,

@@ -23,9 +23,7 @@ from scanner.emulator import (
 )
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.emulator.rules import verdict_for
-from tests.conftest import Emulator
-from tests.procs import emulator_process
-from tests.test_scan_process import stats
+from tests.helpers import Emulator, emulator_process, stats
 
 KEYS = ("nsfw/1.jpg", "ad_2.png", "plain/3.jpg")
 

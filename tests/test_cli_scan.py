@@ -5,54 +5,21 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from scanner.cli import EXIT_AUTH, main
 from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
-from tests.procs import emulator_process
+from tests.helpers import cli_config as cfg
+from tests.helpers import emulator_process, one_line, stats
 
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
     with emulator_process("--objects", "400", "--seed", "9") as url:
         yield url
-
-
-@pytest.fixture
-def creds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
-    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
-
-
-def cfg(tmp_path: Path, url: str, bucket: str = "album-1250000000", store: str = "") -> Path:
-    path = tmp_path / "c.toml"
-    path.write_text(
-        f'[cos]\nbucket = "{bucket}"\nendpoint = "{url}"\n[audit]\nqps = 200.0\nunit_price = 0.01\n'
-        f'detect_type = "Porn,Ads,Illegal"\n[retry]\nattempts = 2\nwait_initial = 0.01\n'
-        f'wait_max = 0.01\n[store]\npath = "{store or tmp_path / "s.db"}"\n'
-    )
-    return path
-
-
-def stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url + "/_emulator/stats", timeout=5) as resp:
-        data: dict[str, Any] = json.load(resp)
-    return data
-
-
-def one_line(err: str) -> str:
-    """The error: exactly one `cos-scanner:` line, last, and no traceback (log lines aside)."""
-    lines = err.strip().splitlines()
-    errors = [line for line in lines if line.startswith("cos-scanner:")]
-    assert len(errors) == 1, err
-    assert lines[-1] == errors[0], err
-    assert "Traceback" not in err
-    return errors[0]
 
 
 def integrity(db: Path) -> str:

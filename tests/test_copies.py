@@ -24,29 +24,30 @@ import pytest
 
 from scanner.cli import main
 from scanner.config import Config
-from scanner.copies import WAIT, Copies
-from scanner.dryrun import Estimate, dry_run
 from scanner.emulator import EmulatorState, from_folder, running, synthetic
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
-from scanner.filter import ObjectFilter
-from scanner.models import ImageVerdict, ObjectRef, Result, content_key
-from scanner.pipeline import Progress
-from scanner.runner import scan_target, target_of
+from scanner.models import ImageVerdict, ObjectRef, Result, Target, content_key
+from scanner.scan.copies import WAIT, Copies
+from scanner.scan.dryrun import Estimate
+from scanner.scan.filter import ObjectFilter
+from scanner.scan.pipeline import Progress
 from scanner.store import Store
 from scanner.store.migrate import apply_migrations, migrations_dir
-from tests.procs import emulator_process
-from tests.test_dryrun import assert_exact
-from tests.test_pipeline import config
-from tests.test_scan_process import (
+from tests.helpers import (
     IN_FLIGHT,
     OBJECTS,
     SEED,
+    assert_exact,
+    config,
     db_rows,
-    scan,
+    emulator_process,
+    run_dry,
+    run_scan,
     stats,
     wait_until,
     write_config,
 )
+from tests.helpers import scan_process as scan
 
 SCENES = len(DEFAULT_SCENES)
 MD5 = "0cc175b9c0f1b6a831c399e269772661"
@@ -120,7 +121,7 @@ def _rows(cfg: Config, sql: str, *args: Any) -> list[Any]:
 
 async def _scan(cfg: Config, **kw: Any) -> str:
     with anyio.fail_after(120):
-        return (await scan_target(cfg, anyio.Event(), Progress(), **kw)).outcome
+        return (await run_scan(cfg, anyio.Event(), Progress(), **kw)).outcome
 
 
 def test_thirty_percent_copies_bill_each_content_once(
@@ -194,7 +195,7 @@ async def test_incremental_prefix_after_a_full_scan_sends_nothing(tmp_path: Path
         sent = sum(state.stats.sent.values())
         prefix = "albums/u0002"
         under = replace(cfg, cos=replace(cfg.cos, prefix=prefix))
-        est = await dry_run(under, Progress(), anyio.Event())  # a plain scan of P: the same
+        est = await run_dry(under, Progress(), anyio.Event())  # a plain scan of P: the same
         assert est.images == 0
         assert est.reused == len(_auditable(state, cfg, prefix))
         assert await _scan(under, mode="incremental") == "done"
@@ -206,7 +207,7 @@ async def test_incremental_prefix_after_a_full_scan_sends_nothing(tmp_path: Path
         assert listed == sum(1 for k in state.bucket.objects if k.startswith(prefix))
         # and the prefix target's report shows the full scan's verdicts
         async with await Store.open(cfg.store.path) as store:
-            mine = await store.verdict_map(target_of(under))
+            mine = await store.verdict_map(Target.of(under.cos))
         assert set(mine) == set(_auditable(state, cfg, prefix))
 
 
@@ -355,7 +356,7 @@ async def test_a_decision_on_one_copy_reaches_every_copy(tmp_path: Path) -> None
     same = {k for k in _rows_keys(cfg) if (objs[k].etag, objs[k].size) ==
             (objs[key].etag, objs[key].size)}  # fmt: skip
     assert len(same) >= 2
-    target = target_of(cfg).id
+    target = Target.of(cfg.cos).id
     async with await Store.open(cfg.store.path) as store:
         group = await store.with_copies(target, [(key, etag)])
         assert {k for k, _ in group} == same

@@ -151,7 +151,7 @@ def test_the_systemd_command_runs_a_scan_with_its_credentials(tmp_path: Path) ->
     """No systemd here: run the unit's ExecStart (its arguments) with the environment the unit
     gives (Environment=, and the LoadCredential= files under $CREDENTIALS_DIRECTORY) against
     the emulator: the demo album is scanned."""
-    from tests.procs import start_emulator
+    from tests.helpers import start_emulator
 
     unit = _unit("deploy/systemd/cos-scanner.service")
     creds = tmp_path / "credentials"

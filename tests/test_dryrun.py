@@ -13,45 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from scanner.audit.codec import LARGE_IMAGE_BYTES
 from scanner.config import AuditSettings, Config, ScanSettings
-from scanner.dryrun import Estimate, dry_run
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.control import churn
-from scanner.emulator.state import Stats
-from scanner.pipeline import Progress
-from scanner.runner import scan_target
-from tests.test_pipeline import config
-
-
-async def estimate(cfg: Config, **flags: Any) -> Estimate:
-    with anyio.fail_after(30):
-        return await dry_run(cfg, Progress(), anyio.Event(), **flags)
-
-
-async def scan(cfg: Config, **flags: Any) -> str:
-    with anyio.fail_after(60):
-        return (await scan_target(cfg, anyio.Event(), Progress(), **flags)).outcome
-
-
-async def assert_exact(state: EmulatorState, cfg: Config, scenes: int, **flags: Any) -> Estimate:
-    """Dry run, then the scan: the estimate is what the emulator was sent and billed."""
-    est = await estimate(cfg, **flags)
-    data = est.as_json(cfg)
-    state.stats = Stats()
-    await scan(cfg, **flags)
-    sent = state.stats.sent
-    assert est.images == len(sent)
-    assert data["billed_units"] == scenes * len(sent)
-    assert state.stats.billed_units == scenes * len(state.stats.audits)  # failures are free
-    large = [k for k in sent if state.bucket.objects[k].size > LARGE_IMAGE_BYTES]
-    assert data["large_image_units"] == (len(large) if cfg.audit.large_image_detect else 0)
-    assert data["large_image_units"] == state.stats.large_images
-    assert data["bytes"] == sum(state.bucket.objects[k].size for k in sent)
-    return est
+from scanner.scan.dryrun import Estimate
+from tests.helpers import assert_exact, config, estimate, estimate_json
+from tests.helpers import scan_outcome as scan
 
 
 @pytest.fixture
@@ -140,7 +110,7 @@ async def test_unknown_scenes_say_so_and_give_the_range(
 ) -> None:
     async with running(album) as url:
         cfg = config(url, tmp_path, unit_price=0.01)
-        data = (await estimate(cfg)).as_json(cfg)
+        data = estimate_json(await estimate(cfg), cfg)
     assert data["scenes_per_image"] is None
     assert data["billed_units"] is None
     assert data["billed_units_range"] == [data["images"], 7 * data["images"]]
@@ -150,6 +120,6 @@ async def test_unknown_scenes_say_so_and_give_the_range(
 def test_price_is_unknown_without_a_unit_price() -> None:
     cfg = Config(audit=AuditSettings(detect_type="Porn,Ads"), scan=ScanSettings())
     est = Estimate("full", images=10)
-    assert est.as_json(cfg)["price"] is None
+    assert estimate_json(est, cfg)["price"] is None
     priced = replace(cfg, audit=replace(cfg.audit, unit_price=0.5))
-    assert est.as_json(priced)["price"] == 10.0
+    assert estimate_json(est, priced)["price"] == 10.0

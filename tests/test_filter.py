@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from scanner.config import AuditSettings, ScanSettings
-from scanner.filter import ObjectFilter
 from scanner.models import ObjectRef
+from scanner.scan.filter import ObjectFilter
 
 MB = 1024 * 1024
 WHEN = datetime(2024, 6, 1, tzinfo=UTC)

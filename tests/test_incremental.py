@@ -13,17 +13,16 @@ from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.control import churn
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.emulator.state import Stats
-from scanner.filter import ObjectFilter
-from scanner.models import ObjectRef
-from scanner.pipeline import Progress
-from scanner.runner import scan_target, target_of
+from scanner.models import ObjectRef, Target
+from scanner.scan.filter import ObjectFilter
+from scanner.scan.pipeline import Progress
 from scanner.store import Store
-from tests.test_pipeline import config
+from tests.helpers import config, run_scan
 
 
 async def run(cfg: Config, **kw: object) -> str:
     with anyio.fail_after(60):
-        result = await scan_target(cfg, anyio.Event(), Progress(), **kw)  # type: ignore[arg-type]
+        result = await run_scan(cfg, anyio.Event(), Progress(), **kw)
     return result.outcome
 
 
@@ -46,8 +45,8 @@ async def test_churn_audits_exactly_new_and_changed(tmp_path: Path) -> None:
         cfg = config(url, tmp_path)
         assert await run(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:
-            known = set(await store.verdict_map(target_of(cfg)))
-            first = await store.latest_scan(target_of(cfg))
+            known = set(await store.verdict_map(Target.of(cfg.cos)))
+            first = await store.latest_scan(Target.of(cfg.cos))
         assert first is not None
         assert first.failed == 0  # so every key the store knows has a verdict
         changes = churn(state, change=0.03, add=0.02, delete=0.01, seed=7)
@@ -64,13 +63,13 @@ async def test_churn_audits_exactly_new_and_changed(tmp_path: Path) -> None:
             candidates
         )
         async with await Store.open(cfg.store.path) as store:
-            second = await store.latest_scan(target_of(cfg))
+            second = await store.latest_scan(Target.of(cfg.cos))
             assert second is not None
             assert second.mode == "incremental"
             assert second.listed == len(state.bucket)
             assert second.listed == second.audited + second.failed + second.skipped
             reasons = await store.skip_reasons(second.id)
-            deleted = await store.deleted_keys(target_of(cfg), second.id)
+            deleted = await store.deleted_keys(Target.of(cfg.cos), second.id)
         passing = auditable(state, cfg, list(state.bucket.keys()))
         assert reasons["unchanged"] == len(passing) - len(candidates)
         assert deleted == set(changes["deleted"]) & known
@@ -108,7 +107,7 @@ async def test_retry_failed_reaudits_exactly_the_failures(tmp_path: Path) -> Non
         state.faults.image_failure_rate = 0.1
         assert await run(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:
-            first = await store.latest_scan(target_of(cfg))
+            first = await store.latest_scan(Target.of(cfg.cos))
             assert first is not None
             assert await store.failure_codes(first.id) == {"-65010": first.failed}
         state.faults.image_failure_rate = 0.0

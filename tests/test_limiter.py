@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from scanner.limiter import AuditBudget, RateLimiter
-from tests.conftest import FakeClock
+from tests.helpers import FakeClock
 
 
 async def test_strict_spacing_and_no_burst_after_idle(clock: FakeClock) -> None:

@@ -17,13 +17,20 @@ import anyio
 
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.models import KeyRange, ObjectRef, Page
-from scanner.pipeline import Progress
-from scanner.ranges import list_target, midpoint, within
-from scanner.runner import scan_target
+from scanner.scan.pipeline import Progress
+from scanner.scan.ranges import list_target, midpoint, within
 from scanner.store import Store
-from tests.procs import emulator_process
-from tests.test_pipeline import config
-from tests.test_scan_process import IN_FLIGHT, db_rows, scan, stats, wait_until, write_config
+from tests.helpers import (
+    IN_FLIGHT,
+    config,
+    db_rows,
+    emulator_process,
+    run_scan,
+    stats,
+    wait_until,
+    write_config,
+)
+from tests.helpers import scan_process as scan
 
 
 def test_ranges_list_the_same_objects_and_resume_each_from_its_marker(tmp_path: Path) -> None:
@@ -35,11 +42,11 @@ def test_ranges_list_the_same_objects_and_resume_each_from_its_marker(tmp_path: 
         async with running(state) as url:
             cfg = config(url, tmp_path, batch_size=50)
             cfg = replace(cfg, cos=replace(cfg.cos, list_concurrency=8, page_size=100))
-            paused = await scan_target(cfg, anyio.Event(), Progress(), max_images=1500)
+            paused = await run_scan(cfg, anyio.Event(), Progress(), max_images=1500)
             assert paused.outcome == "paused"
             async with await Store.open(cfg.store.path) as store:
                 ranges = await store.ranges(paused.status.id)
-            done = await scan_target(cfg, anyio.Event(), Progress())
+            done = await run_scan(cfg, anyio.Event(), Progress())
             assert done.outcome == "done"
             async with await Store.open(cfg.store.path) as store:
                 rows = await store._all("SELECT key FROM scan_objects ORDER BY key", ())
@@ -108,7 +115,7 @@ def test_listers_share_the_cos_request_budget(tmp_path: Path) -> None:
                 cos = replace(cfg.cos, list_concurrency=8, page_size=20, qps=qps)
                 cfg = replace(cfg, cos=cos)
                 started = time.monotonic()
-                done = await scan_target(cfg, anyio.Event(), Progress())
+                done = await run_scan(cfg, anyio.Event(), Progress())
                 assert done.outcome == "done"
                 async with await Store.open(cfg.store.path) as st:
                     rows = await st._all("SELECT key FROM scan_objects ORDER BY key", ())

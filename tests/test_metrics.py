@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scanner.cli import main
-from tests.test_cli_scan import cfg, creds, emulator
+from tests.helpers import cli_config as cfg
+from tests.helpers import emulator_process
 
-__all__ = ["creds", "emulator"]  # fixtures, used by name
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    with emulator_process("--objects", "400", "--seed", "9") as url:
+        yield url
 
 
 def samples(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

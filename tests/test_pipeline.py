@@ -9,66 +9,15 @@ import anyio
 import pytest
 
 from scanner.config import (
-    AuditSettings,
     Config,
     CosSettings,
-    RetrySettings,
-    ScanSettings,
-    StoreSettings,
 )
 from scanner.emulator import DEFAULT_BUCKET, EmulatorState, Faults, running, synthetic
-from scanner.models import ScanStatus
-from scanner.pipeline import Progress
-from scanner.runner import scan_target, target_of
+from scanner.models import Target
+from scanner.scan.pipeline import Progress
 from scanner.store import Store
-from tests.conftest import CREDS
-
-FAST_RETRY = RetrySettings(attempts=10, deadline=30.0, wait_initial=0.01, wait_max=0.05)
-
-
-def config(url: str, tmp_path: Path, **audit: object) -> Config:
-    settings = {"concurrency": 8, "qps": 500.0, **audit}
-    return Config(
-        cos=CosSettings(bucket=DEFAULT_BUCKET, endpoint=url, timeout=5.0),
-        audit=AuditSettings(**settings),  # type: ignore[arg-type]
-        scan=ScanSettings(batch_wait=0.05),
-        retry=FAST_RETRY,
-        store=StoreSettings(path=str(tmp_path / "scan.db")),
-        credentials=CREDS,
-    )
-
-
-async def check_i1(cfg: Config, state: EmulatorState, max_double: int = 0) -> ScanStatus:
-    """I1 exactly, from the rows and from the counters; nothing billed twice beyond
-    `max_double` images (what was in flight when a run failed)."""
-    async with await Store.open(cfg.store.path) as store:
-        status = await store.latest_scan(target_of(cfg))
-        assert status is not None
-        counts = await store.state_counts(status.id)
-        verdicts = await store.verdict_map(target_of(cfg))
-    assert status.state == "done"
-    assert status.listed == len(state.bucket)
-    assert status.listed == status.audited + status.failed + status.skipped
-    assert counts == {
-        k: v
-        for k, v in {
-            "audited": status.audited,
-            "failed": status.failed,
-            "skipped": status.skipped,
-        }.items()
-        if v
-    }
-    assert len(verdicts) == status.audited
-    stats = state.stats.as_json(False)
-    assert stats["double_audited"] <= max_double, stats["double_audited_keys"]
-    assert set(state.stats.audits) == set(verdicts)
-    return status
-
-
-async def scan(cfg: Config, stop: anyio.Event | None = None, **kw: object) -> str:
-    with anyio.fail_after(60):
-        result = await scan_target(cfg, stop or anyio.Event(), Progress(), **kw)  # type: ignore[arg-type]
-    return result.outcome
+from tests.helpers import CREDS, check_i1, config, run_scan
+from tests.helpers import scan_outcome as scan
 
 
 async def test_faulted_scan_of_5000_accounts_for_everything(tmp_path: Path) -> None:
@@ -105,13 +54,13 @@ async def test_stop_drains_then_resume_completes(tmp_path: Path) -> None:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_early)
-            result = await scan_target(cfg, stop, progress)
+            result = await run_scan(cfg, stop, progress)
         assert result.outcome == "interrupted"
         assert result.status.state == "interrupted"
         assert 400 <= result.status.audited < 2500
         # everything the emulator billed before the stop was written
         async with await Store.open(cfg.store.path) as store:
-            assert set(await store.verdict_map(target_of(cfg))) == set(state.stats.audits)
+            assert set(await store.verdict_map(Target.of(cfg.cos))) == set(state.stats.audits)
         assert await scan(cfg) == "done"
         await check_i1(cfg, state)
 
@@ -156,7 +105,7 @@ async def test_prefix_scans_only_the_prefix(tmp_path: Path) -> None:
         )
         assert await scan(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:
-            status = await store.latest_scan(target_of(cfg))
+            status = await store.latest_scan(Target.of(cfg.cos))
     expected = [k for k in state.bucket.keys() if k.startswith("albums/u0000")]
     assert status is not None
     assert status.listed == len(expected) > 0
@@ -172,7 +121,7 @@ async def test_fatal_error_marks_scan_failed_and_resumable(tmp_path: Path) -> No
         with pytest.raises(BaseExceptionGroup):
             await scan(cfg)
         async with await Store.open(cfg.store.path) as store:
-            status = await store.latest_scan(target_of(cfg))
+            status = await store.latest_scan(Target.of(cfg.cos))
             assert status is not None
             assert status.state == "failed"
             assert status.error is not None
@@ -195,10 +144,10 @@ async def test_bad_answers_do_not_end_the_night(tmp_path: Path) -> None:
         state.faults.malformed_rate = 0.1
         assert await scan(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:
-            status = await store.latest_scan(target_of(cfg))
+            status = await store.latest_scan(Target.of(cfg.cos))
             assert status is not None
             codes = await store.failure_codes(status.id)
-            verdicts = await store.verdict_map(target_of(cfg))
+            verdicts = await store.verdict_map(Target.of(cfg.cos))
     assert state.stats.faults["malformed"] >= 2  # seeded: which requests draw it depends on order
     assert status.listed == len(state.bucket)  # every page, the malformed ones retried
     assert status.listed == status.audited + status.failed + status.skipped

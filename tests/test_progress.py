@@ -7,13 +7,13 @@ import pytest
 from scanner.cli.progress import fit, scan_fields, scan_parts
 from scanner.clock import MonotonicClock
 from scanner.limiter import AuditBudget
-from scanner.pipeline import Progress
+from scanner.scan.pipeline import Progress
 
 
 @pytest.fixture(autouse=True)
 def clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Progress.rate reads the monotonic clock: 100 s after the start, always."""
-    monkeypatch.setattr("scanner.pipeline.time.monotonic", lambda: 1100.0)
+    monkeypatch.setattr("scanner.scan.pipeline.time.monotonic", lambda: 1100.0)
 
 
 def progress() -> Progress:

@@ -11,12 +11,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from scanner.config.window import Window
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.errors import ConfigError
-from scanner.pipeline import Progress
-from scanner.quota import Window, remaining_images, span, until_utc_midnight
-from scanner.runner import scan_target
-from tests.test_pipeline import config
+from scanner.scan.pipeline import Progress
+from scanner.scan.quota import remaining_images, span, until_utc_midnight
+from tests.helpers import config, run_scan
 
 
 def at(hh: int, mm: int, day: int = 10) -> datetime:
@@ -56,9 +56,9 @@ def test_the_daily_cap_pauses_and_holds_for_the_day(tmp_path: Path) -> None:
         async with running(state) as url:
             cfg = config(url, tmp_path, batch_size=50, detect_type="porn,ads")
             cfg = replace(cfg, scan=replace(cfg.scan, daily_cap=1000))  # 500 images x 2 scenes
-            first = await scan_target(cfg, anyio.Event(), Progress())
+            first = await run_scan(cfg, anyio.Event(), Progress())
             billed = sum(state.stats.audits.values())
-            second = await scan_target(cfg, anyio.Event(), Progress())
+            second = await run_scan(cfg, anyio.Event(), Progress())
             again = sum(state.stats.audits.values())
             return [(first.outcome, first.note), (second.outcome, second.note)], billed, again
 
@@ -84,7 +84,7 @@ def test_the_window_closing_pauses_the_scan(
         async with running(state) as url:
             cfg = config(url, tmp_path, batch_size=50, concurrency=2, qps=20.0)
             window = Window.parse("01:00-06:00")
-            result = await scan_target(cfg, anyio.Event(), Progress(), window=window)
+            result = await run_scan(cfg, anyio.Event(), Progress(), window=window)
             return result.outcome, result.note, result.status.pending
 
     outcome, note, pending = anyio.run(run)
@@ -111,9 +111,7 @@ def test_outside_the_window_the_scan_waits_and_a_stop_ends_the_wait(
 
                 tg.start_soon(later)
                 with anyio.fail_after(10):
-                    result = await scan_target(
-                        cfg, stop, progress, window=Window.parse("01:00-02:00")
-                    )
+                    result = await run_scan(cfg, stop, progress, window=Window.parse("01:00-02:00"))
             return result.outcome, progress.phase
 
     outcome, phase = anyio.run(run)

@@ -26,11 +26,10 @@ from scanner.emulator import (
     running,
     synthetic,
 )
-from scanner.pipeline import Progress
 from scanner.report import FIELDS
-from scanner.runner import scan_target
+from scanner.scan.pipeline import Progress
 from scanner.store import unpack_raw
-from tests.test_pipeline import config
+from tests.helpers import config, run_scan
 
 ENV = dict(
     os.environ, TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID, TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY
@@ -52,7 +51,7 @@ async def scanned(tmp_path: Path) -> AsyncIterator[tuple[EmulatorState, Config, 
 
         cfg = replace(cfg, scan=replace(cfg.scan, max_attempts=1))
         with anyio.fail_after(60):
-            await scan_target(cfg, anyio.Event(), Progress())
+            await run_scan(cfg, anyio.Event(), Progress())
         state.faults.image_failure_rate = 0.0
         yield state, cfg, cfg_file
 
@@ -239,7 +238,7 @@ async def hostile(tmp_path: Path) -> tuple[Path, list[str]]:
     async with running(state) as url:
         cfg = config(url, tmp_path)
         with anyio.fail_after(30):
-            await scan_target(cfg, anyio.Event(), Progress())
+            await run_scan(cfg, anyio.Event(), Progress())
     return Path(cfg.store.path), keys
 
 

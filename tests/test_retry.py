@@ -8,7 +8,7 @@ import pytest
 
 from scanner.errors import AuthError, ServiceError, ThrottledError, TransportError
 from scanner.retry import RetryPolicy, retrying
-from tests.conftest import FakeClock
+from tests.helpers import FakeClock
 
 
 def test_backoff_is_full_jitter_under_the_cap() -> None:

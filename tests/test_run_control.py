@@ -19,10 +19,8 @@ import pytest
 from scanner.cli import main
 from scanner.cli.commands import EXIT_CODES
 from scanner.cli.parser import build_parser
-from tests.procs import emulator_process
-from tests.test_cli_scan import cfg, creds, one_line, stats
-
-__all__ = ["creds"]  # the fixture, used by name
+from tests.helpers import cli_config as cfg
+from tests.helpers import emulator_process, one_line, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,14 +3,9 @@ leases. The store is a real SQLite file; nothing is mocked."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,78 +13,19 @@ from typing import Any
 import anyio
 import pytest
 
-from scanner.emulator import (
-    DEFAULT_SECRET_ID,
-    DEFAULT_SECRET_KEY,
-    EmulatorState,
-    running,
-    synthetic,
+from scanner.emulator import EmulatorState, running, synthetic
+from tests.helpers import (
+    ENV,
+    IN_FLIGHT,
+    OBJECTS,
+    SEED,
+    db_rows,
+    emulator_process,
+    stats,
+    wait_until,
+    write_config,
 )
-from tests.procs import emulator_process
-
-OBJECTS, SEED = 3000, 5
-CONCURRENCY, BATCH = 2, 25
-IN_FLIGHT = CONCURRENCY * BATCH
-ENV = dict(
-    os.environ,
-    TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID,
-    TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY,
-    PYTHONUNBUFFERED="1",
-)
-
-
-def write_config(path: Path, url: str, store: Path, **audit: Any) -> Path:
-    settings = {"concurrency": CONCURRENCY, "batch_size": BATCH, "qps": 30.0, **audit}
-    lines = ["[cos]", 'bucket = "album-1250000000"', f'endpoint = "{url}"', "[audit]"]
-    lines += [f"{k} = {v!r}" for k, v in settings.items()]
-    lines += [
-        "[scan]",
-        "batch_wait = 0.1",
-        "lease_stale_after = 30.0",
-        "progress_interval = 60.0",
-        "[retry]",
-        "wait_initial = 0.01",
-        "wait_max = 0.1",
-        "[store]",
-        f'path = "{store}"',
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def stats(url: str, detail: bool = False) -> dict[str, Any]:
-    with urllib.request.urlopen(
-        f"{url}/_emulator/stats{'?detail=1' if detail else ''}", timeout=5
-    ) as r:
-        data: dict[str, Any] = json.load(r)
-    return data
-
-
-def scan(cfg: Path, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "scanner", "scan", "--config", str(cfg), *extra],
-            stdout=out,
-            stderr=out,
-            env=ENV,
-        )
-
-
-def wait_until(
-    check: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float = 60
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        assert proc.poll() is None, f"scanner exited early with {proc.returncode}"
-        time.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
-def db_rows(store: Path, sql: str) -> list[Any]:
-    with sqlite3.connect(store) as conn:
-        return conn.execute(sql).fetchall()
+from tests.helpers import scan_process as scan
 
 
 @pytest.fixture

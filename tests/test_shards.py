@@ -13,15 +13,13 @@ import pytest
 
 from scanner.cli import main
 from scanner.config import Config
-from scanner.dryrun import dry_run
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.errors import ConfigError
 from scanner.models import shard_of
-from scanner.pipeline import Progress
-from scanner.runner import scan_target
+from scanner.scan.pipeline import Progress
 from scanner.sources.shard import parse_shard, shard_quota
 from scanner.store import Store
-from tests.test_pipeline import config
+from tests.helpers import config, run_dry, run_scan
 
 N = 3
 
@@ -44,9 +42,9 @@ def test_shards_are_disjoint_and_their_union_is_the_target(
             for i in range(N):
                 state.stats.max_audits_in_flight = 0
                 cfg = _store(base, tmp_path / f"shard-{i}.db")
-                est = await dry_run(cfg, Progress(), anyio.Event(), shard=(i, N))
+                est = await run_dry(cfg, Progress(), anyio.Event(), shard=(i, N))
                 before = sum(state.stats.audits.values())
-                result = await scan_target(cfg, anyio.Event(), Progress(), shard=(i, N))
+                result = await run_scan(cfg, anyio.Event(), Progress(), shard=(i, N))
                 assert result.outcome == "done"
                 estimates.append((est.images, sum(state.stats.audits.values()) - before))
                 in_flight.append(state.stats.max_audits_in_flight)
@@ -54,7 +52,7 @@ def test_shards_are_disjoint_and_their_union_is_the_target(
                     rows = await store._all("SELECT key FROM scan_objects", ())
                 parts.append({k for (k,) in rows})
             whole = _store(base, tmp_path / "whole.db")
-            assert (await scan_target(whole, anyio.Event(), Progress())).outcome == "done"
+            assert (await run_scan(whole, anyio.Event(), Progress())).outcome == "done"
             async with await Store.open(whole.store.path) as store:
                 rows = await store._all("SELECT key FROM scan_objects", ())
             return parts, {k for (k,) in rows}, in_flight
@@ -92,11 +90,11 @@ def test_a_shard_needs_its_own_store(tmp_path: Path) -> None:
     async def run() -> None:
         async with running(state) as url:
             cfg = config(url, tmp_path, batch_size=50)
-            await scan_target(cfg, anyio.Event(), Progress(), shard=(0, 2))
+            await run_scan(cfg, anyio.Event(), Progress(), shard=(0, 2))
             with pytest.raises(ConfigError, match="needs a store file of its own"):
-                await scan_target(cfg, anyio.Event(), Progress(), shard=(1, 2))
+                await run_scan(cfg, anyio.Event(), Progress(), shard=(1, 2))
             with pytest.raises(ConfigError, match="needs a store file of its own"):
-                await scan_target(cfg, anyio.Event(), Progress())
+                await run_scan(cfg, anyio.Event(), Progress())
 
     anyio.run(run)
 

@@ -16,10 +16,11 @@ import anyio
 
 from scanner.config import Config
 from scanner.emulator import EmulatorState, running, synthetic
-from scanner.pipeline import Progress
-from scanner.runner import ScanResult, scan_target, target_of
+from scanner.models import Target
+from scanner.scan.pipeline import Progress
+from scanner.scan.runner import ScanResult
 from scanner.store import Store
-from tests.test_pipeline import check_i1, config
+from tests.helpers import check_i1, config, run_scan
 
 
 async def stopped_when(
@@ -40,7 +41,7 @@ async def stopped_when(
 
     async def run() -> None:
         nonlocal result
-        result = await scan_target(cfg, stop, progress)
+        result = await run_scan(cfg, stop, progress)
 
     with anyio.fail_after(60):
         async with anyio.create_task_group() as tg:
@@ -63,7 +64,7 @@ async def test_queued_batches_are_abandoned_at_a_low_qps(tmp_path: Path) -> None
         assert billed <= 3 * 20  # what had left by then; before: every queued batch, at 1 QPS
         assert result.status.pending > 500
         fast = replace(cfg, audit=replace(cfg.audit, qps=500.0))
-        assert (await scan_target(fast, anyio.Event(), Progress())).outcome == "done"
+        assert (await run_scan(fast, anyio.Event(), Progress())).outcome == "done"
         await check_i1(fast, state)
 
 
@@ -80,7 +81,7 @@ async def test_no_retry_after_the_stop_in_a_5xx_storm(tmp_path: Path) -> None:
         assert result.outcome == "interrupted"
         assert result.status.audited == 0
         state.faults.error_rate = 0.0
-        assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
+        assert (await run_scan(cfg, anyio.Event(), Progress())).outcome == "done"
         await check_i1(cfg, state)
 
 
@@ -108,7 +109,7 @@ async def test_a_stop_during_the_final_drain_ends_done(tmp_path: Path) -> None:
         # before: interrupted, with nothing pending
         assert result.outcome == "done", (result, state.stats.as_json(False))
         async with await Store.open(cfg.store.path) as store:
-            status = await store.latest_scan(target_of(cfg))
+            status = await store.latest_scan(Target.of(cfg.cos))
         assert status is not None
         assert status.state == "done"
         assert status.pending == 0

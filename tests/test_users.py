@@ -15,9 +15,9 @@ from scanner.cli import main
 from scanner.config import ScanSettings
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
-from scanner.filter import ObjectFilter, user_of
 from scanner.models import AuditItem, ObjectRef
-from tests.test_pipeline import config
+from scanner.scan.filter import ObjectFilter, user_of
+from tests.helpers import config, run_scan
 
 USERS = "^albums/(?P<user>u[0-9]+)/"
 
@@ -58,11 +58,10 @@ def test_report_by_user_matches_the_emulator_rules(
             cfg = config(url, tmp_path)
             from dataclasses import replace
 
-            from scanner.pipeline import Progress
-            from scanner.runner import scan_target
+            from scanner.scan.pipeline import Progress
 
             cfg = replace(cfg, scan=replace(cfg.scan, user_from_key=USERS))
-            result = await scan_target(cfg, anyio.Event(), Progress())
+            result = await run_scan(cfg, anyio.Event(), Progress())
             return result.outcome
 
     assert anyio.run(scan) == "done"

@@ -12,12 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from bench.common import children
 from scanner.emulator import EmulatorState, running, synthetic
-from scanner.pipeline import Progress
-from scanner.runner import scan_target
-from scanner.workers import default_workers
-from tests.test_pipeline import check_i1, config
+from scanner.scan.pipeline import Progress
+from scanner.scan.workers import default_workers
+from tests.helpers import check_i1, children, config, run_scan
 
 
 def test_two_workers_give_the_verdicts_of_one_process_under_a_strict_budget(
@@ -40,7 +38,7 @@ def test_two_workers_give_the_verdicts_of_one_process_under_a_strict_budget(
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch)
                 started = anyio.current_time()
-                result = await scan_target(cfg, anyio.Event(), Progress(), workers=2)
+                result = await run_scan(cfg, anyio.Event(), Progress(), workers=2)
                 wall = anyio.current_time() - started
                 tg.cancel_scope.cancel()
             await check_i1(cfg, state)
@@ -75,7 +73,7 @@ def test_a_worker_killed_mid_scan_costs_at_most_its_lost_answers(tmp_path: Path)
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(kill_one)
-                result = await scan_target(cfg, anyio.Event(), Progress(), workers=2)
+                result = await run_scan(cfg, anyio.Event(), Progress(), workers=2)
             await check_i1(cfg, state, max_double=4 * 20)
             return result.outcome
 

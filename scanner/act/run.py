@@ -5,7 +5,7 @@ one (the same command run again, or `--resume`), under the act budget.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from scanner.clock import Clock, MonotonicClock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
-from scanner.errors import ConfigError, RemoteError
+from scanner.errors import ConfigError, OnRetry
 from scanner.limiter import AuditBudget
 from scanner.models import Target
 from scanner.retry import RetryPolicy
@@ -42,15 +42,11 @@ class ActResult:
     tally: dict[str, dict[str, int]]
 
 
-def act_target_of(config: Config) -> Target:
-    return Target(config.cos.bucket, config.cos.region, config.cos.prefix)
-
-
 async def plan_act(config: Config, request: ActRequest) -> Plan:
     async with await Store.open(config.store.path) as store:
         return await plan(
             store,
-            act_target_of(config),
+            Target.of(config.cos),
             request.action,
             request.where,
             request.place,
@@ -89,7 +85,7 @@ async def _objects(
     config: Config,
     stop: anyio.Event,
     clock: Clock,
-    on_retry: Callable[[RemoteError, int, float], None] | None,
+    on_retry: OnRetry | None,
 ) -> AsyncIterator[ObjectClient]:
     assert config.credentials is not None
     budget = AuditBudget(config.act.concurrency, config.act.qps, clock)
@@ -112,10 +108,10 @@ async def apply_act(
     progress: ActProgress,
     *,
     clock: Clock | None = None,
-    on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    on_retry: OnRetry | None = None,
 ) -> ActResult:
     """Apply (or resume) the run; the run's row says how it ended, whatever happens."""
-    target = act_target_of(config)
+    target = Target.of(config.cos)
     async with await Store.open(config.store.path) as store:
         run, resumed = await _open_run(store, target, request)
         state = "failed"

@@ -10,7 +10,8 @@ contract suite (tests/audit/test_contract.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
@@ -21,7 +22,7 @@ from scanner.audit.ims import ImsClient
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
-from scanner.errors import RemoteError
+from scanner.errors import OnRetry
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy
@@ -43,25 +44,44 @@ class AuditBackend(Protocol):
         ...
 
 
-def limits(config: Config) -> tuple[int, float]:
-    """(requests in flight, requests per second) of the configured service."""
-    if config.audit.service == "ims":
-        return config.ims.concurrency, config.ims.qps
-    return config.audit.concurrency, config.audit.qps
+@dataclass(frozen=True, slots=True)
+class ServiceProfile:
+    """The one place that knows which service audits ([audit] service) and what follows
+    from it: its budget, its images per request, whether worker processes make its requests,
+    and what to call it."""
+
+    name: str  # "ci" | "ims"
+    label: str  # what a person calls its requests
+    concurrency: int  # requests in flight
+    qps: float  # requests per second
+    batch_size: int  # images per request
+    workers: bool  # whether `--workers` processes make its requests
+
+    @classmethod
+    def of(cls, config: Config) -> ServiceProfile:
+        if config.audit.service == "ims":
+            return cls("ims", "IMS", config.ims.concurrency, config.ims.qps, 1, False)
+        audit = config.audit
+        return cls("ci", "batch audit", audit.concurrency, audit.qps, audit.batch_size, True)
+
+    def budget(self, clock: Clock) -> AuditBudget:
+        """The strict budget (slots and QPS) every request of a scan goes through."""
+        return AuditBudget(self.concurrency, self.qps, clock)
 
 
 def make_backend(
     config: Config,
+    profile: ServiceProfile,
     http: HttpClient,
     *,
     retry: RetryPolicy,
     clock: Clock,
     budget: AuditBudget,
-    on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    on_retry: OnRetry | None = None,
     remote: Remote | None = None,
 ) -> AuditBackend:
     assert config.credentials is not None
-    if config.audit.service == "ims":
+    if profile.name == "ims":
         return ImsClient(
             http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
             clock=clock, budget=budget, on_retry=on_retry, freeze=config.freeze,

@@ -25,7 +25,7 @@ from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings, FreezeSettings
 from scanner.cos.client import HttpClient, Reply, ci_service, unreadable
 from scanner.cos.xml import XmlError
-from scanner.errors import RemoteError, ThrottledError, TransportError
+from scanner.errors import OnRetry, RemoteError, ThrottledError, TransportError
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying, unless_set
@@ -44,7 +44,7 @@ def audit_options(settings: AuditSettings, freeze: FreezeSettings | None = None)
     )
 
 
-#: One attempt's request and answer done elsewhere (`scanner.workers.WorkerPool.attempt`).
+#: One attempt's request and answer done elsewhere (`scanner.scan.workers.WorkerPool.attempt`).
 Remote = Callable[[Sequence[AuditItem]], Awaitable[list[ImageVerdict]]]
 
 
@@ -60,7 +60,7 @@ class AuditClient:
         retry: RetryPolicy,
         clock: Clock,
         budget: AuditBudget,
-        on_retry: Callable[[RemoteError, int, float], None] | None = None,
+        on_retry: OnRetry | None = None,
         freeze: FreezeSettings | None = None,
         remote: Remote | None = None,
     ) -> None:

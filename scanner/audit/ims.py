@@ -52,8 +52,8 @@ from scanner.cos.client import (
 from scanner.cos.objects import ObjectClient
 from scanner.errors import (
     AuthError,
+    OnRetry,
     ProtocolError,
-    RemoteError,
     ServiceError,
     ThrottledError,
     TransportError,
@@ -88,7 +88,7 @@ class ImsClient:
         retry: RetryPolicy,
         clock: Clock,
         budget: AuditBudget,
-        on_retry: Callable[[RemoteError, int, float], None] | None = None,
+        on_retry: OnRetry | None = None,
         freeze: FreezeSettings | None = None,
         wall: Callable[[], float] = time.time,
     ) -> None:

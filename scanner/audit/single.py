@@ -9,15 +9,13 @@ Billed per image and scene, as batch auditing is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from scanner.audit.client import audit_options
 from scanner.audit.codec import decode_job, is_gif
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings
 from scanner.cos.client import HttpClient, cos_service, unreadable
 from scanner.cos.xml import XmlError, parse
-from scanner.errors import RemoteError
+from scanner.errors import OnRetry
 from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying
 
@@ -64,7 +62,7 @@ class SingleImageClient:
         *,
         retry: RetryPolicy,
         clock: Clock,
-        on_retry: Callable[[RemoteError, int, float], None] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._http = http
         self._service = cos_service(cos)

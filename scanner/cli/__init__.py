@@ -29,7 +29,7 @@ from scanner.cli.commands import (
 )
 from scanner.cli.logs import setup_logging
 from scanner.cli.parser import UsageError, build_parser
-from scanner.errors import AuthError, ConfigError, ScanBusyError, ScannerError
+from scanner.errors import AuthError, ConfigError, ScanBusyError, ScannerError, leaf_error
 
 __all__ = [
     "EXIT_AUTH",
@@ -41,13 +41,6 @@ __all__ = [
     "build_parser",
     "main",
 ]
-
-
-def _leaf(exc: BaseException) -> BaseException:
-    """The first real error inside (nested) exception groups."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -69,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return run(args)
         except BaseExceptionGroup as group:
-            raise _leaf(group) from group
+            raise leaf_error(group) from group
     except BrokenPipeError:  # `cos-scanner ... | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

@@ -13,7 +13,7 @@ import anyio
 
 from scanner.act.apply import ActProgress
 from scanner.act.plan import quarantine_place
-from scanner.act.run import ActRequest, ActResult, act_target_of, apply_act, plan_act, summary
+from scanner.act.run import ActRequest, ActResult, apply_act, plan_act, summary
 from scanner.cli.commands import (
     EXIT_IMAGES_FAILED,
     EXIT_INTERRUPTED,
@@ -28,12 +28,13 @@ from scanner.cli.commands import (
 )
 from scanner.config import Config
 from scanner.errors import ConfigError
-from scanner.pipeline import Progress
+from scanner.models import Target
+from scanner.scan.pipeline import Progress
 from scanner.store import ReportFilter, Store
 
 
 def _request(args: argparse.Namespace, config: Config) -> ActRequest:
-    target = act_target_of(config)
+    target = Target.of(config.cos)
     where = selection(args)
     if args.action == "quarantine" and not args.resume:
         if not (args.to or config.act.quarantine_to):
@@ -61,7 +62,7 @@ def ReportFilter_empty() -> Any:
 
 async def _labels(config: Config, request: ActRequest) -> ActRequest:
     async with await Store.open(config.store.path) as store:
-        target = act_target_of(config).id
+        target = Target.of(config.cos).id
         return replace(request, where=await spelled_labels(store, target, request.where))
 
 

@@ -26,11 +26,10 @@ from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
 from scanner.errors import ConfigError
-from scanner.filter import user_of
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict, ObjectRef, Target
 from scanner.retry import RetryPolicy
-from scanner.runner import target_of
+from scanner.scan.filter import user_of
 from scanner.sources.urls import url_problem
 from scanner.store import Store
 
@@ -88,7 +87,7 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
 
 
 async def _keep(config: Config, ref: ObjectRef, verdict: ImageVerdict, is_url: bool) -> None:
-    target = CHECK_TARGET if is_url else target_of(config)
+    target = CHECK_TARGET if is_url else Target.of(config.cos)
     policy = audit_options(config.audit).fingerprint_for(ref.key, ref.size)
     user = user_of(config.scan)(ref.key)
     async with await Store.open(config.store.path) as store:

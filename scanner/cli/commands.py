@@ -28,7 +28,7 @@ from scanner.errors import (
     RemoteError,
     ThrottledError,
 )
-from scanner.pipeline import Progress
+from scanner.scan.pipeline import Progress
 from scanner.store import DECISIONS, ReportFilter, Store
 
 T = TypeVar("T")
@@ -78,12 +78,14 @@ def _config_path(args: argparse.Namespace) -> Path | None:
     return Path("config.toml") if Path("config.toml").is_file() else None
 
 
-def _load(args: argparse.Namespace, *, full: bool) -> Config:
+def _load(args: argparse.Namespace, *, full: bool, prefix: bool = True) -> Config:
+    """The config of a command; `--prefix` applied unless the command applies it itself
+    (`scan`: its plan does)."""
     overrides: dict[str, Any] = {}
     stores = args.store if isinstance(args.store, list) else [args.store]
     if stores[0] is not None:  # report --store A --store B: the first opens the config's way
         overrides["store.path"] = stores[0]
-    if getattr(args, "prefix", None) is not None:
+    if prefix and getattr(args, "prefix", None) is not None:
         overrides["cos.prefix"] = args.prefix
     return load_config(
         _config_path(args), os.environ, overrides, require_credentials=full, require_target=full

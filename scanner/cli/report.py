@@ -29,9 +29,8 @@ from scanner.cos.client import HttpClient, cos_service
 from scanner.errors import (
     ConfigError,
 )
-from scanner.models import ScanStatus, unsharded
+from scanner.models import ScanStatus, Target, unsharded
 from scanner.report import csv_cell, status_json, status_table, write_rows
-from scanner.runner import target_of
 from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
 
@@ -96,7 +95,7 @@ async def _report_target(store: Store, config: Config, args: argparse.Namespace)
         return urls
     targets = await store.targets()
     if config.cos.bucket:
-        whole = target_of(config).id
+        whole = Target.of(config.cos).id
         shards = [t for t in targets if t != whole and unsharded(t) == whole]
         return shards[0] if whole not in targets and len(shards) == 1 else whole
     if len(targets) != 1:

@@ -17,9 +17,9 @@ from scanner.cli.commands import EXIT_OK, _load, fail
 from scanner.config import Config, Credentials
 from scanner.cos.client import HttpClient
 from scanner.errors import ConfigError
+from scanner.models import Target
 from scanner.review.app import ReviewSettings, serving
 from scanner.review.thumbs import Thumbs
-from scanner.runner import target_of
 from scanner.store import Store
 
 
@@ -63,7 +63,7 @@ async def serve_review(
 ) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation)."""
     async with await Store.open(config.store.path) as store:
-        target = target_of(config).id if config.cos.bucket else await _only_target(store)
+        target = Target.of(config.cos).id if config.cos.bucket else await _only_target(store)
         creds = config.credentials or Credentials("", "")
         async with HttpClient(creds) as http:
             token = secrets.token_urlsafe(24)

@@ -33,17 +33,20 @@ from scanner.cli.commands import (
     log,
 )
 from scanner.config import Config
-from scanner.dryrun import Estimate, dry_run
+from scanner.config.window import Window
 from scanner.errors import (
     ConfigError,
 )
 from scanner.metrics import ScanMetrics
-from scanner.pipeline import Progress
-from scanner.quota import Window
+from scanner.models import Target
 from scanner.report import dry_run_text, status_json, summary_text
-from scanner.runner import ScanResult, scan_target, target_of
+from scanner.scan.dryrun import Estimate, dry_run
+from scanner.scan.pipeline import Progress
+from scanner.scan.plan import Mode, ScanPlan, ScanRequest, make_plan
+from scanner.scan.runner import ScanResult, scan_target
+from scanner.sources.inputs import BUCKET, InventoryInput, ScanInput, UrlListInput
 from scanner.sources.shard import parse_shard
-from scanner.sources.urls import UrlList, spool_stdin, url_target
+from scanner.sources.urls import spool_stdin
 from scanner.store import ReportFilter, Store
 
 
@@ -86,16 +89,16 @@ def exit_for(result: ScanResult) -> int:
     return EXIT_OK
 
 
-def scan_mode(args: argparse.Namespace, config: Config) -> tuple[str, bool]:
-    """(mode, force) from the flags and the config default."""
+def scan_mode(args: argparse.Namespace, config: Config) -> Mode:
+    """The mode from the flags and the config default."""
     if getattr(args, "retry_failed", False):
-        return "retry-failed", False
+        return Mode.RETRY_FAILED
     if getattr(args, "force", False):
-        return "full", True
+        return Mode.FORCE
     incremental = getattr(args, "incremental", False) or (
         config.scan.incremental and not getattr(args, "full", False)
     )
-    return ("incremental" if incremental else "full"), False
+    return Mode.INCREMENTAL if incremental else Mode.FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,25 +121,15 @@ async def _keep_metrics(
 
 
 async def _scan(
-    config: Config,
-    max_images: int | None,
-    mode: str = "full",
-    force: bool = False,
-    summary_path: Path | None = None,
-    metrics_out: MetricsOut | None = None,
-    urls: UrlList | None = None,
-    inventory: str | None = None,
-    window: Window | None = None,
-    workers: int | None = None,
-    shard: tuple[int, int] | None = None,
+    plan: ScanPlan, summary_path: Path | None = None, metrics_out: MetricsOut | None = None
 ) -> int:
     started = time.monotonic()
+    config = plan.config
     _digest.every = config.scan.progress_interval
     acted: list[ActResult] = []
     metrics = None
     if metrics_out is not None:
-        target = url_target(urls.path) if urls is not None else target_of(config)
-        metrics = ScanMetrics(target.id, config.audit.scenes_per_image)
+        metrics = ScanMetrics(plan.target.id, config.audit.scenes_per_image)
         if metrics_out.port is not None:
             metrics.serve(metrics_out.port)
     seen: list[Progress] = []
@@ -147,21 +140,8 @@ async def _scan(
             if metrics is not None and metrics_out is not None:
                 every = config.scan.progress_interval
                 tg.start_soon(_keep_metrics, metrics, progress, metrics_out, every)
-            result = await scan_target(
-                config,
-                stop,
-                progress,
-                max_images=max_images,
-                mode=mode,
-                force=force,
-                on_retry=_log_retry,
-                urls=urls,
-                inventory=inventory,
-                window=window,
-                workers=workers,
-                shard=shard,
-            )
-            acts = config.act.on_flagged and urls is None  # a URL is not ours to make private
+            result = await scan_target(plan, stop, progress, on_retry=_log_retry)
+            acts = config.act.on_flagged and not plan.urls  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
                 acted.append(await _on_flagged(config, result, stop))
             tg.cancel_scope.cancel()
@@ -246,7 +226,7 @@ async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> 
     if config.act.on_flagged == "quarantine":
         if not config.act.quarantine_to:
             raise ConfigError("act.on_flagged = quarantine needs act.quarantine_to")
-        place = quarantine_place(config.act.quarantine_to, target_of(config))
+        place = quarantine_place(config.act.quarantine_to, Target.of(config.cos))
     request = ActRequest(config.act.on_flagged, where, place=place)
     return await apply_act(config, request, stop, ActProgress(), on_retry=_log_retry)
 
@@ -261,44 +241,24 @@ def _write_summary(path: Path, record: dict[str, Any]) -> None:
         log.warning("could not write the summary to %s: %s", path, exc.strerror or exc)
 
 
-async def _dry(
-    config: Config,
-    mode: str,
-    force: bool,
-    max_images: int | None,
-    as_json: bool,
-    urls: UrlList | None = None,
-    inventory: str | None = None,
-    shard: tuple[int, int] | None = None,
-) -> int:
+async def _dry(plan: ScanPlan, as_json: bool) -> int:
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[Estimate]:
-        return dry_run(
-            config,
-            progress,
-            stop,
-            mode=mode,
-            force=force,
-            max_images=max_images,
-            urls=urls,
-            inventory=inventory,
-            shard=shard,
-        )
+        return dry_run(plan, progress, stop)
 
-    est = await _supervised(config, work)
+    est = await _supervised(plan.config, work)
     if est is None:
         return EXIT_INTERRUPTED
-    data = est.as_json(config)
-    print(json.dumps(data) if as_json else dry_run_text(data, config.audit))
+    data = est.as_json(plan.config, plan.profile)
+    print(json.dumps(data) if as_json else dry_run_text(data, plan.config.audit))
     return EXIT_OK
 
 
-def run_scan(args: argparse.Namespace) -> int:
+def scan_request(args: argparse.Namespace, config: Config) -> ScanRequest:
+    """The `scan` command line as one checked value."""
     if args.max_images is not None and args.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1 (got {args.max_images})")
     if args.json and not args.dry_run:
         raise ConfigError("--json goes with --dry-run (a scan's summary is in --summary)")
-    config = _load(args, full=True)
-    mode, force = scan_mode(args, config)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers must be 1..64 (got {args.workers})")
     shard = parse_shard(args.shard) if args.shard is not None else None
@@ -306,25 +266,27 @@ def run_scan(args: argparse.Namespace) -> int:
         raise ConfigError("--shard does not go with --urls (a URL list is one process's)")
     if args.inventory is not None and args.urls is not None:
         raise ConfigError("--inventory and --urls are two inputs: give one")
-    urls = _url_list(args, config)  # after the checks: it may keep standard input on disk
-    if args.dry_run:
-        return anyio.run(
-            _dry, config, mode, force, args.max_images, args.json, urls, args.inventory, shard
-        )
-    return anyio.run(
-        _scan,
-        config,
-        args.max_images,
-        mode,
-        force,
-        args.summary,
-        metrics_out_of(args),
-        urls,
-        args.inventory,
-        window_of(args, config),
-        args.workers,
-        shard,
+    if args.urls is not None and args.prefix is not None:
+        raise ConfigError("--urls and --prefix do not go together: a URL list has no prefix")
+    return ScanRequest(
+        mode=scan_mode(args, config),
+        input=_input(args, config),  # after the checks: it may keep standard input on disk
+        prefix=args.prefix,
+        shard=shard,
+        window=window_of(args, config),
+        workers=args.workers,
+        max_images=args.max_images,
+        dry_run=args.dry_run,
     )
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    config = _load(args, full=True, prefix=False)
+    request = scan_request(args, config)
+    plan = make_plan(config, request)
+    if request.dry_run:
+        return anyio.run(_dry, plan, args.json)
+    return anyio.run(_scan, plan, args.summary, metrics_out_of(args))
 
 
 def window_of(args: argparse.Namespace, config: Config) -> Window | None:
@@ -333,17 +295,19 @@ def window_of(args: argparse.Namespace, config: Config) -> Window | None:
     return Window.parse(text) if text else None
 
 
-def _url_list(args: argparse.Namespace, config: Config) -> UrlList | None:
-    """`--urls FILE` (or `-`: standard input, kept beside the store) as a URL list."""
+def _input(args: argparse.Namespace, config: Config) -> ScanInput:
+    """What the scan reads: `--urls FILE` (or `-`: standard input, kept beside the store),
+    `--inventory MANIFEST`, or the bucket."""
+    if args.inventory is not None:
+        return InventoryInput(args.inventory)
     if args.urls is None:
-        return None
-    if args.prefix is not None:
-        raise ConfigError("--urls and --prefix do not go together: a URL list has no prefix")
+        return BUCKET
     if args.urls == "-":
-        path = spool_stdin(config.store.path)
-    else:
-        path = Path(args.urls)
-    return UrlList(path, page_size=config.cos.page_size)
+        return UrlListInput(spool_stdin(config.store.path))
+    path = Path(args.urls)
+    if not path.is_file():
+        raise ConfigError(f"--urls {str(path)!r} is not a file")
+    return UrlListInput(path)
 
 
 def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:
@@ -366,9 +330,10 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"emulator: {len(state.bucket):,} objects in {state.bucket_name} at {url} "
                     f"(latency {args.latency:g}s); store {config.store.path}"
                 )
-                code = await _scan(config, None, metrics_out=metrics_out_of(args))
+                plan = make_plan(config, ScanRequest())
+                code = await _scan(plan, metrics_out=metrics_out_of(args))
                 async with await Store.open(config.store.path) as store:
-                    status = await store.latest_scan(target_of(config))
+                    status = await store.latest_scan(Target.of(config.cos))
                 assert status is not None
                 expected = expected_counts(state, config)
                 got = {k: getattr(status, k) for k in expected}
@@ -379,7 +344,7 @@ def run_demo(args: argparse.Namespace) -> int:
                     f"emulator billed {stats['audited_images']:,} images "
                     f"({stats['double_audited']} twice) in "
                     f"{stats['requests'].get('audit', 0) + stats['requests'].get('ims', 0):,} "
-                    f"{'IMS' if args.service == 'ims' else 'batch audit'} requests"
+                    f"{plan.profile.label} requests"
                 )
                 if got != expected:
                     return EXIT_FAILED

@@ -16,8 +16,8 @@ from scanner.config.settings import (
     MAX_SCENES,
     detect_scenes,
 )
+from scanner.config.window import Window
 from scanner.errors import ConfigError
-from scanner.quota import Window
 
 _COS_URL = re.compile(r"^cos://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}/(?:[^/].*/)?$")
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")

@@ -8,7 +8,7 @@ async generator: no task group or cancel scope inside.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from urllib.parse import unquote
 
@@ -18,7 +18,7 @@ from scanner.clock import Clock
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, cos_service, unreadable
 from scanner.cos.xml import XmlError, parse, text, to_int
-from scanner.errors import RemoteError, ThrottledError
+from scanner.errors import OnRetry, ThrottledError
 from scanner.limiter import AuditBudget
 from scanner.models import ObjectRef, Page
 from scanner.retry import RetryPolicy, retrying
@@ -86,7 +86,7 @@ class Lister:
         *,
         retry: RetryPolicy,
         clock: Clock,
-        on_retry: Callable[[RemoteError, int, float], None] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._http = http
         self._settings = settings
@@ -160,7 +160,7 @@ class Lister:
         ranges of about as many common prefixes each. The prefixes come from `/` delimiter
         listings, every prefix of a level listed (8 at a time) for the next level, until
         there are 4 x `parts` of them or `depth` levels. A prefix's size is unknown, so the
-        ranges may be unequal: the listers rebalance them as they go (`scanner.ranges`). A
+        ranges may be unequal: the listers rebalance them as they go (`scanner.scan.ranges`). A
         bucket without that structure gets no split points (one range)."""
         level = [self._settings.prefix]
         slots = anyio.CapacityLimiter(8)
@@ -183,7 +183,7 @@ class Lister:
 
     async def split_point(self, after: str, upto: str | None) -> str | None:
         """A key between `after` and `upto` with keys on both sides, for an idle lister to
-        take the rest of a busy range from (`scanner.ranges`). Found where the keys are, not
+        take the rest of a busy range from (`scanner.scan.ranges`). Found where the keys are, not
         by arithmetic on strings: `/` delimiter listings from `after` under the parent
         prefixes of `after` and `upto` (the shallowest 2 of each, at once) show the range's
         children at each level, and the level showing the most (a truncated one: a page and

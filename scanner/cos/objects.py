@@ -21,7 +21,7 @@ from scanner.clock import Clock
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, Reply, Service, cos_service, unreadable
 from scanner.cos.xml import XmlError, parse_cold
-from scanner.errors import AuthError, RemoteError, ServiceError, ThrottledError
+from scanner.errors import AuthError, OnRetry, ServiceError, ThrottledError
 from scanner.limiter import AuditBudget
 from scanner.retry import RetryPolicy, retrying, unless_set
 
@@ -69,7 +69,7 @@ class ObjectClient:
         clock: Clock,
         budget: AuditBudget,
         stop: anyio.Event | None = None,
-        on_retry: Callable[[RemoteError, int, float], None] | None = None,
+        on_retry: OnRetry | None = None,
     ) -> None:
         self._http = http
         self._cos = cos

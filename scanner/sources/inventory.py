@@ -27,7 +27,7 @@ import hashlib
 import json
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +41,7 @@ from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
 from scanner.digests import file_digest
-from scanner.errors import ConfigError, RemoteError
+from scanner.errors import ConfigError, OnRetry
 from scanner.limiter import AuditBudget
 from scanner.models import ObjectRef, Page
 from scanner.retry import RetryPolicy
@@ -407,7 +407,7 @@ async def open_inventory(
     http: HttpClient,
     where: str,
     clock: Clock,
-    on_retry: Callable[[RemoteError, int, float], None] | None = None,
+    on_retry: OnRetry | None = None,
     spool: Path | None = None,
 ) -> InventorySource:
     """The Inventory named by `where` (cos://bucket/key/manifest.json or a path), checked;

@@ -22,13 +22,10 @@ from urllib.parse import quote
 import pytest
 
 from scanner.cli import main
-from tests.procs import emulator_process
-from tests.test_cli_scan import creds
-from tests.test_scan_process import ENV, stats
+from tests.helpers import ENV, emulator_process, stats
 
 BUCKET = "album-1250000000"
 QUARANTINE = "quarantine-1250000000"
-__all__ = ["creds"]  # the fixture, used by name
 
 
 @pytest.fixture

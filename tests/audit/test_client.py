@@ -14,7 +14,7 @@ from scanner.emulator.bucket import MB, StoredObject, etag_of
 from scanner.emulator.rules import verdict_for
 from scanner.errors import AuthError, ServiceError, ThrottledError, TransportError
 from scanner.models import AuditItem, Result
-from tests.conftest import FAST_RETRY, Emulator, FakeClock, make_auditor
+from tests.helpers import FAST_RETRY, Emulator, FakeClock, make_auditor
 
 KEYS = {
     "ok/normal.jpg": 100_000,

@@ -22,14 +22,21 @@ from scanner.config import Config, Credentials, ImsSettings
 from scanner.emulator import EmulatorState, Faults, running, synthetic
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.errors import AuthError, ScanBusyError
-from scanner.filter import ObjectFilter
-from scanner.models import ObjectRef
-from scanner.pipeline import Progress
-from scanner.runner import scan_target, target_of
+from scanner.models import ObjectRef, Target
+from scanner.scan.filter import ObjectFilter
+from scanner.scan.pipeline import Progress
 from scanner.store import Store
-from tests.procs import emulator_process
-from tests.test_pipeline import check_i1, config
-from tests.test_scan_process import db_rows, scan, stats, wait_until, write_config
+from tests.helpers import (
+    check_i1,
+    config,
+    db_rows,
+    emulator_process,
+    run_scan,
+    stats,
+    wait_until,
+    write_config,
+)
+from tests.helpers import scan_process as scan
 
 BACKENDS = ["ci", "ims"]
 
@@ -66,7 +73,7 @@ def rules(state: EmulatorState, cfg: Config) -> dict[str, tuple[int, str, int]]:
 
 async def run(cfg: Config, stop: anyio.Event | None = None, **kw: object) -> str:
     with anyio.fail_after(90):
-        result = await scan_target(cfg, stop or anyio.Event(), Progress(), **kw)  # type: ignore[arg-type]
+        result = await run_scan(cfg, stop or anyio.Event(), Progress(), **kw)
     return result.outcome
 
 
@@ -74,7 +81,7 @@ async def verdicts(cfg: Config) -> dict[str, tuple[int, str, int]]:
     async with await Store.open(cfg.store.path) as store:
         return {
             k: (r, label, s)
-            for k, (r, label, s) in (await store.verdict_map(target_of(cfg))).items()
+            for k, (r, label, s) in (await store.verdict_map(Target.of(cfg.cos))).items()
         }
 
 
@@ -88,7 +95,7 @@ async def test_full_scan_accounts_for_everything(backend: str, tmp_path: Path) -
     assert got == rules(state, cfg)
     assert max(state.stats.audits.values()) == 1
     async with await Store.open(cfg.store.path) as store:
-        status = await store.latest_scan(target_of(cfg))
+        status = await store.latest_scan(Target.of(cfg.cos))
     assert status is not None
     assert ("service=ims" in status.policy) == (backend == "ims")
     if backend == "ims":  # one image a request
@@ -111,7 +118,7 @@ async def test_stop_drains_and_resume_completes(backend: str, tmp_path: Path) ->
         async with anyio.create_task_group() as tg:
             tg.start_soon(stop_early)
             with anyio.fail_after(60):
-                result = await scan_target(cfg, stop, progress)
+                result = await run_scan(cfg, stop, progress)
         assert result.outcome == "interrupted"
         assert set(await verdicts(cfg)) == set(state.stats.audits)  # every billed answer kept
         assert await run(cfg) == "done"
@@ -156,7 +163,7 @@ async def test_lost_answers_are_counted_as_possibly_billed_twice(
         cfg = backend_config(backend, url, tmp_path)
         assert await run(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:
-            status = await store.latest_scan(target_of(cfg))
+            status = await store.latest_scan(Target.of(cfg.cos))
     assert status is not None
     assert state.stats.faults["truncated"] > 0
     doubled = sum(n - 1 for n in state.stats.audits.values())

@@ -20,7 +20,7 @@ from scanner.errors import (
     TransportError,
 )
 from scanner.retry import RetryPolicy
-from tests.conftest import FAST_RETRY, Emulator, FakeClock
+from tests.helpers import FAST_RETRY, Emulator, FakeClock
 
 NO_RETRY = RetryPolicy(attempts=1, deadline=1.0, wait_initial=0.0, wait_max=0.0)
 # throttling is bounded by the deadline: a first backoff past it means no retry at all
@@ -240,7 +240,7 @@ async def test_requests_name_the_bucket_in_host(emulator: Emulator) -> None:
 
 
 async def test_client_cannot_be_reopened() -> None:
-    from tests.conftest import CREDS
+    from tests.helpers import CREDS
 
     client = HttpClient(CREDS)
     async with client:

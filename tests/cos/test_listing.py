@@ -13,8 +13,8 @@ from scanner.cos.listing import Lister, parse_page
 from scanner.cos.xml import XmlError
 from scanner.emulator import Bucket, EmulatorState, running
 from scanner.emulator.bucket import StoredObject, etag_of
-from scanner.ranges import midpoint
-from tests.conftest import CREDS, FAST_RETRY, Emulator, FakeClock
+from scanner.scan.ranges import midpoint
+from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock
 
 AWKWARD = [
     "a b.jpg",

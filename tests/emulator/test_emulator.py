@@ -21,8 +21,7 @@ from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.emulator.rules import bucket_of, verdict_for
 from scanner.errors import ServiceError
 from scanner.models import AuditItem
-from tests.conftest import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor
-from tests.procs import start_emulator
+from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor, start_emulator
 
 
 def _fill(state: EmulatorState, keys: list[str]) -> None:

@@ -15,7 +15,7 @@ from scanner.cos.client import HttpClient, cos_service
 from scanner.emulator import DEFAULT_BUCKET
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.emulator.images import COLOURS
-from tests.conftest import Emulator
+from tests.helpers import Emulator
 
 CASES = [("nsfw/a.jpg", "Porn"), ("ad_b.png", "Ads"), ("plain/c.gif", "Normal"),
          ("nsfw/d.png", "Porn"), ("ad_e.jpeg", "Ads")]  # fmt: skip

@@ -26,7 +26,7 @@ from scanner.emulator import DEFAULT_BUCKET, DEFAULT_SECRET_ID, DEFAULT_SECRET_K
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.emulator.objects import content
 from scanner.emulator.rules import verdict_for
-from tests.conftest import Emulator
+from tests.helpers import Emulator
 
 
 def ims(url: str, secret_key: str = DEFAULT_SECRET_KEY, token: str | None = None) -> Any:

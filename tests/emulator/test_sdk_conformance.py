@@ -16,7 +16,7 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from scanner.emulator import DEFAULT_BUCKET, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, KeyPair
 from scanner.emulator.bucket import StoredObject, etag_of
-from tests.conftest import Emulator
+from tests.helpers import Emulator
 
 AWKWARD = [
     "a b.jpg",

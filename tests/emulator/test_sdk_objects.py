@@ -15,8 +15,8 @@ from qcloud_cos.cos_exception import CosServiceError
 from scanner.emulator import DEFAULT_BUCKET
 from scanner.emulator.bucket import Bucket, StoredObject, etag_of
 from scanner.emulator.objects import content
-from tests.conftest import Emulator
 from tests.emulator.test_sdk_conformance import _client
+from tests.helpers import Emulator
 
 QUARANTINE = "quarantine-1250000000"
 

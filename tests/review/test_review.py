@@ -24,13 +24,12 @@ from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.bucket import StoredObject, etag_of
-from scanner.pipeline import Progress
+from scanner.models import Target
 from scanner.review.app import CSP, ReviewSettings, serving
 from scanner.review.thumbs import Thumbs
-from scanner.runner import scan_target, target_of
+from scanner.scan.pipeline import Progress
 from scanner.store import Cursor, QueueFilter, Store
-from tests.conftest import CREDS
-from tests.test_pipeline import config
+from tests.helpers import CREDS, config, run_scan
 
 TOKEN = "test-token-0123456789"
 HOSTILE = ["nsfw/<img src=x onerror=alert(1)>.jpg", 'nsfw/"><script>alert(2)</script>.png']
@@ -54,8 +53,8 @@ async def serve(
         state.bucket.put(key, StoredObject(etag_of(key), 50_000, datetime.now(UTC)))
     async with running(state) as url:
         cfg = config(url, tmp_path)
-        assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
-        target = target_of(cfg).id
+        assert (await run_scan(cfg, anyio.Event(), Progress())).outcome == "done"
+        target = Target.of(cfg.cos).id
         async with await Store.open(cfg.store.path) as store, HttpClient(CREDS) as http:
             settings = ReviewSettings(target, "tester", TOKEN)
             async with serving(store, settings, Thumbs(http, cfg.cos), 0) as port:
@@ -255,7 +254,7 @@ async def test_the_page_works_while_a_scan_writes_the_store(tmp_path: Path) -> N
         statuses: list[int] = []
 
         async def rescan() -> None:
-            result = await scan_target(s.cfg, anyio.Event(), Progress(), force=True)
+            result = await run_scan(s.cfg, anyio.Event(), Progress(), force=True)
             assert result.outcome == "done"
 
         async with anyio.create_task_group() as tg:
@@ -280,13 +279,13 @@ def test_the_command_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     import urllib.error
     import urllib.request
 
-    from tests.procs import read_line
+    from tests.helpers import read_line
 
     async def scanned() -> str:
         state = EmulatorState(bucket=synthetic(200, 72), seed=72)
         async with running(state) as url:
             cfg = config(url, tmp_path)
-            assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
+            assert (await run_scan(cfg, anyio.Event(), Progress())).outcome == "done"
             return cfg.store.path
 
     store = anyio.run(scanned)

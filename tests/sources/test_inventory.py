@@ -18,14 +18,12 @@ from typing import Any
 import anyio
 import pytest
 
-from scanner.dryrun import dry_run
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.control import churn
 from scanner.emulator.inventory import generate
 from scanner.errors import ConfigError
 from scanner.models import ObjectRef
-from scanner.pipeline import Progress
-from scanner.runner import scan_target
+from scanner.scan.pipeline import Progress
 from scanner.sources.inventory import (
     InventoryError,
     InventorySource,
@@ -34,9 +32,18 @@ from scanner.sources.inventory import (
     spool_dir,
 )
 from scanner.store import Store
-from tests.procs import emulator_process
-from tests.test_pipeline import config
-from tests.test_scan_process import ENV, db_rows, scan, stats, wait_until, write_config
+from tests.helpers import (
+    ENV,
+    config,
+    db_rows,
+    emulator_process,
+    run_dry,
+    run_scan,
+    stats,
+    wait_until,
+    write_config,
+)
+from tests.helpers import scan_process as scan
 
 
 def _md5(data: bytes) -> str:
@@ -138,9 +145,9 @@ def test_an_inventory_scan_audits_what_a_listing_scan_would(tmp_path: Path, how:
             (tmp_path / "a").mkdir()
             (tmp_path / "b").mkdir()
             read = replace(listed, store=replace(listed.store, path=str(tmp_path / "b/s.db")))
-            one = await scan_target(listed, anyio.Event(), Progress())
+            one = await run_scan(listed, anyio.Event(), Progress())
             progress = Progress()
-            two = await scan_target(read, anyio.Event(), progress, inventory=where)
+            two = await run_scan(read, anyio.Event(), progress, inventory=where)
             assert (one.outcome, two.outcome) == ("done", "done")
             assert progress.total == 3000
             out = []
@@ -264,15 +271,15 @@ def test_the_nightly_from_a_new_inventory_audits_only_what_changed(tmp_path: Pat
         async with running(state) as url:
             cfg = config(url, tmp_path, batch_size=50)
             first = generate(state, rows_per_file=1000, day="20261129")["manifest"]
-            assert (await scan_target(cfg, anyio.Event(), Progress(), inventory=first)).outcome == (
+            assert (await run_scan(cfg, anyio.Event(), Progress(), inventory=first)).outcome == (
                 "done"
             )
-            again = await scan_target(cfg, anyio.Event(), Progress(), inventory=first)
+            again = await run_scan(cfg, anyio.Event(), Progress(), inventory=first)
             before = sum(state.stats.audits.values())
             changed = churn(state, change=0.01, add=0.0, delete=0.0, seed=9)["changed"]
             state.stats.audits.clear()
             second = generate(state, rows_per_file=1000, day="20261130")["manifest"]
-            nightly = await scan_target(
+            nightly = await run_scan(
                 cfg, anyio.Event(), Progress(), mode="incremental", inventory=second
             )
             async with await Store.open(cfg.store.path) as store:
@@ -304,29 +311,27 @@ def test_a_dry_run_from_an_inventory_counts_what_the_scan_then_sends(tmp_path: P
             cfg = config(url, tmp_path, batch_size=50)
             first = generate(state, rows_per_file=700, day="20261129")["manifest"]
             pairs = []
-            est = await dry_run(cfg, Progress(), anyio.Event(), inventory=first)
+            est = await run_dry(cfg, Progress(), anyio.Event(), inventory=first)
             assert state.stats.requests["list"] == 0  # read from the Inventory: no listing
             assert est.objects == 3000
             assert not await anyio.Path(cfg.store.path).exists()
             assert not await anyio.Path(spool_dir(cfg.store.path)).exists()
-            paused = await scan_target(
-                cfg, anyio.Event(), Progress(), max_images=700, inventory=first
-            )
+            paused = await run_scan(cfg, anyio.Event(), Progress(), max_images=700, inventory=first)
             assert paused.outcome == "paused"
             pairs.append((est.images, sent()))
             with pytest.raises(ConfigError, match="reads an Inventory"):  # as the scan refuses
-                await dry_run(cfg, Progress(), anyio.Event())
-            est = await dry_run(cfg, Progress(), anyio.Event(), inventory=first)
-            done = await scan_target(cfg, anyio.Event(), Progress(), inventory=first)
+                await run_dry(cfg, Progress(), anyio.Event())
+            est = await run_dry(cfg, Progress(), anyio.Event(), inventory=first)
+            done = await run_scan(cfg, anyio.Event(), Progress(), inventory=first)
             assert done.outcome == "done"
             pairs.append((est.images, sent()))
             churn(state, change=0.02, add=0.01, delete=0.0, seed=3)
             second = generate(state, rows_per_file=700, day="20261130")["manifest"]
-            est = await dry_run(
+            est = await run_dry(
                 cfg, Progress(), anyio.Event(), mode="incremental", inventory=second
             )
             assert est.mode == "incremental"
-            nightly = await scan_target(
+            nightly = await run_scan(
                 cfg, anyio.Event(), Progress(), mode="incremental", inventory=second
             )
             assert nightly.outcome == "done"

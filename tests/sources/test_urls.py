@@ -21,12 +21,19 @@ from scanner.config import ImsSettings
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.ims import CODES
 from scanner.emulator.rules import verdict_for
-from scanner.pipeline import Progress
-from scanner.runner import scan_target
+from scanner.scan.pipeline import Progress
 from scanner.sources.urls import UrlList
-from tests.procs import emulator_process
-from tests.test_pipeline import config
-from tests.test_scan_process import ENV, db_rows, scan, stats, wait_until, write_config
+from tests.helpers import (
+    ENV,
+    config,
+    db_rows,
+    emulator_process,
+    run_scan,
+    stats,
+    wait_until,
+    write_config,
+)
+from tests.helpers import scan_process as scan
 
 DEAD = "http://127.0.0.1:1/gone-{}.jpg"  # connection refused: download fails (retryable)
 
@@ -102,7 +109,7 @@ def test_a_url_list_scan_ends_with_every_entry_in_its_state(
                 cfg = replace(cfg, audit=replace(cfg.audit, service="ims"),
                               ims=ImsSettings(endpoint=url, qps=500, concurrency=8))  # fmt: skip
             with anyio.fail_after(120):
-                result = await scan_target(cfg, anyio.Event(), Progress(), urls=UrlList(path))
+                result = await run_scan(cfg, anyio.Event(), Progress(), urls=UrlList(path))
             return url if result.outcome == "done" else result.outcome
 
     url = anyio.run(run)

@@ -11,10 +11,10 @@ import pytest
 
 from scanner.cli import main
 from scanner.emulator import EmulatorState, running, synthetic
-from scanner.pipeline import Progress
-from scanner.runner import scan_target, target_of
+from scanner.models import Target
+from scanner.scan.pipeline import Progress
 from scanner.store import ReportFilter, Store
-from tests.test_pipeline import config
+from tests.helpers import config, run_scan
 
 
 @pytest.fixture
@@ -24,11 +24,11 @@ def scanned(tmp_path: Path) -> tuple[EmulatorState, str, str]:
     async def run() -> str:
         async with running(state) as url:
             cfg = config(url, tmp_path)
-            assert (await scan_target(cfg, anyio.Event(), Progress())).outcome == "done"
+            assert (await run_scan(cfg, anyio.Event(), Progress())).outcome == "done"
             return url
 
     url = anyio.run(run)
-    return state, str(tmp_path / "scan.db"), target_of(config(url, tmp_path)).id
+    return state, str(tmp_path / "scan.db"), Target.of(config(url, tmp_path).cos).id
 
 
 async def flagged(store: Store, target: str) -> list[tuple[str, str]]:
@@ -132,8 +132,7 @@ def test_two_reviewers_at_once_lose_nothing(scanned: tuple[EmulatorState, str, s
 def test_act_takes_the_decisions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`act private --decision block` acts on exactly what reviewers blocked."""
     from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
-    from tests.procs import emulator_process
-    from tests.test_scan_process import stats
+    from tests.helpers import emulator_process, stats
 
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", DEFAULT_SECRET_ID)
     monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)

@@ -20,26 +20,22 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from scanner.audit.client import audit_options
+from scanner.audit.backend import ServiceProfile
 from scanner.audit.codec import LARGE_IMAGE_BYTES, AuditOptions, policy_still_holds
 from scanner.clock import MonotonicClock
 from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
-from scanner.cos.listing import Lister
-from scanner.filter import ObjectFilter
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
-from scanner.pipeline import Progress, Source, unchanged
-from scanner.retry import RetryPolicy
-from scanner.runner import INVENTORY, opening, target_of
-from scanner.sources.inventory import InventorySource, open_inventory
-from scanner.sources.shard import ShardSource, shard_quota
-from scanner.sources.urls import UrlFilter, UrlList, url_target
+from scanner.scan.pipeline import Priors, Progress, Source, decide
+from scanner.scan.plan import Mode, ScanPlan
+from scanner.scan.runner import opening
+from scanner.sources.inputs import Opened, open_input
 from scanner.store import Store
 from scanner.store.seen import SeenSet
 
@@ -78,11 +74,11 @@ class Estimate:
             return None
         return units * config.audit.unit_price + self.large_images * config.audit.large_image_price
 
-    def as_json(self, config: Config) -> dict[str, Any]:
+    def as_json(self, config: Config, profile: ServiceProfile) -> dict[str, Any]:
         scenes = config.audit.scenes_per_image
         price = self.price(config)
         return {
-            "target": self.target or target_of(config).id,
+            "target": self.target or Target.of(config.cos).id,
             "mode": self.mode,
             "resumes_scan": self.resumes,
             "nothing_to_do": self.nothing,
@@ -102,15 +98,8 @@ class Estimate:
             "skipped": dict(self.skipped.most_common()),
             "already_done": self.already_done,
             "capped_at_max_images": self.capped,
-            "duration_s": round(self.duration(*_pace(config)), 3),
+            "duration_s": round(self.duration(profile.batch_size, profile.qps), 3),
         }
-
-
-def _pace(config: Config) -> tuple[int, float]:
-    """(images per request, requests per second) of the configured service."""
-    if config.audit.service == "ims":
-        return 1, config.ims.qps
-    return config.audit.batch_size, config.audit.qps
 
 
 @dataclass
@@ -122,7 +111,6 @@ class _Counter:
     seen: SeenSet | None = None  # with [scan] dedupe: the contents this run would send
     store: Store | None = None
     since: float = 0.0  # the store's verdicts before this are not taken (a --force scan)
-    urls: UrlList | None = None  # a URL list instead of the bucket
 
     async def send(self, refs: Sequence[ObjectRef]) -> bool:
         """Count `refs` as sent, less the copies the scan would not pay for (content audited
@@ -192,95 +180,61 @@ async def _latest(path: str, target: Target) -> tuple[Store | None, ScanStatus |
     return store, await store.latest_scan(target)
 
 
-async def dry_run(
-    config: Config,
-    progress: Progress,
-    stop: anyio.Event,
-    *,
-    mode: str = "full",
-    force: bool = False,
-    max_images: int | None = None,
-    urls: UrlList | None = None,
-    inventory: str | None = None,
-    shard: tuple[int, int] | None = None,
-) -> Estimate:
-    """What `scan` with these flags would send now; writes nothing, bills nothing. An
+async def dry_run(plan: ScanPlan, progress: Progress, stop: anyio.Event) -> Estimate:
+    """What `scan` with this plan would send now; writes nothing, bills nothing. An
     Inventory's data files are downloaded into a temporary directory, checked and read."""
-    target = url_target(urls.path) if urls is not None else target_of(config)
-    if shard is not None:
-        target = replace(target, shard=shard)
-        config = shard_quota(config, shard[1])
-    store, latest = await _latest(config.store.path, target)
+    config = plan.config
+    store, latest = await _latest(config.store.path, plan.target)
     assert config.credentials is not None
-    read: InventorySource | None = None
     try:
         async with HttpClient(config.credentials) as http:
-            clock = MonotonicClock()
-            retry = RetryPolicy.from_settings(config.retry)
-            source: Source = urls or Lister(http, config.cos, retry=retry, clock=clock)
-            digest = urls.digest if urls is not None else ""
             with tempfile.TemporaryDirectory(prefix="cos-scanner-dry-run-") as spool:
-                if inventory is not None:
-                    read = await open_inventory(config, http, inventory, clock, spool=Path(spool))
-                    source, digest = read, INVENTORY + read.manifest.digest
-                if shard is not None:
-                    source = ShardSource(source, *shard)
-                plan = _Plan(target, source, digest, mode, force, max_images)
-                return await _estimate(config, store, latest, progress, stop, plan, urls)
+                opened = await open_input(
+                    plan.request.input, config, http, retry=plan.retry, clock=MonotonicClock(),
+                    shard=plan.target.shard, spool=Path(spool),
+                )  # fmt: skip
+                try:
+                    return await _estimate(plan, store, latest, progress, stop, opened)
+                finally:
+                    opened.close()
     finally:
-        for opened in (urls, read):
-            if opened is not None:
-                opened.close()
         if store is not None:
             await store.close()
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """The scan asked for: its target, where its pages come from, and its flags."""
-
-    target: Target
-    source: Source
-    digest: str  # the input's digest (a URL list's, an Inventory's manifest's; "" listing)
-    mode: str
-    force: bool
-    max_images: int | None
-
-
 async def _estimate(
-    config: Config,
+    plan: ScanPlan,
     store: Store | None,
     latest: ScanStatus | None,
     progress: Progress,
     stop: anyio.Event,
-    plan: _Plan,
-    urls: UrlList | None,
+    opened: Opened,
 ) -> Estimate:
     """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
-    est = Estimate(plan.mode, plan.target.id)
-    counter = _Counter(est, audit_options(config.audit), plan.max_images, plan.target)
-    counter.store, counter.urls = store, urls
-    if config.scan.dedupe:
+    est = Estimate(plan.mode.stored, plan.target.id)
+    counter = _Counter(est, plan.options, plan.request.max_images, plan.target)
+    counter.store = store
+    if plan.config.scan.dedupe:
         counter.seen = SeenSet()
     try:
-        return await _branches(config, latest, progress, stop, plan, counter)
+        return await _branches(plan, latest, progress, stop, opened, counter)
     finally:
         if counter.seen is not None:
             counter.seen.close()
 
 
 async def _branches(
-    config: Config,
+    plan: ScanPlan,
     latest: ScanStatus | None,
     progress: Progress,
     stop: anyio.Event,
-    plan: _Plan,
+    opened: Opened,
     counter: _Counter,
 ) -> Estimate:
     est, store, mode = counter.est, counter.store, plan.mode
     marker = ""
-    counter.since = time.time() if plan.force else 0.0
-    action = opening(plan.target, latest, mode, plan.force, plan.digest)  # raises as scan does
+    counter.since = time.time() if mode.force else 0.0
+    action = opening(plan.target, latest, mode, opened.digest)  # raises as scan does
     if action == "resume" and store is not None and latest is not None:
         counter.since = latest.reuse_since
         if not await _resume(store, latest, counter):
@@ -289,18 +243,18 @@ async def _branches(
     elif action == "nothing":
         est.nothing = True
         return est
-    elif mode == "retry-failed":
+    elif mode is Mode.RETRY_FAILED:
         if store is not None:
             await _failed(store, counter.target, counter)
         return est
     elif (
         latest is None
-        and mode == "incremental"
+        and mode is Mode.INCREMENTAL
         and (store is None or not await store.has_outcomes(counter.target))
     ):
         est.mode = "full"  # nothing to compare with yet: the scan starts a full one
-    priors = store if est.mode == "incremental" else None
-    await _list(config, priors, counter, progress, stop, marker, plan.source)
+    priors = store.priors if est.mode == "incremental" and store is not None else None
+    await _list(plan, priors, counter, progress, stop, marker, opened)
     return est
 
 
@@ -324,38 +278,26 @@ async def _failed(store: Store, target: Target, counter: _Counter) -> None:
 
 
 async def _list(
-    config: Config,
-    priors_from: Store | None,
+    plan: ScanPlan,
+    priors: Priors | None,
     counter: _Counter,
     progress: Progress,
     stop: anyio.Event,
     marker: str,
     source: Source,
 ) -> None:
-    """List from `marker` and count what the scan would decide to send."""
-    est, options = counter.est, counter.options
-    urls = counter.urls
-    flt: UrlFilter | ObjectFilter = (
-        UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit)
-    )
-    target = counter.target
+    """List from `marker` and count what the scan would decide to send (`pipeline.decide`)."""
+    est = counter.est
     progress.phase = "listing (dry run)"
     async for page in _pages(source, marker):
         est.pages += 1
         est.objects += len(page.objects)
-        refs = page.objects
-        priors = {}
-        if priors_from is not None and refs:
-            priors = await priors_from.priors(target, [r.key for r in refs])
         fresh = []
-        for ref in refs:
-            reason = flt.reason(ref)
-            if not reason and unchanged(ref, priors.get(ref.key), options):
-                reason = "unchanged"
-            if reason:
-                est.skipped[reason] += 1
+        for decision in await decide(page.objects, plan, priors):
+            if decision.skip:
+                est.skipped[decision.skip] += 1
             else:
-                fresh.append(ref)
+                fresh.append(decision.ref)
         progress.listed = est.objects
         if not await counter.send(fresh) or stop.is_set():
             return

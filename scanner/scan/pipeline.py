@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,8 +30,6 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from scanner.audit.backend import AuditBackend
 from scanner.audit.codec import AuditOptions, policy_still_holds
-from scanner.batcher import make_batches
-from scanner.copies import Copies
 from scanner.errors import AbandonedError
 from scanner.limiter import AuditBudget
 from scanner.models import (
@@ -45,7 +43,10 @@ from scanner.models import (
     ScanStatus,
     Target,
 )
-from scanner.ranges import Probe, list_target
+from scanner.scan.batcher import make_batches
+from scanner.scan.copies import Copies
+from scanner.scan.plan import ScanPlan
+from scanner.scan.ranges import Probe, list_target
 from scanner.store import Prior, Store
 
 
@@ -91,29 +92,21 @@ class Source(Protocol):
     async def page(self, marker: str) -> Page: ...
 
 
-class Filter(Protocol):
-    """Which listed objects are audited, and why the others are skipped."""
-
-    def decide(self, ref: ObjectRef) -> Decision: ...
-
-
 @dataclass(frozen=True, slots=True)
 class ScanDeps:
+    """A pass's plan and the live objects it runs with."""
+
+    plan: ScanPlan
     store: Store
-    lister: Source
+    source: Source
     auditor: AuditBackend
-    target: Target
-    policy: str
-    filter: Filter
-    incremental: bool = False  # skip keys whose last outcome still stands
-    user_of: Callable[[str], str] = lambda _key: ""  # the uploader a key names
     owner: str = "local"  # this scan's lease owner: what its claims carry
     since: float = 0.0  # the bucket's verdicts made before this are not taken (--force)
-    dedupe: bool = True  # identical content (ETag, size) audited once ([scan] dedupe)
-    stale_after: float = 60.0  # seconds without heartbeat before another scan's claim lapses
-    urls: bool = False  # a URL list: each key is a URL, audited as a Url / FileUrl input
-    list_concurrency: int = 1  # ranges listed at once ([cos] list_concurrency)
     split_point: Probe | None = None  # where an idle lister cuts a busy range (the bucket's)
+
+    @property
+    def target(self) -> Target:
+        return self.plan.target
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,7 +178,7 @@ async def _admit(
     """What of `refs` must be sent: the store settles what is already known (copies of
     audited content, keys another scan just audited, keys it has in flight), then copies of
     content in flight in this pass wait for it (`Copies`)."""
-    options = deps.auditor.options
+    options, plan = deps.auditor.options, deps.plan
     got = await deps.store.admit(
         scan_id,
         deps.target,
@@ -195,9 +188,9 @@ async def _admit(
         holds=lambda policy, ref: policy_still_holds(
             policy, options.fingerprint_for(ref.key, ref.size)
         ),
-        dedupe=deps.dedupe,
-        stale_after=deps.stale_after,
-        user=lambda ref: deps.user_of(ref.key),
+        dedupe=plan.config.scan.dedupe,
+        stale_after=plan.config.scan.lease_stale_after,
+        user=lambda ref: plan.user_of(ref.key),
     )
     for _, result, _ in got.shared:
         progress.audited += 1
@@ -243,8 +236,11 @@ async def _source(
         progress.phase = "scanning"
         ranges = [r for r in await deps.store.ranges(scan.id) if not r.done]
 
+        incremental = scan.mode == "incremental"
+        priors = deps.store.priors if incremental else None
+
         async def take(page: Page, range_idx: int | None) -> bool:
-            decisions = await _decide(deps, page.objects)
+            decisions = await decide(page.objects, deps.plan, priors)
             fresh = await deps.store.record_page(scan.id, decisions, page.next_marker, range_idx)
             progress.pages += 1
             progress.listed += len(page.objects)
@@ -258,11 +254,11 @@ async def _source(
         if await list_target(
             scan.marker,
             ranges,
-            deps.lister.page,
+            deps.source.page,
             take,
             split,
             stop,
-            deps.list_concurrency,
+            deps.plan.config.cos.list_concurrency,
             deps.split_point,
         ):  # the scan's size is known now
             progress.total = progress.listed_before + progress.listed
@@ -279,14 +275,23 @@ def unchanged(ref: ObjectRef, prior: Prior | None, options: AuditOptions) -> boo
     return policy_still_holds(prior.policy, options.fingerprint_for(ref.key, ref.size))
 
 
-async def _decide(deps: ScanDeps, refs: Sequence[ObjectRef]) -> list[Decision]:
-    decisions = [deps.filter.decide(ref) for ref in refs]
-    if not deps.incremental or not refs:
+#: The store's outcomes of keys of a target (`Store.priors`): what a nightly compares with.
+Priors = Callable[[Target, list[str]], Awaitable[dict[str, Prior]]]
+
+
+async def decide(
+    refs: Sequence[ObjectRef], plan: ScanPlan, priors: Priors | None
+) -> list[Decision]:
+    """What the scan does with each listed object: skip it (the filter's reason, or
+    "unchanged" when `priors` are given and the last outcome still stands), or audit it. The
+    scan and its dry run decide every page here."""
+    decisions = [plan.filter.decide(ref) for ref in refs]
+    if priors is None or not refs:
         return decisions
-    priors = await deps.store.priors(deps.target, [r.key for r in refs])
+    known = await priors(plan.target, [r.key for r in refs])
     return [
         Decision(d.ref, "unchanged")
-        if not d.skip and unchanged(d.ref, priors.get(d.ref.key), deps.auditor.options)
+        if not d.skip and unchanged(d.ref, known.get(d.ref.key), plan.options)
         else d
         for d in decisions
     ]
@@ -385,7 +390,7 @@ async def _record(
         deps.target,
         _policy_of(deps.auditor.options),
         pairs,
-        user=lambda ref: deps.user_of(ref.key),
+        user=lambda ref: deps.plan.user_of(ref.key),
         requests=requests,
         max_attempts=opts.max_attempts,
         owner=deps.owner,
@@ -397,7 +402,7 @@ async def run_pass(
 ) -> Feed:
     """One pass over the scan; says how many images it sent and whether it hit the cap."""
     feed = Feed()
-    copies = Copies(_policy_of(deps.auditor.options), enabled=deps.dedupe)
+    copies = Copies(_policy_of(deps.auditor.options), enabled=deps.plan.config.scan.dedupe)
     refs_tx, refs_rx = anyio.create_memory_object_stream[ObjectRef](opts.batch_size)
     batches_tx, batches_rx = anyio.create_memory_object_stream[list[ObjectRef]](0)
     results_tx, results_rx = anyio.create_memory_object_stream[_Outcome](opts.workers)
@@ -415,8 +420,8 @@ async def run_pass(
                     batches_rx.clone(),
                     results_tx.clone(),
                     stop,
-                    deps.user_of,
-                    deps.urls,
+                    deps.plan.user_of,
+                    deps.plan.urls,
                     name=f"auditor-{n}",
                 )
         tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, copies, name="writer")

@@ -1,12 +1,11 @@
-"""Quotas over time: `[scan] daily_cap` (billed units per UTC day) and `--window HH:MM-HH:MM`
-(audit only inside a daily window of local time). Pure arithmetic on clock readings; the
-runner decides what to do with it."""
+"""`--window HH:MM-HH:MM` / `[scan] window`: a daily window of local time, as a config value.
+The scan's quota module decides what to do with it; this is only the value and its arithmetic."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from datetime import time as clock_time
 
 from scanner.errors import ConfigError
@@ -53,27 +52,3 @@ class Window:
         """Seconds until the open (or next) window closes."""
         _, end = self._bounds(now)
         return (end - now).total_seconds()
-
-
-def until_utc_midnight(now: datetime) -> float:
-    """Seconds until the next UTC day (`now` aware)."""
-    n = now.astimezone(UTC)
-    tomorrow = (n + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (tomorrow - n).total_seconds()
-
-
-def span(seconds: float) -> str:
-    """`3 h 05 min`, `12 min`, `40 s`."""
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min"
-    return f"{s} s"
-
-
-def remaining_images(cap_units: int, billed_images: int, scenes: int | None) -> int:
-    """Images that may still be sent today under a cap of `cap_units` (a unit is an image
-    x scene; an image when the scenes are unknown)."""
-    per = scenes or 1
-    return max(0, (cap_units - billed_images * per) // per)

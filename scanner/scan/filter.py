@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from scanner.audit.codec import LARGE_IMAGE_BYTES, xml_safe
 from scanner.config import AuditSettings, ScanSettings
@@ -23,6 +24,12 @@ IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "heif"
 ARCHIVE_CLASSES = frozenset({"ARCHIVE", "DEEP_ARCHIVE"})
 SMALL_LIMIT = LARGE_IMAGE_BYTES  # bytes; larger needs LargeImageDetect
 HARD_LIMIT = 32 * 1024 * 1024  # bytes; at or over it the API refuses
+
+
+class Filter(Protocol):
+    """Which listed objects are audited, and why the others are skipped."""
+
+    def decide(self, ref: ObjectRef) -> Decision: ...
 
 
 def _when(value: str) -> datetime | None:

@@ -14,7 +14,7 @@ attempt is handed to a worker and given back when its answer (or error) returns,
 budgets are exactly as strict as with one process: no worker can send a request the budget
 has not granted.
 
-A worker is `python -m scanner.workers`, talking over its stdin/stdout in length-prefixed
+A worker is `python -m scanner.scan.workers`, talking over its stdin/stdout in length-prefixed
 pickles (the parent is the only writer of its stdin: nothing else can reach it). Its first
 frame is its settings (credentials, [cos], [audit], freeze); then each frame is
 `(id, items)` and each answer `(id, verdicts)` or `(id, error)`, a RemoteError carried with its
@@ -134,7 +134,7 @@ class WorkerPool:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         for _ in range(self._count):
             process = await anyio.open_process(
-                [sys.executable, "-m", "scanner.workers"], stderr=None, env=env
+                [sys.executable, "-m", "scanner.scan.workers"], stderr=None, env=env
             )
             assert process.stdin is not None
             assert process.stdout is not None

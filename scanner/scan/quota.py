@@ -1,0 +1,71 @@
+"""Quotas over time: `[scan] daily_cap` (billed units per UTC day) and `--window HH:MM-HH:MM`
+(audit only inside a daily window of local time): the arithmetic on a clock that gives wall
+time, and the waits the runner makes on it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import anyio
+
+from scanner.clock import Clock
+from scanner.config.window import Window
+
+
+def until_utc_midnight(now: datetime) -> float:
+    """Seconds until the next UTC day (`now` aware)."""
+    n = now.astimezone(UTC)
+    tomorrow = (n + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (tomorrow - n).total_seconds()
+
+
+def span(seconds: float) -> str:
+    """`3 h 05 min`, `12 min`, `40 s`."""
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"
+
+
+def remaining_images(cap_units: int, billed_images: int, scenes: int | None) -> int:
+    """Images that may still be sent today under a cap of `cap_units` (a unit is an image
+    x scene; an image when the scenes are unknown)."""
+    per = scenes or 1
+    return max(0, (cap_units - billed_images * per) // per)
+
+
+class Billed(Protocol):
+    async def billed_on(self, day: str) -> int: ...
+
+
+async def wait_for_window(window: Window, clock: Clock, stop: anyio.Event) -> float:
+    """Wait until `window` opens or `stop` is set; the seconds it had to wait (0: open)."""
+    wait = window.opens_in(clock.wall())
+    if wait > 0:
+        with anyio.move_on_after(wait):
+            await stop.wait()
+    return wait
+
+
+async def close_window(window: Window, clock: Clock) -> str:
+    """Return when the open window closes, with what to say about it."""
+    await clock.sleep(window.closes_in(clock.wall()))
+    opens = window.opens_in(clock.wall() + timedelta(seconds=1)) + 1
+    return f"paused at the end of the window {window.text}; it opens in {span(opens)}"
+
+
+async def daily_allowance(
+    store: Billed, cap: int, scenes: int | None, clock: Clock
+) -> tuple[int, str]:
+    """(images that may still be sent today under `[scan] daily_cap`, what to say when the cap
+    is reached)."""
+    now = clock.wall().astimezone(UTC)
+    billed = await store.billed_on(now.strftime("%Y-%m-%d"))
+    note = (
+        f"paused at the daily cap of {cap:,} units ({billed * (scenes or 1):,} billed today, "
+        f"UTC); the cap resets in {span(until_utc_midnight(now))} (00:00 UTC)"
+    )
+    return remaining_images(cap, billed, scenes), note
