@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest demo emulator clean lock
+.PHONY: test test-fast lint typecheck pytest demo emulator clean lock
 
 $(STAMP): pyproject.toml requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "cos-scanner needs Python >= 3.11 (set PYTHON=...)")'
@@ -34,6 +34,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q
+
+# The inner loop: lint, types and every test not marked slow (make test runs them all)
+test-fast: lint typecheck
+	$(BIN)/pytest -q -m "not slow"
 
 # make demo SERVICE=ims: the same demo through IMS ImageModeration
 demo: $(STAMP)

@@ -17,7 +17,8 @@ import time
 import anyio
 from common import machine, start_emulator
 
-from scanner.audit.codec import AuditOptions, decode_results, encode_batch
+from scanner.audit.codec import decode_results, encode_batch
+from scanner.audit.policy import AuditOptions
 from scanner.config import CosSettings, Credentials
 from scanner.cos.client import HttpClient, Service, ci_service
 from scanner.emulator import DEFAULT_BUCKET, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY

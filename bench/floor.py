@@ -25,11 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from scanner.audit.codec import AuditOptions, decode_results, encode_batch
+from scanner.audit.codec import decode_results, encode_batch
+from scanner.audit.policy import AuditOptions
 from scanner.config import AuditSettings, ScanSettings
 from scanner.cos.listing import parse_page
 from scanner.emulator import EmulatorState, synthetic
-from scanner.emulator.app import audit, list_objects
+from scanner.emulator.app import list_objects
+from scanner.emulator.audit import audit
 from scanner.models import AuditItem, Decision, ImageVerdict, ObjectRef, Target
 from scanner.scan.batcher import chunk
 from scanner.scan.filter import ObjectFilter

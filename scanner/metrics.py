@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Gauge, start_http_server, write_to_textfile
 
 from scanner.models import ScanStatus
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 
 _GAUGES = {
     "objects_listed": "objects listed in this run",

@@ -23,7 +23,7 @@ from typing import IO, Any
 import anyio
 
 from scanner.audit.client import AuditClient
-from scanner.audit.codec import LARGE_IMAGE_BYTES
+from scanner.audit.policy import LARGE_IMAGE_BYTES
 from scanner.config import (
     AuditSettings,
     Config,
@@ -46,8 +46,8 @@ from scanner.limiter import AuditBudget
 from scanner.models import ScanStatus, Target
 from scanner.retry import RetryPolicy
 from scanner.scan.dryrun import Estimate, dry_run
-from scanner.scan.pipeline import Progress
 from scanner.scan.plan import Mode, ScanPlan, ScanRequest, make_plan
+from scanner.scan.progress import Progress
 from scanner.scan.runner import ScanResult, scan_target
 from scanner.sources.inputs import BUCKET, InventoryInput, ScanInput, UrlListInput
 from scanner.sources.urls import UrlList

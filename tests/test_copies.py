@@ -30,7 +30,7 @@ from scanner.models import ImageVerdict, ObjectRef, Result, Target, content_key
 from scanner.scan.copies import WAIT, Copies
 from scanner.scan.dryrun import Estimate
 from scanner.scan.filter import ObjectFilter
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import Store
 from scanner.store.migrate import apply_migrations, migrations_dir
 from tests.helpers import (
@@ -225,8 +225,7 @@ async def test_a_prefix_scan_beside_a_full_scan_bills_no_key_twice(tmp_path: Pat
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, full)
             with anyio.fail_after(30):
-                while sum(state.stats.audits.values()) < 300:  # noqa: ASYNC110 (emulator counters)
-                    await anyio.sleep(0.01)
+                await state.stats.changes.until(lambda: sum(state.stats.audits.values()) >= 300)
             tg.start_soon(run, part)
     assert outcomes == ["done", "done"]
     expected = _auditable(state, full)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from scanner.audit.codec import LARGE_IMAGE_BYTES
+from scanner.audit.policy import LARGE_IMAGE_BYTES
 from scanner.config import AuditSettings, Config, ScanSettings
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.control import churn

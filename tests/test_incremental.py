@@ -15,7 +15,7 @@ from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.emulator.state import Stats
 from scanner.models import ObjectRef, Target
 from scanner.scan.filter import ObjectFilter
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import Store
 from tests.helpers import config, run_scan
 

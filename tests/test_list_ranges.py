@@ -17,7 +17,7 @@ import anyio
 
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.models import KeyRange, ObjectRef, Page
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.scan.ranges import list_target, midpoint, within
 from scanner.store import Store
 from tests.helpers import (

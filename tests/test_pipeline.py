@@ -14,7 +14,7 @@ from scanner.config import (
 )
 from scanner.emulator import DEFAULT_BUCKET, EmulatorState, Faults, running, synthetic
 from scanner.models import Target
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import Store
 from tests.helpers import CREDS, check_i1, config, run_scan
 from tests.helpers import scan_outcome as scan
@@ -48,8 +48,7 @@ async def test_stop_drains_then_resume_completes(tmp_path: Path) -> None:
         progress = Progress()
 
         async def stop_early() -> None:
-            while progress.audited < 400:  # noqa: ASYNC110 - polling a plain counter
-                await anyio.sleep(0.01)
+            await progress.changes.until(lambda: progress.audited >= 400)
             stop.set()
 
         async with anyio.create_task_group() as tg:

@@ -7,7 +7,7 @@ import pytest
 from scanner.cli.progress import fit, scan_fields, scan_parts
 from scanner.clock import MonotonicClock
 from scanner.limiter import AuditBudget
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ import pytest
 from scanner.config.window import Window
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.errors import ConfigError
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.scan.quota import remaining_images, span, until_utc_midnight
 from tests.helpers import config, run_scan
 

@@ -17,7 +17,7 @@ import aiohttp
 import anyio
 import pytest
 
-from scanner.audit.codec import raw_to_dict
+from scanner.audit.raw import raw_to_dict
 from scanner.config import Config
 from scanner.emulator import (
     DEFAULT_SECRET_ID,
@@ -26,8 +26,8 @@ from scanner.emulator import (
     running,
     synthetic,
 )
-from scanner.report import FIELDS
-from scanner.scan.pipeline import Progress
+from scanner.render import FIELDS
+from scanner.scan.progress import Progress
 from scanner.store import unpack_raw
 from tests.helpers import config, run_scan
 

@@ -16,7 +16,7 @@ from scanner.config import Config
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.errors import ConfigError
 from scanner.models import shard_of
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.sources.shard import parse_shard, shard_quota
 from scanner.store import Store
 from tests.helpers import config, run_dry, run_scan

@@ -17,7 +17,7 @@ import anyio
 from scanner.config import Config
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.models import Target
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.scan.runner import ScanResult
 from scanner.store import Store
 from tests.helpers import check_i1, config, run_scan
@@ -34,8 +34,7 @@ async def stopped_when(
 
     async def trigger() -> None:
         nonlocal stopped_at
-        while not ready(progress):  # noqa: ASYNC110 - live counters have no event to wait on
-            await anyio.sleep(0.01)
+        await progress.changes.until(lambda: ready(progress))
         stopped_at = anyio.current_time()
         stop.set()
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from scanner.audit.codec import AuditOptions, encode_batch
+from scanner.audit.codec import encode_batch
+from scanner.audit.policy import AuditOptions
 from scanner.cli import main
 from scanner.config import ScanSettings
 from scanner.emulator import EmulatorState, running, synthetic
@@ -58,7 +59,7 @@ def test_report_by_user_matches_the_emulator_rules(
             cfg = config(url, tmp_path)
             from dataclasses import replace
 
-            from scanner.scan.pipeline import Progress
+            from scanner.scan.progress import Progress
 
             cfg = replace(cfg, scan=replace(cfg.scan, user_from_key=USERS))
             result = await run_scan(cfg, anyio.Event(), Progress())

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from scanner.emulator import EmulatorState, running, synthetic
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.scan.workers import default_workers
 from tests.helpers import check_i1, children, config, run_scan
 
@@ -67,8 +67,7 @@ def test_a_worker_killed_mid_scan_costs_at_most_its_lost_answers(tmp_path: Path)
             cfg = replace(cfg, audit=replace(cfg.audit, resend_after_timeout=1))
 
             async def kill_one() -> None:
-                while sum(state.stats.audits.values()) < 1000:  # noqa: ASYNC110
-                    await anyio.sleep(0.05)
+                await state.stats.changes.until(lambda: sum(state.stats.audits.values()) >= 1000)
                 os.kill(children(os.getpid())[0], signal.SIGKILL)
 
             async with anyio.create_task_group() as tg:

@@ -17,8 +17,8 @@ from typing import Protocol
 import anyio
 
 from scanner.audit.client import AuditClient, Remote
-from scanner.audit.codec import AuditOptions
 from scanner.audit.ims import ImsClient
+from scanner.audit.policy import AuditOptions
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.cos.client import HttpClient

@@ -20,7 +20,8 @@ from dataclasses import replace
 
 import anyio
 
-from scanner.audit.codec import AuditOptions, decode_results, encode_batch
+from scanner.audit.codec import decode_results, encode_batch
+from scanner.audit.policy import audit_options
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings, FreezeSettings
 from scanner.cos.client import HttpClient, Reply, ci_service, unreadable
@@ -29,20 +30,6 @@ from scanner.errors import OnRetry, RemoteError, ThrottledError, TransportError
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict
 from scanner.retry import RetryPolicy, retrying, unless_set
-
-
-def audit_options(settings: AuditSettings, freeze: FreezeSettings | None = None) -> AuditOptions:
-    return AuditOptions(
-        freeze=tuple((freeze or FreezeSettings()).thresholds().items()),
-        biz_type=settings.biz_type,
-        detect_type=",".join(settings.scenes),
-        policy_version=settings.policy_version,
-        interval=settings.interval,
-        max_frames=settings.max_frames,
-        large_image_detect=settings.large_image_detect,
-        service=settings.service,
-    )
-
 
 #: One attempt's request and answer done elsewhere (`scanner.scan.workers.WorkerPool.attempt`).
 Remote = Callable[[Sequence[AuditItem]], Awaitable[list[ImageVerdict]]]

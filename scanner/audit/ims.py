@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import anyio
 import yarl
 
-from scanner.audit.client import Resends, audit_options
+from scanner.audit.client import Resends
 from scanner.audit.ims_codec import (
     ACTION,
     CONTENT_TYPE,
@@ -38,7 +38,7 @@ from scanner.audit.ims_codec import (
     error_of,
     parse,
 )
-from scanner.audit.tc3 import authorization
+from scanner.audit.policy import audit_options
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings, Credentials, FreezeSettings, ImsSettings
 from scanner.cos.client import (
@@ -50,6 +50,7 @@ from scanner.cos.client import (
     status_error,
 )
 from scanner.cos.objects import ObjectClient
+from scanner.cos.tc3 import authorization
 from scanner.errors import (
     AuthError,
     OnRetry,

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from scanner.audit.codec import AuditOptions, is_gif
+from scanner.audit.policy import AuditOptions, is_gif
 from scanner.models import AuditItem, ImageVerdict, LibResult, OcrResult, Result, SceneInfo
 
 ACTION = "ImageModeration"

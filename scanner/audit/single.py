@@ -9,8 +9,8 @@ Billed per image and scene, as batch auditing is.
 
 from __future__ import annotations
 
-from scanner.audit.client import audit_options
-from scanner.audit.codec import decode_job, is_gif
+from scanner.audit.codec import decode_job
+from scanner.audit.policy import audit_options, is_gif
 from scanner.clock import Clock
 from scanner.config import AuditSettings, CosSettings
 from scanner.cos.client import HttpClient, cos_service, unreadable

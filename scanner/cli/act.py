@@ -18,18 +18,18 @@ from scanner.cli.commands import (
     EXIT_IMAGES_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    _load,
-    _log_retry,
-    _supervised,
     fail,
+    load_config_of,
     log,
+    log_retry,
     selection,
     spelled_labels,
+    supervised,
 )
 from scanner.config import Config
 from scanner.errors import ConfigError
 from scanner.models import Target
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import ReportFilter, Store
 
 
@@ -78,7 +78,7 @@ def _result_text(result: ActResult) -> str:
 
 
 def run_act(args: argparse.Namespace) -> int:
-    config = _load(args, full=args.apply)
+    config = load_config_of(args, full=args.apply)
     request = _request(args, config)
     request = anyio.run(_labels, config, request)
     if not args.apply:
@@ -101,9 +101,9 @@ def run_act(args: argparse.Namespace) -> int:
         return line[:width], fields
 
     def work(stop: anyio.Event, _scan: Progress) -> Awaitable[ActResult]:
-        return apply_act(config, request, stop, progress, on_retry=_log_retry)
+        return apply_act(config, request, stop, progress, on_retry=log_retry)
 
-    result = anyio.run(_supervised, config, work, render)
+    result = anyio.run(supervised, config, work, render)
     if result is None:
         fail(
             "cos-scanner: aborted; the journal says where each object was: run act again to resume"

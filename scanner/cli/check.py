@@ -16,11 +16,11 @@ from typing import Any
 
 import anyio
 
-from scanner.audit.client import audit_options
-from scanner.audit.codec import raw_to_dict
 from scanner.audit.ims import ImsClient
+from scanner.audit.policy import audit_options
+from scanner.audit.raw import raw_to_dict
 from scanner.audit.single import SingleImageClient
-from scanner.cli.commands import EXIT_IMAGES_FAILED, EXIT_OK, _load, _log_retry, fail
+from scanner.cli.commands import EXIT_IMAGES_FAILED, EXIT_OK, fail, load_config_of, log_retry
 from scanner.clock import MonotonicClock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
@@ -39,7 +39,7 @@ _RESULTS = {0: "normal", 1: "sensitive", 2: "suspicious"}
 
 
 def run_check(args: argparse.Namespace) -> int:
-    config = _load(args, full=True)
+    config = load_config_of(args, full=True)
     what = args.image
     is_url = _SCHEME.match(what) is not None  # ftp://... is a URL, and refused below
     if is_url and url_problem(what):
@@ -76,12 +76,12 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
         if config.audit.service == "ims":
             ims = ImsClient(
                 http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
-                clock=clock, budget=budget, on_retry=_log_retry,
+                clock=clock, budget=budget, on_retry=log_retry,
             )  # fmt: skip
             (verdict,) = await ims.moderate([item])
             return verdict, ref
         single = SingleImageClient(
-            http, config.cos, config.audit, retry=retry, clock=clock, on_retry=_log_retry
+            http, config.cos, config.audit, retry=retry, clock=clock, on_retry=log_retry
         )
         return await single.check(item), ref
 

@@ -28,7 +28,7 @@ from scanner.errors import (
     RemoteError,
     ThrottledError,
 )
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import DECISIONS, ReportFilter, Store
 
 T = TypeVar("T")
@@ -78,7 +78,7 @@ def _config_path(args: argparse.Namespace) -> Path | None:
     return Path("config.toml") if Path("config.toml").is_file() else None
 
 
-def _load(args: argparse.Namespace, *, full: bool, prefix: bool = True) -> Config:
+def load_config_of(args: argparse.Namespace, *, full: bool, prefix: bool = True) -> Config:
     """The config of a command; `--prefix` applied unless the command applies it itself
     (`scan`: its plan does)."""
     overrides: dict[str, Any] = {}
@@ -104,7 +104,7 @@ async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
             stop.set()
 
 
-async def _supervised(
+async def supervised(
     config: Config,
     work: Callable[[anyio.Event, Progress], Awaitable[T]],
     render: Render | None = None,
@@ -153,12 +153,12 @@ class _RetryDigest:
         self.counts.clear()
 
 
-_digest = _RetryDigest()
+retry_digest = _RetryDigest()
 
 
-def _log_retry(exc: RemoteError, attempt: int, wait: float) -> None:
+def log_retry(exc: RemoteError, attempt: int, wait: float) -> None:
     event = "throttled" if isinstance(exc, ThrottledError) else "retry"
-    _digest.add(event, wait)
+    retry_digest.add(event, wait)
     level = logging.INFO if logs.json_logs else logging.DEBUG
     log.log(
         level,
@@ -248,7 +248,7 @@ def run_config(args: argparse.Namespace) -> int:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
-    config = _load(args, full=False)
+    config = load_config_of(args, full=False)
 
     async def migrate() -> int:
         async with await Store.open(config.store.path) as store:

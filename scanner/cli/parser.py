@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scanner import __version__
 from scanner.cli import act, check, commands, emulator, report, review, scan
+from scanner.cli.argtypes import csv_words, filter_args, scan_id
 
 
 class UsageError(Exception):
@@ -205,39 +205,6 @@ def _status_args(sub: Any) -> None:
     p.set_defaults(run=report.run_status)
 
 
-def _csv_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def _csv_words(text: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in text.split(",") if p.strip())
-
-
-def _scan_id(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a scan id, got {text!r}") from None
-    if not 1 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"no scan has id {text} (ids are 1 .. 2^63-1)")
-    return value
-
-
-def _since(text: str) -> float:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO date or date-time, got {text!r}"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
 def _metrics_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--metrics-file",
@@ -253,46 +220,6 @@ def _metrics_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PORT",
         help="serve the same metrics over HTTP on 127.0.0.1:PORT while the scan runs",
-    )
-
-
-def _filter_args(p: argparse.ArgumentParser) -> None:
-    """The verdict filters `report` and `act` share."""
-    p.add_argument(
-        "--result", type=_csv_ints, default=(), help="only these Results (0, 1, 2), e.g. 1,2"
-    )
-    p.add_argument(
-        "--label", type=_csv_words, default=(), help="only these Labels (any case), e.g. porn,ads"
-    )
-    p.add_argument("--min-score", type=int, default=None, help="only scores >= this (0..100)")
-    p.add_argument("--max-score", type=int, default=None, help="only scores <= this (0..100)")
-    p.add_argument(
-        "--prefix", dest="key_prefix", default="", metavar="PREFIX", help="only keys under it"
-    )
-    p.add_argument(
-        "--user", type=_csv_words, default=(), help="only these uploaders ([scan] user_from_key)"
-    )
-    frozen = p.add_mutually_exclusive_group()
-    frozen.add_argument(
-        "--frozen", dest="frozen", action="store_const", const=True, default=None,
-        help="only objects the service froze at audit time",
-    )  # fmt: skip
-    frozen.add_argument(
-        "--not-frozen", dest="frozen", action="store_const", const=False,
-        help="only objects not frozen at audit time",
-    )  # fmt: skip
-    p.add_argument("--scan", type=_scan_id, default=None, help="only rows recorded by this scan id")
-    p.add_argument(
-        "--decision",
-        type=_csv_words,
-        default=(),
-        help="only verdicts a reviewer decided so: approve, block, skip, undecided (comma list)",
-    )
-    p.add_argument(
-        "--since",
-        type=_since,
-        default=None,
-        help="only rows audited (or failed) at or after this ISO date/time",
     )
 
 
@@ -313,12 +240,12 @@ def _act_args(sub: Any) -> None:
         choices=("private", "quarantine", "delete", "restore"),
         help="what to do to the selected objects",
     )
-    _filter_args(p)
+    filter_args(p)
     p.add_argument("--to", default=None, metavar="COS_URL", help="quarantine: cos://bucket/prefix/")
     p.add_argument(
         "--run",
         dest="undo_run",
-        type=_scan_id,
+        type=scan_id,
         default=None,
         metavar="N",
         help="restore: the act run to undo",
@@ -354,10 +281,10 @@ def _report_args(sub: Any) -> None:
         default="csv",
         help="csv or jsonl rows, or a json summary of totals (default csv)",
     )
-    _filter_args(p)
+    filter_args(p)
     p.add_argument(
         "--state",
-        type=_csv_words,
+        type=csv_words,
         default=(),
         help="only these states: audited,failed,skipped,deleted,superseded",
     )

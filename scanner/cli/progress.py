@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from scanner.cli import logs
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 
 log = logging.getLogger("scanner")
 

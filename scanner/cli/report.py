@@ -19,8 +19,8 @@ import anyio
 from scanner.cli.commands import (
     EXIT_IO,
     EXIT_OK,
-    _load,
     fail,
+    load_config_of,
     selection,
     spelled_labels,
 )
@@ -30,13 +30,13 @@ from scanner.errors import (
     ConfigError,
 )
 from scanner.models import ScanStatus, Target, unsharded
-from scanner.report import csv_cell, status_json, status_table, write_rows
+from scanner.render import csv_cell, status_json, status_table, write_rows
 from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
 
 
 def run_status(args: argparse.Namespace) -> int:
-    config = _load(args, full=False)
+    config = load_config_of(args, full=False)
 
     async def read() -> tuple[list[ScanStatus], dict[int, int | None], dict[str, Any]]:
         async with await Store.open(config.store.path, readonly=True) as store:
@@ -214,7 +214,7 @@ async def _merge_rows(
 
 
 def run_report(args: argparse.Namespace) -> int:
-    config = _load(args, full=False)
+    config = load_config_of(args, full=False)
     if args.out is None:
         return _report_to_stdout(config, args)
     out_path: Path = args.out

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from scanner.cli.commands import EXIT_OK, _load, fail
+from scanner.cli.commands import EXIT_OK, fail, load_config_of
 from scanner.config import Config, Credentials
 from scanner.cos.client import HttpClient
 from scanner.errors import ConfigError
@@ -40,7 +40,7 @@ def _loopback(host: str) -> bool:
 
 
 def run_review(args: argparse.Namespace) -> int:
-    config = _load(args, full=False)
+    config = load_config_of(args, full=False)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535 (got {args.port})")
     if not Path(config.store.path).is_file():

@@ -25,12 +25,12 @@ from scanner.cli.commands import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PAUSED,
-    _digest,
-    _load,
-    _log_retry,
-    _supervised,
     fail,
+    load_config_of,
     log,
+    log_retry,
+    retry_digest,
+    supervised,
 )
 from scanner.config import Config
 from scanner.config.window import Window
@@ -39,10 +39,10 @@ from scanner.errors import (
 )
 from scanner.metrics import ScanMetrics
 from scanner.models import Target
-from scanner.report import dry_run_text, status_json, summary_text
+from scanner.render import dry_run_text, status_json, summary_text
 from scanner.scan.dryrun import Estimate, dry_run
-from scanner.scan.pipeline import Progress
 from scanner.scan.plan import Mode, ScanPlan, ScanRequest, make_plan
+from scanner.scan.progress import Progress
 from scanner.scan.runner import ScanResult, scan_target
 from scanner.sources.inputs import BUCKET, InventoryInput, ScanInput, UrlListInput
 from scanner.sources.shard import parse_shard
@@ -113,7 +113,7 @@ async def _keep_metrics(
     metrics: ScanMetrics, progress: Progress, out: MetricsOut, every: float
 ) -> None:
     while True:
-        metrics.retries = _digest.total
+        metrics.retries = retry_digest.total
         metrics.update(progress)
         if out.file is not None:
             metrics.write(str(out.file))
@@ -125,7 +125,7 @@ async def _scan(
 ) -> int:
     started = time.monotonic()
     config = plan.config
-    _digest.every = config.scan.progress_interval
+    retry_digest.every = config.scan.progress_interval
     acted: list[ActResult] = []
     metrics = None
     if metrics_out is not None:
@@ -140,14 +140,14 @@ async def _scan(
             if metrics is not None and metrics_out is not None:
                 every = config.scan.progress_interval
                 tg.start_soon(_keep_metrics, metrics, progress, metrics_out, every)
-            result = await scan_target(plan, stop, progress, on_retry=_log_retry)
+            result = await scan_target(plan, stop, progress, on_retry=log_retry)
             acts = config.act.on_flagged and not plan.urls  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
                 acted.append(await _on_flagged(config, result, stop))
             tg.cancel_scope.cancel()
         return result
 
-    result = await _supervised(config, work)
+    result = await supervised(config, work)
     if metrics is not None and seen:
         await _final_metrics(config, metrics, seen[0], result, metrics_out)
     if result is None:
@@ -205,7 +205,7 @@ async def _final_metrics(
     result: ScanResult | None,
     out: MetricsOut | None,
 ) -> None:
-    metrics.retries = _digest.total
+    metrics.retries = retry_digest.total
     metrics.update(progress)
     if result is not None:
         async with await Store.open(config.store.path) as store:
@@ -228,7 +228,7 @@ async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> 
             raise ConfigError("act.on_flagged = quarantine needs act.quarantine_to")
         place = quarantine_place(config.act.quarantine_to, Target.of(config.cos))
     request = ActRequest(config.act.on_flagged, where, place=place)
-    return await apply_act(config, request, stop, ActProgress(), on_retry=_log_retry)
+    return await apply_act(config, request, stop, ActProgress(), on_retry=log_retry)
 
 
 def _write_summary(path: Path, record: dict[str, Any]) -> None:
@@ -245,7 +245,7 @@ async def _dry(plan: ScanPlan, as_json: bool) -> int:
     def work(stop: anyio.Event, progress: Progress) -> Awaitable[Estimate]:
         return dry_run(plan, progress, stop)
 
-    est = await _supervised(plan.config, work)
+    est = await supervised(plan.config, work)
     if est is None:
         return EXIT_INTERRUPTED
     data = est.as_json(plan.config, plan.profile)
@@ -253,12 +253,17 @@ async def _dry(plan: ScanPlan, as_json: bool) -> int:
     return EXIT_OK
 
 
-def scan_request(args: argparse.Namespace, config: Config) -> ScanRequest:
-    """The `scan` command line as one checked value."""
+def _check_flags(args: argparse.Namespace) -> None:
+    """What is wrong with the flags alone, said before the config is read."""
     if args.max_images is not None and args.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1 (got {args.max_images})")
     if args.json and not args.dry_run:
         raise ConfigError("--json goes with --dry-run (a scan's summary is in --summary)")
+
+
+def scan_request(args: argparse.Namespace, config: Config) -> ScanRequest:
+    """The `scan` command line as one checked value."""
+    _check_flags(args)
     if args.workers is not None and not 1 <= args.workers <= 64:
         raise ConfigError(f"--workers must be 1..64 (got {args.workers})")
     shard = parse_shard(args.shard) if args.shard is not None else None
@@ -281,7 +286,8 @@ def scan_request(args: argparse.Namespace, config: Config) -> ScanRequest:
 
 
 def run_scan(args: argparse.Namespace) -> int:
-    config = _load(args, full=True, prefix=False)
+    _check_flags(args)
+    config = load_config_of(args, full=True, prefix=False)
     request = scan_request(args, config)
     plan = make_plan(config, request)
     if request.dry_run:

@@ -1,4 +1,5 @@
-"""The emulator's aiohttp.web app: COS ListObjects, CI batch image auditing, fault injection.
+"""The emulator's aiohttp.web app: routing, signatures, COS ListObjects, fault injection; CI
+batch image auditing lives in `audit`, object operations in `objects`, IMS in `ims`.
 
 Routes (the bucket comes from the Host header `<bucket>.cos|ci.<region>.myqcloud.com`; any
 other Host, e.g. an IP, means the emulator's one bucket):
@@ -12,40 +13,32 @@ other Host, e.g. an IP, means the emulator's one bucket):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import bisect
-import functools
 import re
 import time
 from typing import Any
 
 from aiohttp import web
 
-from scanner.cos.xml import XmlError, parse, text
-from scanner.emulator import control, faults, ims, objects, single
+from scanner.emulator import audit, control, faults, ims, objects, single
 from scanner.emulator.auth import check_request, strip_port
 from scanner.emulator.bucket import Bucket
-from scanner.emulator.fetch import FETCH_HEADER, content_verdict, judge_url, own_hosts
+from scanner.emulator.fetch import FETCH_HEADER, own_hosts
 from scanner.emulator.fetch import close as fetch_close
-from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, Verdict, verdict_for
-from scanner.emulator.state import EmulatorState, Job
-from scanner.emulator.wire import error_xml, job_xml, list_xml, request_id, response_xml
+from scanner.emulator.state import EmulatorState
+from scanner.emulator.wire import (
+    Refusal,
+    error_xml,
+    list_xml,
+    request_id,
+    response_xml,
+)
 
 STATE = web.AppKey("state", EmulatorState)
 _HOST = re.compile(
     r"^(?P<bucket>[a-z0-9-]+)\.(?P<svc>cos|ci)\.(?P<region>[a-z0-9-]+)\.(?:myqcloud\.com|tencentcos\.cn)$"
 )
-MAX_INPUTS = 100
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
-
-
-class Refusal(Exception):
-    """An error answer: status, code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def _endpoint(request: web.Request) -> tuple[str, str]:
@@ -139,10 +132,7 @@ async def _dispatch(
         if endpoint == "object" and single.is_single(request) and request.method == "GET":
             if anonymous_read:
                 raise Refusal(403, "AccessDenied", "Access Denied.")
-            try:
-                recognized = await single.recognize(state, bucket, request)
-            except single.SingleError as exc:
-                raise Refusal(exc.status, exc.code, exc.message) from None
+            recognized = await single.recognize(state, bucket, request)
             state.stats.requests["single"] += 1
             return recognized
         if endpoint == "object":
@@ -163,7 +153,7 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
     if endpoint == "audit":
         if request.method != "POST":
             raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
-        return await audit(state, await request.read(), own_hosts(request))
+        return await audit.audit(state, await request.read(), own_hosts(request))
     if endpoint == "query":
         job = state.jobs.get(request.path.rsplit("/", 1)[-1])
         if job is None:
@@ -176,18 +166,15 @@ async def _object(
     state: EmulatorState, name: str, bucket: Bucket, request: web.Request, *, signed: bool
 ) -> web.StreamResponse:
     """The object operations of `scanner.emulator.objects`, by method."""
-    try:
-        if request.method in ("GET", "HEAD"):
-            answer = objects.get(state, name, bucket, request, signed)
-            if request.method == "GET" and name != state.bucket_name and answer.status == 200:
-                state.stats.reads[f"{name}{request.path}"] += 1
-            return answer
-        if request.method == "PUT":
-            return await objects.put(state, name, bucket, request)
-        if request.method == "DELETE":
-            return objects.delete(state, name, bucket, request)
-    except objects.ObjectError as exc:
-        raise Refusal(exc.status, exc.code, exc.message) from None
+    if request.method in ("GET", "HEAD"):
+        answer = objects.get(state, name, bucket, request, signed)
+        if request.method == "GET" and name != state.bucket_name and answer.status == 200:
+            state.stats.reads[f"{name}{request.path}"] += 1
+        return answer
+    if request.method == "PUT":
+        return await objects.put(state, name, bucket, request)
+    if request.method == "DELETE":
+        return objects.delete(state, name, bucket, request)
     raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
 
 
@@ -259,144 +246,6 @@ def _walk(
             contents.append((key, objects[key]))
         last = item
     return contents, prefixes, None
-
-
-def _scenes(conf: Any) -> tuple[str, ...]:
-    if conf is None:
-        return DEFAULT_SCENES
-    raw = text(conf, "DetectType")
-    if not raw:
-        return DEFAULT_SCENES
-    names = [s.strip() for s in raw.split(",") if s.strip()]
-    if any(n.lower() == "all" for n in names):
-        return ALL_SCENES
-    known = {s.lower(): s for s in ALL_SCENES}
-    unknown = [n for n in names if n.lower() not in known]
-    if unknown or not names:
-        raise Refusal(400, "InvalidArgument", f"DetectType {raw} is invalid")
-    return tuple(dict.fromkeys(known[n.lower()] for n in names))
-
-
-async def _input_verdict(
-    state: EmulatorState, item: Any, scenes: tuple[str, ...], hosts: frozenset[str]
-) -> tuple[str, str, Verdict]:
-    """(source, value, verdict) for one Input element."""
-    large = text(item, "LargeImageDetect") == "1"
-    for name in ("MaxFrames", "Interval"):
-        value = text(item, name)
-        if value and (not value.lstrip("-").isdigit() or int(value) <= 0):
-            bad = Verdict(code="InvalidArgument", message=f"Param {name} is illegal")
-            return "Object", text(item, "Object"), bad
-    if len(text(item, "DataId").encode()) > 512:
-        return (
-            "Object",
-            text(item, "Object"),
-            Verdict(code="InvalidArgument", message="DataId is too long"),
-        )
-    if item.find("Content") is not None:
-        try:
-            data = base64.b64decode(text(item, "Content"), validate=True)
-        except (binascii.Error, ValueError):
-            return "Content", "", Verdict(code="-65007", message="image decode failed")
-        return "Content", "", content_verdict(data, scenes, large)
-    if item.find("Object") is not None:
-        key = text(item, "Object")
-        obj = state.bucket.objects.get(key)
-        return "Object", key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)
-    url = text(item, "Url")
-    _judged, verdict = await judge_url(state, url, hosts, scenes, large)
-    return "Url", url, verdict
-
-
-def _bill(state: EmulatorState, source: str, value: str, verdict: Verdict, scenes: int) -> Verdict:
-    """Count what was sent and billed; an injected per-image failure replaces the verdict."""
-    if source in ("Object", "Url"):
-        state.stats.sent[value] += 1
-    if (
-        not verdict.code
-        and state.faults.image_failure_rate
-        and state.rng.random() < state.faults.image_failure_rate
-    ):
-        verdict = Verdict(code="-65010", message="download failed (injected)")
-        state.stats.faults["image_failure"] += 1
-    if verdict.code:
-        state.stats.image_failures[verdict.code] += 1
-        return verdict
-    if source in ("Object", "Url"):
-        state.stats.audits[value] += 1
-        obj = state.bucket.objects.get(value)
-        if obj is not None:
-            state.stats.contents[f"{obj.etag}/{obj.size}"] += 1
-    state.stats.billed_units += scenes
-    state.stats.large_images += verdict.compressed
-    return verdict
-
-
-def _freeze_thresholds(conf: Any) -> dict[str, int]:
-    """Scene -> score at or above which the service freezes an audited object."""
-    block = conf.find("Freeze") if conf is not None else None
-    if block is None:
-        return {}
-    out = {}
-    for child in block:
-        name = child.tag.removesuffix("Score")
-        if name in ALL_SCENES and (child.text or "").strip().isdigit():
-            if 0 < int(child.text or "0") <= 100:
-                out[name] = int(child.text or "0")
-    return out
-
-
-def _freezes(verdict: Verdict, thresholds: dict[str, int]) -> bool:
-    return any(h.scene in thresholds and h.score >= thresholds[h.scene] for h in verdict.hits)
-
-
-async def audit(state: EmulatorState, body: bytes, hosts: frozenset[str] = frozenset()) -> str:
-    """Synchronous (or async-submitted) batch image audit (reference 3.1-3.3)."""
-    try:
-        root = parse(body)
-    except XmlError as exc:
-        raise Refusal(400, "InvalidContent", f"request body is malformed: {exc}") from None
-    inputs = root.findall("Input") if root.tag == "Request" else []
-    if not inputs:
-        raise Refusal(400, "InvalidArgument", "Request must contain at least one Input")
-    if len(inputs) > MAX_INPUTS:
-        raise Refusal(400, "InvalidArgument", f"at most {MAX_INPUTS} Input per request")
-    conf = root.find("Conf")
-    scenes = _scenes(conf)
-    is_async = conf is not None and text(conf, "Async") == "1"
-    freeze = _freeze_thresholds(conf)
-    jobs = []
-    judged = await asyncio.gather(  # URL inputs are fetched at once, as a service would
-        *(_input_verdict(state, item, scenes, hosts) for item in inputs)
-    )
-    for item, (source, value, verdict) in zip(inputs, judged, strict=True):
-        verdict = _bill(state, source, value, verdict, len(scenes))
-        token = text(item, "UserInfo/TokenId")
-        if token:
-            state.stats.users[token] += 1
-        forbid = None
-        if freeze and not verdict.code:
-            forbid = int(source == "Object" and _freezes(verdict, freeze))
-            if forbid:  # the service makes the object private (reference 10)
-                state.acls[f"{state.bucket_name}/{value}"] = "private"
-        job_id = "si" + f"{state.rng.getrandbits(128):032x}"
-        data_id = text(item, "DataId")
-        job = functools.partial(
-            job_xml,
-            data_id=data_id,
-            job_id=job_id,
-            source=source,
-            value=value,
-            verdict=verdict,
-            scenes=scenes,
-            forbid_state=forbid,
-        )
-        done = job()
-        if is_async and not verdict.code:
-            state.jobs[job_id] = Job(done)  # served finished by the query API
-            done = job(state="Submitted")
-        jobs.append(done)
-    return response_xml(faults.mangle_jobs(state, jobs), request_id())
 
 
 def build_app(state: EmulatorState) -> web.Application:

@@ -28,11 +28,12 @@ from typing import Any
 
 from aiohttp import web
 
-from scanner.audit import tc3
+from scanner.cos import tc3
 from scanner.emulator import faults
 from scanner.emulator.fetch import content_verdict, judge_url, own_hosts, served_key
 from scanner.emulator.rules import DEFAULT_SCENES, Verdict, verdict_for
 from scanner.emulator.state import EmulatorState
+from scanner.emulator.wire import Refusal
 
 ACTION, VERSION = "ImageModeration", "2020-12-29"
 MAX_CONTENT = 10 * 1024 * 1024
@@ -53,12 +54,6 @@ CODES = {
 }
 
 
-class ImsRefusal(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
 def is_ims(request: web.Request) -> bool:
     return request.method == "POST" and request.path == "/" and "X-TC-Action" in request.headers
 
@@ -72,23 +67,23 @@ def _json(body: dict[str, Any], rid: str) -> web.Response:
 def _check_auth(state: EmulatorState, request: web.Request, body: bytes, now: float) -> None:
     match = _AUTH.match(request.headers.get("Authorization", ""))
     if match is None or match["signed"] != tc3.SIGNED_HEADERS or match["svc"] != "ims":
-        raise ImsRefusal("AuthFailure.InvalidAuthorization", "Authorization is invalid.")
+        raise Refusal(200, "AuthFailure.InvalidAuthorization", "Authorization is invalid.")
     pair = state.keys.get(match["id"])
     if pair is None:
-        raise ImsRefusal("AuthFailure.SecretIdNotFound", "The SecretId is not found.")
+        raise Refusal(200, "AuthFailure.SecretIdNotFound", "The SecretId is not found.")
     stamp = request.headers.get("X-TC-Timestamp", "")
     if not stamp.isdigit() or abs(now - int(stamp)) > SKEW:
-        raise ImsRefusal("AuthFailure.SignatureExpire", "The signature has expired.")
+        raise Refusal(200, "AuthFailure.SignatureExpire", "The signature has expired.")
     if pair.token is not None and request.headers.get("X-TC-Token") != pair.token:
-        raise ImsRefusal("AuthFailure.TokenFailure", "The token is invalid.")
+        raise Refusal(200, "AuthFailure.TokenFailure", "The token is invalid.")
     if match["date"] != tc3.utc_date(int(stamp)):
-        raise ImsRefusal("AuthFailure.SignatureFailure", "The credential date is wrong.")
+        raise Refusal(200, "AuthFailure.SignatureFailure", "The credential date is wrong.")
     to_sign = tc3.string_to_sign(
         method="POST", uri="/", query="", content_type=request.headers.get("Content-Type", ""),
         host=request.headers.get("Host", ""), body=body, service="ims", timestamp=int(stamp),
     )  # fmt: skip
     if tc3.signature(pair.secret_key, "ims", int(stamp), to_sign) != match["sig"]:
-        raise ImsRefusal("AuthFailure.SignatureFailure", "The signature does not match.")
+        raise Refusal(200, "AuthFailure.SignatureFailure", "The signature does not match.")
 
 
 async def handle(state: EmulatorState, request: web.Request) -> web.StreamResponse:
@@ -101,12 +96,12 @@ async def handle(state: EmulatorState, request: web.Request) -> web.StreamRespon
             await asyncio.sleep(state.faults.latency)
         _check_auth(state, request, body, time.time() + state.clock_offset)
         if request.headers.get("X-TC-Action") != ACTION:
-            raise ImsRefusal("InvalidAction", "The action is not supported.")
+            raise Refusal(200, "InvalidAction", "The action is not supported.")
         if request.headers.get("X-TC-Version") != VERSION:
-            raise ImsRefusal("InvalidParameterValue", "The version is not supported.")
+            raise Refusal(200, "InvalidParameterValue", "The version is not supported.")
         await _faults(state, request)
         answer = await _moderate(state, request, body)
-    except ImsRefusal as exc:
+    except Refusal as exc:
         state.stats.statuses[f"ims {exc.code}"] += 1
         return _json({"Error": {"Code": exc.code, "Message": exc.message}}, rid)
     state.stats.statuses["ims 200"] += 1
@@ -125,10 +120,10 @@ async def _faults(state: EmulatorState, request: web.Request) -> None:
     await faults.maybe_stall(state, request)
     if faults.roll(state, f.error_rate):
         state.stats.faults["error"] += 1
-        raise ImsRefusal("InternalError", "An internal error occurred.")
+        raise Refusal(200, "InternalError", "An internal error occurred.")
     if faults.over_cap(state, "audit"):
         state.stats.faults["throttled"] += 1
-        raise ImsRefusal("RequestLimitExceeded", "The request rate exceeds the limit.")
+        raise Refusal(200, "RequestLimitExceeded", "The request rate exceeds the limit.")
 
 
 async def _mangled(
@@ -157,12 +152,12 @@ async def _moderate(state: EmulatorState, request: web.Request, body: bytes) -> 
     try:
         params = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ImsRefusal("InvalidParameter", "The request body is not JSON.") from None
+        raise Refusal(200, "InvalidParameter", "The request body is not JSON.") from None
     if not isinstance(params, dict):
-        raise ImsRefusal("InvalidParameter", "The request body is not an object.")
+        raise Refusal(200, "InvalidParameter", "The request body is not an object.")
     data_id = str(params.get("DataId") or "")
     if data_id and not _DATA_ID.fullmatch(data_id):
-        raise ImsRefusal("InvalidParameterValue.InvalidDataId", "DataId is invalid.")
+        raise Refusal(200, "InvalidParameterValue.InvalidDataId", "DataId is invalid.")
     user = params.get("User")
     if isinstance(user, dict) and user.get("UserId"):
         state.stats.users[str(user["UserId"])] += 1
@@ -174,8 +169,9 @@ async def _moderate(state: EmulatorState, request: web.Request, body: bytes) -> 
     if code:
         state.stats.image_failures[code] += 1
         ims_code, message = CODES.get(code, ("InvalidParameter", verdict.message))
-        raise ImsRefusal(ims_code, message)
+        raise Refusal(200, ims_code, message)
     state.stats.audits[judged] += 1
+    state.stats.changes.changed()
     obj = state.bucket.objects.get(judged)
     if obj is not None:
         state.stats.contents[f"{obj.etag}/{obj.size}"] += 1
@@ -190,11 +186,11 @@ async def _judge(
     if params.get("FileContent"):
         raw = str(params["FileContent"])
         if len(raw) > MAX_CONTENT:
-            raise ImsRefusal("InvalidParameterValue.InvalidFileContentSize", "over 10 MB")
+            raise Refusal(200, "InvalidParameterValue.InvalidFileContentSize", "over 10 MB")
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
-            raise ImsRefusal("InvalidParameterValue.InvalidContent", "not base64") from None
+            raise Refusal(200, "InvalidParameterValue.InvalidContent", "not base64") from None
         key = served_key(state, data)
         state.stats.sent[key or hashlib.sha256(data).hexdigest()] += 1
         if key is not None and key in state.bucket.objects:
@@ -203,7 +199,7 @@ async def _judge(
         return hashlib.sha256(data).hexdigest(), content_verdict(data, scenes, True)
     url = str(params.get("FileUrl") or "")
     if not url:
-        raise ImsRefusal("InvalidParameter", "FileContent or FileUrl is required.")
+        raise Refusal(200, "InvalidParameter", "FileContent or FileUrl is required.")
     judged, verdict = await judge_url(state, url, own_hosts(request), scenes, True)
     state.stats.sent[judged] += 1
     return judged, verdict

@@ -23,7 +23,7 @@ from scanner.emulator.bucket import Bucket, StoredObject
 from scanner.emulator.images import content_type, fmt_of, picture
 from scanner.emulator.rules import verdict_for
 from scanner.emulator.state import EmulatorState
-from scanner.emulator.wire import request_id
+from scanner.emulator.wire import Refusal, request_id
 
 ALL_USERS = "http://cam.qcloud.com/groups/global/AllUsers"
 OWNER = "qcs::cam::uin/100000000001:uin/100000000001"
@@ -33,14 +33,6 @@ ACLS = ("private", "public-read", "default")
 PIXEL = bytes.fromhex(
     "47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b"
 )
-
-
-class ObjectError(Exception):
-    """An error answer of an object operation: status, code, message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def seed_of(obj: StoredObject) -> bytes:
@@ -79,7 +71,7 @@ def thumbnail(key: str, obj: StoredObject) -> web.Response:
     elif obj.size and (label := _label(key, obj)) is not None:
         small = picture(key, label, 0, b"", thumb=True)
     if small is None:
-        raise ObjectError(400, "InvalidImageFormat", "The image cannot be processed.")
+        raise Refusal(400, "InvalidImageFormat", "The image cannot be processed.")
     return web.Response(
         body=small,
         headers={"Content-Type": content_type(key), "x-cos-request-id": request_id()},
@@ -105,7 +97,7 @@ def _headers(obj: StoredObject) -> dict[str, str]:
 def _found(objects: Bucket, key: str) -> StoredObject:
     obj = objects.objects.get(key)
     if obj is None:
-        raise ObjectError(404, "NoSuchKey", "The specified key does not exist.")
+        raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
     return obj
 
 
@@ -116,19 +108,19 @@ def get(
     key = request.path[1:]
     if "acl" in request.query:
         if not signed:
-            raise ObjectError(403, "AccessDenied", "Access Denied.")
+            raise Refusal(403, "AccessDenied", "Access Denied.")
         _found(objects, key)
         return _xml(_acl_xml(state.acls.get(f"{name}/{key}", "default")))
     obj = objects.objects.get(key)
     if obj is None:
         if request.method == "HEAD":  # a HEAD answer has no body (reference 8)
             return web.Response(status=404, headers={"x-cos-request-id": request_id()})
-        raise ObjectError(404, "NoSuchKey", "The specified key does not exist.")
+        raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
     if not signed and effective_acl(state, name, key) != "public-read":
-        raise ObjectError(403, "AccessDenied", "Access Denied.")
+        raise Refusal(403, "AccessDenied", "Access Denied.")
     if_match = request.headers.get("If-Match", "").strip('"')
     if if_match and if_match != obj.etag:
-        raise ObjectError(412, "PreconditionFailed", "At least one precondition failed.")
+        raise Refusal(412, "PreconditionFailed", "At least one precondition failed.")
     headers = _headers(obj)
     if request.method == "HEAD":
         return web.Response(headers=headers)
@@ -151,18 +143,18 @@ async def put(
         _found(objects, key)
         acl = request.headers.get("x-cos-acl") or _acl_from_body(await request.read())
         if acl not in ACLS:
-            raise ObjectError(400, "InvalidArgument", f"x-cos-acl {acl!r} is not supported")
+            raise Refusal(400, "InvalidArgument", f"x-cos-acl {acl!r} is not supported")
         _set_acl(state, f"{name}/{key}", acl)
         state.stats.writes[f"{name}/{key}"] += 1
         return web.Response(headers={"x-cos-request-id": request_id()})
     source = request.headers.get("x-cos-copy-source")
     if not source:
-        raise ObjectError(501, "NotImplemented", "The emulator copies; it takes no uploads.")
+        raise Refusal(501, "NotImplemented", "The emulator copies; it takes no uploads.")
     src_bucket, src_key = _copy_source(state, source)
     src = _found(src_bucket, src_key)
     if_match = request.headers.get("x-cos-copy-source-If-Match", "").strip('"')
     if if_match and if_match != src.etag:
-        raise ObjectError(412, "PreconditionFailed", "At least one precondition failed.")
+        raise Refusal(412, "PreconditionFailed", "At least one precondition failed.")
     now = datetime.now(UTC).replace(microsecond=0)
     objects.put(key, StoredObject(src.etag, src.size, now, src.storage_class, src.path))
     objects.keys()
@@ -190,7 +182,7 @@ def delete(state: EmulatorState, name: str, objects: Bucket, request: web.Reques
 def _deny(state: EmulatorState, key: str) -> None:
     """Fault injection: writes to these keys are not permitted (a CAM policy that denies)."""
     if key in state.faults.deny_keys:
-        raise ObjectError(403, "AccessDenied", "Access Denied.")
+        raise Refusal(403, "AccessDenied", "Access Denied.")
 
 
 def _set_acl(state: EmulatorState, where: str, acl: str) -> None:
@@ -206,18 +198,18 @@ def _copy_source(state: EmulatorState, source: str) -> tuple[Bucket, str]:
     name = host.split(".", 1)[0]
     bucket = state.bucket_named(name)
     if bucket is None or not encoded:
-        raise ObjectError(404, "NoSuchBucket", "The specified copy source does not exist.")
+        raise Refusal(404, "NoSuchBucket", "The specified copy source does not exist.")
     return bucket, unquote(encoded.split("?", 1)[0])
 
 
 def _acl_from_body(body: bytes) -> str:
     """The canned ACL an `<AccessControlPolicy>` body amounts to."""
     if not body:
-        raise ObjectError(400, "InvalidArgument", "x-cos-acl or an AccessControlPolicy is needed")
+        raise Refusal(400, "InvalidArgument", "x-cos-acl or an AccessControlPolicy is needed")
     try:
         root = parse(body)
     except XmlError as exc:
-        raise ObjectError(400, "MalformedXML", str(exc)) from None
+        raise Refusal(400, "MalformedXML", str(exc)) from None
     for grant in root.iterfind("AccessControlList/Grant"):
         uri = grant.findtext("Grantee/URI") or ""
         if uri == ALL_USERS and (grant.findtext("Permission") or "") in ("READ", "FULL_CONTROL"):

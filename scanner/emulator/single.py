@@ -13,7 +13,7 @@ from scanner.emulator.bucket import Bucket
 from scanner.emulator.fetch import judge_url, own_hosts
 from scanner.emulator.rules import ALL_SCENES, DEFAULT_SCENES, verdict_for
 from scanner.emulator.state import EmulatorState
-from scanner.emulator.wire import DECLARATION, job_xml, request_id
+from scanner.emulator.wire import DECLARATION, Refusal, job_xml, request_id
 
 _SCENES = {
     "porn": "Porn",
@@ -26,12 +26,6 @@ _SCENES = {
 }
 
 
-class SingleError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 def is_single(request: web.Request) -> bool:
     return request.query.get("ci-process") == "sensitive-content-recognition"
 
@@ -42,7 +36,7 @@ def _scenes(raw: str) -> tuple[str, ...]:
     names = [n.strip().lower() for n in raw.split(",") if n.strip()]
     unknown = [n for n in names if n not in _SCENES]
     if unknown:
-        raise SingleError(400, "InvalidArgument", f"detect-type {raw} is invalid")
+        raise Refusal(400, "InvalidArgument", f"detect-type {raw} is invalid")
     return tuple(s for s in ALL_SCENES if s in {_SCENES[n] for n in names})
 
 
@@ -58,14 +52,15 @@ async def recognize(state: EmulatorState, bucket: Bucket, request: web.Request) 
         key = request.path[1:]
         obj = bucket.objects.get(key)
         if obj is None:
-            raise SingleError(404, "NoSuchKey", "The specified key does not exist.")
+            raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
         judged, verdict = key, verdict_for(key, obj, scenes=scenes, large_image_detect=large)
         source, value = "Object", key
     state.stats.sent[judged] += 1
     if verdict.code:
         state.stats.image_failures[verdict.code] += 1
-        raise SingleError(400, verdict.code, verdict.message)
+        raise Refusal(400, verdict.code, verdict.message)
     state.stats.audits[judged] += 1
+    state.stats.changes.changed()
     state.stats.billed_units += len(scenes)
     job = job_xml(
         data_id=query.get("dataid", ""), job_id="si" + f"{state.rng.getrandbits(128):032x}",

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from scanner.emulator.bucket import Bucket
+from scanner.watch import Changes
 
 DEFAULT_SECRET_ID = "AKIDemulator0000000000000000000000000"
 DEFAULT_SECRET_KEY = "emulator-secret-key-000000000000"
@@ -77,6 +78,7 @@ class Stats:
     reads: Counter[str] = field(default_factory=Counter)  # GETs outside the album: bucket/key
     audits_in_flight: int = 0  # batch audit requests being answered now
     max_audits_in_flight: int = 0  # the most at once (a client's concurrency cap, seen)
+    changes: Changes = field(default_factory=Changes)  # told after each audit answer is billed
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]

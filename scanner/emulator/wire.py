@@ -11,6 +11,16 @@ from xml.sax.saxutils import escape
 from scanner.emulator.bucket import StoredObject
 from scanner.emulator.rules import Verdict
 
+
+class Refusal(Exception):
+    """An error answer of any emulated API: HTTP status, error code, message. (IMS answers
+    its errors with status 200 and the code in the JSON body.)"""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 DECLARATION = "<?xml version='1.0' encoding='utf-8' ?>\n"
 _ids = itertools.count(1)
 

@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import anyio
 from aiohttp import web
 
-from scanner.audit.codec import raw_to_dict
+from scanner.audit.raw import raw_to_dict
 from scanner.review.thumbs import Thumbs
 from scanner.store import DECISIONS, Cursor, QueueFilter, Store
 

@@ -27,13 +27,14 @@ from typing import Any
 import anyio
 
 from scanner.audit.backend import ServiceProfile
-from scanner.audit.codec import LARGE_IMAGE_BYTES, AuditOptions, policy_still_holds
+from scanner.audit.policy import LARGE_IMAGE_BYTES, AuditOptions, policy_still_holds
 from scanner.clock import MonotonicClock
 from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
-from scanner.scan.pipeline import Priors, Progress, Source, decide
+from scanner.scan.pipeline import Priors, Source, decide
 from scanner.scan.plan import Mode, ScanPlan
+from scanner.scan.progress import Progress
 from scanner.scan.runner import opening
 from scanner.sources.inputs import Opened, open_input
 from scanner.store import Store

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from scanner.audit.codec import LARGE_IMAGE_BYTES, xml_safe
+from scanner.audit.policy import LARGE_IMAGE_BYTES, xml_safe
 from scanner.config import AuditSettings, ScanSettings
 from scanner.models import Decision, ObjectRef
 

@@ -18,10 +18,8 @@ shielded transaction, so cancellation never leaves the store half-written.
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import anyio
@@ -29,9 +27,8 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from scanner.audit.backend import AuditBackend
-from scanner.audit.codec import AuditOptions, policy_still_holds
+from scanner.audit.policy import AuditOptions, policy_still_holds
 from scanner.errors import AbandonedError
-from scanner.limiter import AuditBudget
 from scanner.models import (
     AuditItem,
     Decision,
@@ -46,44 +43,9 @@ from scanner.models import (
 from scanner.scan.batcher import make_batches
 from scanner.scan.copies import Copies
 from scanner.scan.plan import ScanPlan
+from scanner.scan.progress import Progress
 from scanner.scan.ranges import Probe, list_target
 from scanner.store import Prior, Store
-
-
-@dataclass
-class Progress:
-    """Live counters of this run, read by the CLI's progress display."""
-
-    listed: int = 0
-    audited: int = 0
-    flagged: int = 0
-    review: int = 0
-    failed: int = 0
-    retrying: int = 0
-    skipped: int = 0
-    pages: int = 0
-    requests: int = 0
-    maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
-    shared: int = 0  # audited without paying: copies, and keys another scan had just audited
-    deferred: int = 0  # keys another live scan has in flight, left for a later pass
-    total: int | None = None  # objects the scan will have listed, once known (or estimated)
-    listed_before: int = 0  # objects the scan had listed before this run
-    done_before: int = 0  # objects it had finished (audited, failed, skipped) before this run
-    failures: Counter[str] = field(default_factory=Counter)  # final failures by code
-    started: float = field(default_factory=time.monotonic)
-    budget: AuditBudget | None = None
-    phase: str = "starting"
-
-    @property
-    def done(self) -> int:
-        """Objects of the scan in a final state (before and during this run)."""
-        return self.done_before + self.audited + self.failed + self.skipped
-
-    @property
-    def rate(self) -> float | None:
-        """Images/s of this run; None until there is something to divide (an image, a second)."""
-        elapsed = time.monotonic() - self.started
-        return self.audited / elapsed if self.audited and elapsed >= 1 else None
 
 
 class Source(Protocol):
@@ -197,6 +159,8 @@ async def _admit(
         progress.shared += 1
         progress.flagged += result == Result.SENSITIVE
         progress.review += result == Result.SUSPICIOUS
+    if got.shared:
+        progress.changes.changed()
     feed.deferred += got.deferred
     progress.deferred += got.deferred
     send: list[ObjectRef] = []
@@ -366,6 +330,7 @@ async def _write(
                 progress.requests += outcome.requests
                 _count(progress, outcome.verdicts)
                 outcome.done.set()
+            progress.changes.changed()
             waited = [
                 share
                 for o in group
@@ -376,6 +341,7 @@ async def _write(
             if waited:
                 await _record(deps, scan_id, waited, 0, opts)
                 _count(progress, [v for _, v in waited])
+                progress.changes.changed()
 
 
 async def _record(

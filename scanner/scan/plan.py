@@ -12,8 +12,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from scanner.audit.backend import ServiceProfile
-from scanner.audit.client import audit_options
-from scanner.audit.codec import AuditOptions
+from scanner.audit.policy import AuditOptions, audit_options
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.config.window import Window

@@ -24,8 +24,9 @@ from scanner.cos.listing import Lister
 from scanner.errors import ConfigError, OnRetry, first_error
 from scanner.models import ScanStatus, Target, unsharded
 from scanner.scan.lease import lease
-from scanner.scan.pipeline import PassOptions, Progress, ScanDeps, run_pass
+from scanner.scan.pipeline import PassOptions, ScanDeps, run_pass
 from scanner.scan.plan import Mode, ScanPlan
+from scanner.scan.progress import Progress
 from scanner.scan.quota import close_window, daily_allowance, wait_for_window
 from scanner.scan.workers import WorkerPool, WorkerSetup
 from scanner.sources.inputs import INVENTORY, Opened, open_input

@@ -44,7 +44,8 @@ from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from scanner.audit.client import read_answer
-from scanner.audit.codec import AuditOptions, encode_batch
+from scanner.audit.codec import encode_batch
+from scanner.audit.policy import AuditOptions
 from scanner.config import AuditSettings, CosSettings, Credentials
 from scanner.cos.client import HttpClient, ci_service
 from scanner.errors import RemoteError, TransportError
@@ -222,7 +223,6 @@ async def _serve() -> None:
     setup: WorkerSetup | None = await frame()
     if setup is None:
         return
-    tasks: set[asyncio.Task[None]] = set()
 
     async def handle(rid: int, items: list[AuditItem]) -> None:
         try:
@@ -232,14 +232,14 @@ async def _serve() -> None:
         out.write(_pack((rid, outcome)))
         out.flush()
 
-    async with HttpClient(setup.credentials, connections=setup.audit.concurrency + 4) as http:
+    async with (
+        HttpClient(setup.credentials, connections=setup.audit.concurrency + 4) as http,
+        anyio.create_task_group() as tg,
+    ):  # an attempt that raises anything but a RemoteError ends the worker: the scan's
+        # process then counts its attempts as lost answers, as for a worker killed -9
         while (request := await frame()) is not None:
-            task = asyncio.create_task(handle(*request))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            tg.start_soon(handle, *request)
 
 
 if __name__ == "__main__":
-    asyncio.run(_serve())
+    anyio.run(_serve)

@@ -5,10 +5,11 @@
 - `scans`: a scan's row, state and counters;
 - `pages`: listed pages with their objects and the next marker, in one transaction;
 - `results`: audit outcomes, verdicts, failures, and what incremental rescans read of them;
-- `reports`: the current state of every key, filtered and streamed;
+- `report_rows`: the current state of every key, filtered and streamed;
 - `sharing`: what a scan need not pay for (copies, another scan's verdicts) and claims;
+- `seen`: the contents a dry run would send (a set on disk); `migrate`: the schema;
 - `decisions`: what reviewers decided of verdicts, with history;
-- `review`: the review queue (keyset pages), its counts and overview;
+- `queue`: the review queue (keyset pages), its counts and overview;
 - `journal`: act runs and one row per object per run (I6), and what is in effect per object.
 The counters in `scans` change only in the same transactions as the rows they count.
 """
@@ -19,9 +20,9 @@ from scanner.store.decisions import DECISIONS, Decided, Decisions
 from scanner.store.journal import ActRun, Entry, Journal
 from scanner.store.leases import Leases
 from scanner.store.pages import Pages
-from scanner.store.reports import REPORT_COLUMNS, ReportFilter, Reports
+from scanner.store.queue import Cursor, QueueFilter, Review
+from scanner.store.report_rows import REPORT_COLUMNS, ReportFilter, Reports
 from scanner.store.results import Prior, Results, pack_raw, unpack_raw
-from scanner.store.review import Cursor, QueueFilter, Review
 from scanner.store.scans import Scans
 from scanner.store.sharing import Admission, Sharing
 

@@ -19,7 +19,7 @@ from typing import Any
 from scanner.errors import StoreError
 from scanner.models import split_target
 from scanner.store.base import StoreBase
-from scanner.store.reports import ReportFilter, current_view
+from scanner.store.report_rows import ReportFilter, current_view
 
 _RUN_COLUMNS = "id, target, action, params, undoes, state, selected, started_at, finished_at"
 OPEN_STATES = ("pending", "intent", "copied")

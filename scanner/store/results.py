@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from scanner.models import ImageVerdict, ObjectRef, Result, Target, content_key
+from scanner.models import ImageVerdict, ObjectRef, Result, Target
 from scanner.store.base import StoreBase, within
-from scanner.store.sharing import CONTENT_CLAIM
+from scanner.store.sharing import release_settled
 
 _UPSERT_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
@@ -30,18 +30,38 @@ ON CONFLICT (target, key) DO UPDATE SET
     scan_id = excluded.scan_id, deleted_scan = NULL, forbid_state = excluded.forbid_state,
     user_id = excluded.user_id, verdict_from = excluded.verdict_from
 """
-_UPSERT_FAILURE = """
+_FAILURE_COLUMNS = """
 INSERT INTO failures (target, key, etag, size, last_modified, storage_class, policy, code,
                       message, retryable, scan_id, failed_at)
 SELECT ?, key, etag, size, last_modified, storage_class, ?, COALESCE(reason, ''),
        COALESCE(message, ''), ?, scan_id, ?
-FROM scan_objects WHERE scan_id = ? AND key = ?
+FROM scan_objects"""
+_FAILURE_CONFLICT = """
 ON CONFLICT (target, key) DO UPDATE SET
     etag = excluded.etag, size = excluded.size, last_modified = excluded.last_modified,
     storage_class = excluded.storage_class, policy = excluded.policy, code = excluded.code,
     message = excluded.message, retryable = excluded.retryable, scan_id = excluded.scan_id,
     failed_at = excluded.failed_at, deleted_scan = NULL
 """
+#: An object of a scan that ended failed, remembered as the target's failure for its key.
+_UPSERT_FAILED_OBJECT = (
+    _FAILURE_COLUMNS + " WHERE scan_id = ? AND key = ? AND state = 'failed'" + _FAILURE_CONFLICT
+)
+#: Every object of a scan failed with one code (retries spent), remembered likewise.
+_UPSERT_FAILED_WITH = (
+    _FAILURE_COLUMNS + " WHERE scan_id = ? AND state = 'failed' AND reason = ?" + _FAILURE_CONFLICT
+)
+_CLEAR_FAILURE = "DELETE FROM failures WHERE target = ? AND key = ?"
+_BILLED = (
+    "INSERT INTO billed_days (day, images) VALUES (?, ?) ON CONFLICT (day) "
+    "DO UPDATE SET images = images + excluded.images"
+)
+_COUNT_SCAN = (
+    "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
+    "review = review + ?, failed = failed + ?, requests = requests + ?, "
+    "run_audited = run_audited + ?, maybe_double = maybe_double + ?, "
+    "frozen = frozen + ?, shared = shared + ?, updated_at = ? WHERE id = ?"
+)
 _SPENT = (  # a retryable failure on its last allowed attempt
     "UPDATE scan_objects SET state = 'failed', reason = ?, message = ?, attempts = attempts + 1 "
     "WHERE scan_id = ? AND key = ? AND state = 'pending' AND attempts + 1 >= ?"
@@ -67,6 +87,76 @@ class Prior:
     retryable: bool
 
 
+@dataclass(slots=True)
+class _Rows:
+    """A group of outcomes as the rows each table takes (`_rows`: pure, no SQL)."""
+
+    marks: dict[str, list[tuple[Any, ...]]]  # scan_objects: "ok0".."ok2" audited, "failed"
+    retry: list[tuple[Any, ...]]  # retryable failures: failed when spent, else pending
+    verdicts: list[tuple[Any, ...]]  # the _UPSERT_VERDICT rows
+    policies: dict[str, str]  # key -> the policy fingerprint recorded with its outcome
+
+
+def _verdict_row(
+    target: Target, ref: ObjectRef, v: ImageVerdict, policy: str, user: str, now: float,
+    scan_id: int,
+) -> tuple[Any, ...]:  # fmt: skip
+    assert v.result is not None
+    return (
+        target.scope, ref.key, ref.etag, ref.size, policy, int(v.result), v.label, v.score,
+        v.category, v.sub_label, v.text, v.job_id, pack_raw(v.raw), now, scan_id,
+        v.forbid_state, user or None, v.shared_from,
+    )  # fmt: skip
+
+
+def _rows(
+    scan_id: int,
+    target: Target,
+    policy_of: Callable[[ObjectRef], str],
+    outcomes: Sequence[tuple[ObjectRef, ImageVerdict]],
+    user: Callable[[ObjectRef], str] | None,
+    max_attempts: int,
+    now: float,
+) -> _Rows:
+    rows = _Rows({"ok0": [], "ok1": [], "ok2": [], "failed": []}, [], [], {})
+    for ref, v in outcomes:
+        policy = rows.policies[ref.key] = policy_of(ref)
+        if not v.failed and v.result is not None:
+            rows.marks[f"ok{int(v.result)}"].append(("audited", None, None, scan_id, ref.key))
+            who = user(ref) if user else ""
+            rows.verdicts.append(_verdict_row(target, ref, v, policy, who, now, scan_id))
+        elif v.retryable:
+            rows.retry.append((v.code, v.message, scan_id, ref.key, max_attempts))
+        else:
+            rows.marks["failed"].append(("failed", v.code, v.message, scan_id, ref.key))
+    return rows
+
+
+async def _mark_objects(conn: Any, rows: _Rows) -> dict[str, int]:
+    """The objects' states in the scan; how many of each were marked."""
+    counts = {}
+    for name, marks in rows.marks.items():
+        counts[name] = (await conn.executemany(_MARK, marks)).rowcount if marks else 0
+    if rows.retry:
+        counts["failed"] += (await conn.executemany(_SPENT, rows.retry)).rowcount
+        await conn.executemany(_LATER, rows.retry)
+    return counts
+
+
+async def _write_verdicts(conn: Any, scope: str, verdicts: list[tuple[Any, ...]]) -> None:
+    if verdicts:
+        await conn.executemany(_UPSERT_VERDICT, verdicts)
+        await conn.executemany(_CLEAR_FAILURE, [(scope, v[1]) for v in verdicts])
+
+
+async def _write_failures(conn: Any, scope: str, rows: _Rows, now: float, scan_id: int) -> None:
+    """Objects that ended failed (final, or retries spent) become the target's failures."""
+    final = [(scope, rows.policies[r[4]], 0, now, scan_id, r[4]) for r in rows.marks["failed"]]
+    final += [(scope, rows.policies[r[3]], 1, now, scan_id, r[3]) for r in rows.retry]
+    if final:
+        await conn.executemany(_UPSERT_FAILED_OBJECT, final)
+
+
 class Results(StoreBase):
     async def record_results(
         self,
@@ -86,120 +176,35 @@ class Results(StoreBase):
         final failure, or a retryable one on its `max_attempts`-th attempt, marks it failed;
         other retryable failures leave it pending with the code, for a later pass. `policy`
         is the fingerprint recorded with each outcome (or a function of the object giving it).
+        Whatever the outcome, the keys are no longer in flight: `owner`'s claims are released.
         """
         policy_of = policy if callable(policy) else (lambda _ref: policy)
-        policies: dict[str, str] = {}
         now = time.time()
-        groups: dict[str, list[tuple[Any, ...]]] = {"ok0": [], "ok1": [], "ok2": [], "failed": []}
-        retry: list[tuple[Any, ...]] = []
-        verdicts = []
-        for ref, v in outcomes:
-            policies[ref.key] = policy_of(ref)
-            if not v.failed and v.result is not None:
-                groups[f"ok{int(v.result)}"].append(("audited", None, None, scan_id, ref.key))
-                verdicts.append(
-                    (
-                        target.scope,
-                        ref.key,
-                        ref.etag,
-                        ref.size,
-                        policies[ref.key],
-                        int(v.result),
-                        v.label,
-                        v.score,
-                        v.category,
-                        v.sub_label,
-                        v.text,
-                        v.job_id,
-                        pack_raw(v.raw),
-                        now,
-                        scan_id,
-                        v.forbid_state,
-                        (user(ref) if user else "") or None,
-                        v.shared_from,
-                    )
-                )
-            elif v.retryable:
-                retry.append((v.code, v.message, scan_id, ref.key, max_attempts))
-            else:
-                groups["failed"].append(("failed", v.code, v.message, scan_id, ref.key))
+        rows = _rows(scan_id, target, policy_of, outcomes, user, max_attempts, now)
         async with self._tx() as conn:
-            counts = {}
-            for name, rows in groups.items():
-                counts[name] = (await conn.executemany(_MARK, rows)).rowcount if rows else 0
-            if retry:
-                counts["failed"] += (await conn.executemany(_SPENT, retry)).rowcount
-                await conn.executemany(_LATER, retry)
-            if verdicts:
-                await conn.executemany(_UPSERT_VERDICT, verdicts)
-                await conn.executemany(
-                    "DELETE FROM failures WHERE target = ? AND key = ?",
-                    [(target.scope, v[1]) for v in verdicts],
-                )
-            await conn.executemany(  # whatever the outcome, the key is no longer in flight
-                "DELETE FROM claims WHERE scope = ? AND key = ? AND owner = ?",
-                [
-                    (target.scope, claim, owner)
-                    for ref, _ in outcomes
-                    for claim in (ref.key, CONTENT_CLAIM + (content_key(ref.etag, ref.size) or ""))
-                ],
-            )
-            final = [
-                (target.scope, policies[row[4]], 0, now, scan_id, row[4])
-                for row in groups["failed"]
-            ]
-            final += [(target.scope, policies[row[3]], 1, now, scan_id, row[3]) for row in retry]
-            await conn.executemany(  # only rows that ended failed are copied
-                _UPSERT_FAILURE.replace(
-                    "WHERE scan_id = ? AND key = ?",
-                    "WHERE scan_id = ? AND key = ? AND state = 'failed'",
-                ),
-                final,
-            )
+            counts = await _mark_objects(conn, rows)
+            await _write_verdicts(conn, target.scope, rows.verdicts)
+            await release_settled(conn, target.scope, owner, [ref for ref, _ in outcomes])
+            await _write_failures(conn, target.scope, rows, now, scan_id)
             audited = counts["ok0"] + counts["ok1"] + counts["ok2"]
             shared = sum(1 for _, v in outcomes if v.shared_from is not None and not v.failed)
             if requests and audited - shared > 0:
-                await conn.execute(
-                    "INSERT INTO billed_days (day, images) VALUES (?, ?) ON CONFLICT (day) "
-                    "DO UPDATE SET images = images + excluded.images",
-                    (utc_day(now), audited - shared),
-                )
+                await conn.execute(_BILLED, (utc_day(now), audited - shared))
+            maybe_double = sum(v.maybe_double for _, v in outcomes)
+            frozen = sum(bool(v.forbid_state) for _, v in outcomes if not v.failed)
             await conn.execute(
-                "UPDATE scans SET audited = audited + ?, flagged = flagged + ?, "
-                "review = review + ?, failed = failed + ?, requests = requests + ?, "
-                "run_audited = run_audited + ?, maybe_double = maybe_double + ?, "
-                "frozen = frozen + ?, shared = shared + ?, updated_at = ? WHERE id = ?",
-                (
-                    audited,
-                    counts["ok1"],
-                    counts["ok2"],
-                    counts["failed"],
-                    requests,
-                    audited,
-                    sum(v.maybe_double for _, v in outcomes),
-                    sum(bool(v.forbid_state) for _, v in outcomes if not v.failed),
-                    shared,
-                    now,
-                    scan_id,
-                ),
-            )
+                _COUNT_SCAN,
+                (audited, counts["ok1"], counts["ok2"], counts["failed"], requests, audited,
+                 maybe_double, frozen, shared, now, scan_id),
+            )  # fmt: skip
 
     async def record_check(
         self, target: Target, ref: ObjectRef, verdict: ImageVerdict, policy: str, user: str
     ) -> None:
         """A `check` verdict, kept like a scan's (scan 0): scans of the target reuse it."""
-        assert verdict.result is not None
-        row = (
-            target.scope, ref.key, ref.etag, ref.size, policy, int(verdict.result),
-            verdict.label, verdict.score, verdict.category, verdict.sub_label, verdict.text,
-            verdict.job_id, pack_raw(verdict.raw), time.time(), 0, verdict.forbid_state,
-            user or None, None,
-        )  # fmt: skip
+        row = _verdict_row(target, ref, verdict, policy, user, time.time(), 0)
         async with self._tx() as conn:
-            await conn.execute(_UPSERT_VERDICT, row)
-            await conn.execute(
-                "DELETE FROM failures WHERE target = ? AND key = ?", (target.scope, ref.key)
-            )
+            await _write_verdicts(conn, target.scope, [row])
 
     async def billed_on(self, day: str) -> int:
         """Images billed on a UTC day (YYYY-MM-DD), by every scan of this store."""
@@ -222,11 +227,7 @@ class Results(StoreBase):
         """Remember the objects `fail_pending` just failed as retryable failures."""
         async with self._tx() as conn:
             await conn.execute(
-                _UPSERT_FAILURE.replace(
-                    "WHERE scan_id = ? AND key = ?",
-                    "WHERE scan_id = ? AND state = 'failed' AND reason = ?",
-                ),
-                (target.scope, policy, 1, time.time(), scan_id, code),
+                _UPSERT_FAILED_WITH, (target.scope, policy, 1, time.time(), scan_id, code)
             )
 
     async def priors(self, target: Target, keys: Sequence[str]) -> dict[str, Prior]:

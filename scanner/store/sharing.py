@@ -91,6 +91,96 @@ async def _donors(
     return donors
 
 
+_RELEASE = "DELETE FROM claims WHERE scope = ? AND key = ? AND owner = ?"
+
+
+async def release_settled(conn: Any, scope: str, owner: str, refs: Sequence[ObjectRef]) -> None:
+    """`owner`'s claims on objects whose outcome is being recorded (in the same transaction):
+    their keys and their content are no longer in flight."""
+    await conn.executemany(
+        _RELEASE,
+        [
+            (scope, claim, owner)
+            for ref in refs
+            for claim in (ref.key, CONTENT_CLAIM + (content_key(ref.etag, ref.size) or ""))
+        ],
+    )
+
+
+_CLAIM = (
+    "INSERT INTO claims (scope, key, owner, claimed_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner, "
+    "claimed_at = excluded.claimed_at"
+)
+
+
+async def _own_verdicts(
+    conn: Any,
+    scope: str,
+    refs: Sequence[ObjectRef],
+    since: float,
+    holds: Callable[[str, ObjectRef], bool],
+    out: Admission,
+) -> list[ObjectRef]:
+    """Step 1: keys whose own verdict (same ETag and size, a policy that holds) stands are
+    settled as shared; the rest is returned."""
+    own = await _own(conn, scope, [r.key for r in refs], since)
+    rest: list[ObjectRef] = []
+    for ref in refs:
+        got = own.get(ref.key)
+        if got and got[0] == ref.etag and got[1] == ref.size and holds(got[2], ref):
+            out.shared.append((ref, int(got[3]), got[4]))
+        else:
+            rest.append(ref)
+    return rest
+
+
+async def _audited_copies(
+    conn: Any,
+    scope: str,
+    copies: list[ObjectRef],
+    since: float,
+    holds: Callable[[str, ObjectRef], bool],
+) -> list[tuple[ObjectRef, str]]:
+    """Step 2: which of `copies` have content audited under another key: (ref, donor key)."""
+    donors = await _donors(conn, scope, copies, since)
+    shares: list[tuple[ObjectRef, str]] = []
+    for ref in copies:
+        found = [
+            key
+            for policy, key in donors.get((ref.etag, ref.size), ())
+            if key != ref.key and holds(policy, ref)
+        ]
+        if found:
+            shares.append((ref, found[0]))
+    return shares
+
+
+async def _share(
+    conn: Any,
+    scan_id: int,
+    scope: str,
+    shares: list[tuple[ObjectRef, str]],
+    now: float,
+    user: Callable[[ObjectRef], str] | None,
+    out: Admission,
+) -> None:
+    """Copy each donor's verdict to its copy's key; settle the copies as shared."""
+    await conn.executemany(
+        _SHARE_VERDICT,
+        [
+            (ref.key, now, scan_id, (user(ref) if user else "") or None, scope, donor)
+            for ref, donor in shares
+        ],
+    )
+    async with conn.execute(
+        f"SELECT key, result FROM verdicts WHERE target = ? AND key IN ({_marks(shares)})",
+        (scope, *(ref.key for ref, _ in shares)),
+    ) as cur:
+        results = {k: int(r) async for k, r in cur}
+    out.shared += [(ref, results[ref.key], donor) for ref, donor in shares]
+
+
 class Sharing(StoreBase):
     async def admit(
         self,
@@ -112,65 +202,44 @@ class Sharing(StoreBase):
         if not refs:
             return out
         scope, now = target.scope, time.time()
-        keys = [r.key for r in refs]
         async with self._tx() as conn:
-            own = await _own(conn, scope, keys, since)
-            rest: list[ObjectRef] = []
-            for ref in refs:
-                got = own.get(ref.key)
-                if got and got[0] == ref.etag and got[1] == ref.size and holds(got[2], ref):
-                    out.shared.append((ref, int(got[3]), got[4]))
-                else:
-                    rest.append(ref)
+            rest = await _own_verdicts(conn, scope, refs, since, holds, out)
             copies = [r for r in rest if dedupe and content_key(r.etag, r.size)]
-            donors = await _donors(conn, scope, copies, since)
-            shares: list[tuple[ObjectRef, str]] = []
-            unshared: list[ObjectRef] = []
-            for ref in rest:
-                found = [
-                    key
-                    for policy, key in donors.get((ref.etag, ref.size), ())
-                    if key != ref.key and holds(policy, ref)
-                ]
-                if found and dedupe and content_key(ref.etag, ref.size):
-                    shares.append((ref, found[0]))
-                else:
-                    unshared.append(ref)
+            shares = await _audited_copies(conn, scope, copies, since, holds)
             if shares:
-                await conn.executemany(
-                    _SHARE_VERDICT,
-                    [
-                        (ref.key, now, scan_id, (user(ref) if user else "") or None, scope, donor)
-                        for ref, donor in shares
-                    ],
-                )
-                async with conn.execute(
-                    f"SELECT key, result FROM verdicts WHERE target = ? AND key IN "
-                    f"({_marks(shares)})",
-                    (scope, *(ref.key for ref, _ in shares)),
-                ) as cur:
-                    results = {k: int(r) async for k, r in cur}
-                out.shared += [(ref, results[ref.key], donor) for ref, donor in shares]
-            # a key, or a copy of content, in another live scan's flight waits for its answer
-            claims = {r.key: [r.key] for r in unshared}
-            for r in unshared:
-                content = content_key(r.etag, r.size) if dedupe else None
-                if content is not None:
-                    claims[r.key].append(CONTENT_CLAIM + content)
-            held = await self._claimed_by_others(
-                conn, scope, owner, sorted({c for cs in claims.values() for c in cs}),
-                now - stale_after,
-            )  # fmt: skip
-            out.send = [r for r in unshared if not held.intersection(claims[r.key])]
-            out.deferred = len(unshared) - len(out.send)
-            await conn.executemany(
-                "INSERT INTO claims (scope, key, owner, claimed_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (scope, key) DO UPDATE SET owner = excluded.owner, "
-                "claimed_at = excluded.claimed_at",
-                [(scope, c, owner, now) for r in out.send for c in claims[r.key]],
-            )
+                await _share(conn, scan_id, scope, shares, now, user, out)
+            shared = {ref.key for ref, _ in shares}
+            unshared = [r for r in rest if r.key not in shared]
+            await self._claim(conn, scope, owner, unshared, dedupe, now, now - stale_after, out)
             await self._record_shared(conn, scan_id, scope, out.shared, now)
         return out
+
+    async def _claim(
+        self,
+        conn: Any,
+        scope: str,
+        owner: str,
+        refs: list[ObjectRef],
+        dedupe: bool,
+        now: float,
+        alive_after: float,
+        out: Admission,
+    ) -> None:
+        """Step 3: a key, or a copy of content, in another live scan's flight waits for its
+        answer (deferred); the rest is claimed by `owner` and sent."""
+        claims = {r.key: [r.key] for r in refs}
+        for r in refs:
+            content = content_key(r.etag, r.size) if dedupe else None
+            if content is not None:
+                claims[r.key].append(CONTENT_CLAIM + content)
+        held = await self._claimed_by_others(
+            conn, scope, owner, sorted({c for cs in claims.values() for c in cs}), alive_after
+        )
+        out.send = [r for r in refs if not held.intersection(claims[r.key])]
+        out.deferred = len(refs) - len(out.send)
+        await conn.executemany(
+            _CLAIM, [(scope, c, owner, now) for r in out.send for c in claims[r.key]]
+        )
 
     @staticmethod
     async def _claimed_by_others(

@@ -6,13 +6,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from scanner.audit.codec import (
-    AuditOptions,
-    decode_results,
-    encode_batch,
-    raw_to_dict,
-    xml_safe,
-)
+from scanner.audit.codec import decode_results, encode_batch
+from scanner.audit.policy import AuditOptions, xml_safe
+from scanner.audit.raw import raw_to_dict
 from scanner.cos.xml import XmlError
 from scanner.models import AuditItem, Result
 

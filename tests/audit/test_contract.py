@@ -24,7 +24,7 @@ from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.errors import AuthError, ScanBusyError
 from scanner.models import ObjectRef, Target
 from scanner.scan.filter import ObjectFilter
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import Store
 from tests.helpers import (
     check_i1,
@@ -111,8 +111,7 @@ async def test_stop_drains_and_resume_completes(backend: str, tmp_path: Path) ->
         stop, progress = anyio.Event(), Progress()
 
         async def stop_early() -> None:
-            while progress.audited < 150:  # noqa: ASYNC110 - polling a plain counter
-                await anyio.sleep(0.005)
+            await progress.changes.until(lambda: progress.audited >= 150)
             stop.set()
 
         async with anyio.create_task_group() as tg:
@@ -203,8 +202,7 @@ async def test_one_scan_per_target(backend: str, tmp_path: Path) -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(first)
             with anyio.fail_after(30):
-                while not state.stats.audits:  # noqa: ASYNC110 - emulator counters
-                    await anyio.sleep(0.01)
+                await state.stats.changes.until(lambda: bool(state.stats.audits))
             with pytest.raises(ScanBusyError):
                 await run(cfg)
         assert outcomes == ["done"]

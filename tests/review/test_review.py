@@ -27,7 +27,7 @@ from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.models import Target
 from scanner.review.app import CSP, ReviewSettings, serving
 from scanner.review.thumbs import Thumbs
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import Cursor, QueueFilter, Store
 from tests.helpers import CREDS, config, run_scan
 

@@ -23,14 +23,9 @@ from scanner.emulator.control import churn
 from scanner.emulator.inventory import generate
 from scanner.errors import ConfigError
 from scanner.models import ObjectRef
-from scanner.scan.pipeline import Progress
-from scanner.sources.inventory import (
-    InventoryError,
-    InventorySource,
-    LocalFiles,
-    parse_manifest,
-    spool_dir,
-)
+from scanner.scan.progress import Progress
+from scanner.sources.inventory import InventorySource, LocalFiles, spool_dir
+from scanner.sources.manifest import InventoryError, parse_manifest
 from scanner.store import Store
 from tests.helpers import (
     ENV,

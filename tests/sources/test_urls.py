@@ -21,7 +21,7 @@ from scanner.config import ImsSettings
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.ims import CODES
 from scanner.emulator.rules import verdict_for
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.sources.urls import UrlList
 from tests.helpers import (
     ENV,

@@ -12,7 +12,7 @@ import pytest
 from scanner.cli import main
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.models import Target
-from scanner.scan.pipeline import Progress
+from scanner.scan.progress import Progress
 from scanner.store import ReportFilter, Store
 from tests.helpers import config, run_scan
 

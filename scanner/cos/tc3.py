@@ -1,4 +1,4 @@
-"""TC3-HMAC-SHA256: the request signature of Tencent Cloud API 3.0 services (IMS). Pure.
+"""TC3-HMAC-SHA256: the request signature of Tencent Cloud API 3.0 services (IMS, STS). Pure.
 
 As `tencentcloud-sdk-python-common` computes it (`_build_req_with_tc3_signature`,
 `_get_tc3_signature`, `Sign.sign_tc3`; reference 11): the canonical request of a POST signs

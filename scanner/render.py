@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from scanner.audit.codec import raw_to_dict
+from scanner.audit.raw import raw_to_dict
 from scanner.config import AuditSettings
 from scanner.models import ScanStatus
 

@@ -19,7 +19,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.ims.v20201229 import ims_client, models
 
-from scanner.audit import tc3
+from scanner.cos import tc3
 
 
 class _Captured(Exception):

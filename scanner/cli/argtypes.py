@@ -1,0 +1,80 @@
+"""The `scan`, `report` and `act` flags' value types, and the verdict filters `report` and
+`act` share."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+
+def csv_ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def csv_words(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def scan_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a scan id, got {text!r}") from None
+    if not 1 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"no scan has id {text} (ids are 1 .. 2^63-1)")
+    return value
+
+
+def since(text: str) -> float:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date or date-time, got {text!r}"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def filter_args(p: argparse.ArgumentParser) -> None:
+    """The verdict filters `report` and `act` share."""
+    p.add_argument(
+        "--result", type=csv_ints, default=(), help="only these Results (0, 1, 2), e.g. 1,2"
+    )
+    p.add_argument(
+        "--label", type=csv_words, default=(), help="only these Labels (any case), e.g. porn,ads"
+    )
+    p.add_argument("--min-score", type=int, default=None, help="only scores >= this (0..100)")
+    p.add_argument("--max-score", type=int, default=None, help="only scores <= this (0..100)")
+    p.add_argument(
+        "--prefix", dest="key_prefix", default="", metavar="PREFIX", help="only keys under it"
+    )
+    p.add_argument(
+        "--user", type=csv_words, default=(), help="only these uploaders ([scan] user_from_key)"
+    )
+    frozen = p.add_mutually_exclusive_group()
+    frozen.add_argument(
+        "--frozen", dest="frozen", action="store_const", const=True, default=None,
+        help="only objects the service froze at audit time",
+    )  # fmt: skip
+    frozen.add_argument(
+        "--not-frozen", dest="frozen", action="store_const", const=False,
+        help="only objects not frozen at audit time",
+    )  # fmt: skip
+    p.add_argument("--scan", type=scan_id, default=None, help="only rows recorded by this scan id")
+    p.add_argument(
+        "--decision",
+        type=csv_words,
+        default=(),
+        help="only verdicts a reviewer decided so: approve, block, skip, undecided (comma list)",
+    )
+    p.add_argument(
+        "--since",
+        type=since,
+        default=None,
+        help="only rows audited (or failed) at or after this ISO date/time",
+    )
