@@ -9,8 +9,12 @@ import signal
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ENV, db_rows, start_emulator, stats, wait_until, write_config
 from tests.helpers import scan_process as scan
+
+pytestmark = pytest.mark.slow  # real subprocesses killed with real signals
 
 FAULTS = {
     "error_rate": 0.05,

@@ -303,6 +303,7 @@ def test_emulator_copies_share_etags_sizes_and_verdicts() -> None:
     assert originals <= set(plain.objects)  # the rest of the album is unchanged
 
 
+@pytest.mark.slow
 def test_sigkill_at_five_points_with_copies_then_resume(tmp_path: Path) -> None:
     """kill -9 while copies wait for their content's verdict: after the resume every key has
     its verdict and no content was paid for more than what was in flight at the kills."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import pytest
 
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.models import KeyRange, ObjectRef, Page
@@ -100,6 +101,7 @@ def test_midpoints_lie_strictly_between() -> None:
     assert midpoint("a", "a\x00") is None  # nothing between
 
 
+@pytest.mark.slow
 def test_listers_share_the_cos_request_budget(tmp_path: Path) -> None:
     """[cos] qps holds across 8 listers and their folder views: a bucket that throttles past 20
     listing requests a second throttles none of a scan at 18/s, and does throttle one without
@@ -200,6 +202,7 @@ def _ranges_at(store: Path) -> list[tuple[str, str | None, str]]:
     return [(a, u, m) for a, u, m in db_rows(store, "SELECT after, upto, marker FROM scan_ranges")]
 
 
+@pytest.mark.slow
 def test_sigkill_with_eight_listers_lists_no_finished_page_again(tmp_path: Path) -> None:
     """A real scan process with `list_concurrency = 8`, killed -9 three times while it lists
     and rebalances, then resumed: every object once, none billed twice beyond what was in

@@ -20,6 +20,7 @@ from tests.helpers import CREDS, check_i1, config, run_scan
 from tests.helpers import scan_outcome as scan
 
 
+@pytest.mark.slow
 async def test_faulted_scan_of_5000_accounts_for_everything(tmp_path: Path) -> None:
     faults = Faults(
         error_rate=0.05, reset_rate=0.01, qps_cap=20, image_failure_rate=0.02, fail_next=[503, 500]

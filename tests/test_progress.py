@@ -13,7 +13,7 @@ from scanner.scan.progress import Progress
 @pytest.fixture(autouse=True)
 def clock(monkeypatch: pytest.MonkeyPatch) -> None:
     """Progress.rate reads the monotonic clock: 100 s after the start, always."""
-    monkeypatch.setattr("scanner.scan.pipeline.time.monotonic", lambda: 1100.0)
+    monkeypatch.setattr("scanner.scan.progress.time.monotonic", lambda: 1100.0)
 
 
 def progress() -> Progress:

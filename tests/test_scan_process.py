@@ -27,6 +27,8 @@ from tests.helpers import (
 )
 from tests.helpers import scan_process as scan
 
+pytestmark = pytest.mark.slow  # real subprocesses killed with real signals
+
 
 @pytest.fixture
 def emulator() -> Iterator[str]:

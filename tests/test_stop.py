@@ -20,21 +20,23 @@ from scanner.models import Target
 from scanner.scan.progress import Progress
 from scanner.scan.runner import ScanResult
 from scanner.store import Store
+from scanner.watch import Changes
 from tests.helpers import check_i1, config, run_scan
 
 
 async def stopped_when(
-    cfg: Config, ready: Callable[[Progress], bool], within: float
+    cfg: Config, ready: Callable[[Progress], bool], within: float, watch: Changes | None = None
 ) -> tuple[ScanResult, float]:
-    """Run a scan, set stop once `ready(progress)`, and return how it ended and the seconds
-    from the stop to the end."""
+    """Run a scan, set stop once `ready(progress)` (looked at whenever `watch` changes: the
+    progress's own, unless given), and return how it ended and the seconds from the stop to
+    the end."""
     stop, progress = anyio.Event(), Progress()
     stopped_at = 0.0
     result: ScanResult | None = None
 
     async def trigger() -> None:
         nonlocal stopped_at
-        await progress.changes.until(lambda: ready(progress))
+        await (watch or progress.changes).until(lambda: ready(progress))
         stopped_at = anyio.current_time()
         stop.set()
 
@@ -75,7 +77,7 @@ async def test_no_retry_after_the_stop_in_a_5xx_storm(tmp_path: Path) -> None:
         state.faults.error_rate = 1.0
         state.faults.targets = ["audit"]
         result, _ = await stopped_when(
-            cfg, lambda p: state.stats.requests["audit"] >= 8, within=5.0
+            cfg, lambda p: state.stats.requests["audit"] >= 8, 5.0, state.stats.changes
         )
         assert result.outcome == "interrupted"
         assert result.status.audited == 0

@@ -17,6 +17,8 @@ from scanner.scan.progress import Progress
 from scanner.scan.workers import default_workers
 from tests.helpers import check_i1, children, config, run_scan
 
+pytestmark = pytest.mark.slow  # real subprocesses killed with real signals
+
 
 def test_two_workers_give_the_verdicts_of_one_process_under_a_strict_budget(
     tmp_path: Path,

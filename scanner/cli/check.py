@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from scanner.audit.backend import ServiceProfile
 from scanner.audit.ims import ImsClient
 from scanner.audit.policy import audit_options
 from scanner.audit.raw import raw_to_dict
@@ -73,7 +74,7 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
             if head is None:
                 return ImageVerdict(what, "check", code="NoSuchKey", message="no such object"), ref
             ref = ObjectRef(what, head.etag, head.size, now)
-        if config.audit.service == "ims":
+        if ServiceProfile.of(config).name == "ims":
             ims = ImsClient(
                 http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
                 clock=clock, budget=budget, on_retry=log_retry,
@@ -114,7 +115,7 @@ def _as_text(v: ImageVerdict) -> str:
 
 
 def _as_json(v: ImageVerdict, config: Config) -> dict[str, Any]:
-    out: dict[str, Any] = {"image": v.key, "service": config.audit.service}
+    out: dict[str, Any] = {"image": v.key, "service": ServiceProfile.of(config).name}
     if v.failed:
         return {**out, "code": v.code, "message": v.message}
     return {

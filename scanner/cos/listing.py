@@ -76,6 +76,12 @@ def parse_page(body: bytes, marker: str, max_keys: int | None = None) -> Page:
     )
 
 
+def cos_budget(settings: CosSettings, clock: Clock) -> AuditBudget:
+    """`[cos] qps`: a scan's one COS request budget, shared by its listers, their folder views
+    and its Inventory downloads; in flight, a request per lister and a steal's few views."""
+    return AuditBudget(8 * settings.list_concurrency, settings.qps, clock)
+
+
 class Lister:
     """Lists one bucket (under its configured prefix) page by page."""
 
@@ -87,6 +93,7 @@ class Lister:
         retry: RetryPolicy,
         clock: Clock,
         on_retry: OnRetry | None = None,
+        budget: AuditBudget | None = None,
     ) -> None:
         self._http = http
         self._settings = settings
@@ -94,9 +101,7 @@ class Lister:
         self._retry = retry
         self._clock = clock
         self._on_retry = on_retry
-        # `[cos] qps`, shared by the scan's listers and their folder views; in flight, a
-        # request per lister and a steal's few views at once
-        self._budget = AuditBudget(8 * settings.list_concurrency, settings.qps, clock)
+        self._budget = budget or cos_budget(settings, clock)
 
     async def page(
         self, marker: str = "", *, prefix: str | None = None, delimiter: str = ""

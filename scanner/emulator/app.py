@@ -86,6 +86,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await ims.handle(state, request)
     endpoint, service = _endpoint(request)
     state.stats.requests[endpoint] += 1
+    state.stats.changes.changed()
     if endpoint != "audit":
         return await _dispatch(state, request, endpoint, service)
     stats = state.stats

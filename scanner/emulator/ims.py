@@ -90,6 +90,7 @@ async def handle(state: EmulatorState, request: web.Request) -> web.StreamRespon
     """One ImageModeration call (faults, authentication, the answer)."""
     rid = str(uuid.uuid4())
     state.stats.requests["ims"] += 1
+    state.stats.changes.changed()
     body = await request.read()
     try:
         if state.faults.latency:

@@ -289,7 +289,7 @@ async def _list(
 ) -> None:
     """List from `marker` and count what the scan would decide to send (`pipeline.decide`)."""
     est = counter.est
-    progress.phase = "listing (dry run)"
+    progress.enter("listing (dry run)")
     async for page in _pages(source, marker):
         est.pages += 1
         est.objects += len(page.objects)

@@ -197,7 +197,7 @@ async def _source(
                 return
         if not opts.list_pages or scan.listing_done:
             return
-        progress.phase = "scanning"
+        progress.enter("scanning")
         ranges = [r for r in await deps.store.ranges(scan.id) if not r.done]
 
         incremental = scan.mode == "incremental"

@@ -36,6 +36,11 @@ class Progress:
     phase: str = "starting"
     changes: Changes = field(default_factory=Changes)  # told after each group is recorded
 
+    def enter(self, phase: str) -> None:
+        """Say what the run does now (the display shows it; waiters are told)."""
+        self.phase = phase
+        self.changes.changed()
+
     @property
     def done(self) -> int:
         """Objects of the scan in a final state (before and during this run)."""

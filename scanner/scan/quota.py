@@ -42,11 +42,20 @@ class Billed(Protocol):
 
 
 async def wait_for_window(window: Window, clock: Clock, stop: anyio.Event) -> float:
-    """Wait until `window` opens or `stop` is set; the seconds it had to wait (0: open)."""
+    """Wait (on `clock`) until `window` opens or `stop` is set; the seconds it had to wait for
+    the window (0: it was open)."""
     wait = window.opens_in(clock.wall())
-    if wait > 0:
-        with anyio.move_on_after(wait):
-            await stop.wait()
+    if wait <= 0:
+        return 0.0
+    async with anyio.create_task_group() as tg:
+
+        async def opened() -> None:
+            await clock.sleep(wait)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(opened)
+        await stop.wait()
+        tg.cancel_scope.cancel()
     return wait
 
 

@@ -61,7 +61,7 @@ async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
     while number <= run.opts.max_attempts:
         remaining = None if run.opts.max_images is None else run.opts.max_images - run.sent
         opts = replace(run.opts, max_images=remaining, list_pages=not scan.listing_done)
-        run.progress.phase = "auditing" if number == 1 else f"retry pass {number}"
+        run.progress.enter("auditing" if number == 1 else f"retry pass {number}")
         feed = await run_pass(run.deps, scan, opts, run.stop, run.progress)
         run.sent += feed.sent
         scan = await store.scan(scan.id)
@@ -75,7 +75,7 @@ async def _passes(run: _Run, scan: ScanStatus) -> ScanResult:
             return ScanResult(await store.finish_scan(scan.id, "paused"), "paused", run.cap_note)
         if feed.deferred:  # another scan has some of these keys in flight: wait for its answers
             log.info("%d keys are in flight in another scan of this bucket: waiting", feed.deferred)
-            run.progress.phase = "waiting for another scan"
+            run.progress.enter("waiting for another scan")
             with anyio.move_on_after(2.0):
                 await run.stop.wait()
             continue  # not an attempt: nothing of ours failed
@@ -332,7 +332,7 @@ async def _hold(live: _Live, run: _Run, scan: ScanStatus, stop: anyio.Event) -> 
     window = plan.request.window
     if window is not None and window.opens_in(live.clock.wall()) > 0:
         log.info("outside the window %s: waiting", window.text)
-        run.progress.phase = f"waiting for the window {window.text}"
+        run.progress.enter(f"waiting for the window {window.text}")
         await wait_for_window(window, live.clock, stop)
         if stop.is_set():
             return ScanResult(await store.finish_scan(scan.id, "interrupted"), "interrupted")

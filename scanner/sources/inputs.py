@@ -14,7 +14,7 @@ from pathlib import Path
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
-from scanner.cos.listing import Lister
+from scanner.cos.listing import Lister, cos_budget
 from scanner.errors import OnRetry
 from scanner.models import Page, Target
 from scanner.retry import RetryPolicy
@@ -86,14 +86,19 @@ async def open_input(
     """Open `what` for reading (an Inventory's manifest is fetched and checked; its data files
     go to `spool`, default beside the store); a shard keeps only its own keys."""
     opened: Opened
+    budget = cos_budget(config.cos, clock)  # listing pages, folder views, Inventory downloads
     if isinstance(what, UrlListInput):
         urls = UrlList(what.path, page_size=config.cos.page_size)
         opened = Opened(urls, urls.digest)
     elif isinstance(what, InventoryInput):
-        read = await open_inventory(config, http, what.manifest, clock, on_retry, spool=spool)
+        read = await open_inventory(
+            config, http, what.manifest, clock, on_retry, spool=spool, budget=budget
+        )
         opened = Opened(read, INVENTORY + read.manifest.digest)
     else:
-        lister = Lister(http, config.cos, retry=retry, clock=clock, on_retry=on_retry)
+        lister = Lister(
+            http, config.cos, retry=retry, clock=clock, on_retry=on_retry, budget=budget
+        )
         opened = Opened(lister, "")
     if shard is not None:
         opened.source = ShardSource(opened.reader, *shard)

@@ -36,6 +36,7 @@ import anyio
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
+from scanner.cos.listing import cos_budget
 from scanner.cos.objects import ObjectClient
 from scanner.digests import file_digest
 from scanner.errors import OnRetry
@@ -315,6 +316,7 @@ async def open_inventory(
     clock: Clock,
     on_retry: OnRetry | None = None,
     spool: Path | None = None,
+    budget: AuditBudget | None = None,
 ) -> InventorySource:
     """The Inventory named by `where` (cos://bucket/key/manifest.json or a path), checked;
     data files from COS downloaded into `spool` (default: beside the store)."""
@@ -325,7 +327,7 @@ async def open_inventory(
             config.cos,
             retry=RetryPolicy.from_settings(config.retry),
             clock=clock,
-            budget=AuditBudget(4, config.cos.qps, clock),  # [cos] qps: no listing meanwhile
+            budget=budget or cos_budget(config.cos, clock),
             on_retry=on_retry,
         )
         files = CosFiles(objects, where)

@@ -291,19 +291,12 @@ class Sharing(StoreBase):
     ) -> tuple[set[str], set[str]]:
         """What `admit` would take from the store, read only (for the dry run): the keys whose
         own verdict stands, and the keys that are copies of audited content."""
-        own = await _own(self._conn, target.scope, [r.key for r in refs], since)
-        mine = {
-            r.key
-            for r in refs
-            if (got := own.get(r.key)) and (got[0], got[1]) == (r.etag, r.size) and holds(got[2], r)
-        }
-        rest = [r for r in refs if r.key not in mine and dedupe and content_key(r.etag, r.size)]
-        donors = await _donors(self._conn, target.scope, rest, since)
-        copies = {
-            r.key
-            for r in rest
-            if any(k != r.key and holds(p, r) for p, k in donors.get((r.etag, r.size), ()))
-        }
+        probe = Admission()  # admit's first two steps, read only
+        rest = await _own_verdicts(self._conn, target.scope, refs, since, holds, probe)
+        mine = {ref.key for ref, _, _ in probe.shared}
+        candidates = [r for r in rest if dedupe and content_key(r.etag, r.size)]
+        shares = await _audited_copies(self._conn, target.scope, candidates, since, holds)
+        copies = {ref.key for ref, _ in shares}
         return mine, copies
 
     async def release_claims(self, owner: str) -> None:

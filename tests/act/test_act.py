@@ -183,6 +183,7 @@ def act_process(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=out, env=ENV)
 
 
+@pytest.mark.slow
 def test_sigkill_at_five_points_then_resume_acts_exactly_once(
     emulator: str, tmp_path: Path, creds: None
 ) -> None:

@@ -139,6 +139,7 @@ async def test_incremental_rescan_sends_only_what_changed(backend: str, tmp_path
         assert set(state.stats.sent) == set(changed)
 
 
+@pytest.mark.slow
 async def test_throttling_and_image_failures_are_waited_out(backend: str, tmp_path: Path) -> None:
     cap = 60 if backend == "ims" else 4  # requests/s: IMS sends 20x the requests
     faults = Faults(qps_cap=cap, image_failure_rate=0.05, error_rate=0.03)
@@ -209,6 +210,7 @@ async def test_one_scan_per_target(backend: str, tmp_path: Path) -> None:
         await check_i1(cfg, state)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", BACKENDS)
 def test_sigkill_at_three_points_then_resume(service: str, tmp_path: Path) -> None:
     store, log = tmp_path / "scan.db", tmp_path / "scan.log"

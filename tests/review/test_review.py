@@ -148,6 +148,7 @@ async def browser() -> AsyncIterator[Any]:
             await b.close()
 
 
+@pytest.mark.slow  # a browser
 async def test_decide_twenty_with_the_keyboard_and_reload(tmp_path: Path) -> None:
     chromium()
     from playwright.async_api import expect
@@ -187,6 +188,7 @@ async def test_decide_twenty_with_the_keyboard_and_reload(tmp_path: Path) -> Non
         assert dialogs == []
 
 
+@pytest.mark.slow  # a browser
 async def test_hostile_keys_are_inert_text_and_no_token_is_403(tmp_path: Path) -> None:
     chromium()
     from playwright.async_api import expect
@@ -217,6 +219,7 @@ async def test_hostile_keys_are_inert_text_and_no_token_is_403(tmp_path: Path) -
             await page.screenshot(path=shot)
 
 
+@pytest.mark.slow  # a browser
 async def test_two_reviewers_at_once_lose_nothing(tmp_path: Path) -> None:
     chromium()
     async with serve(tmp_path, 3000) as s, browser() as b:

@@ -229,6 +229,7 @@ def _post(url: str, path: str, body: dict[str, object]) -> dict[str, Any]:
     return out
 
 
+@pytest.mark.slow
 def test_sigkill_five_times_reads_no_finished_file_again(tmp_path: Path) -> None:
     """20,000 objects in 10 data files, the scan killed -9 five times while auditing: every
     object ends audited, failed or skipped as a listing scan leaves it; each data file is

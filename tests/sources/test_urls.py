@@ -133,6 +133,7 @@ def test_a_url_list_scan_ends_with_every_entry_in_its_state(
     assert status["target"] == f"urls://{path.resolve()}"
 
 
+@pytest.mark.slow
 def test_kill_nine_and_resume_a_list_of_ten_thousand(tmp_path: Path) -> None:
     """10,000 entries: album URLs, URLs that cannot be fetched, things that are not URLs,
     non-images; killed three times, resumed, every entry ends in its right state and no URL
