@@ -17,7 +17,7 @@ from scanner.emulator import (
     EmulatorState,
     running,
 )
-from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor
+from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor, make_lister
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +62,7 @@ async def http() -> AsyncIterator[HttpClient]:
 
 @pytest.fixture
 def lister(http: HttpClient, emulator: Emulator, clock: FakeClock) -> Lister:
-    return Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock)
+    return make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock)
 
 
 @pytest.fixture

@@ -92,8 +92,8 @@ class Lister:
         *,
         retry: RetryPolicy,
         clock: Clock,
+        budget: AuditBudget,
         on_retry: OnRetry | None = None,
-        budget: AuditBudget | None = None,
     ) -> None:
         self._http = http
         self._settings = settings
@@ -101,7 +101,7 @@ class Lister:
         self._retry = retry
         self._clock = clock
         self._on_retry = on_retry
-        self._budget = budget or cos_budget(settings, clock)
+        self._budget = budget  # `cos_budget`: [cos] qps, shared by the scan's COS requests
 
     async def page(
         self, marker: str = "", *, prefix: str | None = None, delimiter: str = ""

@@ -36,7 +36,6 @@ import anyio
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
-from scanner.cos.listing import cos_budget
 from scanner.cos.objects import ObjectClient
 from scanner.digests import file_digest
 from scanner.errors import OnRetry
@@ -314,9 +313,9 @@ async def open_inventory(
     http: HttpClient,
     where: str,
     clock: Clock,
+    budget: AuditBudget,
     on_retry: OnRetry | None = None,
     spool: Path | None = None,
-    budget: AuditBudget | None = None,
 ) -> InventorySource:
     """The Inventory named by `where` (cos://bucket/key/manifest.json or a path), checked;
     data files from COS downloaded into `spool` (default: beside the store)."""
@@ -327,7 +326,7 @@ async def open_inventory(
             config.cos,
             retry=RetryPolicy.from_settings(config.retry),
             clock=clock,
-            budget=budget or cos_budget(config.cos, clock),
+            budget=budget,
             on_retry=on_retry,
         )
         files = CosFiles(objects, where)

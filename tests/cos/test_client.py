@@ -20,7 +20,7 @@ from scanner.errors import (
     TransportError,
 )
 from scanner.retry import RetryPolicy
-from tests.helpers import FAST_RETRY, Emulator, FakeClock
+from tests.helpers import FAST_RETRY, Emulator, FakeClock, make_lister
 
 NO_RETRY = RetryPolicy(attempts=1, deadline=1.0, wait_initial=0.0, wait_max=0.0)
 # throttling is bounded by the deadline: a first backoff past it means no retry at all
@@ -38,7 +38,7 @@ async def test_bad_signature_is_auth_error_with_request_id(
     emulator: Emulator, clock: FakeClock
 ) -> None:
     async with HttpClient(Credentials(DEFAULT_SECRET_ID, "wrong-key")) as http:
-        lister = Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock)
+        lister = make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock)
         with pytest.raises(AuthError) as info:
             await lister.page()
     assert info.value.code == "SignatureDoesNotMatch"
@@ -51,7 +51,7 @@ async def test_bad_signature_is_auth_error_with_request_id(
 async def test_unknown_secret_id(emulator: Emulator, clock: FakeClock) -> None:
     async with HttpClient(Credentials("AKIDnobody", "k")) as http:
         with pytest.raises(AuthError, match="InvalidAccessKeyId"):
-            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+            await make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
 
 
 async def test_expired_signature(emulator: Emulator, clock: FakeClock) -> None:
@@ -62,7 +62,7 @@ async def test_expired_signature(emulator: Emulator, clock: FakeClock) -> None:
     )
     async with stale as http:
         with pytest.raises(AuthError, match="Request has expired"):
-            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+            await make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
 
 
 async def test_session_token_is_sent_and_checked(emulator: Emulator, clock: FakeClock) -> None:
@@ -71,11 +71,11 @@ async def test_session_token_is_sent_and_checked(emulator: Emulator, clock: Fake
     emulator.state.keys[DEFAULT_SECRET_ID] = KeyPair(DEFAULT_SECRET_KEY, token="tok+/=")
     _put(emulator.state)
     async with HttpClient(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, "tok+/=")) as http:
-        page = await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+        page = await make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
     assert len(page.objects) == 3
     async with HttpClient(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)) as http:
         with pytest.raises(AuthError, match="InvalidToken"):
-            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+            await make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
 
 
 async def test_expired_session_token(emulator: Emulator, clock: FakeClock) -> None:
@@ -86,14 +86,14 @@ async def test_expired_session_token(emulator: Emulator, clock: FakeClock) -> No
     )
     async with HttpClient(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, "t")) as http:
         with pytest.raises(AuthError) as info:
-            await Lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
+            await make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=clock).page()
     assert info.value.code == "ExpiredToken"
 
 
 async def test_unknown_bucket(emulator: Emulator, http: HttpClient, clock: FakeClock) -> None:
     cos = emulator.cos().__class__(bucket="nosuch-1250000000", endpoint=emulator.url)
     with pytest.raises(ServiceError) as info:
-        await Lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+        await make_lister(http, cos, retry=FAST_RETRY, clock=clock).page()
     assert (info.value.status, info.value.code) == (404, "NoSuchBucket")
     assert not info.value.retryable
 
@@ -103,7 +103,7 @@ async def test_wrong_region_is_no_such_bucket(
 ) -> None:
     cos = emulator.cos(region="ap-beijing")
     with pytest.raises(ServiceError, match="NoSuchBucket"):
-        await Lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+        await make_lister(http, cos, retry=FAST_RETRY, clock=clock).page()
 
 
 async def test_throttled_then_succeeds(
@@ -124,7 +124,7 @@ async def test_throttled_error_class(
     emulator.state.faults.fail_next = [503]
     emulator.state.faults.retry_after = None
     with pytest.raises(ThrottledError) as info:
-        await Lister(http, emulator.cos(), retry=NO_WAITING, clock=clock).page()
+        await make_lister(http, emulator.cos(), retry=NO_WAITING, clock=clock).page()
     assert info.value.code == "SlowDown"
     assert info.value.retryable
 
@@ -132,7 +132,7 @@ async def test_throttled_error_class(
 async def test_429_is_throttling(emulator: Emulator, http: HttpClient, clock: FakeClock) -> None:
     emulator.state.faults.fail_next = [429]
     with pytest.raises(ThrottledError):
-        await Lister(http, emulator.cos(), retry=NO_WAITING, clock=clock).page()
+        await make_lister(http, emulator.cos(), retry=NO_WAITING, clock=clock).page()
 
 
 async def test_5xx_then_succeeds(emulator: Emulator, lister: Lister) -> None:
@@ -197,7 +197,7 @@ async def test_oversized_chunked_body_is_refused(
     emulator: Emulator, http: HttpClient, clock: FakeClock
 ) -> None:
     emulator.state.faults.body_mode = "huge"
-    lister = Lister(
+    lister = make_lister(
         http, emulator.cos(max_response_bytes=1024 * 1024), retry=FAST_RETRY, clock=clock
     )
     with pytest.raises(ProtocolError, match="over the 1048576-byte limit"):
@@ -208,7 +208,7 @@ async def test_oversized_declared_body_is_refused(
     emulator: Emulator, http: HttpClient, clock: FakeClock
 ) -> None:
     _put(emulator.state, 50)
-    lister = Lister(http, emulator.cos(max_response_bytes=2048), retry=FAST_RETRY, clock=clock)
+    lister = make_lister(http, emulator.cos(max_response_bytes=2048), retry=FAST_RETRY, clock=clock)
     with pytest.raises(ProtocolError, match="bytes is over the 2048-byte limit"):
         await lister.page()
 
@@ -221,14 +221,14 @@ async def test_refused_connection_is_transport_error(http: HttpClient, clock: Fa
 
     cos = CosSettings(bucket="album-1250000000", endpoint=f"http://127.0.0.1:{port}")
     with pytest.raises(TransportError, match=r"cannot connect to 127\.0\.0\.1"):
-        await Lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+        await make_lister(http, cos, retry=FAST_RETRY, clock=clock).page()
 
 
 async def test_timeout_is_transport_error(
     emulator: Emulator, http: HttpClient, clock: FakeClock
 ) -> None:
     emulator.state.faults.latency = 0.5
-    lister = Lister(http, emulator.cos(timeout=0.05), retry=NO_RETRY, clock=clock)
+    lister = make_lister(http, emulator.cos(timeout=0.05), retry=NO_RETRY, clock=clock)
     with pytest.raises(TransportError, match="timed out"):
         await lister.page()
 
@@ -256,7 +256,7 @@ async def test_page_with_more_entries_than_asked_is_refused(
     # went from ~50 MB to 192 MB; now the page is refused before it is parsed
     _put(emulator.state, 30)
     emulator.state.faults.body_mode = "ignore_max_keys"
-    lister = Lister(http, emulator.cos(page_size=10), retry=FAST_RETRY, clock=clock)
+    lister = make_lister(http, emulator.cos(page_size=10), retry=FAST_RETRY, clock=clock)
     with pytest.raises(ProtocolError, match="page has 30 entries, max-keys asked for 10") as info:
         await lister.page()
     assert not info.value.retryable

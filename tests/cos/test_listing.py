@@ -14,7 +14,7 @@ from scanner.cos.xml import XmlError
 from scanner.emulator import Bucket, EmulatorState, running
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.scan.ranges import midpoint
-from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock
+from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock, make_lister
 
 AWKWARD = [
     "a b.jpg",
@@ -66,7 +66,9 @@ async def test_lists_under_a_prefix(
 ) -> None:
     keys = many_keys(2600)
     fill(state.bucket, keys)
-    lister = Lister(http, emulator.cos(prefix="p1/", page_size=400), retry=FAST_RETRY, clock=clock)
+    lister = make_lister(
+        http, emulator.cos(prefix="p1/", page_size=400), retry=FAST_RETRY, clock=clock
+    )
     listed = [o.key async for page in lister.iter_pages() for o in page.objects]
     assert listed == sorted(k for k in keys if k.startswith("p1/"))
     assert len(listed) > 800
@@ -142,7 +144,9 @@ async def test_any_keys_any_page_size_listed_once_in_order(keys: list[str], page
     fill(state.bucket, keys)
     async with running(state) as url, HttpClient(CREDS) as http:
         emu = Emulator(state, url)
-        lister = Lister(http, emu.cos(page_size=page_size), retry=FAST_RETRY, clock=FakeClock())
+        lister = make_lister(
+            http, emu.cos(page_size=page_size), retry=FAST_RETRY, clock=FakeClock()
+        )
         listed = [o.key async for page in lister.iter_pages() for o in page.objects]
     assert listed == sorted(keys)
 
@@ -227,7 +231,9 @@ async def test_folder_views_page_like_a_plain_rollup(
             expected.append(item)
     async with running(state) as url, HttpClient(CREDS) as http:
         emu = Emulator(state, url)
-        lister = Lister(http, emu.cos(page_size=page_size), retry=FAST_RETRY, clock=FakeClock())
+        lister = make_lister(
+            http, emu.cos(page_size=page_size), retry=FAST_RETRY, clock=FakeClock()
+        )
         shown: list[str] = []
         at: str | None = marker
         while at is not None:

@@ -15,13 +15,20 @@ import pytest
 
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, ci_service, cos_service
-from scanner.cos.listing import Lister
 from scanner.emulator import EmulatorState, from_folder, running, synthetic
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.emulator.rules import bucket_of, verdict_for
 from scanner.errors import ServiceError
 from scanner.models import AuditItem
-from tests.helpers import CREDS, FAST_RETRY, Emulator, FakeClock, make_auditor, start_emulator
+from tests.helpers import (
+    CREDS,
+    FAST_RETRY,
+    Emulator,
+    FakeClock,
+    make_auditor,
+    make_lister,
+    start_emulator,
+)
 
 
 def _fill(state: EmulatorState, keys: list[str]) -> None:
@@ -136,7 +143,7 @@ async def test_control_endpoints_over_http(emulator: Emulator, http: HttpClient)
             out = await r.json()
     assert (len(out["changed"]), len(out["added"]), len(out["deleted"])) == (50, 10, 20)
     assert out["objects"] == 490
-    lister = Lister(http, emulator.cos(), retry=FAST_RETRY, clock=FakeClock())
+    lister = make_lister(http, emulator.cos(), retry=FAST_RETRY, clock=FakeClock())
     keys = {o.key: o.etag async for p in lister.iter_pages() for o in p.objects}
     assert len(keys) == 490
     assert not set(out["deleted"]) & set(keys)
@@ -183,7 +190,7 @@ async def test_folder_mode(tmp_path: Path, http: HttpClient) -> None:
     state = EmulatorState(bucket=from_folder(tmp_path))
     async with running(state) as url:
         emu = Emulator(state, url)
-        lister = Lister(http, emu.cos(), retry=FAST_RETRY, clock=FakeClock())
+        lister = make_lister(http, emu.cos(), retry=FAST_RETRY, clock=FakeClock())
         keys = [o.key async for p in lister.iter_pages() for o in p.objects]
         assert keys == ["notes.txt", "nsfw.png", "sub dir/cat.jpg"]
         results = await make_auditor(http, emu, FakeClock()).moderate(
@@ -204,7 +211,7 @@ def test_cli_emulator_subprocess_serves_and_stops() -> None:
 
             async def listing() -> int:
                 async with HttpClient(CREDS) as http:
-                    lister = Lister(http, settings, retry=FAST_RETRY, clock=FakeClock())
+                    lister = make_lister(http, settings, retry=FAST_RETRY, clock=FakeClock())
                     return sum([len(p.objects) async for p in lister.iter_pages()])
 
             assert anyio.run(listing) == 1200
