@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -367,3 +368,20 @@ def one_line(err: str) -> str:
     assert lines[-1] == errors[0], err
     assert "Traceback" not in err
     return errors[0]
+
+
+def sdk_client(url: str, secret_key: str = DEFAULT_SECRET_KEY, token: str | None = None) -> Any:
+    """The official SDK's client pointed at an emulator (IP mode, reference 5)."""
+    from qcloud_cos import CosConfig, CosS3Client
+
+    parts = urlsplit(url)
+    conf = CosConfig(
+        Region="ap-guangzhou",
+        SecretId=DEFAULT_SECRET_ID,
+        SecretKey=secret_key,
+        Token=token,
+        IP=parts.hostname,
+        Port=parts.port,
+        Scheme="http",
+    )
+    return CosS3Client(conf, retry=0)

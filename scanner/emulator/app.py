@@ -42,12 +42,15 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 def _endpoint(request: web.Request) -> tuple[str, str]:
-    """(endpoint, service) for a request: ("list"|"audit"|"query"|"object", "cos"|"ci")."""
+    """(endpoint, service) for a request: ("list"|"bucket"|"audit"|"query"|"object",
+    "cos"|"ci")."""
     path = request.path
     if path == "/image/auditing":
         return "audit", "ci"
     if path.startswith("/image/auditing/"):
         return "query", "ci"
+    if path == "/" and "versioning" in request.query:
+        return "bucket", "cos"
     if path == "/" and not single.is_single(request):
         return "list", "cos"
     return "object", "cos"  # an object, or the single-image API (by detect-url at "/")
@@ -75,7 +78,11 @@ def _check_bucket(state: EmulatorState, request: web.Request) -> tuple[str, Buck
     bucket = state.bucket_named(match["bucket"])
     if bucket is None or match["region"] != state.region:
         raise Refusal(404, "NoSuchBucket", "The specified bucket does not exist.")
-    if match["bucket"] != state.bucket_name and request.path == "/":
+    if (
+        match["bucket"] != state.bucket_name
+        and request.path == "/"
+        and "versioning" not in request.query
+    ):
         raise Refusal(501, "NotImplemented", "The emulator lists only its own bucket.")
     return match["bucket"], bucket
 
@@ -136,6 +143,10 @@ async def _dispatch(
             recognized = await single.recognize(state, bucket, request)
             state.stats.requests["single"] += 1
             return recognized
+        if endpoint == "bucket":
+            body = objects.bucket_versioning(state, name, request, await request.read())
+            state.stats.statuses[f"{endpoint} 200"] += 1
+            return objects.xml_answer(body)
         if endpoint == "object":
             answer = await _object(state, name, bucket, request, signed=not anonymous_read)
             state.stats.statuses[f"{endpoint} {answer.status}"] += 1

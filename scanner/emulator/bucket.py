@@ -29,6 +29,7 @@ class StoredObject:
     storage_class: str = "STANDARD"
     path: Path | None = None  # folder-backed mode: the file holding the content
     content: str | None = None  # a synthetic copy: the key of the picture it copies
+    data: bytes | None = None  # an uploaded object (PUT Object): its bytes
 
 
 def etag_of(key: str, version: int = 0) -> str:

@@ -1,4 +1,6 @@
-"""COS object operations (reference 8): HEAD/GET, GET/PUT `?acl`, PUT copy, DELETE.
+"""COS object operations (reference 8, 14): HEAD/GET, GET/PUT `?acl`, PUT (upload and copy),
+DELETE, each with `versionId` where the bucket keeps versions (`versions`); GET/PUT
+`?versioning` on a bucket.
 
 Keys are served from the emulator's bucket, or from an extra bucket (`--extra-bucket`, e.g. a
 quarantine bucket) named by the Host header. An object's ACL is `default` (inherit the
@@ -50,6 +52,8 @@ def _label(key: str, obj: StoredObject) -> str | None:
 def content(obj: StoredObject, key: str = "") -> bytes:
     """What GET returns for `obj`: for a JPEG/PNG/GIF key, a real picture of exactly its size
     coloured by its verdict (`images`); otherwise a 1x1 GIF, then bytes drawn from its seed."""
+    if obj.data is not None:
+        return obj.data
     if obj.path is not None:
         return obj.path.read_bytes()
     seed = seed_of(obj)
@@ -101,6 +105,29 @@ def _found(objects: Bucket, key: str) -> StoredObject:
     return obj
 
 
+def _at(
+    state: EmulatorState, name: str, objects: Bucket, key: str, wanted: str
+) -> StoredObject | None:
+    """The object at the key, or of version `wanted`; None when there is none."""
+    if not wanted:
+        return objects.objects.get(key)
+    try:
+        return state.versioning.find(name, key, objects, wanted)
+    except Refusal:
+        return None
+
+
+def _missing(
+    state: EmulatorState, name: str, objects: Bucket, key: str, wanted: str, method: str
+) -> web.Response:
+    """The 404 of a missing object: a HEAD has no body (reference 8), a GET says which."""
+    if method == "HEAD":
+        return web.Response(status=404, headers={"x-cos-request-id": request_id()})
+    if wanted:
+        state.versioning.find(name, key, objects, wanted)  # raises the 404 it is
+    raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
+
+
 def get(
     state: EmulatorState, name: str, objects: Bucket, request: web.Request, signed: bool
 ) -> web.StreamResponse:
@@ -110,18 +137,20 @@ def get(
         if not signed:
             raise Refusal(403, "AccessDenied", "Access Denied.")
         _found(objects, key)
-        return _xml(_acl_xml(state.acls.get(f"{name}/{key}", "default")))
-    obj = objects.objects.get(key)
+        return xml_answer(_acl_xml(state.acls.get(f"{name}/{key}", "default")))
+    wanted = request.query.get("versionId", "")
+    obj = _at(state, name, objects, key, wanted)
     if obj is None:
-        if request.method == "HEAD":  # a HEAD answer has no body (reference 8)
-            return web.Response(status=404, headers={"x-cos-request-id": request_id()})
-        raise Refusal(404, "NoSuchKey", "The specified key does not exist.")
+        return _missing(state, name, objects, key, wanted, request.method)
     if not signed and effective_acl(state, name, key) != "public-read":
         raise Refusal(403, "AccessDenied", "Access Denied.")
     if_match = request.headers.get("If-Match", "").strip('"')
     if if_match and if_match != obj.etag:
         raise Refusal(412, "PreconditionFailed", "At least one precondition failed.")
     headers = _headers(obj)
+    version = wanted or state.versioning.current_id(name, key)
+    if version is not None:
+        headers["x-cos-version-id"] = version
     if request.method == "HEAD":
         return web.Response(headers=headers)
     if any(q.startswith("imageMogr2/") for q in request.query):
@@ -136,7 +165,7 @@ def get(
 async def put(
     state: EmulatorState, name: str, objects: Bucket, request: web.Request
 ) -> web.Response:
-    """PUT Object acl, or PUT Object - Copy (other uploads are not emulated)."""
+    """PUT Object acl, PUT Object - Copy, or PUT Object (an upload of the body)."""
     key = request.path[1:]
     _deny(state, key)
     if "acl" in request.query:
@@ -147,36 +176,59 @@ async def put(
         _set_acl(state, f"{name}/{key}", acl)
         state.stats.writes[f"{name}/{key}"] += 1
         return web.Response(headers={"x-cos-request-id": request_id()})
+    forbid = request.headers.get("x-cos-forbid-overwrite", "").lower() == "true"
+    state.versioning.check_overwrite(name, key, objects, forbid)
     source = request.headers.get("x-cos-copy-source")
-    if not source:
-        raise Refusal(501, "NotImplemented", "The emulator copies; it takes no uploads.")
-    src_bucket, src_key = _copy_source(state, source)
-    src = _found(src_bucket, src_key)
+    now = datetime.now(UTC).replace(microsecond=0)
+    if not source:  # PUT Object: an upload
+        data = await request.read()
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        version = state.versioning.write(
+            name, key, objects, StoredObject(digest, len(data), now, data=data)
+        )
+        _set_acl(state, f"{name}/{key}", request.headers.get("x-cos-acl", "default"))
+        state.stats.writes[f"{name}/{key}"] += 1
+        headers = {"ETag": f'"{digest}"', "x-cos-request-id": request_id()}
+        if version is not None and version != "null":
+            headers["x-cos-version-id"] = version
+        return web.Response(headers=headers)
+    src_name, src_bucket, src_key, src_version = _copy_source(state, source)
+    src = (
+        state.versioning.find(src_name, src_key, src_bucket, src_version)
+        if src_version
+        else _found(src_bucket, src_key)
+    )
     if_match = request.headers.get("x-cos-copy-source-If-Match", "").strip('"')
     if if_match and if_match != src.etag:
         raise Refusal(412, "PreconditionFailed", "At least one precondition failed.")
-    now = datetime.now(UTC).replace(microsecond=0)
-    objects.put(key, StoredObject(src.etag, src.size, now, src.storage_class, src.path))
-    objects.keys()
+    copied = StoredObject(src.etag, src.size, now, src.storage_class, src.path, data=src.data)
+    copied.content = src.content
+    version = state.versioning.write(name, key, objects, copied)
     _set_acl(state, f"{name}/{key}", request.headers.get("x-cos-acl", "default"))
     state.stats.writes[f"{name}/{key}"] += 1
+    version_xml = f"<VersionId>{version}</VersionId>" if version else ""
     body = (
         f"<CopyObjectResult><ETag>&quot;{src.etag}&quot;</ETag>"
         f"<LastModified>{now.strftime('%Y-%m-%dT%H:%M:%S.000Z')}</LastModified>"
-        "</CopyObjectResult>"
+        f"{version_xml}</CopyObjectResult>"
     )
-    return _xml(body)
+    answer = xml_answer(body)
+    if version is not None and version != "null":
+        answer.headers["x-cos-version-id"] = version
+    if src_version:
+        answer.headers["x-cos-copy-source-version-id"] = src_version
+    return answer
 
 
 def delete(state: EmulatorState, name: str, objects: Bucket, request: web.Request) -> web.Response:
     """DELETE Object: 204, also for a key that does not exist."""
     key = request.path[1:]
     _deny(state, key)
-    objects.delete(key)
-    objects.keys()
-    state.acls.pop(f"{name}/{key}", None)
+    headers = state.versioning.delete(name, key, objects, request.query.get("versionId"))
+    if key not in objects.objects:
+        state.acls.pop(f"{name}/{key}", None)
     state.stats.writes[f"{name}/{key}"] += 1
-    return web.Response(status=204, headers={"x-cos-request-id": request_id()})
+    return web.Response(status=204, headers={"x-cos-request-id": request_id(), **headers})
 
 
 def _deny(state: EmulatorState, key: str) -> None:
@@ -192,14 +244,28 @@ def _set_acl(state: EmulatorState, where: str, acl: str) -> None:
         state.acls[where] = acl
 
 
-def _copy_source(state: EmulatorState, source: str) -> tuple[Bucket, str]:
-    """(bucket, key) of an `x-cos-copy-source` value."""
+def _copy_source(state: EmulatorState, source: str) -> tuple[str, Bucket, str, str]:
+    """(bucket name, bucket, key, versionId or "") of an `x-cos-copy-source` value."""
     host, _, encoded = source.lstrip("/").partition("/")
     name = host.split(".", 1)[0]
     bucket = state.bucket_named(name)
     if bucket is None or not encoded:
         raise Refusal(404, "NoSuchBucket", "The specified copy source does not exist.")
-    return bucket, unquote(encoded.split("?", 1)[0])
+    path, _, query = encoded.partition("?")
+    version = query.partition("versionId=")[2].split("&", 1)[0] if "versionId=" in query else ""
+    return name, bucket, unquote(path), unquote(version)
+
+
+def bucket_versioning(state: EmulatorState, name: str, request: web.Request, body: bytes) -> str:
+    """GET or PUT Bucket versioning (reference 14.3)."""
+    if request.method == "PUT":
+        try:
+            status = (parse(body).findtext("Status") or "").strip()
+        except XmlError as exc:
+            raise Refusal(400, "MalformedXML", str(exc)) from None
+        state.versioning.configure(name, status)
+        return ""
+    return state.versioning.configuration(name)
 
 
 def _acl_from_body(body: bytes) -> str:
@@ -237,7 +303,7 @@ def _acl_xml(acl: str) -> str:
     )
 
 
-def _xml(body: str) -> web.Response:
+def xml_answer(body: str) -> web.Response:
     return web.Response(
         text=body,
         content_type="application/xml",

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from scanner.emulator.bucket import Bucket
+from scanner.emulator.versions import Versions
 from scanner.watch import Changes
 
 DEFAULT_SECRET_ID = "AKIDemulator0000000000000000000000000"
@@ -141,6 +142,7 @@ class EmulatorState:
     acls: dict[str, str] = field(default_factory=dict)  # "bucket/key" -> private | public-read
     bucket_acl: str = "public-read"  # what an object at "default" inherits
     extra_buckets: dict[str, Bucket] = field(default_factory=dict)  # e.g. a quarantine bucket
+    versioning: Versions = field(default_factory=Versions)  # bucket versioning, per bucket
     served: dict[bytes, str] = field(default_factory=dict)  # content seed -> key GET served
     inventory_dir: Any = None  # where `inventory.generate` writes (a temporary folder)
     fetcher: Any = None  # the aiohttp session that fetches FileUrl / Url inputs (lazily)

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
-from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 from scanner.emulator import DEFAULT_BUCKET, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, KeyPair
 from scanner.emulator.bucket import StoredObject, etag_of
-from tests.helpers import Emulator
+from tests.helpers import Emulator, sdk_client
 
 AWKWARD = [
     "a b.jpg",
@@ -30,20 +28,6 @@ AWKWARD = [
     "q?x=1&y=2.jpg",
     "dir/",
 ]
-
-
-def _client(url: str, secret_key: str = DEFAULT_SECRET_KEY, token: str | None = None) -> Any:
-    parts = urlsplit(url)
-    conf = CosConfig(
-        Region="ap-guangzhou",
-        SecretId=DEFAULT_SECRET_ID,
-        SecretKey=secret_key,
-        Token=token,
-        IP=parts.hostname,
-        Port=parts.port,
-        Scheme="http",
-    )
-    return CosS3Client(conf, retry=0)
 
 
 def _fill(emulator: Emulator, keys: list[str]) -> None:
@@ -67,7 +51,7 @@ def _list_all(client: Any, prefix: str = "", max_keys: int = 7) -> list[str]:
 async def test_sdk_lists_awkward_keys(emulator: Emulator) -> None:
     keys = [f"{i:03d}-{k}" for i, k in enumerate(AWKWARD * 5)]
     _fill(emulator, keys)
-    client = _client(emulator.url)
+    client = sdk_client(emulator.url)
     listed = await anyio.to_thread.run_sync(_list_all, client)
     assert listed == sorted(keys)
     under = await anyio.to_thread.run_sync(_list_all, client, "00")
@@ -76,7 +60,7 @@ async def test_sdk_lists_awkward_keys(emulator: Emulator) -> None:
 
 async def test_sdk_sees_common_prefixes(emulator: Emulator) -> None:
     _fill(emulator, ["f1/a.jpg", "f1/b.jpg", "f2/c.jpg", "top.jpg"])
-    client = _client(emulator.url)
+    client = sdk_client(emulator.url)
     resp = await anyio.to_thread.run_sync(
         lambda: client.list_objects(Bucket=DEFAULT_BUCKET, Delimiter="/", MaxKeys=2)
     )
@@ -90,7 +74,7 @@ async def test_sdk_sees_common_prefixes(emulator: Emulator) -> None:
 
 async def test_sdk_batch_audit_gets_parseable_results(emulator: Emulator) -> None:
     _fill(emulator, ["a b.jpg", "nsfw/1.jpg", "相册/夏天 1.jpg"])
-    client = _client(emulator.url)
+    client = sdk_client(emulator.url)
     inputs = [
         {"Object": "a b.jpg", "DataId": "1"},
         {"Object": "nsfw/1.jpg", "DataId": "2"},
@@ -112,7 +96,7 @@ async def test_sdk_batch_audit_gets_parseable_results(emulator: Emulator) -> Non
 async def test_sdk_with_session_token_on_ci(emulator: Emulator) -> None:
     emulator.state.keys[DEFAULT_SECRET_ID] = KeyPair(DEFAULT_SECRET_KEY, token="sts-token")
     _fill(emulator, ["a.jpg"])
-    client = _client(emulator.url, token="sts-token")
+    client = sdk_client(emulator.url, token="sts-token")
     resp = await anyio.to_thread.run_sync(
         lambda: client.ci_auditing_image_batch(Bucket=DEFAULT_BUCKET, Input=[{"Object": "a.jpg"}])
     )
@@ -122,7 +106,7 @@ async def test_sdk_with_session_token_on_ci(emulator: Emulator) -> None:
 
 
 async def test_sdk_sees_real_error_xml(emulator: Emulator) -> None:
-    client = _client(emulator.url, secret_key="wrong")
+    client = sdk_client(emulator.url, secret_key="wrong")
 
     def call() -> CosServiceError:
         try:

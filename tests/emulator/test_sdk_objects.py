@@ -3,6 +3,7 @@ GET/PUT ?acl, copy (with If-Match), DELETE; an anonymous GET obeys the ACL; auto
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
@@ -15,8 +16,7 @@ from qcloud_cos.cos_exception import CosServiceError
 from scanner.emulator import DEFAULT_BUCKET
 from scanner.emulator.bucket import Bucket, StoredObject, etag_of
 from scanner.emulator.objects import content
-from tests.emulator.test_sdk_conformance import _client
-from tests.helpers import Emulator
+from tests.helpers import Emulator, sdk_client
 
 QUARANTINE = "quarantine-1250000000"
 
@@ -44,7 +44,7 @@ async def anonymous_get(url: str, key: str) -> int:
 async def test_head_get_acl_copy_delete(emulator: Emulator) -> None:
     obj = _put(emulator, "albums/u1/a b.jpg", 5000)
     emulator.state.extra_buckets[QUARANTINE] = Bucket()
-    client = _client(emulator.url)
+    client = sdk_client(emulator.url)
 
     def calls() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -84,7 +84,7 @@ async def test_head_get_acl_copy_delete(emulator: Emulator) -> None:
 
 async def test_public_read_and_anonymous_access(emulator: Emulator) -> None:
     _put(emulator, "p.jpg")
-    client = _client(emulator.url)
+    client = sdk_client(emulator.url)
     assert await anonymous_get(emulator.url, "p.jpg") == 200  # the bucket is public-read
     await anyio.to_thread.run_sync(
         lambda: client.put_object_acl(Bucket=DEFAULT_BUCKET, Key="p.jpg", ACL="private")
@@ -107,7 +107,7 @@ async def test_public_read_and_anonymous_access(emulator: Emulator) -> None:
 
 async def test_copy_if_match_and_missing_keys(emulator: Emulator) -> None:
     _put(emulator, "c.jpg")
-    client = _client(emulator.url)
+    client = sdk_client(emulator.url)
 
     def copy_stale() -> None:
         client.copy_object(
@@ -129,3 +129,96 @@ async def test_copy_if_match_and_missing_keys(emulator: Emulator) -> None:
             lambda: client.head_object(Bucket=DEFAULT_BUCKET, Key="missing.jpg")
         )
     assert info.value.get_status_code() == 404
+
+
+async def test_uploads_and_forbid_overwrite(emulator: Emulator) -> None:
+    """PUT Object takes the body; `x-cos-forbid-overwrite: true` (sent through the SDK's
+    Metadata, reference 14.1) refuses an existing key with 409 FileAlreadyExists; an upload
+    resets the key's ACL to what it asks (default: the bucket's)."""
+    client = sdk_client(emulator.url)
+    key = "albums/u2/new.jpg"
+
+    def calls() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        out["put"] = client.put_object(Bucket=DEFAULT_BUCKET, Key=key, Body=b"first bytes")
+        client.put_object_acl(Bucket=DEFAULT_BUCKET, Key=key, ACL="private")
+        try:
+            client.put_object(
+                Bucket=DEFAULT_BUCKET, Key=key, Body=b"second",
+                Metadata={"x-cos-forbid-overwrite": "true"},
+            )  # fmt: skip
+        except CosServiceError as exc:
+            out["forbidden"] = (exc.get_status_code(), exc.get_error_code())
+        out["again"] = client.put_object(Bucket=DEFAULT_BUCKET, Key=key, Body=b"second bytes")
+        out["acl"] = client.get_object_acl(Bucket=DEFAULT_BUCKET, Key=key)
+        body = client.get_object(Bucket=DEFAULT_BUCKET, Key=key)["Body"]
+        out["bytes"] = body.get_raw_stream().read()
+        out["fresh"] = client.put_object(
+            Bucket=DEFAULT_BUCKET, Key="albums/u2/other.jpg", Body=b"x",
+            Metadata={"x-cos-forbid-overwrite": "true"},
+        )  # fmt: skip
+        return out
+
+    got = await anyio.to_thread.run_sync(calls)
+    assert got["put"]["ETag"] == '"' + hashlib.md5(b"first bytes").hexdigest() + '"'
+    assert got["forbidden"] == (409, "FileAlreadyExists")
+    assert got["bytes"] == b"second bytes"
+    assert "AllUsers" not in str(got["acl"]["AccessControlList"])  # default again, inherited
+    assert got["fresh"]["ETag"] == '"' + hashlib.md5(b"x").hexdigest() + '"'
+    assert await anonymous_get(emulator.url, key) == 200  # the re-upload is public again
+
+
+async def test_versioning_with_the_sdk(emulator: Emulator) -> None:
+    """GET/PUT ?versioning, versionId on HEAD/GET/DELETE and in the copy source, version ids
+    in the answers, delete markers (reference 14.3), through the official SDK."""
+    old = _put(emulator, "albums/u3/v.jpg", 2000)  # there before versioning: version `null`
+    emulator.state.extra_buckets[QUARANTINE] = Bucket()
+    client = sdk_client(emulator.url)
+    key = "albums/u3/v.jpg"
+
+    def calls() -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        out["never"] = client.get_bucket_versioning(Bucket=DEFAULT_BUCKET)
+        client.put_bucket_versioning(Bucket=DEFAULT_BUCKET, Status="Enabled")
+        out["enabled"] = client.get_bucket_versioning(Bucket=DEFAULT_BUCKET)
+        out["head_null"] = client.head_object(Bucket=DEFAULT_BUCKET, Key=key)
+        out["put"] = client.put_object(Bucket=DEFAULT_BUCKET, Key=key, Body=b"new upload")
+        new_id = out["put"]["x-cos-version-id"]
+        out["head_new"] = client.head_object(Bucket=DEFAULT_BUCKET, Key=key)
+        out["head_old"] = client.head_object(Bucket=DEFAULT_BUCKET, Key=key, VersionId="null")
+        out["copy_old"] = client.copy_object(
+            Bucket=QUARANTINE, Key="q/v.jpg",
+            CopySource={"Bucket": DEFAULT_BUCKET, "Key": key, "Region": "ap-guangzhou",
+                        "VersionId": "null"},
+            CopyStatus="Copy",
+        )  # fmt: skip
+        out["delete_old"] = client.delete_object(Bucket=DEFAULT_BUCKET, Key=key, VersionId="null")
+        out["head_after"] = client.head_object(Bucket=DEFAULT_BUCKET, Key=key)
+        out["marker"] = client.delete_object(Bucket=DEFAULT_BUCKET, Key=key)
+        try:
+            client.head_object(Bucket=DEFAULT_BUCKET, Key=key)
+        except CosServiceError as exc:
+            out["head_marked"] = exc.get_status_code()
+        out["head_kept"] = client.head_object(Bucket=DEFAULT_BUCKET, Key=key, VersionId=new_id)
+        client.delete_object(
+            Bucket=DEFAULT_BUCKET, Key=key, VersionId=out["marker"]["x-cos-version-id"]
+        )
+        out["back"] = client.head_object(Bucket=DEFAULT_BUCKET, Key=key)
+        return out
+
+    got = await anyio.to_thread.run_sync(calls)
+    assert got["never"].get("Status") is None
+    assert got["enabled"]["Status"] == "Enabled"
+    assert got["head_null"]["x-cos-version-id"] == "null"
+    assert got["head_null"]["ETag"] == f'"{old.etag}"'
+    new_etag = '"' + hashlib.md5(b"new upload").hexdigest() + '"'
+    assert got["head_new"]["ETag"] == new_etag
+    assert got["head_new"]["x-cos-version-id"] == got["put"]["x-cos-version-id"] != "null"
+    assert got["head_old"]["ETag"] == f'"{old.etag}"'
+    assert got["copy_old"]["ETag"] == f'"{old.etag}"'  # exactly the old version was copied
+    assert emulator.state.extra_buckets[QUARANTINE].objects["q/v.jpg"].etag == old.etag
+    assert got["head_after"]["ETag"] == new_etag  # deleting the old version left the new one
+    assert got["marker"]["x-cos-delete-marker"] == "true"
+    assert got["head_marked"] == 404
+    assert got["head_kept"]["ETag"] == new_etag
+    assert got["back"]["ETag"] == new_etag  # the marker removed: the upload is back
