@@ -35,3 +35,13 @@ class MonotonicClock:
 
     async def sleep(self, seconds: float) -> None:
         await anyio.sleep(max(0.0, seconds))
+
+
+def span(seconds: float) -> str:
+    """`3 h 05 min`, `12 min`, `40 s`."""
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min"
+    return f"{s} s"

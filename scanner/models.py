@@ -202,6 +202,11 @@ class Target:
         return base
 
     @property
+    def doing(self) -> str:
+        """What the holder of its lease does (the busy line)."""
+        return "scanned"
+
+    @property
     def scope(self) -> str:
         """The bucket's id: verdicts belong to it, whatever target produced them (a URL
         list's verdicts belong to the list)."""

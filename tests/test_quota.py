@@ -11,11 +11,12 @@ from pathlib import Path
 import anyio
 import pytest
 
+from scanner.clock import span
 from scanner.config.window import Window
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.errors import ConfigError
 from scanner.scan.progress import Progress
-from scanner.scan.quota import remaining_images, span, until_utc_midnight
+from scanner.scan.quota import remaining_images, until_utc_midnight
 from tests.helpers import config, run_scan
 
 

@@ -5,23 +5,27 @@ one (the same command run again, or `--resume`), under the act budget.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from scanner.act.apply import ActProgress, Place, apply_run
+from scanner.act.apply import REFUSED, ActProgress, Place, apply_run, reconcile
 from scanner.act.plan import Plan, params_of, plan
 from scanner.clock import Clock, MonotonicClock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
-from scanner.errors import ConfigError, OnRetry
+from scanner.errors import AuthError, ConfigError, OnRetry, ServiceError
+from scanner.lease import ActLease, lease
 from scanner.limiter import AuditBudget
 from scanner.models import Target
 from scanner.retry import RetryPolicy
 from scanner.store import ActRun, ReportFilter, Store
+
+log = logging.getLogger("scanner")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ class ActRequest:
     place: Place | None = None
     undoes: int | None = None
     resume: bool = False
+    overwrite: bool = False  # restore: put back even where a newer object is at the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +56,13 @@ async def plan_act(config: Config, request: ActRequest) -> Plan:
             request.where,
             request.place,
             request.undoes,
+            config.act.qps,
         )
 
 
 async def _open_run(store: Store, target: Target, request: ActRequest) -> tuple[ActRun, bool]:
     """The unfinished run this command resumes, or a new run with its selection."""
-    params = params_of(request.where, request.place, request.undoes)
+    params = params_of(request.where, request.place, request.undoes, request.overwrite)
     if request.resume:
         run = await store.unfinished_run(target.id)
         if run is None:
@@ -101,6 +107,35 @@ async def _objects(
         )
 
 
+async def _preflight(objects: ObjectClient, place: Place | None) -> bool:
+    """Before anything is written: the credentials work, the quarantine bucket exists, and
+    whether the bucket keeps versions (then exactly the audited version is acted on). One
+    line and no run when not (ConfigError: exit 2; AuthError: exit 77)."""
+    versioned = await _versioning(objects, "")
+    if place is not None and place.bucket:
+        await _versioning(objects, place.bucket)
+    return versioned == "Enabled"
+
+
+async def _versioning(objects: ObjectClient, bucket: str) -> str:
+    name = f"bucket {bucket}" if bucket else "the scanned bucket"
+    try:
+        return await objects.versioning(bucket)
+    except ServiceError as exc:
+        if exc.status == 404:
+            where = "act --to / [act] quarantine_to" if bucket else "[cos] bucket and region"
+            raise ConfigError(f"{name} does not exist: check {where}") from None
+        raise
+    except AuthError as exc:
+        if exc.code in REFUSED or not exc.code:
+            raise
+        log.warning(  # no GetBucketVersioning permission: act as on an unversioned bucket
+            "cannot read the versioning of %s (%s): acting as on an unversioned bucket",
+            name, exc.code,
+        )  # fmt: skip
+        return ""
+
+
 async def apply_act(
     config: Config,
     request: ActRequest,
@@ -110,22 +145,25 @@ async def apply_act(
     clock: Clock | None = None,
     on_retry: OnRetry | None = None,
 ) -> ActResult:
-    """Apply (or resume) the run; the run's row says how it ended, whatever happens."""
+    """Apply (or resume) the run under the target's act lease (a second `act --apply` exits
+    busy); the run's row says how it ended, whatever happens."""
     target = Target.of(config.cos)
-    async with await Store.open(config.store.path) as store:
+    async with (
+        await Store.open(config.store.path) as store,
+        lease(store, ActLease(target), config.scan.lease_stale_after),
+        _objects(config, stop, clock or MonotonicClock(), on_retry) as objects,
+    ):
+        versioned = await _preflight(objects, request.place)
         run, resumed = await _open_run(store, target, request)
         state = "failed"
         try:
-            async with _objects(config, stop, clock or MonotonicClock(), on_retry) as objects:
-                finished = await apply_run(
-                    store,
-                    objects,
-                    run,
-                    place=place_of(run),
-                    workers=config.act.concurrency,
-                    stop=stop,
-                    progress=progress,
-                )
+            await reconcile(store, objects, target.id, run.id)
+            progress.total = await store.open_count(run.id)
+            finished = await apply_run(
+                store, objects, run, place=place_of(run), workers=config.act.concurrency,
+                stop=stop, progress=progress, versioned=versioned,
+                overwrite=bool(run.params.get("overwrite")),
+            )  # fmt: skip
             state = "done" if finished else "interrupted"
         finally:
             with anyio.CancelScope(shield=True):

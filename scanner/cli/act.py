@@ -33,31 +33,45 @@ from scanner.scan.progress import Progress
 from scanner.store import ReportFilter, Store
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that go with one action only."""
+    if args.to is not None and args.action != "quarantine":
+        raise ConfigError("--to goes with quarantine")
+    if args.overwrite and args.action != "restore":
+        raise ConfigError("--overwrite goes with restore")
+    if args.undo_run is not None and args.action != "restore":
+        raise ConfigError("--run goes with restore")
+    if args.all and args.action != "restore":
+        raise ConfigError("--all goes with restore (other actions select with report filters)")
+
+
 def _request(args: argparse.Namespace, config: Config) -> ActRequest:
-    target = Target.of(config.cos)
+    _check_flags(args)
     where = selection(args)
     if args.action == "quarantine" and not args.resume:
         if not (args.to or config.act.quarantine_to):
             raise ConfigError(
                 "quarantine needs --to cos://bucket-appid/prefix/ (or [act] quarantine_to)"
             )
-        place = quarantine_place(args.to or config.act.quarantine_to, target)
+        place = quarantine_place(args.to or config.act.quarantine_to, Target.of(config.cos))
         return ActRequest("quarantine", where, place=place)
-    if args.to is not None:
-        raise ConfigError("--to goes with quarantine")
-    if args.action == "restore" and args.undo_run is not None:
-        return ActRequest("restore", ReportFilter(), undoes=args.undo_run)
-    if args.undo_run is not None:
-        raise ConfigError("--run goes with restore")
+    if args.action == "restore":
+        return _restore(args, where)
     if args.action == "delete" and args.apply and not args.confirm_delete:
         raise ConfigError("delete cannot be undone: add --confirm-delete to --apply")
     return ActRequest(args.action, where, resume=args.resume)
 
 
-def ReportFilter_empty() -> Any:
-    from scanner.store import ReportFilter
-
-    return ReportFilter()
+def _restore(args: argparse.Namespace, where: ReportFilter) -> ActRequest:
+    """`act restore` needs a scope: a run to undo, report filters, or --all."""
+    if args.undo_run is not None:
+        return ActRequest("restore", ReportFilter(), undoes=args.undo_run, overwrite=args.overwrite)
+    if where == ReportFilter() and not args.all and not args.resume:
+        raise ConfigError(
+            "restore needs a scope: --run N (undo a run), report filters (--result, --label, "
+            "--prefix, ...), or --all (every action in effect)"
+        )
+    return ActRequest("restore", where, resume=args.resume, overwrite=args.overwrite)
 
 
 async def _labels(config: Config, request: ActRequest) -> ActRequest:
@@ -92,12 +106,21 @@ def run_act(args: argparse.Namespace) -> int:
     def render(width: int) -> tuple[str, dict[str, Any]]:
         elapsed = time.monotonic() - started
         rate = f"{progress.done / elapsed:.1f}/s" if progress.done and elapsed >= 1 else "-"
+        finished = progress.done + progress.skipped + progress.failed + progress.conflict
+        share = ""
+        if progress.total:
+            share = f"{finished / progress.total:.0%} of {progress.total:,} | "
+            if progress.done and elapsed >= 1:
+                left = (progress.total - finished) / (finished / elapsed)
+                share += f"ETA {left:,.0f}s | "
         line = (
-            f"act {request.action}: done {progress.done:,} | skipped {progress.skipped:,} | "
-            f"failed {progress.failed:,} | {rate}"
+            f"act {request.action}: {share}done {progress.done:,} | skipped "
+            f"{progress.skipped:,} | conflict {progress.conflict:,} | failed {progress.failed:,}"
+            f" | {rate}"
         )
         fields = {"event": "act_progress", "action": request.action, "done": progress.done,
-                  "skipped": progress.skipped, "failed": progress.failed}  # fmt: skip
+                  "skipped": progress.skipped, "failed": progress.failed,
+                  "conflict": progress.conflict, "total": progress.total}  # fmt: skip
         return line[:width], fields
 
     def work(stop: anyio.Event, _scan: Progress) -> Awaitable[ActResult]:

@@ -250,6 +250,15 @@ def _act_args(sub: Any) -> None:
         metavar="N",
         help="restore: the act run to undo",
     )
+    p.add_argument(
+        "--all", action="store_true", help="restore: every action in effect on the target"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="restore: put objects back even where a newer object is at the key (after a "
+        "person has looked; without it such objects are journaled conflict and kept)",
+    )
     p.add_argument("--apply", action="store_true", help="do it (default: print the plan)")
     p.add_argument("--confirm-delete", action="store_true", help="delete: needed on top of --apply")
     p.add_argument("--resume", action="store_true", help="resume the target's unfinished act run")

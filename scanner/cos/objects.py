@@ -55,6 +55,7 @@ def canned_acl(body: bytes) -> str:
 class Head:
     etag: str
     size: int
+    version_id: str = ""  # x-cos-version-id: the version at the key ("" unversioned bucket)
 
 
 class ObjectClient:
@@ -124,7 +125,8 @@ class ObjectClient:
                 return None
             raise
         etag = reply.headers.get("ETag", "").strip('"')
-        return Head(etag, int(reply.headers.get("Content-Length", "0") or 0))
+        version = reply.headers.get("x-cos-version-id", "")
+        return Head(etag, int(reply.headers.get("Content-Length", "0") or 0), version)
 
     async def get(self, key: str, max_bytes: int, bucket: str = "") -> bytes | None:
         """The object's bytes (ProtocolError when over `max_bytes`); None when it is gone."""
@@ -197,18 +199,27 @@ class ObjectClient:
         src_bucket: str = "",
         dst_bucket: str = "",
         acl: str = "",
+        src_version: str = "",
+        forbid_overwrite: bool = False,
     ) -> str:
-        """Server-side copy of `src_bucket/src_key` to `dst_bucket/dst_key` (empty: the
-        configured bucket), only if the source still has ETag `if_match`; returns the copy's
-        ETag. `acl` sets the copy's ACL (none: `default`)."""
+        """Server-side copy of `src_bucket/src_key` (its version `src_version`, when given) to
+        `dst_bucket/dst_key` (empty: the configured bucket), only if the source still has ETag
+        `if_match`; returns the copy's ETag. `acl` sets the copy's ACL (none: `default`);
+        `forbid_overwrite` asks COS to refuse an existing destination (409 FileAlreadyExists;
+        reference 14.1: unconfirmed, never relied on alone)."""
         src = self.service(src_bucket)
+        source = f"{src.host}/{quote(src_key, safe='/')}"
+        if src_version:
+            source += f"?versionId={quote(src_version, safe='')}"
         headers = {
-            "x-cos-copy-source": f"{src.host}/{quote(src_key, safe='/')}",
+            "x-cos-copy-source": source,
             "x-cos-copy-source-If-Match": f'"{if_match}"',
             "x-cos-metadata-directive": "Copy",
         }
         if acl and acl != "default":
             headers["x-cos-acl"] = acl
+        if forbid_overwrite:
+            headers["x-cos-forbid-overwrite"] = "true"
         reply = await self._send("PUT", dst_key, bucket=dst_bucket, headers=headers)
         try:
             etag = _texts(parse_cold(reply.body)).get("ETag")
@@ -218,6 +229,16 @@ class ObjectClient:
             raise unreadable("cos", "copy answer", reply, ValueError("no ETag"))
         return etag.strip('"')
 
-    async def delete(self, key: str, bucket: str = "") -> None:
-        """DELETE: 204, also when the key is already gone."""
-        await self._send("DELETE", key, bucket=bucket)
+    async def delete(self, key: str, bucket: str = "", version_id: str = "") -> None:
+        """DELETE: 204, also when the key is already gone; with `version_id`, exactly that
+        version (on a versioned bucket: removed for good, a newer upload stays)."""
+        params = {"versionId": version_id} if version_id else None
+        await self._send("DELETE", key, bucket=bucket, params=params)
+
+    async def versioning(self, bucket: str = "") -> str:
+        """The bucket's versioning: "" (never enabled), "Enabled" or "Suspended"."""
+        reply = await self._send("GET", "", bucket=bucket, params={"versioning": ""})
+        try:
+            return _texts(parse_cold(reply.body)).get("Status", "")
+        except XmlError as exc:
+            raise unreadable("cos", "versioning", reply, exc) from exc

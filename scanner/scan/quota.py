@@ -9,7 +9,7 @@ from typing import Protocol
 
 import anyio
 
-from scanner.clock import Clock
+from scanner.clock import Clock, span
 from scanner.config.window import Window
 
 
@@ -18,16 +18,6 @@ def until_utc_midnight(now: datetime) -> float:
     n = now.astimezone(UTC)
     tomorrow = (n + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return (tomorrow - n).total_seconds()
-
-
-def span(seconds: float) -> str:
-    """`3 h 05 min`, `12 min`, `40 s`."""
-    s = int(seconds)
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min"
-    return f"{s} s"
 
 
 def remaining_images(cap_units: int, billed_images: int, scenes: int | None) -> int:

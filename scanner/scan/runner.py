@@ -22,8 +22,8 @@ from scanner.config.window import Window
 from scanner.cos.client import HttpClient
 from scanner.cos.listing import Lister
 from scanner.errors import ConfigError, OnRetry, first_error
+from scanner.lease import lease
 from scanner.models import ScanStatus, Target, unsharded
-from scanner.scan.lease import lease
 from scanner.scan.pipeline import PassOptions, ScanDeps, run_pass
 from scanner.scan.plan import Mode, ScanPlan
 from scanner.scan.progress import Progress

@@ -3,9 +3,11 @@ and after the answer, so a killed run resumes without repeating a completed acti
 
 A run's rows start `pending`; `intent` means a request may have been sent (its outcome is
 verified before anything is sent again); `copied` is a quarantine halfway (the copy exists,
-the source is not deleted yet); `done`, `failed` and `skipped` are final. `acted` holds what is
-in effect per object (the last completed action; a restore removes it), so a second identical
-run selects nothing.
+the source is not deleted yet); `done`, `failed`, `skipped` and `conflict` are final
+(`conflict`: another object came to the key meanwhile and was left alone; a quarantine's copy
+stays restorable). `acted` holds what is in effect per object version (the last completed
+action and its run, whose journal row has the version's ETag; a restore removes it), so a
+second identical run selects nothing, and a new upload at the key is selected again.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from scanner.store.report_rows import ReportFilter, current_view
 
 _RUN_COLUMNS = "id, target, action, params, undoes, state, selected, started_at, finished_at"
 OPEN_STATES = ("pending", "intent", "copied")
+#: Rows whose object an undo can put back: done, or a quarantine whose source was re-uploaded.
+UNDOABLE = "('done', 'conflict')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,7 @@ class Entry:
     prior_acl: str | None = None
     location: str | None = None
     undo_action: str | None = None  # restore: the action to undo on this object
+    version_id: str | None = None  # the version acted on (a bucket that keeps versions)
 
 
 def _run(row: Any) -> ActRun:
@@ -100,7 +105,7 @@ class Journal(StoreBase):
                     "INSERT INTO journal (run_id, key, etag, size, state, prior_acl, location, "
                     "undo_action, updated_at) SELECT ?, j.key, j.etag, j.size, 'pending', "
                     "j.prior_acl, j.location, r.action, ? FROM journal j JOIN act_runs r "
-                    "ON r.id = j.run_id WHERE j.run_id = ? AND j.state = 'done'",
+                    f"ON r.id = j.run_id WHERE j.run_id = ? AND j.state IN {UNDOABLE}",
                     (run_id, now, undoes),
                 )
             elif action == "restore":  # restore by filter: what is in effect on the selection
@@ -113,7 +118,7 @@ class Journal(StoreBase):
                     "INSERT INTO journal (run_id, key, etag, size, state, prior_acl, location, "
                     "undo_action, updated_at) SELECT ?, j.key, j.etag, j.size, 'pending', "
                     "j.prior_acl, j.location, a.action, ? FROM acted a JOIN journal j "
-                    "ON j.run_id = a.run_id AND j.key = a.key AND j.state = 'done' "
+                    f"ON j.run_id = a.run_id AND j.key = a.key AND j.state IN {UNDOABLE} "
                     f"WHERE a.target = ? AND a.key IN (SELECT key FROM ({view}))",
                     [run_id, now, split_target(target)[0], *args],
                 )
@@ -144,9 +149,21 @@ class Journal(StoreBase):
         keys = await self._all(f"SELECT key FROM ({view}) ORDER BY key LIMIT ?", [*args, samples])
         everything, everything_args = _selection(target, latest_scan, "", where)
         (total,) = await self._one(f"SELECT COUNT(*) FROM ({everything})", everything_args)
+        labels = await self._all(
+            f"SELECT COALESCE(label, ''), COUNT(*) FROM ({view}) GROUP BY 1 ORDER BY 2 DESC", args
+        )
+        again: list[Any] = []
+        if action and action != "restore":  # selected again: a new upload since run N
+            again = await self._all(
+                f"SELECT a.run_id, COUNT(*) FROM ({view}) sel JOIN acted a ON a.target = ? "
+                "AND a.key = sel.key AND a.action = ? GROUP BY a.run_id ORDER BY a.run_id",
+                [*args, split_target(target)[0], action],
+            )
         return {
             "objects": int(count),
             "bytes": int(size),
+            "by_label": {str(label): int(n) for label, n in labels},
+            "reuploaded": {int(run): int(n) for run, n in again},
             "samples": [k for (k,) in keys],
             "skipped": {
                 ("nothing-to-undo" if action == "restore" else "already-acted-on"): int(total)
@@ -156,17 +173,57 @@ class Journal(StoreBase):
             else {},
         }
 
+    async def undo_plan(self, run_id: int) -> dict[str, int]:
+        """What `restore --run N` finds of run N's objects: still in effect (to restore), put
+        back already (or acted on since), and deletions, which cannot be undone."""
+        row = await self._one(
+            "SELECT r.action, COUNT(*), COALESCE(SUM(j.size), 0), "
+            "COALESCE(SUM(EXISTS (SELECT 1 FROM acted a WHERE a.key = j.key "
+            "AND a.run_id = j.run_id)), 0) "
+            f"FROM journal j JOIN act_runs r ON r.id = j.run_id WHERE j.run_id = ? "
+            f"AND j.state IN {UNDOABLE}",
+            (run_id,),
+        )
+        action, n, size, in_effect = str(row[0] or ""), int(row[1]), int(row[2]), int(row[3])
+        if action == "delete":
+            return {"to_restore": 0, "bytes": 0, "already_restored": 0, "deleted": n}
+        return {"to_restore": in_effect, "bytes": size, "already_restored": n - in_effect,
+                "deleted": 0}  # fmt: skip
+
     async def iter_open(self, run_id: int, chunk: int = 500) -> AsyncIterator[list[Entry]]:
         """The run's objects not final yet, in key order, `chunk` at a time."""
         after = ""
         while rows := await self._all(
-            "SELECT key, etag, size, state, prior_acl, location, undo_action FROM journal "
-            "WHERE run_id = ? "
+            "SELECT key, etag, size, state, prior_acl, location, undo_action, version_id "
+            "FROM journal WHERE run_id = ? "
             "AND state IN ('pending', 'intent', 'copied') AND key > ? ORDER BY key LIMIT ?",
             (run_id, after, chunk),
         ):
             yield [Entry(*r) for r in rows]
             after = rows[-1][0]
+
+    async def open_count(self, run_id: int) -> int:
+        """The run's objects not final yet."""
+        row = await self._one(
+            "SELECT COUNT(*) FROM journal WHERE run_id = ? AND state IN "
+            "('pending', 'intent', 'copied')",
+            (run_id,),
+        )
+        return int(row[0])
+
+    async def unsettled_quarantines(self, target: str, but: int) -> list[tuple[int, Entry]]:
+        """Quarantine rows of the target's other runs that may have a copy in quarantine
+        without the journal saying so: left in `intent` or `copied`, or failed after the copy
+        (a run killed, or one that raced another before runs took a lease)."""
+        rows = await self._all(
+            "SELECT j.run_id, j.key, j.etag, j.size, j.state, j.prior_acl, j.location, "
+            "j.undo_action, j.version_id FROM journal j JOIN act_runs r ON r.id = j.run_id "
+            "WHERE r.target = ? AND r.id <> ? AND r.action = 'quarantine' "
+            "AND j.state IN ('intent', 'copied', 'failed') AND j.location IS NOT NULL "
+            "ORDER BY j.run_id, j.key",
+            (target, but),
+        )
+        return [(int(r[0]), Entry(*r[1:])) for r in rows]
 
     async def mark(
         self,
@@ -179,6 +236,7 @@ class Journal(StoreBase):
         prior_acl: str | None = None,
         location: str | None = None,
         acted: str | None = None,
+        version_id: str | None = None,
     ) -> None:
         """One object's new state, in its own transaction (before a request, after an answer).
         `acted`: the action now in effect on the object ("" when a restore undid it)."""
@@ -186,9 +244,11 @@ class Journal(StoreBase):
             await conn.execute(
                 "UPDATE journal SET state = ?, reason = COALESCE(?, reason), message = ?, "
                 "prior_acl = COALESCE(?, prior_acl), location = COALESCE(?, location), "
-                "updated_at = ? WHERE run_id = ? AND key = ?",
-                (state, reason, message, prior_acl, location, time.time(), run_id, key),
-            )
+                "version_id = COALESCE(?, version_id), updated_at = ? "
+                "WHERE run_id = ? AND key = ?",
+                (state, reason, message, prior_acl, location, version_id, time.time(), run_id,
+                 key),
+            )  # fmt: skip
             if acted is None:
                 return
             target = (  # the bucket part of the run's target: acted rows belong to the bucket
@@ -252,14 +312,18 @@ def _selection(
     """SQL selecting (key, etag, size) of the audited verdicts `where` picks; with an action,
     less the objects an action is already in effect on."""
     view, args = current_view(target, latest_scan, where)
-    sql = f"SELECT key, etag, size FROM ({view}) cur WHERE state = 'audited'"
+    sql = f"SELECT key, etag, size, label FROM ({view}) cur WHERE state = 'audited'"
     if action == "restore":  # what an action is in effect on
         sql += " AND EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key)"
         return sql, [*args, split_target(target)[0]]
-    if action:  # the same action already in effect: nothing to do (another action may follow)
-        sql += (
-            " AND NOT EXISTS (SELECT 1 FROM acted a WHERE a.target = ? AND a.key = cur.key"
-            " AND a.action = ?)"
-        )
+    if action:  # the same action in effect on this version: nothing to do (a new upload is)
+        sql += f" AND NOT EXISTS ({_ACTED_ON_VERSION})"
         args = [*args, split_target(target)[0], action]
     return sql, args
+
+
+#: The action in effect on the very version `cur` names (key and ETag).
+_ACTED_ON_VERSION = (
+    "SELECT 1 FROM acted a JOIN journal j ON j.run_id = a.run_id AND j.key = a.key "
+    "WHERE a.target = ? AND a.key = cur.key AND a.action = ? AND j.etag = cur.etag"
+)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from scanner.errors import ScanBusyError
-from scanner.models import Target
 from scanner.store.base import StoreBase
+
+
+class Leased(Protocol):
+    """What holds a lease: a scan's target, or an act's (`act:` + the target's id)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def doing(self) -> str:
+        """What its holder does, for the busy line: "scanned", "acted on"."""
+        ...
 
 
 class Leases(StoreBase):
     async def acquire_lease(
         self,
-        target: Target,
+        target: Leased,
         owner: str,
         *,
         host: str,
@@ -32,8 +44,8 @@ class Leases(StoreBase):
                 held_host, held_pid, beat = row[1], int(row[2]), float(row[3])
                 if now - beat < stale_after and not is_dead(held_host, held_pid):
                     raise ScanBusyError(
-                        f"{target.id} is being scanned by pid {held_pid} on {held_host} "
-                        f"(heartbeat {now - beat:.0f}s ago); not starting a second scan"
+                        f"{target.id} is being {target.doing} by pid {held_pid} on {held_host} "
+                        f"(heartbeat {now - beat:.0f}s ago); not starting a second one"
                     )
             await conn.execute(
                 "INSERT INTO leases (target, owner, host, pid, acquired_at, heartbeat_at) "
@@ -44,7 +56,7 @@ class Leases(StoreBase):
                 (target.id, owner, host, pid, now, now),
             )
 
-    async def heartbeat(self, target: Target, owner: str) -> bool:
+    async def heartbeat(self, target: Leased, owner: str) -> bool:
         """Refresh the lease; False if someone else holds it now."""
         async with self._tx() as conn:
             cur = await conn.execute(
@@ -53,7 +65,7 @@ class Leases(StoreBase):
             )
             return cur.rowcount == 1
 
-    async def release_lease(self, target: Target, owner: str) -> None:
+    async def release_lease(self, target: Leased, owner: str) -> None:
         async with self._tx() as conn:
             await conn.execute(
                 "DELETE FROM leases WHERE target = ? AND owner = ?", (target.id, owner)

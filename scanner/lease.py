@@ -1,4 +1,5 @@
-"""One live scan per target (I5): `async with lease(store, target, stale_after) as owner`.
+"""One live process per target and kind of work (I5): `async with lease(store, target,
+stale_after) as owner`: a scan leases its target, an act run `ActLease(target)`.
 
 Entering takes the target's lease (refusing with ScanBusyError while a live process holds
 it, taking over a stale or dead one) and keeps a heartbeat beside the body; a heartbeat that
@@ -13,12 +14,29 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
 
 from scanner.errors import ScanBusyError
 from scanner.models import Target
 from scanner.store import Store
+from scanner.store.leases import Leased
+
+
+@dataclass(frozen=True, slots=True)
+class ActLease:
+    """The lease of `act --apply` on a target: one act run at a time, beside any scan."""
+
+    target: Target
+
+    @property
+    def id(self) -> str:
+        return "act:" + self.target.id
+
+    @property
+    def doing(self) -> str:
+        return "acted on"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -36,7 +54,7 @@ def is_dead(host: str, pid: int) -> bool:
     return host == socket.gethostname() and not _pid_alive(pid)
 
 
-async def _heartbeat(store: Store, target: Target, owner: str, every: float) -> None:
+async def _heartbeat(store: Store, target: Leased, owner: str, every: float) -> None:
     while True:
         await anyio.sleep(every)
         if not await store.heartbeat(target, owner):
@@ -44,7 +62,7 @@ async def _heartbeat(store: Store, target: Target, owner: str, every: float) -> 
 
 
 @asynccontextmanager
-async def lease(store: Store, target: Target, stale_after: float) -> AsyncIterator[str]:
+async def lease(store: Store, target: Leased, stale_after: float) -> AsyncIterator[str]:
     """Hold the target's lease for the body; yields the owner name its claims carry."""
     host = socket.gethostname()
     owner = f"{host}:{os.getpid()}:{secrets.token_hex(4)}"
