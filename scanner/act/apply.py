@@ -94,9 +94,25 @@ class _Worker:
         """The version to act on: the audited one's id on a bucket that keeps versions."""
         return head.version_id if self.versioned and head.version_id else None
 
+    async def _audited_version(self, e: Entry) -> Head:
+        """`audited`, of exactly the journaled version where the bucket keeps versions (a
+        newer upload at the key does not hide the version the verdict is of)."""
+        if not (self.versioned and e.version_id):
+            return await self.audited(e)
+        head = await self.objects.head(e.key, version_id=e.version_id)
+        if head is None:
+            raise _Stale("gone")
+        if head.etag != e.etag:
+            raise _Stale("changed-since-audit")
+        return head
+
     async def private(self, e: Entry) -> None:
-        if e.state == "intent" and await self._private_holds(e):
-            return await self.mark(e, "done", acted="private")
+        if e.state == "intent":
+            head = await self.objects.head(e.key)
+            if head is None:
+                raise _Stale("gone")
+            if head.etag == e.etag and await self._private_holds(e):
+                return await self.mark(e, "done", acted="private")
         await self.audited(e)
         prior = e.prior_acl or await self.objects.acl(e.key)
         await self.mark(e, "intent", prior_acl=prior)
@@ -116,8 +132,8 @@ class _Worker:
         if e.state in ("intent", "copied") and await self._copy_exists(e, dst):
             await self.mark(e, "copied")
             return await self._remove_audited(e, acted="quarantine")
-        head = await self.audited(e)
-        version = self._version(head)
+        head = await self._audited_version(e)
+        version = e.version_id if self.versioned and e.version_id else self._version(head)
         prior = e.prior_acl or await self._prior_acl(e)
         location = f"{self.place.bucket}/{dst}"
         await self.mark(e, "intent", prior_acl=prior, location=location, version_id=version)
@@ -305,15 +321,15 @@ async def apply_run(
     return not stop.is_set()
 
 
-async def reconcile(store: Store, objects: ObjectClient, target: str, run_id: int) -> int:
-    """Before a run: settle the quarantine rows other runs left open or failed after their
+async def reconcile(store: Store, objects: ObjectClient, target: str) -> int:
+    """Before a run: settle the quarantine rows runs left open or failed after their
     copy, from HEADs of the copy and the source, so that whatever sits in quarantine is
     journaled restorable (done, or `conflict` where the key was re-uploaded) and nothing is
     stranded there. A row whose copy is absent is left as it is (nothing was moved); one whose
     source is still the audited object is `copied` (its own run finishes the move). Returns
     how many rows changed."""
     changed = 0
-    for run, e in await store.unsettled_quarantines(target, run_id):
+    for run, e in await store.unsettled_quarantines(target):
         assert e.location is not None
         bucket, _, qkey = e.location.partition("/")
         copy = await objects.head(qkey, bucket)

@@ -154,10 +154,10 @@ async def apply_act(
         _objects(config, stop, clock or MonotonicClock(), on_retry) as objects,
     ):
         versioned = await _preflight(objects, request.place)
+        await reconcile(store, objects, target.id)  # before a restore selects what is undoable
         run, resumed = await _open_run(store, target, request)
         state = "failed"
         try:
-            await reconcile(store, objects, target.id, run.id)
             progress.total = await store.open_count(run.id)
             finished = await apply_run(
                 store, objects, run, place=place_of(run), workers=config.act.concurrency,

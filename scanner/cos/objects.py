@@ -116,10 +116,12 @@ class ObjectClient:
             )
         )
 
-    async def head(self, key: str, bucket: str = "") -> Head | None:
-        """The object's ETag and size; None when it does not exist."""
+    async def head(self, key: str, bucket: str = "", version_id: str = "") -> Head | None:
+        """The object's ETag and size (of version `version_id`, when given); None when it
+        does not exist."""
+        params = {"versionId": version_id} if version_id else None
         try:
-            reply = await self._send("HEAD", key, bucket=bucket)
+            reply = await self._send("HEAD", key, bucket=bucket, params=params)
         except ServiceError as exc:
             if exc.status == 404:
                 return None

@@ -148,6 +148,7 @@ async def _dispatch(
             state.stats.statuses[f"{endpoint} 200"] += 1
             return objects.xml_answer(body)
         if endpoint == "object":
+            await faults.hold(state, request, name)
             answer = await _object(state, name, bucket, request, signed=not anonymous_read)
             state.stats.statuses[f"{endpoint} {answer.status}"] += 1
             return answer

@@ -84,6 +84,8 @@ def add_routes(app: web.Application, key: web.AppKey[EmulatorState]) -> None:
         if request.method == "POST":
             try:
                 state.faults.update(await request.json())
+                state.fault_updates += 1
+                state.fault_changes.changed()
             except (ValueError, TypeError) as exc:
                 return web.json_response({"error": str(exc)}, status=400)
         return web.json_response(state.faults_json())

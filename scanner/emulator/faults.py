@@ -213,3 +213,29 @@ async def answer(
             chunks = [data[i : i + quarter] for i in range(0, len(data), quarter)]
             return await _stream(request, chunks, f.slow_body / len(chunks), len(data))
     return web.Response(body=body.encode(), content_type="application/xml", headers=headers)
+
+
+def write_kind(request: web.Request) -> str:
+    """What an object write is: "PUT acl", "PUT copy", "PUT upload" or "DELETE"."""
+    if request.method == "DELETE":
+        return "DELETE"
+    if "acl" in request.query:
+        return "PUT acl"
+    return "PUT copy" if "x-cos-copy-source" in request.headers else "PUT upload"
+
+
+async def hold(state: EmulatorState, request: web.Request, bucket: str) -> None:
+    """Fault injection `hold`: the first write of a held kind waits, unperformed, until the
+    faults are set again (POST /_emulator/faults), then fails 503 (its client is usually
+    killed by then)."""
+    if request.method not in ("PUT", "DELETE") or not state.faults.hold:
+        return
+    kind = write_kind(request)
+    if kind not in state.faults.hold:
+        return
+    state.faults.hold.remove(kind)
+    state.stats.held.append(f"{kind} {bucket}{request.path}")
+    state.stats.changes.changed()
+    updates = state.fault_updates
+    await state.fault_changes.until(lambda: state.fault_updates > updates)
+    raise web.HTTPServiceUnavailable(text="held (fault injection)")

@@ -50,6 +50,10 @@ class Faults:
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests
     targets: list[str] = field(default_factory=lambda: ["list", "audit"])
     deny_keys: list[str] = field(default_factory=list)  # object writes answered 403 AccessDenied
+    # object writes to hold: "PUT acl", "PUT copy", "PUT upload", "DELETE"; each pattern holds
+    # the first write of its kind (then it is spent): the request waits, is never performed,
+    # and is answered 503 once `hold` is set again (a test kills the client meanwhile)
+    hold: list[str] = field(default_factory=list)
     body_mode: str = ""  # "", html, bomb, huge, deep, drop_one, unknown_id, ignore_max_keys
 
     def update(self, changes: dict[str, Any]) -> None:
@@ -80,12 +84,14 @@ class Stats:
     audits_in_flight: int = 0  # batch audit requests being answered now
     max_audits_in_flight: int = 0  # the most at once (a client's concurrency cap, seen)
     changes: Changes = field(default_factory=Changes)  # told after each audit answer is billed
+    held: list[str] = field(default_factory=list)  # writes held by `hold`: "PUT copy bucket/key"
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
         relisted = [m for m, n in self.list_markers.items() if n > 1]
         out: dict[str, Any] = {
             "requests": dict(self.requests),
+            "held": list(self.held),
             "statuses": dict(self.statuses),
             "audited_images": sum(self.audits.values()),
             "distinct_images": len(self.audits),
@@ -143,6 +149,8 @@ class EmulatorState:
     bucket_acl: str = "public-read"  # what an object at "default" inherits
     extra_buckets: dict[str, Bucket] = field(default_factory=dict)  # e.g. a quarantine bucket
     versioning: Versions = field(default_factory=Versions)  # bucket versioning, per bucket
+    fault_updates: int = 0  # POST /_emulator/faults so far: what a held write waits for
+    fault_changes: Changes = field(default_factory=Changes)
     served: dict[bytes, str] = field(default_factory=dict)  # content seed -> key GET served
     inventory_dir: Any = None  # where `inventory.generate` writes (a temporary folder)
     fetcher: Any = None  # the aiohttp session that fetches FileUrl / Url inputs (lazily)

@@ -211,17 +211,17 @@ class Journal(StoreBase):
         )
         return int(row[0])
 
-    async def unsettled_quarantines(self, target: str, but: int) -> list[tuple[int, Entry]]:
-        """Quarantine rows of the target's other runs that may have a copy in quarantine
+    async def unsettled_quarantines(self, target: str) -> list[tuple[int, Entry]]:
+        """Quarantine rows of the target's runs that may have a copy in quarantine
         without the journal saying so: left in `intent` or `copied`, or failed after the copy
         (a run killed, or one that raced another before runs took a lease)."""
         rows = await self._all(
             "SELECT j.run_id, j.key, j.etag, j.size, j.state, j.prior_acl, j.location, "
             "j.undo_action, j.version_id FROM journal j JOIN act_runs r ON r.id = j.run_id "
-            "WHERE r.target = ? AND r.id <> ? AND r.action = 'quarantine' "
+            "WHERE r.target = ? AND r.action = 'quarantine' "
             "AND j.state IN ('intent', 'copied', 'failed') AND j.location IS NOT NULL "
             "ORDER BY j.run_id, j.key",
-            (target, but),
+            (target,),
         )
         return [(int(r[0]), Entry(*r[1:])) for r in rows]
 
