@@ -321,8 +321,11 @@ async def apply_run(
     return not stop.is_set()
 
 
-async def reconcile(store: Store, objects: ObjectClient, target: str) -> int:
-    """Before a run: settle the quarantine rows runs left open or failed after their
+async def reconcile(
+    store: Store, objects: ObjectClient, target: str, but: int, versioned: bool
+) -> int:
+    """Before a run: settle the quarantine rows runs (but run `but`, resumed now) left open
+    or failed after their
     copy, from HEADs of the copy and the source, so that whatever sits in quarantine is
     journaled restorable (done, or `conflict` where the key was re-uploaded) and nothing is
     stranded there. A row whose copy is absent is left as it is (nothing was moved); one whose
@@ -332,10 +335,14 @@ async def reconcile(store: Store, objects: ObjectClient, target: str) -> int:
     for run, e in await store.unsettled_quarantines(target):
         assert e.location is not None
         bucket, _, qkey = e.location.partition("/")
+        if run == but:
+            continue
         copy = await objects.head(qkey, bucket)
         if copy is None or copy.etag != e.etag:
             continue
-        source = await objects.head(e.key)
+        # where the bucket keeps versions, the audited version itself; else the key
+        version = e.version_id if versioned and e.version_id else ""
+        source = await objects.head(e.key, version_id=version)
         if source is not None and source.etag == e.etag:
             state, reason = "copied", None
         elif source is None:

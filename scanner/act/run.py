@@ -36,6 +36,7 @@ class ActRequest:
     undoes: int | None = None
     resume: bool = False
     overwrite: bool = False  # restore: put back even where a newer object is at the key
+    keys: tuple[str, ...] | None = None  # --keys: only these (where.keys is their digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,8 @@ class ActResult:
 
 async def plan_act(config: Config, request: ActRequest) -> Plan:
     async with await Store.open(config.store.path) as store:
+        if request.keys is not None:
+            await store.list_keys(request.keys)
         return await plan(
             store,
             Target.of(config.cos),
@@ -60,18 +63,25 @@ async def plan_act(config: Config, request: ActRequest) -> Plan:
         )
 
 
-async def _open_run(store: Store, target: Target, request: ActRequest) -> tuple[ActRun, bool]:
-    """The unfinished run this command resumes, or a new run with its selection."""
-    params = params_of(request.where, request.place, request.undoes, request.overwrite)
+async def _resumable(store: Store, target: Target, request: ActRequest) -> ActRun | None:
+    """The unfinished run this command resumes (None: it starts a new one)."""
     if request.resume:
         run = await store.unfinished_run(target.id)
         if run is None:
             raise ConfigError(f"--resume: no unfinished act run of {target.id}")
-    else:
-        run = await store.unfinished_run(target.id, request.action, params)
+        return run
+    params = params_of(request.where, request.place, request.undoes, request.overwrite)
+    return await store.unfinished_run(target.id, request.action, params)
+
+
+async def _open_run(
+    store: Store, target: Target, request: ActRequest, run: ActRun | None
+) -> tuple[ActRun, bool]:
+    """`run` resumed, or a new run with its selection."""
     if run is not None:
         await store.resume_run(run.id)
         return await store.act_run(run.id), True
+    params = params_of(request.where, request.place, request.undoes, request.overwrite)
     run_id = await store.start_run(
         target.id, request.action, params, where=request.where, undoes=request.undoes
     )
@@ -154,8 +164,12 @@ async def apply_act(
         _objects(config, stop, clock or MonotonicClock(), on_retry) as objects,
     ):
         versioned = await _preflight(objects, request.place)
-        await reconcile(store, objects, target.id)  # before a restore selects what is undoable
-        run, resumed = await _open_run(store, target, request)
+        if request.keys is not None:
+            await store.list_keys(request.keys)
+        resuming = await _resumable(store, target, request)
+        # before a restore selects what is undoable; the run resumed settles its own rows
+        await reconcile(store, objects, target.id, resuming.id if resuming else 0, versioned)
+        run, resumed = await _open_run(store, target, request, resuming)
         state = "failed"
         try:
             progress.total = await store.open_count(run.id)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import json
+import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -45,8 +49,40 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError("--all goes with restore (other actions select with report filters)")
 
 
+def read_keys(where: str) -> tuple[str, ...]:
+    """`--keys FILE`: one key a line, or a CSV whose header has a `key` column (any case, such
+    as a `report --format csv` export); `-` is standard input. Blank lines are not keys."""
+    try:
+        if where == "-":
+            text = sys.stdin.buffer.read().decode("utf-8-sig")
+        else:
+            text = Path(where).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--keys {where!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    lines = text.splitlines()
+    header = next(csv.reader(lines[:1]), []) if lines else []
+    column = [i for i, name in enumerate(header) if name.strip().lower() == "key"]
+    if column:
+        rows = csv.reader(lines[1:])
+        keys = tuple(row[column[0]] for row in rows if len(row) > column[0] and row[column[0]])
+    else:
+        keys = tuple(line for line in lines if line.strip())
+    if not keys:
+        raise ConfigError(f"--keys {where!r}: no keys in it")
+    return keys
+
+
 def _request(args: argparse.Namespace, config: Config) -> ActRequest:
     _check_flags(args)
+    request = _selected(args, config)
+    if args.keys is None:
+        return request
+    keys = read_keys(args.keys)
+    digest = hashlib.sha256("\n".join(sorted(set(keys))).encode()).hexdigest()
+    return replace(request, where=replace(request.where, keys=digest), keys=keys)
+
+
+def _selected(args: argparse.Namespace, config: Config) -> ActRequest:
     where = selection(args)
     if args.action == "quarantine" and not args.resume:
         if not (args.to or config.act.quarantine_to):
@@ -66,10 +102,10 @@ def _restore(args: argparse.Namespace, where: ReportFilter) -> ActRequest:
     """`act restore` needs a scope: a run to undo, report filters, or --all."""
     if args.undo_run is not None:
         return ActRequest("restore", ReportFilter(), undoes=args.undo_run, overwrite=args.overwrite)
-    if where == ReportFilter() and not args.all and not args.resume:
+    if where == ReportFilter() and not args.all and not args.resume and args.keys is None:
         raise ConfigError(
             "restore needs a scope: --run N (undo a run), report filters (--result, --label, "
-            "--prefix, ...), or --all (every action in effect)"
+            "--prefix, ...), --keys FILE, or --all (every action in effect)"
         )
     return ActRequest("restore", where, resume=args.resume, overwrite=args.overwrite)
 

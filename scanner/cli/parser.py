@@ -251,6 +251,13 @@ def _act_args(sub: Any) -> None:
         help="restore: the act run to undo",
     )
     p.add_argument(
+        "--keys",
+        default=None,
+        metavar="FILE",
+        help="only these keys: one a line, or a CSV with a key column (a report export); - "
+        "reads standard input; combines with the filters",
+    )
+    p.add_argument(
         "--all", action="store_true", help="restore: every action in effect on the target"
     )
     p.add_argument(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,6 +201,17 @@ class Journal(StoreBase):
         ):
             yield [Entry(*r) for r in rows]
             after = rows[-1][0]
+
+    async def list_keys(self, keys: Iterable[str]) -> None:
+        """The keys a `keys` filter selects (`act --keys`), for this connection's queries."""
+        async with self._tx() as conn:
+            await conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS listed_keys (key TEXT PRIMARY KEY) WITHOUT ROWID"
+            )
+            await conn.execute("DELETE FROM temp.listed_keys")
+            await conn.executemany(
+                "INSERT OR IGNORE INTO temp.listed_keys (key) VALUES (?)", ((k,) for k in keys)
+            )
 
     async def open_count(self, run_id: int) -> int:
         """The run's objects not final yet."""

@@ -151,6 +151,7 @@ class ReportFilter:
     since: float | None = None  # unix time; rows audited (or failed) at or after it
     history: bool = False  # also the verdicts re-audits replaced
     decisions: tuple[str, ...] = ()  # approve, block, skip, undecided (a review decision)
+    keys: str = ""  # a key list's SHA-256 (`act --keys`): only its keys (`Journal.list_keys`)
 
     def _decided(self, args: list[Any]) -> str:
         named = [d for d in self.decisions if d != "undecided"]
@@ -174,12 +175,15 @@ class ReportFilter:
                 args.extend(values)
         if self.decisions:
             conds.append(self._decided(args))
-        if self.min_score is not None:
-            conds.append("score >= ?")
-            args.append(self.min_score)
-        if self.max_score is not None:
-            conds.append("score <= ?")
-            args.append(self.max_score)
+        for cond, value in (
+            ("score >= ?", self.min_score),
+            ("score <= ?", self.max_score),
+            ("scan_id = ?", self.scan_id),
+            ("audited_at >= ?", self.since),
+        ):
+            if value is not None:
+                conds.append(cond)
+                args.append(value)
         if self.prefix:  # a range, so the key index serves it (LIKE would need escaping)
             conds.append("key >= ? AND key < ?")
             args.extend([self.prefix, self.prefix + "\U0010ffff"])
@@ -187,10 +191,6 @@ class ReportFilter:
             conds.append(
                 "COALESCE(forbid_state, 0) > 0" if self.frozen else "COALESCE(forbid_state, 0) = 0"
             )
-        if self.scan_id is not None:
-            conds.append("scan_id = ?")
-            args.append(self.scan_id)
-        if self.since is not None:
-            conds.append("audited_at >= ?")
-            args.append(self.since)
+        if self.keys:
+            conds.append("key IN (SELECT key FROM temp.listed_keys)")
         return "".join(f" AND {c}" for c in conds), args

@@ -12,6 +12,7 @@ journal row is final with what happened to it.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import signal
 import sqlite3
@@ -322,3 +323,39 @@ async def test_what_sits_in_quarantine_is_restorable_whatever_happened(tmp_path:
         )  # fmt: skip
         assert code == 0
         assert f"already restored {len(keys)}" in out
+
+
+async def test_act_on_a_list_of_keys(tmp_path: Path) -> None:
+    """`--keys FILE` (a report's csv export, or one key a line on standard input) combines with
+    the filters: exactly the listed keys the filters select are acted on."""
+    state = EmulatorState(bucket=synthetic(400, 36), seed=36)
+    async with running(state) as url:
+        cfg, db = await _scanned(tmp_path, url)
+        flagged = sorted(k for (k,) in _rows(db, "SELECT key FROM verdicts WHERE result > 0"))
+        normal = sorted(k for (k,) in _rows(db, "SELECT key FROM verdicts WHERE result = 0"))
+        export = tmp_path / "flagged.csv"
+        code, _, _ = await _cli_out(
+            [sys.executable, "-m", "scanner", "report", "--config", str(cfg), "--format", "csv",
+             "--result", "1,2", "--out", str(export)]
+        )  # fmt: skip
+        assert code == 0
+        listed = tmp_path / "keys.csv"  # a csv with a key column: two flagged keys, one normal
+        lines = export.read_text(encoding="utf-8-sig").splitlines()
+        listed.write_text("\n".join([lines[0], lines[1], lines[2]]) + "\n", encoding="utf-8")
+        chosen = [row[0] for row in csv.reader(lines[1:3])]
+        base = [sys.executable, "-m", "scanner", "act", "private", "--config", str(cfg)]
+        code, out, _ = await _cli_out([*base, "--result", "1,2", "--keys", str(listed), "--json"])
+        assert code == 0
+        assert '"objects": 2' in out
+        assert await _cli([*base, "--result", "1,2", "--keys", str(listed), "--apply"]) == 0
+        private = {
+            k for k in flagged + normal if effective_acl(state, DEFAULT_BUCKET, k) == "private"
+        }
+        assert private == set(chosen)
+        stdin = "\n".join([normal[0], flagged[-1], ""]).encode()
+        done = await anyio.run_process(
+            [*base, "--result", "1,2", "--keys", "-", "--apply"], input=stdin, env=ENV, check=False
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        assert effective_acl(state, DEFAULT_BUCKET, flagged[-1]) == "private"
+        assert effective_acl(state, DEFAULT_BUCKET, normal[0]) != "private"  # not selected
