@@ -34,9 +34,7 @@ from scanner.cli.commands import (
 )
 from scanner.config import Config
 from scanner.config.window import Window
-from scanner.errors import (
-    ConfigError,
-)
+from scanner.errors import ConfigError, ScanBusyError
 from scanner.metrics import ScanMetrics
 from scanner.models import Target
 from scanner.render import dry_run_text, status_json, summary_text
@@ -143,7 +141,8 @@ async def _scan(
             result = await scan_target(plan, stop, progress, on_retry=log_retry)
             acts = config.act.on_flagged and not plan.urls  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
-                acted.append(await _on_flagged(config, result, stop))
+                done = await _on_flagged(config, result, stop)
+                acted.extend([done] if done is not None else [])
             tg.cancel_scope.cancel()
         return result
 
@@ -218,9 +217,10 @@ async def _final_metrics(
             log.warning("could not write the metrics to %s: %s", out.file, exc.strerror or exc)
 
 
-async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult:
+async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult | None:
     """[act] on_flagged: the action on what this scan newly flagged (Result 1, score at least
-    [act] min_score), journaled like any act run."""
+    [act] min_score), journaled like any act run; None when another act run holds the target
+    (its verdicts stay selected: the next nightly, or `act`, takes them)."""
     where = ReportFilter(results=(1,), min_score=config.act.min_score, scan_id=result.status.id)
     place = None
     if config.act.on_flagged == "quarantine":
@@ -228,7 +228,11 @@ async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> 
             raise ConfigError("act.on_flagged = quarantine needs act.quarantine_to")
         place = quarantine_place(config.act.quarantine_to, Target.of(config.cos))
     request = ActRequest(config.act.on_flagged, where, place=place)
-    return await apply_act(config, request, stop, ActProgress(), on_retry=log_retry)
+    try:
+        return await apply_act(config, request, stop, ActProgress(), on_retry=log_retry)
+    except ScanBusyError as exc:
+        log.warning("[act] on_flagged not applied now: %s", exc)
+        return None
 
 
 def _write_summary(path: Path, record: dict[str, Any]) -> None:
