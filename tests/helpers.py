@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import anyio
 
 from scanner.audit.client import AuditClient
-from scanner.audit.policy import LARGE_IMAGE_BYTES
+from scanner.audit.policy import LARGE_IMAGE_BYTES, audit_options
 from scanner.config import (
     AuditSettings,
     Config,
@@ -106,7 +106,10 @@ def make_auditor(
 ) -> AuditClient:
     audit = AuditSettings(**settings)  # type: ignore[arg-type]
     budget = AuditBudget(audit.concurrency, 1000.0, clock)
-    return AuditClient(http, emulator.cos(), audit, retry=FAST_RETRY, clock=clock, budget=budget)
+    return AuditClient(
+        http, emulator.cos(), audit, retry=FAST_RETRY, clock=clock, budget=budget,
+        options=audit_options(audit),
+    )  # fmt: skip
 
 
 # -- scans in this process, through the scan's own plan --------------------------------------

@@ -72,6 +72,7 @@ class ServiceProfile:
 def make_backend(
     config: Config,
     profile: ServiceProfile,
+    options: AuditOptions,
     http: HttpClient,
     *,
     retry: RetryPolicy,
@@ -84,9 +85,9 @@ def make_backend(
     if profile.name == "ims":
         return ImsClient(
             http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
-            clock=clock, budget=budget, on_retry=on_retry, freeze=config.freeze,
+            clock=clock, budget=budget, on_retry=on_retry, options=options,
         )  # fmt: skip
     return AuditClient(
         http, config.cos, config.audit, retry=retry, clock=clock, budget=budget,
-        on_retry=on_retry, freeze=config.freeze, remote=remote,
+        on_retry=on_retry, options=options, remote=remote,
     )  # fmt: skip

@@ -21,9 +21,9 @@ from dataclasses import replace
 import anyio
 
 from scanner.audit.codec import decode_results, encode_batch
-from scanner.audit.policy import audit_options
+from scanner.audit.policy import AuditOptions
 from scanner.clock import Clock
-from scanner.config import AuditSettings, CosSettings, FreezeSettings
+from scanner.config import AuditSettings, CosSettings
 from scanner.cos.client import HttpClient, Reply, ci_service, unreadable
 from scanner.cos.xml import XmlError
 from scanner.errors import OnRetry, RemoteError, ThrottledError, TransportError
@@ -48,14 +48,14 @@ class AuditClient:
         clock: Clock,
         budget: AuditBudget,
         on_retry: OnRetry | None = None,
-        freeze: FreezeSettings | None = None,
+        options: AuditOptions,
         remote: Remote | None = None,
     ) -> None:
         self._http = http
         self._remote = remote  # --workers: an attempt's request and answer in a worker process
         self._settings = settings
         self._service = ci_service(cos, settings)
-        self.options = audit_options(settings, freeze)
+        self.options = options  # the plan's: built once, from the settings and [audit.freeze]
         self._retry = retry
         self._clock = clock
         self.budget = budget

@@ -38,9 +38,9 @@ from scanner.audit.ims_codec import (
     error_of,
     parse,
 )
-from scanner.audit.policy import audit_options
+from scanner.audit.policy import AuditOptions
 from scanner.clock import Clock
-from scanner.config import AuditSettings, CosSettings, Credentials, FreezeSettings, ImsSettings
+from scanner.config import AuditSettings, CosSettings, Credentials, ImsSettings
 from scanner.cos.client import (
     USER_AGENT,
     HttpClient,
@@ -90,7 +90,7 @@ class ImsClient:
         clock: Clock,
         budget: AuditBudget,
         on_retry: OnRetry | None = None,
-        freeze: FreezeSettings | None = None,
+        options: AuditOptions,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._http = http
@@ -100,7 +100,7 @@ class ImsClient:
         self._service = ims_service(ims)
         self._url = yarl.URL(self._service.base_url + "/", encoded=True)
         self._cos = cos_service(cos)
-        self.options = audit_options(settings, freeze)
+        self.options = options  # the plan's: built once, from the settings and [audit.freeze]
         self._retry = retry
         self._clock = clock
         self.budget = budget

@@ -78,6 +78,7 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
             ims = ImsClient(
                 http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
                 clock=clock, budget=budget, on_retry=log_retry,
+                options=audit_options(config.audit),
             )  # fmt: skip
             (verdict,) = await ims.moderate([item])
             return verdict, ref

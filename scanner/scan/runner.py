@@ -276,7 +276,7 @@ async def _with_auditor(
         elif plan.request.workers and plan.request.workers > 1:
             log.info("--workers: IMS requests (one image each) are made in the scan's process")
         auditor = make_backend(
-            plan.config, plan.profile, live.http, retry=plan.retry, clock=live.clock,
+            plan.config, plan.profile, plan.options, live.http, retry=plan.retry, clock=live.clock,
             budget=budget, on_retry=live.on_retry, remote=remote,
         )  # fmt: skip
         return await _run(live, scan, stop, progress, auditor)

@@ -185,13 +185,15 @@ async def test_lost_answer_resends_are_configurable(
 async def test_request_that_never_left_is_retried_freely(
     http: HttpClient, clock: FakeClock
 ) -> None:
+    from scanner.audit.policy import audit_options
     from scanner.config import AuditSettings, CosSettings
     from scanner.emulator import DEFAULT_BUCKET
     from scanner.limiter import AuditBudget
 
     cos = CosSettings(bucket=DEFAULT_BUCKET, endpoint="http://127.0.0.1:9")  # refused
     auditor = AuditClient(http, cos, AuditSettings(), retry=FAST_RETRY, clock=clock,
-                          budget=AuditBudget(1, 1000.0, clock))  # fmt: skip
+                          budget=AuditBudget(1, 1000.0, clock),
+                          options=audit_options(AuditSettings()))  # fmt: skip
     with pytest.raises(TransportError) as info:
         await auditor.moderate(items(["ok/normal.jpg"]))
     assert not info.value.maybe_sent
