@@ -1,10 +1,11 @@
-"""The `scan`, `report` and `act` flags' value types, and the verdict filters `report` and
-`act` share."""
+"""Flags that several commands share, and their value types: the verdict filters of `report`
+and `act`, the metrics outputs of `scan` and `demo`."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 def csv_ints(text: str) -> tuple[int, ...]:
@@ -77,4 +78,22 @@ def filter_args(p: argparse.ArgumentParser) -> None:
         type=since,
         default=None,
         help="only rows audited (or failed) at or after this ISO date/time",
+    )
+
+
+def metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write Prometheus metrics here every progress interval and at exit (atomically; "
+        "for node_exporter's textfile collector)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve the same metrics over HTTP on 127.0.0.1:PORT while the scan runs",
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 from scanner import __version__
 from scanner.cli import act, check, commands, emulator, report, review, scan
-from scanner.cli.argtypes import csv_words, filter_args, scan_id
+from scanner.cli.argtypes import csv_words, filter_args, metrics_args, scan_id
 
 
 class UsageError(Exception):
@@ -155,7 +155,7 @@ def _scan_args(sub: Any) -> None:
     p.add_argument(
         "--json", action="store_true", help="with --dry-run: the estimate as one JSON object"
     )
-    _metrics_args(p)
+    metrics_args(p)
     p.set_defaults(run=scan.run_scan)
 
 
@@ -203,24 +203,6 @@ def _status_args(sub: Any) -> None:
     p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
     p.add_argument("--urls", default=None, metavar="FILE", help="only the scans of this URL list")
     p.set_defaults(run=report.run_status)
-
-
-def _metrics_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--metrics-file",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="write Prometheus metrics here every progress interval and at exit (atomically; "
-        "for node_exporter's textfile collector)",
-    )
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        metavar="PORT",
-        help="serve the same metrics over HTTP on 127.0.0.1:PORT while the scan runs",
-    )
 
 
 def _act_args(sub: Any) -> None:
@@ -373,7 +355,7 @@ def _demo_args(sub: Any) -> None:
         help="then serve the review page on the demo's store (Ctrl-C ends the demo)",
     )
     _log_args(p, sub=True)
-    _metrics_args(p)
+    metrics_args(p)
     p.set_defaults(run=scan.run_demo)
 
 
