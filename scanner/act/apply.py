@@ -27,7 +27,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream
 
 from scanner.cos.objects import Head, ObjectClient
-from scanner.errors import AbandonedError, AuthError, RemoteError
+from scanner.errors import AbandonedError, AuthError, RemoteError, ServiceError
 from scanner.store import ActRun, Entry, Store
 
 
@@ -82,8 +82,12 @@ class _Worker:
     async def mark(self, e: Entry, state: str, **kw: str | None) -> None:
         await self.store.mark(self.run.id, e.key, state, **kw)
 
-    async def audited(self, e: Entry, key: str = "", bucket: str = "") -> Head:
-        head = await self.objects.head(key or e.key, bucket)
+    async def audited(
+        self, e: Entry, key: str = "", bucket: str = "", version_id: str | None = None
+    ) -> Head:
+        """The object still as audited (the same ETag), or `_Stale`; of version
+        `version_id` when given (a newer upload at the key does not hide it)."""
+        head = await self.objects.head(key or e.key, bucket, version_id or "")
         if head is None:
             raise _Stale("gone")
         if head.etag != e.etag:
@@ -93,18 +97,6 @@ class _Worker:
     def _version(self, head: Head) -> str | None:
         """The version to act on: the audited one's id on a bucket that keeps versions."""
         return head.version_id if self.versioned and head.version_id else None
-
-    async def _audited_version(self, e: Entry) -> Head:
-        """`audited`, of exactly the journaled version where the bucket keeps versions (a
-        newer upload at the key does not hide the version the verdict is of)."""
-        if not (self.versioned and e.version_id):
-            return await self.audited(e)
-        head = await self.objects.head(e.key, version_id=e.version_id)
-        if head is None:
-            raise _Stale("gone")
-        if head.etag != e.etag:
-            raise _Stale("changed-since-audit")
-        return head
 
     async def private(self, e: Entry) -> None:
         if e.state == "intent":
@@ -132,15 +124,20 @@ class _Worker:
         if e.state in ("intent", "copied") and await self._copy_exists(e, dst):
             await self.mark(e, "copied")
             return await self._remove_audited(e, acted="quarantine")
-        head = await self._audited_version(e)
-        version = e.version_id if self.versioned and e.version_id else self._version(head)
+        head = await self.audited(e, version_id=e.version_id if self.versioned else None)
+        version = self._version(head)
         prior = e.prior_acl or await self._prior_acl(e)
         location = f"{self.place.bucket}/{dst}"
         await self.mark(e, "intent", prior_acl=prior, location=location, version_id=version)
-        await self.objects.copy(
-            e.key, dst, if_match=e.etag, dst_bucket=self.place.bucket, acl="private",
-            src_version=version or "",
-        )  # fmt: skip
+        try:
+            await self.objects.copy(
+                e.key, dst, if_match=e.etag, dst_bucket=self.place.bucket, acl="private",
+                src_version=version or "",
+            )  # fmt: skip
+        except ServiceError as exc:
+            if exc.status == 412:  # the source changed after the HEAD: not the audited object
+                raise _Stale("changed-since-audit") from None
+            raise
         await self.mark(e, "copied")
         await self._remove_audited(replace(e, version_id=version), acted="quarantine")
 

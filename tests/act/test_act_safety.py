@@ -23,9 +23,16 @@ from typing import Any
 import anyio
 import pytest
 
-from scanner.emulator import DEFAULT_BUCKET, EmulatorState, running, synthetic
+from scanner.emulator import (
+    DEFAULT_BUCKET,
+    DEFAULT_SECRET_ID,
+    EmulatorState,
+    running,
+    synthetic,
+)
 from scanner.emulator.bucket import Bucket
 from scanner.emulator.objects import effective_acl
+from scanner.emulator.state import KeyPair
 from tests.helpers import ENV, sdk_client
 
 QUARANTINE = "quarantine-1250000000"
@@ -359,3 +366,23 @@ async def test_act_on_a_list_of_keys(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr.decode()
         assert effective_acl(state, DEFAULT_BUCKET, flagged[-1]) == "private"
         assert effective_acl(state, DEFAULT_BUCKET, normal[0]) != "private"  # not selected
+
+
+async def test_credentials_refused_mid_run_stop_it_with_nothing_failed(tmp_path: Path) -> None:
+    """The key is rotated while `act` runs: its HEADs now get a bodiless 403, the GET ?acl
+    that asks again says SignatureDoesNotMatch, and the run stops at once (exit 77), the rest
+    untouched and none of it journaled failed (before: every object failed, exit 3)."""
+    state = EmulatorState(bucket=synthetic(1500, 37), seed=37)
+    state.faults.latency = 0.01
+    async with running(state) as url:
+        cfg, db = await _scanned(tmp_path, url)
+        with anyio.fail_after(60):
+            proc = await anyio.open_process(_argv(cfg, "private"), env=ENV)
+            await state.stats.changes.until(lambda: state.stats.requests["object"] >= 30)
+            state.keys[DEFAULT_SECRET_ID] = KeyPair("rotated-" + "k" * 24)
+            assert await proc.wait() == 77
+            await proc.aclose()
+        states = dict(_rows(db, "SELECT state, COUNT(*) FROM journal GROUP BY state"))
+        assert "failed" not in states, states
+        assert states.get("pending", 0) > 0  # the rest untouched, for the next run
+        assert _rows(db, "SELECT state FROM act_runs") == [("failed",)]
