@@ -6,6 +6,8 @@ This measures, against the emulator at a given latency, what each way costs per 
 requests (each one under the same QPS budget), wall time for one batch, client CPU.
 
     .venv/bin/python bench/async_vs_sync.py --latency 0.1 --batches 20
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import re
 import time
 
 import anyio
-from common import machine, start_emulator
+from common import machine, parse, start_emulator
 
 from scanner.audit.codec import decode_results, encode_batch
 from scanner.audit.policy import AuditOptions
@@ -77,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency", type=float, default=0.1)
     ap.add_argument("--batches", type=int, default=20)
-    args = ap.parse_args()
+    args = parse(ap, latency=0.01, batches=2)
     print(machine())
     proc, url = start_emulator(100 * args.batches + 500, args.latency, 1)
     try:

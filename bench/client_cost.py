@@ -6,6 +6,8 @@ alternate between the two clients, `--repeat` times each, and the medians are co
 on this shared 2-core machine one run of the same code varies by +-15%.
 
     .venv/bin/python bench/client_cost.py --objects 100000 --repeat 3
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ENV, machine, start_emulator, write_config
+from common import ENV, machine, parse, start_emulator, write_config
 
 
 def measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, Any]:
@@ -36,7 +38,7 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=100_000)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
+    args = parse(ap, objects=600, repeat=1)
     print(machine())
     runs: dict[str, list[tuple[float, float, Any]]] = {"cos-scanner": [], "sdk-baseline": []}
     for _ in range(args.repeat):

@@ -1,9 +1,10 @@
 """What the bench scripts share: the machine line, the emulator subprocess, a scanner config,
-the credentials the emulator accepts, and its stats. `tests/test_workers.py` takes its
-`children()` from here too."""
+the credentials the emulator accepts, its stats, and `parse`: every script's `--smoke` size,
+which the test suite runs so that a bench broken by a change fails CI."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -20,6 +21,17 @@ from scanner.emulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 ENV = dict(
     os.environ, TENCENTCLOUD_SECRET_ID=DEFAULT_SECRET_ID, TENCENTCLOUD_SECRET_KEY=DEFAULT_SECRET_KEY
 )
+
+
+def parse(ap: argparse.ArgumentParser, **smoke: Any) -> argparse.Namespace:
+    """The arguments, with `--smoke`: these values instead (a size that runs in seconds; its
+    figures mean nothing, it proves the script still runs against today's code)."""
+    ap.add_argument("--smoke", action="store_true", help="a tiny size, seconds (the suite runs it)")
+    args = ap.parse_args()
+    if args.smoke:
+        for name, value in smoke.items():
+            setattr(args, name, value)
+    return args
 
 
 def machine() -> str:

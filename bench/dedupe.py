@@ -6,6 +6,8 @@ For each share of copies, one emulator subprocess with a synthetic album of that
 5 scenes per image), the units saved, and the scanner process's CPU and wall time (os.wait4).
 
     .venv/bin/python bench/dedupe.py --objects 1000000 --copies 0.1 0.3
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, machine, parse, start_emulator, stats, write_config
 from scan_throughput import run_scan
 
 SCENES = 5  # the emulator's default policy
@@ -26,7 +28,7 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--copies", type=float, nargs="+", default=[0.1, 0.3])
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
+    args = parse(ap, objects=2000, copies=[0.3])
     print(machine())
     print(f"synthetic album of {args.objects:,} objects, seed {args.seed}, latency 0\n")
     for share in args.copies:

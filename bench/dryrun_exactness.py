@@ -7,6 +7,8 @@ distinct images the emulator was sent, and LargeImageDetect compressions. Every 
 policy has five).
 
     .venv/bin/python bench/dryrun_exactness.py --objects 20000
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import ENV, machine, post, start_emulator, stats, write_config
+from common import ENV, machine, parse, post, start_emulator, stats, write_config
 
 # (name, [audit] settings, scan flags, emulator change before it: None or a churn spec)
 CASES: list[tuple[str, dict[str, Any], list[str], dict[str, Any] | None]] = [
@@ -54,7 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--objects", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
+    args = parse(ap, objects=800)
     print(machine())
     print(f"synthetic album of {args.objects:,} objects, seed {args.seed}\n")
     head = f"{'config':34} {'est. units':>11} {'billed':>9} {'est. img':>9} {'sent':>7}"

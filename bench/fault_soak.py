@@ -9,6 +9,8 @@ counters and from the rows), the emulator's double bills against the scan's `may
 and the failures by reason.
 
     .venv/bin/python bench/fault_soak.py --objects 200000 --minutes 30
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, machine, parse, start_emulator, stats, write_config
 
 FAULTS = {
     "error_rate": 0.04,
@@ -41,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--objects", type=int, default=200_000)
     ap.add_argument("--minutes", type=float, default=30.0)
-    args = ap.parse_args()
+    args = parse(ap, objects=1500, minutes=0.1)
     print(machine())
     images = args.objects * 0.88  # the synthetic album's share of auditable images
     cap = max(0.2, images / 100 / (args.minutes * 60) * 1.15)  # retries and faults cost time

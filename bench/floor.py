@@ -6,13 +6,17 @@ measured), then measures the CPU (time.process_time: every thread of this proces
 
   parse   the listing pages (ElementTree, url-decoding, the filter) and the audit answers
           (ElementTree, matching by DataId, building the verdicts)
-  store   the real Store: record_page per 1,000-object page, record_results per 100-image
-          batch, each one transaction synced to disk as a scan does, deflating the raws
+  store   the real Store: record_page and admission (`Store.admit`: verdicts that stand,
+          copies, claims) per 1,000-object page, record_results per 100-image batch (which
+          releases the claims), each one transaction synced to disk as a scan does, deflating
+          the raws
 
 and prints CPU-s per 10,000 objects for each, their sum, and the best ratio to the SDK script
 that this floor leaves (pass the script's CPU-s / 10k from client_cost.py as --sdk).
 
     .venv/bin/python bench/floor.py --objects 100000 --sdk 4.33
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+
+from common import parse
 
 from scanner.audit.codec import decode_results, encode_batch
 from scanner.audit.policy import AuditOptions
@@ -54,11 +60,18 @@ def produce(objects: int) -> tuple[list[tuple[str, bytes]], list[tuple[list[Audi
         pages.append((marker, body))
         refs += [d.ref for d in map(flt.decide, page.objects) if not d.skip]
         marker = page.next_marker
+    return pages, asyncio.run(_answers(state, refs))
+
+
+async def _answers(
+    state: EmulatorState, refs: list[ObjectRef]
+) -> list[tuple[list[AuditItem], bytes]]:
+    """The emulator's audit answers to the album's batches (its handler is a coroutine)."""
     answers = []
     for batch in chunk(refs, 100):
         items = [AuditItem(ref.key, str(n)) for n, ref in enumerate(batch)]
-        answers.append((items, audit(state, encode_batch(items, AuditOptions())).encode()))
-    return pages, answers
+        answers.append((items, (await audit(state, encode_batch(items, AuditOptions()))).encode()))
+    return answers
 
 
 async def store_work(
@@ -71,10 +84,16 @@ async def store_work(
         scan = await store.start_scan(TARGET, "p")
         started = time.process_time()
         for decisions, next_marker in decided:
-            await store.record_page(scan.id, decisions, next_marker)
+            fresh = await store.record_page(scan.id, decisions, next_marker)
+            await store.admit(  # what a scan settles before sending: verdicts, copies, claims
+                scan.id, TARGET, "floor", fresh, holds=lambda _p, _r: True, dedupe=True,
+                stale_after=60.0,
+            )  # fmt: skip
         for batch in verdicts:
             pairs = [(by_key[v.key], v) for v in batch]
-            await store.record_results(scan.id, TARGET, "p", pairs, requests=1, max_attempts=3)
+            await store.record_results(
+                scan.id, TARGET, "p", pairs, requests=1, max_attempts=3, owner="floor"
+            )
         return time.process_time() - started
 
 
@@ -82,7 +101,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--objects", type=int, default=100_000)
     ap.add_argument("--sdk", type=float, default=None, help="the SDK script's CPU-s / 10k")
-    args = ap.parse_args()
+    args = parse(ap, objects=2000)
     print(f"{platform.node()}: Python {platform.python_version()}, one process, no emulator")
     pages, answers = produce(args.objects)
     gc.freeze()  # as the CLI does; the produced data is this bench's, not a scan's
@@ -109,7 +128,7 @@ def main() -> None:
     for name, cpu in (
         ("listing parse + filter", listing),
         ("audit answers parse + decode", decoding),
-        ("store pages + results (synced, deflated raws)", storing),
+        ("store pages + admission + results (synced)", storing),
         ("floor", total),
     ):
         print(f"  {name:<46} {cpu * per10k:5.2f} CPU-s / 10k objects")

@@ -7,6 +7,8 @@ enough to keep the budget busy at that latency (budget x latency x 1.5). The rat
 are measured over the steady middle of the run, from the emulator's counters and /proc.
 
     .venv/bin/python bench/ims_saturation.py --qps 50 --latencies 0.1,1.0 --seconds 40
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ENV, cpu_seconds, machine, start_emulator, stats, write_config
+from common import ENV, cpu_seconds, machine, parse, start_emulator, stats, write_config
 
 
 def images(url: str) -> int:
@@ -29,7 +31,7 @@ def images(url: str) -> int:
 
 
 def measure(
-    service: str, latency: float, qps: float, seconds: float, concurrency: int
+    service: str, latency: float, qps: float, seconds: float, concurrency: int, warmup: float
 ) -> tuple[float, int, float]:
     """(images/s, throttled answers, scanner CPU-s per image) in the steady middle."""
     per_request = 1 if service == "ims" else 100
@@ -52,7 +54,7 @@ def measure(
             argv = [sys.executable, "-m", "scanner", "scan", "--config", str(cfg)]
             proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)  # fmt: skip
-            time.sleep(8 + latency * 2)  # warm up: listing ahead, budget settled
+            time.sleep(warmup + latency * 2)  # listing ahead, budget settled
             n0, t0, c0 = images(url), time.monotonic(), cpu_seconds(proc.pid)
             time.sleep(seconds)
             n1, t1, c1 = images(url), time.monotonic(), cpu_seconds(proc.pid)
@@ -70,18 +72,21 @@ def main() -> None:
     ap.add_argument("--qps", type=float, default=50.0)
     ap.add_argument("--latencies", default="0.1,1.0")
     ap.add_argument("--seconds", type=float, default=40.0)
-    args = ap.parse_args()
+    ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring")
+    args = parse(ap, latencies="0.05", seconds=2.0, warmup=1.0)
     print(machine())
     print(f"budget {args.qps:g} requests/s = the emulator's cap; one image per IMS request\n")
     for latency in (float(x) for x in args.latencies.split(",")):
         concurrency = max(4, math.ceil(args.qps * latency * 1.5))
-        rate, throttled, cpu = measure("ims", latency, args.qps, args.seconds, concurrency)
+        rate, throttled, cpu = measure(
+            "ims", latency, args.qps, args.seconds, concurrency, args.warmup
+        )
         print(
             f"IMS latency {latency:g}s, {concurrency} in flight: {rate:7.1f} requests/s = "
             f"{rate / args.qps:.3f} of the budget (target >= 0.95); throttled {throttled}; "
             f"scanner CPU {cpu * 1000:.2f} ms per image"
         )
-    rate, throttled, cpu = measure("ci", 0.1, 2.0, args.seconds, 4)
+    rate, throttled, cpu = measure("ci", 0.1, 2.0, args.seconds, 4, args.warmup)
     print(
         f"CI batch (100 images a request) latency 0.1s, 2 requests/s: {rate:7.1f} images/s; "
         f"throttled {throttled}; scanner CPU {cpu * 1000:.2f} ms per image"

@@ -6,6 +6,8 @@ The emulator answers every request after 0.5 s with no QPS cap; the scanner may 
 batch requests of 100 images in flight (qps ceiling far above), so the cap is 100 x 100 / 0.5 =
 20,000 images/s. Printed per --workers: images/s as a share of that cap over the steady middle,
 and the CPU of the scanner's process, of its workers and of the emulator over the same window.
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, children, cpu_seconds, machine, start_emulator, stats
+from common import ENV, children, cpu_seconds, machine, parse, start_emulator, stats
 
 CAP = 100 * 100 / 0.5
 
 
-def run(workers: int, seconds: float) -> str:
-    emulator, url = start_emulator(3_000_000, 0.5, 1)
+def run(workers: int, seconds: float, objects: int, warmup: float) -> str:
+    emulator, url = start_emulator(objects, 0.5, 1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp, "c.toml")
@@ -39,7 +41,7 @@ def run(workers: int, seconds: float) -> str:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-            time.sleep(15)
+            time.sleep(warmup)
             kids = children(proc.pid)
             pids = {"scan": [proc.pid], "workers": kids, "emulator": [emulator.pid]}
             before = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
@@ -63,11 +65,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--seconds", type=float, default=40.0)
-    args = ap.parse_args()
+    ap.add_argument("--objects", type=int, default=3_000_000)
+    ap.add_argument("--warmup", type=float, default=15.0, help="seconds before measuring")
+    args = parse(ap, workers="1", seconds=2.0, objects=20_000, warmup=2.0)
     print(machine())
     print(f"cap: 100 requests in flight x 100 images / 0.5 s = {CAP:,.0f} images/s")
     for n in (int(x) for x in args.workers.split(",")):
-        print(run(n, args.seconds), flush=True)
+        print(run(n, args.seconds, args.objects, args.warmup), flush=True)
 
 
 if __name__ == "__main__":

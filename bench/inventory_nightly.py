@@ -8,6 +8,8 @@ The emulator (its own process, 0 latency, no service cap) writes and serves each
 (`POST /_emulator/inventory`: gzip CSV data files of 1,000,000 rows, manifest, checksum). Each
 scanner run is a process of its own, measured with wait4: wall time, CPU, peak RSS; and the
 emulator's counters: requests of each kind, images billed, data files read.
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, machine, post, start_emulator, stats
+from common import ENV, machine, parse, post, start_emulator, stats
 
 
 def run(cfg: Path, *extra: str) -> tuple[float, float, float, int]:
@@ -42,7 +44,7 @@ def main() -> None:
     ap.add_argument("--objects", type=int, default=10_000_000)
     ap.add_argument("--change", type=float, default=0.01)
     ap.add_argument("--rows-per-file", type=int, default=1_000_000)
-    args = ap.parse_args()
+    args = parse(ap, objects=3000, rows_per_file=1000)
     print(machine())
     t0 = time.perf_counter()
     emulator, url = start_emulator(args.objects, 0.0, 1)

@@ -7,6 +7,8 @@ The emulator (its own process, 0 latency) writes an Inventory of its bucket (dat
 another store is killed -9 at `--kills` points spread over the run (by images billed) and run
 again until it ends. Printed: both scans' counts, whether the two stores hold the same keys in
 the same states, how often each data file was downloaded, and images billed twice.
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from common import ENV, machine, post, start_emulator, stats
+from common import ENV, machine, parse, post, start_emulator, stats
 
 
 def config(path: Path, url: str, store: Path) -> Path:
@@ -46,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--kills", type=int, default=5)
-    args = ap.parse_args()
+    args = parse(ap, objects=3000, kills=1)
     print(machine())
     emulator, url = start_emulator(args.objects, 0.0, 3)
     try:

@@ -11,6 +11,8 @@ audited images over the steady middle of the run.
 
 `listing`: a scan whose filter audits nothing (include matches no key), so its wall time is
 the listing's: 1,000,000 objects, 20 ms per page, list_concurrency 1 vs 8.
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats
+from common import ENV, machine, parse, start_emulator, stats
 
 
 def config(path: Path, url: str, store: Path, lists: int, extra: str = "") -> Path:
@@ -83,11 +85,11 @@ def listing(lists: int, objects: int) -> tuple[float, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("mode", choices=["starve", "listing"])
+    ap.add_argument("mode", nargs="?", choices=["starve", "listing"], default="listing")
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--objects", type=int, default=1_000_000)
     ap.add_argument("--lists", default="1,8")
-    args = ap.parse_args()
+    args = parse(ap, seconds=3.0, objects=3000, lists="1,2")
     print(machine())
     for lists in (int(x) for x in args.lists.split(",")):
         if args.mode == "starve":

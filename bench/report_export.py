@@ -5,10 +5,13 @@ verdicts with a realistic raw JobsDetail), then runs the real CLI as a subproces
 its peak RSS with os.wait4.
 
     .venv/bin/python bench/report_export.py
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import sqlite3
@@ -17,6 +20,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import parse
 
 from scanner.store import pack_raw
 from scanner.store.migrate import available
@@ -66,7 +71,7 @@ def export(store: Path, fmt: str) -> tuple[float, int]:
         "--format",
         fmt,
         "--out",
-        os.devnull if fmt == "csv" else str(store) + ".jsonl",
+        f"{store}.{fmt}",
     ]
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
@@ -77,9 +82,12 @@ def export(store: Path, fmt: str) -> tuple[float, int]:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", default="100000,1000000", help="store sizes, comma-separated")
+    args = parse(ap, rows="2000")
     print(f"{platform.node()}: {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
-        for rows in (100_000, 1_000_000):
+        for rows in (int(n) for n in args.rows.split(",")):
             store = Path(tmp, f"r{rows}.db")
             build(store, rows)
             for fmt in ("csv", "jsonl"):

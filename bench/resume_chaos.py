@@ -6,6 +6,8 @@ the page in flight at a stop (listed but not yet recorded, so listed again on re
 whether the final verdicts equal an uninterrupted scan of the same album.
 
     .venv/bin/python bench/resume_chaos.py --kills 20
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, machine, parse, start_emulator, stats, write_config
 
 
 def reaudited(url: str) -> int:
@@ -70,7 +72,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--batch-size", type=int, default=50)
     ap.add_argument("--seed", type=int, default=7)
-    args = ap.parse_args()
+    args = parse(ap, kills=1, objects=6000)
     print(machine())
     rng = random.Random(args.seed)
     bound = args.concurrency * args.batch_size

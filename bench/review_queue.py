@@ -5,6 +5,8 @@ A store is filled with `--verdicts` synthetic verdicts (5 % Result 1, 7 % Result
 scores like the emulator's), then each query is timed `--repeat` times; the median is printed.
 
     .venv/bin/python bench/review_queue.py --verdicts 1000000
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 import anyio
-from common import machine
+from common import machine, parse
 
 from scanner.store import Cursor, QueueFilter, Store
 
@@ -93,5 +95,5 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--verdicts", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=7)
-    args = ap.parse_args()
+    args = parse(ap, verdicts=3000, repeat=1)
     anyio.run(main, args.verdicts, args.repeat)

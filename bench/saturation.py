@@ -6,6 +6,8 @@ from the emulator's counters over the steady middle of the run.
 
     .venv/bin/python bench/saturation.py --caps 5,10,20
     .venv/bin/python bench/saturation.py --caps 10 --over 4   # qps set 4x the real quota
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from common import ENV, cpu_seconds, machine, start_emulator, stats, write_config
+from common import ENV, cpu_seconds, machine, parse, start_emulator, stats, write_config
 
 
 def audited(url: str) -> int:
@@ -66,7 +68,7 @@ def main() -> None:
         default=1.0,
         help="scanner ceiling = cap x this (> 1: the budget must learn the quota)",
     )
-    args = ap.parse_args()
+    args = parse(ap, caps="20", seconds=3.0)
     print(machine())
     print(f"emulator latency 100 ms, batch 100, scanner ceiling = cap x {args.over:g}")
     for cap in (float(c) for c in args.caps.split(",")):

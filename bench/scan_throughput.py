@@ -5,6 +5,8 @@ The emulator runs in its own process (its own event loop); each scanner run is a
 process, measured with os.wait4 when it exits. Both share this machine's cores.
 
     .venv/bin/python bench/scan_throughput.py --objects 100000 --latency 0 --rescan
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ENV, cpu_seconds, machine, start_emulator, stats, write_config
+from common import ENV, cpu_seconds, machine, parse, start_emulator, stats, write_config
 
 
 def main() -> None:
@@ -35,7 +37,7 @@ def main() -> None:
     ap.add_argument(
         "--workers", default="1", help="comma list: a full scan with each --workers N (fresh store)"
     )
-    args = ap.parse_args()
+    args = parse(ap, objects=800)
     print(machine())
     emulator, url = start_emulator(args.objects, args.latency, args.seed)
     try:

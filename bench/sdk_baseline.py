@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from common import parse, start_emulator
 from qcloud_cos import CosConfig, CosS3Client
 
 IMAGES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".heif", ".heic")
@@ -23,13 +25,28 @@ IMAGES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".heif", ".heic")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--endpoint", default="", help="the emulator (with --smoke: its own)")
     ap.add_argument("--bucket", default="album-1250000000")
     ap.add_argument("--secret-id", default="AKIDemulator0000000000000000000000000")
     ap.add_argument("--secret-key", default="emulator-secret-key-000000000000")
-    ap.add_argument("--store", required=True)
+    ap.add_argument("--store", default="", help="the SQLite file to write")
     ap.add_argument("--concurrency", type=int, default=16)
-    args = ap.parse_args()
+    args = parse(ap)
+    if args.smoke:  # its own small emulator and store: the script still runs
+        emulator, args.endpoint = start_emulator(600, 0.0, 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            args.store = f"{tmp}/sdk.db"
+            try:
+                run(args)
+            finally:
+                emulator.kill()
+        return
+    if not args.endpoint or not args.store:
+        ap.error("--endpoint and --store are needed (or --smoke)")
+    run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     url = urlsplit(args.endpoint)
     conf = CosConfig(
         Region="ap-guangzhou",

@@ -7,6 +7,8 @@ the audit requests answered per second around the storm, the time from the storm
 of the ceiling, the throttled share after that, and images billed twice.
 
     .venv/bin/python bench/throttle_storm.py --ceiling 10 --storm 30
+
+`--smoke`: a tiny size, seconds, that the test suite runs (figures not checked).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ENV, machine, start_emulator, stats, write_config
+from common import ENV, machine, parse, start_emulator, stats, write_config
 
 
 def faults(url: str, body: dict[str, Any]) -> None:
@@ -43,7 +45,7 @@ def main() -> None:
     ap.add_argument("--calm", type=float, default=20.0, help="seconds before the storm")
     ap.add_argument("--after", type=float, default=120.0, help="seconds watched after it")
     ap.add_argument("--objects", type=int, default=300_000)
-    args = ap.parse_args()
+    args = parse(ap, ceiling=10.0, storm=2.0, calm=1.0, after=3.0, objects=3000)
     print(machine())
     proc, url = start_emulator(args.objects, 0.05, 1)
     faults(url, {"qps_cap": args.ceiling})
