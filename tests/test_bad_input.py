@@ -4,6 +4,7 @@ traceback, leaves the store valid with its verdicts intact, and never prints a s
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import urllib.request
@@ -183,7 +184,24 @@ CASES = [
          cos="list_concurrency = 0"),
     Case("inventory missing", 2, "inventory error: '/nonexistent/manifest.json': no such file",
          argv=["scan", "--inventory", "/nonexistent/manifest.json"]),
+    # issue "Every path ends where the user expects": modes never combine; side files
+    Case("incremental and force", 2, "argument --force: not allowed with argument --incremental",
+         argv=["scan", "--incremental", "--force"]),
+    Case("retry-failed and force", 2, "not allowed with argument --retry-failed",
+         argv=["scan", "--retry-failed", "--force"]),
+    Case("config is a fifo", 2, "is not a regular file", argv=["scan", "--config", "FIFO"]),
+    Case("config is /dev/zero", 2, "is not a regular file", argv=["scan", "--config", "/dev/zero"]),
+    Case("config over 1 MiB", 2, "is larger than 1 MiB", raw_config="# " + "x" * (1 << 20) + "\n"),
 ]  # fmt: skip
+
+
+def with_fifo(argv: list[str], tmp: Path) -> list[str]:
+    """`FIFO` in a case's argv: a named pipe nobody writes (opening it would block for ever)."""
+    if "FIFO" not in argv:
+        return argv
+    fifo = tmp / "config.fifo"
+    os.mkfifo(fifo)
+    return [str(fifo) if a == "FIFO" else a for a in argv]
 
 
 def verdict_rows(db: Path) -> list[Any]:
@@ -226,6 +244,7 @@ def test_bad_input(case: Case, emu: Emu, baseline: Path, tmp_path: Path,
     if case.raw_config is not None:
         cfg.write_text(case.raw_config)
     argv = case.argv if "--config" in case.argv else [*case.argv, "--config", str(cfg)]
+    argv = with_fifo(argv, tmp_path)
     post(emu.url, "/_emulator/faults", {"body_mode": "", "malformed_rate": 0.0,
                                         "targets": ["list", "audit"], **case.faults})  # fmt: skip
     try:

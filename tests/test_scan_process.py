@@ -95,13 +95,18 @@ def test_sigkill_at_five_points_then_resume(emulator: str, tmp_path: Path) -> No
     assert stored == uninterrupted_verdicts(tmp_path)
 
 
-def test_sigint_drains_exits_130_and_resumes(emulator: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_sigint_drains_exits_130_and_resumes(
+    emulator: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    """The first SIGINT, SIGTERM or SIGHUP (a closed terminal; it killed the scan like
+    kill -9 before) drains what is in flight and exits 130; the next run resumes."""
     store = tmp_path / "scan.db"
     cfg = write_config(tmp_path / "c.toml", emulator, store)
     log = tmp_path / "scan.log"
     proc = scan(cfg, log)
     wait_until(lambda: stats(emulator)["audited_images"] >= 300, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     assert proc.wait(timeout=30) == 130, log.read_text()
     assert "draining in-flight batches" in log.read_text()
     assert db_rows(store, "SELECT state FROM scans") == [("interrupted",)]

@@ -93,8 +93,9 @@ def load_config_of(args: argparse.Namespace, *, full: bool, prefix: bool = True)
 
 
 async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
-    """First SIGINT/SIGTERM: stop listing and drain. Second: abort at once."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """First SIGINT/SIGTERM/SIGHUP (a closed terminal): stop listing and drain. Second:
+    abort at once."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             if stop.is_set():
                 log.warning("%s again: aborting; what was in flight stays pending", signum.name)

@@ -17,7 +17,8 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("cos-scanner").strip()  # "scan", or "" at the top
+        raise UsageError(f"cos-scanner: {command + ': ' if command else ''}{message}")
 
 
 def _emulator_args(sub: Any) -> None:
@@ -134,18 +135,19 @@ def _scan_args(sub: Any) -> None:
         action="store_true",
         help="re-audit exactly the objects whose last attempt failed",
     )
+    mode.add_argument(  # one mode a scan: --incremental --force and the like are usage errors
+        "--force",
+        action="store_true",
+        help="start a new full scan that re-audits everything (bills again), abandoning an "
+        "unfinished scan of the target instead of resuming it",
+    )
     p.add_argument(
         "--summary",
         type=Path,
         default=None,
         help="write the final summary JSON here (default: <store>.summary.json)",
     )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="start a new full scan that re-audits everything (bills again), abandoning an "
-        "unfinished scan of the target instead of resuming it",
-    )
+
     p.add_argument(
         "--dry-run",
         action="store_true",

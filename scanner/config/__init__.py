@@ -13,6 +13,7 @@ what a valid value is; this module loads, merges and describes them.
 from __future__ import annotations
 
 import dataclasses
+import stat
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -109,10 +110,23 @@ def _section(
     return obj
 
 
+#: A config file larger than this is not one (a log, a disk image, /dev/zero).
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
 def _read_file(path: Path | None, problems: list[str]) -> dict[str, Any]:
     if path is None:
         return {}
-    try:
+    try:  # looked at before it is opened: a FIFO would hang the open, /dev/zero the read
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            problems.append(f"config file {str(path)[:80]!r} is not a regular file")
+            return {}
+        if info.st_size > MAX_CONFIG_BYTES:
+            problems.append(f"config file {str(path)[:80]!r} is larger than 1 MiB")
+            return {}
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
