@@ -62,3 +62,18 @@ def test_metrics_file_matches_the_scan(
     )
     assert ("cos_scanner_last_success_timestamp_seconds", target) in got
     assert not list(tmp_path.glob("scan.prom.*"))  # written atomically: no temporary left
+
+
+def test_a_metrics_file_that_cannot_be_written_never_ends_the_scan(
+    emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk or a missing folder under --metrics-file is a warning, and the scan ends as
+    it would without it (before: a 75-line traceback and no summary)."""
+    config = str(cfg(tmp_path, emulator, store=str(tmp_path / "m.db")))
+    missing = tmp_path / "no" / "such" / "folder" / "scan.prom"
+    code = main(["scan", "--config", config, "--metrics-file", str(missing)])
+    out, err = capsys.readouterr()
+    assert code in (0, 3), err  # done (3: the corrupt image another test of the album put)
+    assert "Traceback" not in out + err
+    assert "could not write the metrics to" in err
+    assert (tmp_path / "m.db.summary.json").exists()

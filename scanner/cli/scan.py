@@ -114,8 +114,17 @@ async def _keep_metrics(
         metrics.retries = retry_digest.total
         metrics.update(progress)
         if out.file is not None:
-            metrics.write(str(out.file))
+            _write_metrics(metrics, out.file)
         await anyio.sleep(every)
+
+
+def _write_metrics(metrics: ScanMetrics, path: Path) -> None:
+    """The metrics file; a failing write (a full disk, a missing folder) is a warning, each
+    interval, and never ends the scan."""
+    try:
+        metrics.write(str(path))
+    except OSError as exc:
+        log.warning("could not write the metrics to %s: %s", path, exc.strerror or exc)
 
 
 async def _scan(
@@ -211,10 +220,7 @@ async def _final_metrics(
             failures = await store.failure_codes(result.status.id)
         metrics.finish(result.status, result.outcome, failures)
     if out is not None and out.file is not None:
-        try:
-            metrics.write(str(out.file))
-        except OSError as exc:
-            log.warning("could not write the metrics to %s: %s", out.file, exc.strerror or exc)
+        _write_metrics(metrics, out.file)
 
 
 async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult | None:
