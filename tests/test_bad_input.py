@@ -192,6 +192,7 @@ CASES = [
     Case("config is a fifo", 2, "is not a regular file", argv=["scan", "--config", "FIFO"]),
     Case("config is /dev/zero", 2, "is not a regular file", argv=["scan", "--config", "/dev/zero"]),
     Case("config over 1 MiB", 2, "is larger than 1 MiB", raw_config="# " + "x" * (1 << 20) + "\n"),
+    Case("report of an unknown scan", 2, "--scan 99: no such scan in", argv=["report", "--scan", "99"]),
 ]  # fmt: skip
 
 

@@ -126,6 +126,8 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
     async with await Store.open(config.store.path, readonly=True) as store:
         target = await _report_target(store, config, args)
         where = await spelled_labels(store, target, where)
+        if where.scan_id is not None and not await store.has_scan(where.scan_id):
+            raise ConfigError(f"--scan {where.scan_id}: no such scan in {store.path} (status)")
         if args.by_user:
             _write_users(await store.by_user(target, where), args.format, out)
             return

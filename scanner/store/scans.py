@@ -47,6 +47,9 @@ class Scans(StoreBase):
             raise StoreError(f"no scan {scan_id} in {self.path!r}")
         return _status(row)
 
+    async def has_scan(self, scan_id: int) -> bool:
+        return await self._one("SELECT 1 FROM scans WHERE id = ?", (scan_id,)) is not None
+
     async def scans(self, limit: int = 20, target: str | None = None) -> list[ScanStatus]:
         """The latest scans (of `target` only, when given), newest first."""
         where = "" if target is None else "WHERE target = ? "
