@@ -139,6 +139,11 @@ async def _versioning(objects: ObjectClient, bucket: str) -> str:
     except AuthError as exc:
         if exc.code in REFUSED or not exc.code:
             raise
+        if bucket:  # the quarantine bucket: no permission there, nothing can be moved to it
+            raise AuthError(
+                "cos", f"no permission on {name} ({exc.code}): the quarantine location needs "
+                "cos:GetBucketVersioning and cos:PutObject", status=exc.status, code=exc.code,
+            ) from None  # fmt: skip
         log.warning(  # no GetBucketVersioning permission: act as on an unversioned bucket
             "cannot read the versioning of %s (%s): acting as on an unversioned bucket",
             name, exc.code,
