@@ -133,6 +133,8 @@ async def _dispatch(
         if denial is not None and not anonymous_read:
             raise Refusal(*denial)
         name, bucket = _check_bucket(state, request)
+        if name in state.faults.deny_buckets:  # a policy that grants nothing on this bucket
+            raise Refusal(403, "AccessDenied", "Access Denied.")
         early = await faults.before(state, request, endpoint)
         if early is not None:
             state.stats.statuses[f"{endpoint} {early.status}"] += 1

@@ -50,6 +50,7 @@ class Faults:
     fail_next: list[int] = field(default_factory=list)  # statuses for the next requests
     targets: list[str] = field(default_factory=lambda: ["list", "audit"])
     deny_keys: list[str] = field(default_factory=list)  # object writes answered 403 AccessDenied
+    deny_buckets: list[str] = field(default_factory=list)  # every request there: 403 (no CAM)
     # object writes to hold: "PUT acl", "PUT copy", "PUT upload", "DELETE"; each pattern holds
     # the first write of its kind (then it is spent): the request waits, is never performed,
     # and is answered 503 once `hold` is set again (a test kills the client meanwhile)

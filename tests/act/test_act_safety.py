@@ -297,6 +297,13 @@ async def test_errors_that_stop_a_run(tmp_path: Path) -> None:
         )
         assert code == 2
         assert "restore needs a scope" in err
+        state.extra_buckets[QUARANTINE] = Bucket()
+        state.faults.deny_buckets = [QUARANTINE]  # it exists; these credentials may not use it
+        code, _, err = await _cli_out(_argv(cfg, "quarantine"))
+        assert code == 77
+        assert f"no permission on bucket {QUARANTINE} (AccessDenied)" in err
+        assert _rows(db, "SELECT COUNT(*) FROM act_runs") == [(0,)]
+        state.faults.deny_buckets = []
         bad = dict(ENV, TENCENTCLOUD_SECRET_KEY="wrong" * 8)
         done = await anyio.run_process(_argv(cfg, "private"), env=bad, check=False)
         assert done.returncode == 77, done.stderr.decode()
