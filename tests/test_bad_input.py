@@ -101,7 +101,7 @@ class Case:
     env: dict[str, str | None] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
     url: str = "main"
-    store: str = "copy"  # copy | dir-missing | garbage | newer
+    store: str = "copy"  # copy | dir-missing | garbage | newer | empty | foreign
     check: Callable[[Path], None] | None = None
 
 
@@ -150,6 +150,8 @@ CASES = [
     Case("unwritable store", 1, "is not a directory", store="dir-missing"),
     Case("store not sqlite", 1, "is not usable: file is not a database", store="garbage"),
     Case("store from a newer schema", 1, "newer than this cos-scanner knows", store="newer"),
+    Case("store is an empty file", 2, "is an empty file, not a cos-scanner store", store="empty"),
+    Case("store is another database", 2, "another program's SQLite database", store="foreign"),
     Case("850-byte key", 0, "", argv=["scan", "--force", "--prefix", "keys/"],
          check=key_state(LONG_KEY, "audited")),
     Case("key with a newline", 0, "", argv=["scan", "--force", "--prefix", "keys/"],
@@ -220,6 +222,11 @@ def prepare_store(case: Case, tmp: Path, baseline: Path) -> Path:
     elif case.store == "newer":
         with sqlite3.connect(db) as conn:
             conn.execute("PRAGMA user_version = 42")
+    elif case.store == "empty":  # a copy that failed, a `touch`
+        db.write_bytes(b"")
+    elif case.store == "foreign":  # another program's database at the path
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, name TEXT)")
     else:
         shutil.copy(baseline, db)
     return db

@@ -252,7 +252,7 @@ def run_migrate(args: argparse.Namespace) -> int:
     config = load_config_of(args, full=False)
 
     async def migrate() -> int:
-        async with await Store.open(config.store.path) as store:
+        async with await Store.open(config.store.path, adopt=True) as store:
             return await store.version()
 
     print(f"store {config.store.path}: schema version {anyio.run(migrate)}")

@@ -17,7 +17,7 @@ from urllib.parse import quote
 import aiosqlite
 import anyio
 
-from scanner.errors import StoreError
+from scanner.errors import ConfigError, StoreError
 from scanner.models import key_range, split_target
 from scanner.store.migrate import apply_migrations, current_version, latest_version
 
@@ -41,6 +41,18 @@ def within(target_id: str, alias: str = "") -> tuple[str, list[Any]]:
     return f"{a}target = ? AND {a}key >= ? AND {a}key < ?", [scope, lo, hi]
 
 
+def _refuse_empty(where: str) -> None:
+    """An empty file where a store should be (a copy that failed, a `touch`): refused. (In WAL
+    mode a store's main file can be empty while its data is in the -wal file beside it.)"""
+    path = Path(where)
+    if path.is_file() and path.stat().st_size == 0 and not Path(where + "-wal").exists():
+        raise ConfigError(
+            f"store {where!r} is an empty file, not a cos-scanner store: a scan would start "
+            "over and bill the bucket again; remove it, or run `cos-scanner migrate` to make "
+            "it a new store"
+        )
+
+
 class StoreBase:
     """The connection, its transactions and lifecycle: what every table family builds on."""
 
@@ -50,13 +62,20 @@ class StoreBase:
         self._lock = anyio.Lock()
 
     @classmethod
-    async def open(cls, path: str | Path, *, migrate: bool = True, readonly: bool = False) -> Self:
+    async def open(
+        cls, path: str | Path, *, migrate: bool = True, readonly: bool = False, adopt: bool = False
+    ) -> Self:
         """Open (creating unless `readonly`) the store at `path` and apply migrations.
 
-        Read-only, a store on read-only media (a backup, a read-only volume) cannot get the
-        WAL index file SQLite wants beside it: it is then opened immutable, without WAL."""
+        An existing file that is not a store (an empty file, another program's database) is
+        refused rather than silently made a new, empty store (which re-bills a bucket), unless
+        `adopt` (`cos-scanner migrate`). Read-only, a store on read-only media (a backup, a
+        read-only volume) cannot get the WAL index file SQLite wants beside it: it is then
+        opened immutable, without WAL."""
         if not readonly:
-            return await cls._open(str(path), migrate=migrate, readonly=False)
+            if not adopt:
+                _refuse_empty(str(path))
+            return await cls._open(str(path), migrate=migrate, readonly=False, adopt=adopt)
         try:
             return await cls._open(str(path), migrate=False, readonly=True)
         except StoreError as exc:
@@ -66,8 +85,9 @@ class StoreBase:
 
     @classmethod
     async def _open(
-        cls, where: str, *, migrate: bool, readonly: bool, immutable: bool = False
-    ) -> Self:
+        cls, where: str, *, migrate: bool, readonly: bool, immutable: bool = False,
+        adopt: bool = True,
+    ) -> Self:  # fmt: skip
         uri = _uri(where, readonly, immutable)
         try:
             conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
@@ -75,20 +95,28 @@ class StoreBase:
             raise StoreError(f"cannot open store {where!r}: {exc}") from exc
         store = cls(conn, where)
         try:
-            await store._setup(migrate=migrate and not readonly, readonly=readonly)
+            await store._setup(migrate=migrate and not readonly, readonly=readonly, adopt=adopt)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await conn.close()
             raise
         return store
 
-    async def _setup(self, *, migrate: bool, readonly: bool) -> None:
+    async def _setup(self, *, migrate: bool, readonly: bool, adopt: bool = True) -> None:
         try:
             await self._conn.execute("PRAGMA busy_timeout = 10000")
+            version = await current_version(self._conn)
+            if migrate and version == 0 and not adopt:
+                async with self._conn.execute("SELECT COUNT(*) FROM sqlite_master") as cur:
+                    (tables,) = await cur.fetchone() or (0,)
+                if tables:
+                    raise ConfigError(
+                        f"store {self.path!r} is another program's SQLite database, not a "
+                        "cos-scanner store: give [store] path a file of its own"
+                    )
             if not readonly:
                 await self._conn.execute("PRAGMA journal_mode = WAL")
             await self._conn.execute("PRAGMA synchronous = FULL")
-            version = await current_version(self._conn)
             if migrate:
                 await apply_migrations(self._conn)
             elif version != latest_version():
