@@ -103,14 +103,21 @@ class Lister:
         self._on_retry = on_retry
         self._budget = budget  # `cos_budget`: [cos] qps, shared by the scan's COS requests
 
+    async def probe(self) -> None:
+        """One cheap signed request (a listing of one key): that the credentials, the bucket
+        and its region work, when nothing else is to be sent (a dry run with nothing to do)."""
+        await self.page("", max_keys=1)
+
     async def page(
-        self, marker: str = "", *, prefix: str | None = None, delimiter: str = ""
-    ) -> Page:
+        self, marker: str = "", *, prefix: str | None = None, delimiter: str = "",
+        max_keys: int | None = None,
+    ) -> Page:  # fmt: skip
         """One page of at most `page_size` objects after `marker`, under the `[cos] qps` budget."""
+        limit = max_keys or self._settings.page_size
         params = {
             "prefix": self._settings.prefix if prefix is None else prefix,
             "marker": marker,
-            "max-keys": str(self._settings.page_size),
+            "max-keys": str(limit),
             "encoding-type": "url",
         }
         if delimiter:
@@ -132,7 +139,7 @@ class Lister:
                     raise
             self._budget.rate.on_success()
             try:
-                return parse_page(reply.body, marker, self._settings.page_size)
+                return parse_page(reply.body, marker, limit)
             except TooManyEntries as exc:
                 raise unreadable("cos", "listing", reply, exc) from exc
             except (XmlError, ValueError) as exc:

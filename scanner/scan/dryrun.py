@@ -31,6 +31,7 @@ from scanner.audit.policy import LARGE_IMAGE_BYTES, AuditOptions, policy_still_h
 from scanner.clock import MonotonicClock
 from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
+from scanner.cos.listing import Lister
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
 from scanner.scan.pipeline import Priors, Source, decide
 from scanner.scan.plan import Mode, ScanPlan
@@ -243,6 +244,8 @@ async def _branches(
         marker = latest.marker
     elif action == "nothing":
         est.nothing = True
+        if isinstance(opened.reader, Lister):  # still test the configuration, as a scan would
+            await opened.reader.probe()
         return est
     elif mode is Mode.RETRY_FAILED:
         if store is not None:
