@@ -137,7 +137,9 @@ CASES = [
     Case("wrong secret", 77, "SignatureDoesNotMatch", env={"TENCENTCLOUD_SECRET_KEY": "wrong-key"}),
     Case("unknown secret id", 77, "InvalidAccessKeyId", env={"TENCENTCLOUD_SECRET_ID": "AKIDnobody"}),
     Case("expired token", 77, "ExpiredToken", url="token", env={"TENCENTCLOUD_SESSION_TOKEN": TOKEN}),
-    Case("unknown bucket", 1, "NoSuchBucket", bucket="nosuch-1250000000"),
+    Case("unknown bucket", 2, "bucket nosuch-1250000000 not found in region ap-guangzhou: check "
+         "[cos] bucket and region", bucket="nosuch-1250000000"),
+    Case("wrong region", 2, "not found in region ap-shanghai", cos='region = "ap-shanghai"'),
     Case("refused connection", 1, "cannot connect to 127.0.0.1", url="closed"),
     Case("html answer", 1, "unreadable listing", faults={"body_mode": "html"}),
     Case("truncated xml", 1, "malformed XML", faults={"malformed_rate": 1.0}),

@@ -88,8 +88,11 @@ def test_wrong_key_is_one_line_exit_auth_store_valid(
 def test_missing_bucket(
     emulator: str, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["scan", "--config", str(cfg(tmp_path, emulator, bucket="gone-1250000000"))]) == 1
-    assert "NoSuchBucket" in one_line(capsys.readouterr().err)
+    assert main(["scan", "--config", str(cfg(tmp_path, emulator, bucket="gone-1250000000"))]) == 2
+    assert (
+        "bucket gone-1250000000 not found in region ap-guangzhou: check [cos] bucket and "
+        "region" in one_line(capsys.readouterr().err)
+    )
 
 
 def test_unreachable_endpoint(

@@ -18,7 +18,7 @@ from scanner.clock import Clock
 from scanner.config import CosSettings
 from scanner.cos.client import HttpClient, cos_service, unreadable
 from scanner.cos.xml import XmlError, parse, text, to_int
-from scanner.errors import OnRetry, ThrottledError
+from scanner.errors import ConfigError, OnRetry, ServiceError, ThrottledError
 from scanner.limiter import AuditBudget
 from scanner.models import ObjectRef, Page
 from scanner.retry import RetryPolicy, retrying
@@ -147,7 +147,15 @@ class Lister:
                 # proxy, a truncated body) is retried like a 5xx
                 raise unreadable("cos", "listing", reply, exc, retryable=True) from exc
 
-        return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
+        try:
+            return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry)
+        except ServiceError as exc:
+            if exc.status == 404 and exc.code == "NoSuchBucket":  # nothing to run again for
+                raise ConfigError(
+                    f"bucket {self._settings.bucket} not found in region "
+                    f"{self._settings.region}: check [cos] bucket and region"
+                ) from exc
+            raise
 
     async def iter_pages(
         self, marker: str = "", *, prefix: str | None = None

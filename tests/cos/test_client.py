@@ -14,6 +14,7 @@ from scanner.emulator import DEFAULT_SECRET_ID, EmulatorState, KeyPair
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.errors import (
     AuthError,
+    ConfigError,
     ProtocolError,
     ServiceError,
     ThrottledError,
@@ -92,18 +93,21 @@ async def test_expired_session_token(emulator: Emulator, clock: FakeClock) -> No
 
 async def test_unknown_bucket(emulator: Emulator, http: HttpClient, clock: FakeClock) -> None:
     cos = emulator.cos().__class__(bucket="nosuch-1250000000", endpoint=emulator.url)
-    with pytest.raises(ServiceError) as info:
+    with pytest.raises(ConfigError, match="bucket nosuch-1250000000 not found in region") as info:
         await make_lister(http, cos, retry=FAST_RETRY, clock=clock).page()
-    assert (info.value.status, info.value.code) == (404, "NoSuchBucket")
-    assert not info.value.retryable
+    cause = info.value.__cause__  # what COS said: nothing to retry, nothing to run again for
+    assert isinstance(cause, ServiceError)
+    assert (cause.status, cause.code) == (404, "NoSuchBucket")
+    assert not cause.retryable
 
 
 async def test_wrong_region_is_no_such_bucket(
     emulator: Emulator, http: HttpClient, clock: FakeClock
 ) -> None:
     cos = emulator.cos(region="ap-beijing")
-    with pytest.raises(ServiceError, match="NoSuchBucket"):
+    with pytest.raises(ConfigError, match="not found in region ap-beijing: check") as info:
         await make_lister(http, cos, retry=FAST_RETRY, clock=clock).page()
+    assert "NoSuchBucket" in str(info.value.__cause__)
 
 
 async def test_throttled_then_succeeds(
