@@ -92,7 +92,7 @@ async def open_input(
         opened = Opened(urls, urls.digest)
     elif isinstance(what, InventoryInput):
         read = await open_inventory(
-            config, http, what.manifest, clock, budget, on_retry=on_retry, spool=spool
+            config, http, what.manifest, clock, budget, retry, on_retry=on_retry, spool=spool
         )
         opened = Opened(read, INVENTORY + read.manifest.digest)
     else:

@@ -314,6 +314,7 @@ async def open_inventory(
     where: str,
     clock: Clock,
     budget: AuditBudget,
+    retry: RetryPolicy,
     on_retry: OnRetry | None = None,
     spool: Path | None = None,
 ) -> InventorySource:
@@ -324,7 +325,7 @@ async def open_inventory(
         objects = ObjectClient(
             http,
             config.cos,
-            retry=RetryPolicy.from_settings(config.retry),
+            retry=retry,
             clock=clock,
             budget=budget,
             on_retry=on_retry,
