@@ -63,25 +63,26 @@ async def plan_act(config: Config, request: ActRequest) -> Plan:
         )
 
 
-async def _resumable(store: Store, target: Target, request: ActRequest) -> ActRun | None:
+async def _resumable(
+    store: Store, target: Target, request: ActRequest, params: dict[str, Any]
+) -> ActRun | None:
     """The unfinished run this command resumes (None: it starts a new one)."""
     if request.resume:
         run = await store.unfinished_run(target.id)
         if run is None:
             raise ConfigError(f"--resume: no unfinished act run of {target.id}")
         return run
-    params = params_of(request.where, request.place, request.undoes, request.overwrite)
     return await store.unfinished_run(target.id, request.action, params)
 
 
 async def _open_run(
-    store: Store, target: Target, request: ActRequest, run: ActRun | None
-) -> tuple[ActRun, bool]:
+    store: Store, target: Target, request: ActRequest, params: dict[str, Any],
+    run: ActRun | None,
+) -> tuple[ActRun, bool]:  # fmt: skip
     """`run` resumed, or a new run with its selection."""
     if run is not None:
         await store.resume_run(run.id)
         return await store.act_run(run.id), True
-    params = params_of(request.where, request.place, request.undoes, request.overwrite)
     run_id = await store.start_run(
         target.id, request.action, params, where=request.where, undoes=request.undoes
     )
@@ -171,10 +172,11 @@ async def apply_act(
         versioned = await _preflight(objects, request.place)
         if request.keys is not None:
             await store.list_keys(request.keys)
-        resuming = await _resumable(store, target, request)
+        params = params_of(request.where, request.place, request.undoes, request.overwrite)
+        resuming = await _resumable(store, target, request, params)
         # before a restore selects what is undoable; the run resumed settles its own rows
         await reconcile(store, objects, target.id, resuming.id if resuming else 0, versioned)
-        run, resumed = await _open_run(store, target, request, resuming)
+        run, resumed = await _open_run(store, target, request, params, resuming)
         state = "failed"
         try:
             progress.total = await store.open_count(run.id)

@@ -44,7 +44,7 @@ from scanner.scan.progress import Progress
 from scanner.scan.runner import ScanResult, scan_target
 from scanner.sources.inputs import BUCKET, InventoryInput, ScanInput, UrlListInput
 from scanner.sources.shard import parse_shard
-from scanner.sources.urls import spool_stdin
+from scanner.sources.urls import spool_stdin, url_list_file
 from scanner.store import ReportFilter, Store
 
 
@@ -320,10 +320,7 @@ def _input(args: argparse.Namespace, config: Config) -> ScanInput:
         return BUCKET
     if args.urls == "-":
         return UrlListInput(spool_stdin(config.store.path))
-    path = Path(args.urls)
-    if not path.is_file():
-        raise ConfigError(f"--urls {str(path)!r} is not a file")
-    return UrlListInput(path)
+    return UrlListInput(url_list_file(Path(args.urls)))  # said before anything is opened
 
 
 def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:

@@ -67,13 +67,18 @@ def url_problem(url: str) -> str:
     return ""
 
 
+def url_list_file(path: Path) -> Path:
+    """`--urls FILE` checked: a file (ConfigError otherwise)."""
+    if not path.is_file():
+        raise ConfigError(f"--urls {str(path)!r} is not a file")
+    return path
+
+
 class UrlList:
     """Pages of a URL list: `page(marker)` as `Lister.page`, marker = the next line number."""
 
     def __init__(self, path: Path, page_size: int = 1000) -> None:
-        if not path.is_file():
-            raise ConfigError(f"--urls {str(path)!r} is not a file")
-        self.path = path
+        self.path = url_list_file(path)
         self.page_size = page_size
         self.digest = file_digest(path)
         self._fh: io.TextIOWrapper | None = None
