@@ -54,10 +54,10 @@ def is_dead(host: str, pid: int) -> bool:
     return host == socket.gethostname() and not _pid_alive(pid)
 
 
-async def _heartbeat(store: Store, target: Leased, owner: str, every: float) -> None:
+async def _heartbeat(store: Store, target: Leased, owner: str, stale_after: float) -> None:
     while True:
-        await anyio.sleep(every)
-        if not await store.heartbeat(target, owner):
+        await anyio.sleep(max(1.0, stale_after / 4))
+        if not await store.heartbeat(target, owner, stale_after):
             raise ScanBusyError(f"lost the lease on {target.id} to another process")
 
 
@@ -71,8 +71,7 @@ async def lease(store: Store, target: Leased, stale_after: float) -> AsyncIterat
     )
     try:
         async with anyio.create_task_group() as tg:
-            every = max(1.0, stale_after / 4)
-            tg.start_soon(_heartbeat, store, target, owner, every, name="heartbeat")
+            tg.start_soon(_heartbeat, store, target, owner, stale_after, name="heartbeat")
             try:
                 yield owner
             finally:

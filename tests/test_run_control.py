@@ -125,7 +125,7 @@ def test_exit_75_lease_held(emulator: str, tmp_path: Path, creds: None) -> None:
     with sqlite3.connect(tmp_path / "s.db") as db:  # a live holder: this very process
         now = time.time()
         db.execute(
-            "INSERT INTO leases VALUES (?, 'other', ?, ?, ?, ?)",
+            "INSERT INTO leases VALUES (?, 'other', ?, ?, ?, ?, 1)",
             ("cos://album-1250000000.ap-guangzhou/", socket.gethostname(), os.getpid(), now, now),
         )
     assert main(["scan", "--config", config]) == 75

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -53,6 +54,15 @@ def _refuse_empty(where: str) -> None:
         )
 
 
+@dataclass
+class HeldClaims:
+    """The claims of this process's scans that are not rows of `claims` (store/sharing.py):
+    a scan keeps them in memory while it is the only live scan of its bucket."""
+
+    private: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # owner -> scope, claims
+    published: set[str] = field(default_factory=set)  # owners whose claims are rows
+
+
 class StoreBase:
     """The connection, its transactions and lifecycle: what every table family builds on."""
 
@@ -60,6 +70,7 @@ class StoreBase:
         self._conn = conn
         self.path = path
         self._lock = anyio.Lock()
+        self._claims = HeldClaims()
 
     @classmethod
     async def open(

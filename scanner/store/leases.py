@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from scanner.errors import ScanBusyError
+from scanner.models import split_target
 from scanner.store.base import StoreBase
+from scanner.store.sharing import others_live, publish_claims
 
 
 class Leased(Protocol):
@@ -47,23 +49,36 @@ class Leases(StoreBase):
                         f"{target.id} is being {target.doing} by pid {held_pid} on {held_host} "
                         f"(heartbeat {now - beat:.0f}s ago); not starting a second one"
                     )
+            # beside another live scan of the bucket, claims are rows from the start (sharing)
+            scope = split_target(target.id)[0]
+            others, _ = await others_live(conn, scope, owner, now - stale_after)
             await conn.execute(
-                "INSERT INTO leases (target, owner, host, pid, acquired_at, heartbeat_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
+                "INSERT INTO leases (target, owner, host, pid, acquired_at, heartbeat_at, "
+                "published) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET "
                 "owner = excluded.owner,"
                 " host = excluded.host, pid = excluded.pid, acquired_at = excluded.acquired_at,"
-                " heartbeat_at = excluded.heartbeat_at",
-                (target.id, owner, host, pid, now, now),
+                " heartbeat_at = excluded.heartbeat_at, published = excluded.published",
+                (target.id, owner, host, pid, now, now, int(others)),
             )
+            if others:
+                self._claims.published.add(owner)
 
-    async def heartbeat(self, target: Leased, owner: str) -> bool:
-        """Refresh the lease; False if someone else holds it now."""
+    async def heartbeat(self, target: Leased, owner: str, stale_after: float = 60.0) -> bool:
+        """Refresh the lease; False if someone else holds it now. A scan that keeps its claims
+        in memory writes them as rows once another live scan of its bucket shows (sharing)."""
+        now = time.time()
         async with self._tx() as conn:
             cur = await conn.execute(
                 "UPDATE leases SET heartbeat_at = ? WHERE target = ? AND owner = ?",
-                (time.time(), target.id, owner),
+                (now, target.id, owner),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            if owner not in self._claims.published and not target.id.startswith("act:"):
+                scope = split_target(target.id)[0]
+                if (await others_live(conn, scope, owner, now - stale_after))[0]:
+                    await publish_claims(conn, self._claims, owner, now)
+            return True
 
     async def release_lease(self, target: Leased, owner: str) -> None:
         async with self._tx() as conn:

@@ -9,6 +9,7 @@ overview's aggregates use the same filter.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,13 @@ from scanner.store.results import unpack_raw
 
 #: The order results are shown in (suspicious first: Tencent says a person has to look).
 RESULT_ORDER = (2, 1, 0)
+#: The queue's index holds flagged verdicts only (`WHERE result > 0`): SQLite uses it when
+#: the query says so in these words.
+_FLAGGED = " AND v.result > 0"
+
+
+def _flagged(results: Sequence[int]) -> str:
+    return _FLAGGED if all(r > 0 for r in results) else ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +121,7 @@ class Review(StoreBase):
             order = order[order.index(after.result) :] if after.result in order else []
         rows: list[dict[str, Any]] = []
         for result in order:
-            sql = f"{_ROW} WHERE {cond} AND v.result = ?"
+            sql = f"{_ROW} WHERE {cond} AND v.result = ?{_FLAGGED if result > 0 else ''}"
             more: list[Any] = [result]
             if after is not None and after.result == result:
                 # the bound on score alone lets the index start there; the OR finishes the job
@@ -138,7 +146,8 @@ class Review(StoreBase):
         rows = await self._all(
             f"SELECT v.result, COUNT(*) FROM verdicts v LEFT JOIN decisions d ON "
             "d.target = v.target AND d.key = v.key AND d.etag = v.etag "
-            f"WHERE {cond} AND v.result IN ({','.join('?' * len(results))}) GROUP BY v.result",
+            f"WHERE {cond} AND v.result IN ({','.join('?' * len(results))}){_flagged(results)} "
+            "GROUP BY v.result",
             [*args, *results],
         )
         return {str(r): int(n) for r, n in rows}
@@ -150,7 +159,7 @@ class Review(StoreBase):
         join = ("FROM verdicts v LEFT JOIN decisions d ON d.target = v.target AND "
                 "d.key = v.key AND d.etag = v.etag")  # fmt: skip
         results = list(where.results) or [0, 1, 2]
-        rin = f"v.result IN ({','.join('?' * len(results))})"
+        rin = f"v.result IN ({','.join('?' * len(results))}){_flagged(results)}"
         labels = await self._all(
             f"SELECT v.label, COUNT(*) {join} WHERE {cond} AND {rin} GROUP BY v.label "
             "ORDER BY COUNT(*) DESC",

@@ -184,7 +184,9 @@ class Results(StoreBase):
         async with self._tx() as conn:
             counts = await _mark_objects(conn, rows)
             await _write_verdicts(conn, target.scope, rows.verdicts)
-            await release_settled(conn, target.scope, owner, [ref for ref, _ in outcomes])
+            await release_settled(
+                conn, self._claims, target.scope, owner, [ref for ref, _ in outcomes]
+            )
             await _write_failures(conn, target.scope, rows, now, scan_id)
             audited = counts["ok0"] + counts["ok1"] + counts["ok2"]
             shared = sum(1 for _, v in outcomes if v.shared_from is not None and not v.failed)

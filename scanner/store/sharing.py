@@ -13,6 +13,15 @@ group of objects, `admit` (one transaction) settles each one:
   there to take;
 - otherwise claimed for this scan and sent. A claim ends when the key's outcome is written;
   a claim whose owner holds no live lease is stale and taken over.
+
+Claims are rows of `claims` only while scans overlap. A scan that is the only live scan of
+its bucket (the common case: one scan, or one nightly, per bucket) keeps them in memory: 2
+rows written and deleted per image were a third of what the writer did. A scan that sees
+another live scan of its bucket (in `admit`, or at its heartbeat) writes what it holds as rows
+and marks its lease `published`, in one transaction, and claims in rows from then on; a scan
+that sees a live scan of its bucket not yet published sends nothing (defers) until it is: it
+cannot know what that one has in flight. A lease taken while another scan of the bucket is
+live is published from the start (it holds nothing yet).
 """
 
 from __future__ import annotations
@@ -22,8 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from scanner.models import ObjectRef, Target, content_key
-from scanner.store.base import StoreBase
+from scanner.models import ObjectRef, Target, content_key, split_target
+from scanner.store.base import HeldClaims, StoreBase
 
 _SHARE_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
@@ -94,17 +103,44 @@ async def _donors(
 _RELEASE = "DELETE FROM claims WHERE scope = ? AND key = ? AND owner = ?"
 
 
-async def release_settled(conn: Any, scope: str, owner: str, refs: Sequence[ObjectRef]) -> None:
+async def release_settled(
+    conn: Any, held: HeldClaims, scope: str, owner: str, refs: Sequence[ObjectRef]
+) -> None:
     """`owner`'s claims on objects whose outcome is being recorded (in the same transaction):
     their keys and their content are no longer in flight."""
-    await conn.executemany(
-        _RELEASE,
-        [
-            (scope, claim, owner)
-            for ref in refs
-            for claim in (ref.key, CONTENT_CLAIM + (content_key(ref.etag, ref.size) or ""))
-        ],
-    )
+    claims = [
+        claim
+        for ref in refs
+        for claim in (ref.key, CONTENT_CLAIM + (content_key(ref.etag, ref.size) or ""))
+    ]
+    if owner in held.published:
+        await conn.executemany(_RELEASE, [(scope, claim, owner) for claim in claims])
+    elif owner in held.private:
+        held.private[owner][1].difference_update(claims)
+
+
+_LIVE_LEASES = "SELECT target, published FROM leases WHERE owner <> ? AND heartbeat_at > ?"
+
+
+async def others_live(conn: Any, scope: str, owner: str, alive_after: float) -> tuple[bool, bool]:
+    """(whether another live scan of the bucket `scope` holds a lease, whether one of them
+    keeps its claims in memory still). Act leases claim nothing: not counted."""
+    async with conn.execute(_LIVE_LEASES, (owner, alive_after)) as cur:
+        flags = [
+            bool(published)
+            async for target, published in cur
+            if not target.startswith("act:") and split_target(target)[0] == scope
+        ]
+    return bool(flags), not all(flags)
+
+
+async def publish_claims(conn: Any, held: HeldClaims, owner: str, now: float) -> None:
+    """From now on `owner` claims in rows: what it holds in memory is written, its lease is
+    marked published (one transaction: the caller's)."""
+    scope, claims = held.private.pop(owner, ("", set()))
+    held.published.add(owner)
+    await conn.executemany(_CLAIM, [(scope, c, owner, now) for c in sorted(claims)])
+    await conn.execute("UPDATE leases SET published = 1 WHERE owner = ?", (owner,))
 
 
 _CLAIM = (
@@ -226,12 +262,24 @@ class Sharing(StoreBase):
         out: Admission,
     ) -> None:
         """Step 3: a key, or a copy of content, in another live scan's flight waits for its
-        answer (deferred); the rest is claimed by `owner` and sent."""
+        answer (deferred); the rest is claimed by `owner` and sent. (Claims in memory or in
+        rows: the module docstring.)"""
         claims = {r.key: [r.key] for r in refs}
         for r in refs:
             content = content_key(r.etag, r.size) if dedupe else None
             if content is not None:
                 claims[r.key].append(CONTENT_CLAIM + content)
+        others, hidden = await others_live(conn, scope, owner, alive_after)
+        if others and owner not in self._claims.published:
+            await publish_claims(conn, self._claims, owner, now)
+        if owner not in self._claims.published:  # alone: the claims stay in memory
+            out.send = list(refs)
+            mine = self._claims.private.setdefault(owner, (scope, set()))[1]
+            mine.update(c for cs in claims.values() for c in cs)
+            return
+        if hidden:  # another scan's flight is not in rows yet: wait until it is
+            out.deferred = len(refs)
+            return
         held = await self._claimed_by_others(
             conn, scope, owner, sorted({c for cs in claims.values() for c in cs}), alive_after
         )
@@ -302,6 +350,8 @@ class Sharing(StoreBase):
     async def release_claims(self, owner: str) -> None:
         """A scan's end: whatever it still claimed is free (its objects stay pending), and so
         is what scans that died left behind (their owner holds no lease any more)."""
+        self._claims.private.pop(owner, None)
+        self._claims.published.discard(owner)
         async with self._tx() as conn:
             await conn.execute(
                 "DELETE FROM claims WHERE owner = ? OR owner NOT IN (SELECT owner FROM leases)",

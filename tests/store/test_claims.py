@@ -1,0 +1,147 @@
+"""Claims kept in memory while a scan is alone on its bucket, written as rows once another
+live scan of the bucket shows up (store/sharing.py), on two Store objects of one file as two
+processes would hold them."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from scanner.models import ImageVerdict, ObjectRef, Result, Target
+from scanner.store import Admission, Store
+
+WHEN = datetime(2024, 1, 1, tzinfo=UTC)
+FULL = Target("b-1250000000", "ap-guangzhou", "")
+PART = Target("b-1250000000", "ap-guangzhou", "albums/")
+OTHER_BUCKET = Target("c-1250000000", "ap-guangzhou", "")
+
+
+def etag(key: str) -> str:
+    return hashlib.md5(key.encode()).hexdigest()
+
+
+def content(key: str) -> str:
+    return f"\x00content/{etag(key)}/10"
+
+
+def refs(*keys: str) -> list[ObjectRef]:
+    return [ObjectRef(k, etag(k), 10, WHEN) for k in keys]
+
+
+def ok(ref: ObjectRef) -> ImageVerdict:
+    return ImageVerdict(key=ref.key, data_id="0", job_id="j", result=Result.NORMAL, label="L")
+
+
+def claim_rows(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT owner, key FROM claims ORDER BY owner, key").fetchall()
+
+
+def published(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT owner, published FROM leases").fetchall())
+
+
+@pytest.fixture
+async def stores(tmp_path: Path) -> AsyncIterator[tuple[Store, Store, Path]]:
+    db = tmp_path / "s.db"
+    async with await Store.open(db) as a, await Store.open(db) as b:
+        yield a, b, db
+
+
+async def lease(store: Store, target: Target, owner: str, pid: int) -> int:
+    await store.acquire_lease(
+        target, owner, host="h", pid=pid, stale_after=60, is_dead=lambda h, p: False
+    )
+    return (await store.start_scan(target, "p")).id
+
+
+async def admit(store: Store, target: Target, owner: str, scan: int, *keys: str) -> Admission:
+    return await store.admit(
+        scan, target, owner, refs(*keys), holds=lambda p, r: True, dedupe=True, stale_after=60
+    )
+
+
+async def test_a_scan_alone_writes_no_claim_rows(stores: tuple[Store, Store, Path]) -> None:
+    a, _, db = stores
+    scan = await lease(a, FULL, "A", 1)
+    got = await admit(a, FULL, "A", scan, "albums/1.jpg", "albums/2.jpg")
+    assert [r.key for r in got.send] == ["albums/1.jpg", "albums/2.jpg"]
+    assert claim_rows(db) == []
+    assert published(db) == {"A": 0}
+    await a.record_results(scan, FULL, "p", [(r, ok(r)) for r in got.send], requests=1,
+                           max_attempts=3, owner="A")  # fmt: skip
+    assert claim_rows(db) == []
+
+
+async def test_a_second_scan_waits_until_the_first_publishes_its_flight(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, b, db = stores
+    scan_a = await lease(a, FULL, "A", 1)
+    flying = await admit(a, FULL, "A", scan_a, "albums/1.jpg")  # in A's flight, in memory
+    assert [r.key for r in flying.send] == ["albums/1.jpg"]
+    # B starts beside A on the same bucket: it claims in rows from its start
+    scan_b = await lease(b, PART, "B", 2)
+    assert published(db) == {"A": 0, "B": 1}
+    # A has not shown its flight yet: B sends nothing (it cannot know what A has in flight)
+    got = await admit(b, PART, "B", scan_b, "albums/1.jpg", "albums/3.jpg")
+    assert (got.send, got.deferred) == ([], 2)
+    # A's heartbeat sees B: A's claims become rows, its lease is marked published
+    assert await a.heartbeat(FULL, "A", 60)
+    assert published(db) == {"A": 1, "B": 1}
+    assert claim_rows(db) == [("A", content("albums/1.jpg")), ("A", "albums/1.jpg")]
+    # now B defers only what A has in flight, and claims the rest in rows
+    got = await admit(b, PART, "B", scan_b, "albums/1.jpg", "albums/3.jpg")
+    assert ([r.key for r in got.send], got.deferred) == (["albums/3.jpg"], 1)
+    assert ("B", "albums/3.jpg") in claim_rows(db)
+    # A's outcome releases its rows; B then takes the key's verdict, unbilled
+    await a.record_results(scan_a, FULL, "p", [(r, ok(r)) for r in flying.send], requests=1,
+                           max_attempts=3, owner="A")  # fmt: skip
+    assert [k for o, k in claim_rows(db) if o == "A"] == []
+    got = await admit(b, PART, "B", scan_b, "albums/1.jpg")
+    assert (got.send, [r.key for r, _, _ in got.shared]) == ([], ["albums/1.jpg"])
+
+
+async def test_an_admission_publishes_what_it_held_before_it_sends_more(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, b, db = stores
+    scan_a = await lease(a, FULL, "A", 1)
+    await admit(a, FULL, "A", scan_a, "a.jpg")
+    await lease(b, PART, "B", 2)
+    got = await admit(a, FULL, "A", scan_a, "b.jpg")  # A sees B (published): A publishes too
+    assert [r.key for r in got.send] == ["b.jpg"]
+    assert published(db)["A"] == 1
+    assert {k for o, k in claim_rows(db) if o == "A"} == {
+        "a.jpg", "b.jpg", content("a.jpg"), content("b.jpg"),
+    }  # fmt: skip
+    await a.release_claims("A")
+    assert [k for o, k in claim_rows(db) if o == "A"] == []
+
+
+async def test_scans_of_other_buckets_and_act_runs_do_not_count(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, b, db = stores
+    scan_a = await lease(a, FULL, "A", 1)
+    await lease(b, OTHER_BUCKET, "B", 2)
+    await b.acquire_lease(
+        _Act(FULL), "C", host="h", pid=3, stale_after=60, is_dead=lambda h, p: False
+    )
+    got = await admit(a, FULL, "A", scan_a, "a.jpg")
+    assert [r.key for r in got.send] == ["a.jpg"]
+    assert claim_rows(db) == []
+    assert await a.heartbeat(FULL, "A", 60)
+    assert published(db)["A"] == 0
+
+
+class _Act:
+    def __init__(self, target: Target) -> None:
+        self.id = "act:" + target.id
+        self.doing = "acted on"
