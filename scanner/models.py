@@ -245,7 +245,7 @@ def key_range(prefix: str) -> tuple[str, str]:
 _MD5_ETAG = re.compile(r"[0-9a-f]{32}(-[1-9][0-9]{0,4})?")
 
 
-@functools.lru_cache(maxsize=1 << 14)
+@functools.lru_cache(maxsize=1 << 12)
 def content_key(etag: str, size: int) -> str | None:
     """What identifies an object's bytes: its ETag (an MD5, or the multipart form `<md5>-N`,
     kept as it is) with its size. None when the ETag is not of those forms (e.g. SSE-C may

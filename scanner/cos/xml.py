@@ -16,6 +16,7 @@ for a 100-image answer against 2.4 ms, which would more than double the scan's C
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from itertools import chain
 from typing import Any
 
 import defusedxml.ElementTree as defused
@@ -56,15 +57,13 @@ def parse_cold(body: bytes) -> ET.Element:
 
 
 def _check_depth(root: ET.Element) -> None:
-    """Level by level (no recursion): ~6 us per image of an audit answer."""
+    """Level by level (no recursion), each level gathered in C (`chain`): ~4 us per image of
+    an audit answer (a Python loop over the elements: ~5 us)."""
     level, depth = [root], 1
     while level:
         if depth > MAX_DEPTH:
             raise XmlError(f"refused XML nested deeper than {MAX_DEPTH} levels")
-        below: list[ET.Element] = []
-        for elem in level:
-            below.extend(elem)
-        level, depth = below, depth + 1
+        level, depth = list(chain.from_iterable(level)), depth + 1
 
 
 def text(elem: ET.Element, tag: str, default: str = "") -> str:

@@ -45,7 +45,7 @@ class Copies:
     them were 300 MB of memory and a tenth of the CPU in garbage collection."""
 
     def __init__(
-        self, policy_of: Callable[[ObjectRef], str], *, enabled: bool, remember: int = 4096
+        self, policy_of: Callable[[ObjectRef], str], *, enabled: bool, remember: int = 512
     ) -> None:
         self._policy_of = policy_of
         self.enabled = enabled

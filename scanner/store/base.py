@@ -7,6 +7,7 @@ under a lock, shielded from cancellation, so a commit either lands whole or not 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ def within(target_id: str, alias: str = "") -> tuple[str, list[Any]]:
     lo, hi = key_range(prefix)
     a = f"{alias}." if alias else ""
     return f"{a}target = ? AND {a}key >= ? AND {a}key < ?", [scope, lo, hi]
+
+
+#: `x IN {IN_JSON}` with one parameter, a JSON array: the statement's text is the same for
+#: any number of values. A `?` per value made each length a statement of its own, and the
+#: connection's cache of 128 prepared statements held ~15 MB of them during a scan.
+IN_JSON = "(SELECT value FROM json_each(?))"
 
 
 def _refuse_empty(where: str) -> None:
@@ -128,6 +135,10 @@ class StoreBase:
             if not readonly:
                 await self._conn.execute("PRAGMA journal_mode = WAL")
             await self._conn.execute("PRAGMA synchronous = FULL")
+            # Checkpoint every 16,000 pages (64 MB of WAL) instead of 1,000: a page a scan
+            # rewrites in many commits (an index's) is copied to the database once per
+            # checkpoint, not once per few commits (100,000 objects: 0.90 -> 0.60 GB written).
+            await self._conn.execute("PRAGMA wal_autocheckpoint = 16000")
             if migrate:
                 await apply_migrations(self._conn)
             elif version != latest_version():
@@ -191,11 +202,9 @@ class StoreBase:
         if len(rows) < cap:
             return rows
         out: list[Any] = []
-        for n in range(0, len(keys), 500):
-            part = keys[n : n + 500]
-            out += await self._all(
-                f"{sql} AND key IN ({','.join('?' * len(part))})", [*args, *part]
-            )
+        for n in range(0, len(keys), 1000):
+            part = keys[n : n + 1000]
+            out += await self._all(f"{sql} AND key IN {IN_JSON}", [*args, json.dumps(part)])
         return out
 
     async def version(self) -> int:

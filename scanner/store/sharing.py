@@ -26,13 +26,14 @@ live is published from the start (it holds nothing yet).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from scanner.models import ObjectRef, Target, content_key, split_target
-from scanner.store.base import HeldClaims, StoreBase
+from scanner.store.base import IN_JSON, HeldClaims, StoreBase
 
 _SHARE_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
@@ -66,16 +67,12 @@ class Admission:
     deferred: int = 0
 
 
-def _marks(values: Sequence[Any]) -> str:
-    return ",".join("?" * len(values))
-
-
 async def _own(conn: Any, scope: str, keys: Sequence[str], since: float) -> dict[str, Any]:
     """key -> (etag, size, policy, result, verdict_from) of the keys' own verdicts."""
     async with conn.execute(
         "SELECT key, etag, size, policy, result, verdict_from FROM verdicts "
-        f"WHERE target = ? AND key IN ({_marks(keys)}) AND audited_at >= ?",
-        (scope, *keys, since),
+        f"WHERE target = ? AND key IN {IN_JSON} AND audited_at >= ?",
+        (scope, json.dumps(keys), since),
     ) as cur:
         return {row[0]: row[1:] async for row in cur}
 
@@ -91,9 +88,9 @@ async def _donors(
     etags = sorted({r.etag for r in refs})
     async with conn.execute(
         "SELECT etag, size, policy, MIN(key) FROM verdicts WHERE target = ? AND "
-        f"etag IN ({_marks(etags)}) AND verdict_from IS NULL AND audited_at >= ? "
+        f"etag IN {IN_JSON} AND verdict_from IS NULL AND audited_at >= ? "
         "GROUP BY etag, size, policy",
-        (scope, *etags, since),
+        (scope, json.dumps(etags), since),
     ) as cur:
         async for etag, size, policy, key in cur:
             donors.setdefault((etag, int(size)), []).append((policy, key))
@@ -210,8 +207,8 @@ async def _share(
         ],
     )
     async with conn.execute(
-        f"SELECT key, result FROM verdicts WHERE target = ? AND key IN ({_marks(shares)})",
-        (scope, *(ref.key for ref, _ in shares)),
+        f"SELECT key, result FROM verdicts WHERE target = ? AND key IN {IN_JSON}",
+        (scope, json.dumps([ref.key for ref, _ in shares])),
     ) as cur:
         results = {k: int(r) async for k, r in cur}
     out.shared += [(ref, results[ref.key], donor) for ref, donor in shares]
@@ -297,10 +294,10 @@ class Sharing(StoreBase):
         if not keys:
             return set()
         async with conn.execute(
-            f"SELECT c.key FROM claims c WHERE c.scope = ? AND c.key IN ({_marks(keys)}) "
+            f"SELECT c.key FROM claims c WHERE c.scope = ? AND c.key IN {IN_JSON} "
             "AND c.owner <> ? AND EXISTS (SELECT 1 FROM leases l WHERE l.owner = c.owner "
             "AND l.heartbeat_at > ?)",
-            (scope, *keys, owner, alive_after),
+            (scope, json.dumps(keys), owner, alive_after),
         ) as cur:
             return {row[0] async for row in cur}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,19 +110,27 @@ async def test_raw_verdicts_are_stored_deflated_and_read_back_as_xml(
 ) -> None:
     scan = await store.start_scan(TARGET, "p")
     await store.record_page(scan.id, [Decision(ref("a.jpg")), Decision(ref("b.jpg"))], None)
-    outcomes = [(ref(k), ok(k, Result.SENSITIVE)) for k in ("a.jpg", "b.jpg")]
+    keys = ("a.jpg", "b.jpg", "c.jpg", "d.jpg")
+    await store.record_page(scan.id, [Decision(ref(k)) for k in keys[2:]], None)
+    outcomes = [(ref(k), ok(k, Result.SENSITIVE)) for k in keys]
     await store.record_results(scan.id, TARGET, "p", outcomes, requests=1, max_attempts=3)
+    raw = ok("a.jpg", Result.SENSITIVE).raw
     with sqlite3.connect(tmp_path / "s.db") as conn:
         stored = dict(conn.execute("SELECT key, raw FROM verdicts"))
-        assert all(isinstance(v, bytes) for v in stored.values())
-        # a row written as text (before raws were deflated) reads the same way
+        assert all(isinstance(v, bytes) and v[:1] == b"\xd1" for v in stored.values())
+        assert len(stored["a.jpg"]) < len(zlib.compress(raw.encode(), 1)) < len(raw)
+        # rows written before: as text, and deflated without the dictionary, read the same
+        conn.execute("UPDATE verdicts SET raw = ? WHERE key = 'b.jpg'", (raw,))
         conn.execute(
-            "UPDATE verdicts SET raw = ? WHERE key = 'b.jpg'", (ok("b.jpg", Result.SENSITIVE).raw,)
+            "UPDATE verdicts SET raw = ? WHERE key = 'c.jpg'", (zlib.compress(raw.encode(), 1),)
         )
+        conn.execute("UPDATE verdicts SET raw = ? WHERE key = 'd.jpg'", (b"\xd1garbage",))
     rows = [r async for chunk in store.iter_report(TARGET.id, ReportFilter()) for r in chunk]
     assert [(r[0], r[-1]) for r in rows] == [
         ("a.jpg", "<JobsDetail><Result>1</Result></JobsDetail>"),
         ("b.jpg", "<JobsDetail><Result>1</Result></JobsDetail>"),
+        ("c.jpg", "<JobsDetail><Result>1</Result></JobsDetail>"),
+        ("d.jpg", "\ufffdgarbage"),  # damaged: shown as what it is, never a traceback
     ]
 
 
