@@ -21,7 +21,12 @@ import anyio
 
 from scanner.errors import ConfigError, StoreError
 from scanner.models import key_range, split_target
-from scanner.store.migrate import apply_migrations, current_version, latest_version
+from scanner.store.migrate import (
+    apply_migrations,
+    current_version,
+    latest_version,
+    register_functions,
+)
 
 
 def _uri(where: str, readonly: bool, immutable: bool = False) -> str:
@@ -63,11 +68,14 @@ def _refuse_empty(where: str) -> None:
 
 @dataclass
 class HeldClaims:
-    """The claims of this process's scans that are not rows of `claims` (store/sharing.py):
-    a scan keeps them in memory while it is the only live scan of its bucket."""
+    """What this process's scans keep in memory while each is its bucket's only live scan
+    (store/sharing.py): their claims, and the `contents` rows of their new verdicts."""
 
     private: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # owner -> scope, claims
     published: set[str] = field(default_factory=set)  # owners whose claims are rows
+    leased: set[str] = field(default_factory=set)  # owners holding a lease through this store
+    #: owner -> content_hash -> keys: new `contents` rows a scan alone keeps until it flushes
+    contents: dict[str, dict[int, list[str]]] = field(default_factory=dict)
 
 
 class StoreBase:
@@ -113,6 +121,7 @@ class StoreBase:
             raise StoreError(f"cannot open store {where!r}: {exc}") from exc
         store = cls(conn, where)
         try:
+            await register_functions(conn)
             await store._setup(migrate=migrate and not readonly, readonly=readonly, adopt=adopt)
         except BaseException:
             with anyio.CancelScope(shield=True):

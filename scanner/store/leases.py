@@ -9,7 +9,7 @@ from typing import Protocol
 from scanner.errors import ScanBusyError
 from scanner.models import split_target
 from scanner.store.base import StoreBase
-from scanner.store.sharing import others_live, publish_claims
+from scanner.store.sharing import others_live, publish_claims, recover_contents
 
 
 class Leased(Protocol):
@@ -62,6 +62,8 @@ class Leases(StoreBase):
             )
             if others:
                 self._claims.published.add(owner)
+            self._claims.leased.add(owner)
+            await recover_contents(conn, now - stale_after)
 
     async def heartbeat(self, target: Leased, owner: str, stale_after: float = 60.0) -> bool:
         """Refresh the lease; False if someone else holds it now. A scan that keeps its claims

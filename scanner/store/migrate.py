@@ -7,6 +7,7 @@ is the only module that knows where the migration files live.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import aiosqlite
 
 from scanner.errors import MigrationError, StoreError
+from scanner.models import content_key
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -22,6 +24,27 @@ def migrations_dir() -> Path:
     """The shipped migrations: `scanner/store/migrations` (a link to the top-level folder in a
     checkout, a copy in the wheel)."""
     return Path(__file__).resolve().parent / "migrations"
+
+
+def content_hash(scope: str, etag: str, size: int) -> int | None:
+    """The key of an object's bytes in a bucket in the `contents` table: 64 bits of BLAKE2b
+    over the bucket's id and `content_key` (None: the object shares no verdict). Stored, so
+    fixed for ever; a collision only costs a lookup (the verdict's ETag and size decide)."""
+    content = content_key(etag, size)
+    if content is None:
+        return None
+    digest = hashlib.blake2b(f"{scope}\0{content}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def register_functions(conn: aiosqlite.Connection) -> None:
+    """The SQL functions the schema and its queries use: `content_hash(target, etag, size)`.
+    Once per connection (SQLite refuses to redefine one while a statement is open)."""
+    try:
+        async with conn.execute("SELECT content_hash('', '', 0)"):
+            return
+    except sqlite3.OperationalError:
+        await conn.create_function("content_hash", 3, content_hash, deterministic=True)
 
 
 def available(directory: Path | None = None) -> list[tuple[int, Path]]:
@@ -49,6 +72,7 @@ async def current_version(conn: aiosqlite.Connection) -> int:
 
 async def apply_migrations(conn: aiosqlite.Connection, directory: Path | None = None) -> list[int]:
     """Apply pending migrations in order; returns the versions applied."""
+    await register_functions(conn)
     steps = available(directory)
     version = await current_version(conn)
     if version > len(steps):

@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from scanner.models import ImageVerdict, ObjectRef, Result, Target
-from scanner.store.base import StoreBase, within
-from scanner.store.sharing import release_settled
+from scanner.store.base import HeldClaims, StoreBase, within
+from scanner.store.migrate import content_hash
+from scanner.store.sharing import note_contents, release_settled
 
 _UPSERT_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
@@ -143,10 +144,21 @@ async def _mark_objects(conn: Any, rows: _Rows) -> dict[str, int]:
     return counts
 
 
-async def _write_verdicts(conn: Any, scope: str, verdicts: list[tuple[Any, ...]]) -> None:
+async def _write_verdicts(
+    conn: Any, held: HeldClaims, scope: str, verdicts: list[tuple[Any, ...]], owner: str,
+    now: float,
+) -> None:  # fmt: skip
+    """The verdict rows, the failures they end, and the `contents` rows of the audited ones
+    (not copies': their content's verdict is another key's)."""
     if verdicts:
         await conn.executemany(_UPSERT_VERDICT, verdicts)
         await conn.executemany(_CLEAR_FAILURE, [(scope, v[1]) for v in verdicts])
+        contents = [
+            (h, v[1])
+            for v in verdicts
+            if v[-1] is None and (h := content_hash(scope, v[2], v[3])) is not None
+        ]
+        await note_contents(conn, held, owner, contents, now)
 
 
 async def _write_failures(conn: Any, scope: str, rows: _Rows, now: float, scan_id: int) -> None:
@@ -183,7 +195,7 @@ class Results(StoreBase):
         rows = _rows(scan_id, target, policy_of, outcomes, user, max_attempts, now)
         async with self._tx() as conn:
             counts = await _mark_objects(conn, rows)
-            await _write_verdicts(conn, target.scope, rows.verdicts)
+            await _write_verdicts(conn, self._claims, target.scope, rows.verdicts, owner, now)
             await release_settled(
                 conn, self._claims, target.scope, owner, [ref for ref, _ in outcomes]
             )
@@ -204,9 +216,10 @@ class Results(StoreBase):
         self, target: Target, ref: ObjectRef, verdict: ImageVerdict, policy: str, user: str
     ) -> None:
         """A `check` verdict, kept like a scan's (scan 0): scans of the target reuse it."""
-        row = _verdict_row(target, ref, verdict, policy, user, time.time(), 0)
+        now = time.time()
+        row = _verdict_row(target, ref, verdict, policy, user, now, 0)
         async with self._tx() as conn:
-            await _write_verdicts(conn, target.scope, [row])
+            await _write_verdicts(conn, self._claims, target.scope, [row], "", now)
 
     async def billed_on(self, day: str) -> int:
         """Images billed on a UTC day (YYYY-MM-DD), by every scan of this store."""

@@ -34,6 +34,7 @@ from typing import Any
 
 from scanner.models import ObjectRef, Target, content_key, split_target
 from scanner.store.base import IN_JSON, HeldClaims, StoreBase
+from scanner.store.migrate import content_hash
 
 _SHARE_VERDICT = """
 INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, sub_label,
@@ -77,24 +78,96 @@ async def _own(conn: Any, scope: str, keys: Sequence[str], since: float) -> dict
         return {row[0]: row[1:] async for row in cur}
 
 
+_DONORS = f"""
+SELECT etag, size, policy, MIN(key) FROM verdicts
+WHERE target = ? AND verdict_from IS NULL AND audited_at >= ? AND key IN (
+    SELECT key FROM contents WHERE h IN {IN_JSON} UNION SELECT value FROM json_each(?))
+GROUP BY etag, size, policy
+"""
+
+
 async def _donors(
-    conn: Any, scope: str, refs: Sequence[ObjectRef], since: float = 0.0
+    conn: Any,
+    scope: str,
+    refs: Sequence[ObjectRef],
+    since: float = 0.0,
+    held: dict[int, list[str]] | None = None,
 ) -> dict[tuple[str, int], list[tuple[str, str]]]:
     """(ETag, size) -> [(policy, key)] of the bucket's audited objects with the content of
-    one of `refs` (one key per content and policy; copies' own verdicts are not donors)."""
+    one of `refs` (one key per content and policy; copies' own verdicts are not donors):
+    through `contents`, and the rows this scan holds in memory (`held`)."""
     donors: dict[tuple[str, int], list[tuple[str, str]]] = {}
-    if not refs:
+    hashes = sorted({h for r in refs if (h := content_hash(scope, r.etag, r.size)) is not None})
+    if not hashes:
         return donors
-    etags = sorted({r.etag for r in refs})
+    buffered = [k for h in hashes for k in (held or {}).get(h, ())]
     async with conn.execute(
-        "SELECT etag, size, policy, MIN(key) FROM verdicts WHERE target = ? AND "
-        f"etag IN {IN_JSON} AND verdict_from IS NULL AND audited_at >= ? "
-        "GROUP BY etag, size, policy",
-        (scope, json.dumps(etags), since),
+        _DONORS, (scope, since, json.dumps(hashes), json.dumps(buffered))
     ) as cur:
         async for etag, size, policy, key in cur:
             donors.setdefault((etag, int(size)), []).append((policy, key))
     return donors
+
+
+#: A scan alone on its bucket adds its `contents` rows in bulk, this many at a time: sorted
+#: inserts touch each page of the table once per flush, where a row per verdict rewrote a page
+#: per verdict in every commit. (~2 MB of memory.)
+CONTENTS_FLUSH = 10_000
+_CONTENT_ROW = "INSERT OR IGNORE INTO contents (h, key) VALUES (?, ?)"
+
+
+async def note_contents(
+    conn: Any, held: HeldClaims, owner: str, rows: Sequence[tuple[int, str]], now: float
+) -> None:
+    """The `contents` rows (content_hash, key) of verdicts being recorded in this transaction
+    (audited at `now`): kept in memory by a scan alone on its bucket (written at
+    `CONTENTS_FLUSH` rows, when it publishes, and at its end), else written now."""
+    if not rows:
+        return
+    if owner not in held.leased or owner in held.published:
+        await conn.executemany(_CONTENT_ROW, rows)
+        return
+    buffer = held.contents.setdefault(owner, {})
+    if not buffer:  # from now on, until the flush, its rows may be missing if it dies
+        await conn.execute(
+            "INSERT OR IGNORE INTO contents_pending (owner, since) VALUES (?, ?)", (owner, now)
+        )
+    for h, key in rows:
+        buffer.setdefault(h, []).append(key)
+    if sum(len(keys) for keys in buffer.values()) >= CONTENTS_FLUSH:
+        await flush_contents(conn, held, owner)
+
+
+async def flush_contents(conn: Any, held: HeldClaims, owner: str) -> None:
+    """Write what `owner` holds of `contents`, sorted (in the caller's transaction)."""
+    buffer = held.contents.pop(owner, None)
+    if buffer:
+        await conn.executemany(_CONTENT_ROW, sorted((h, k) for h, ks in buffer.items() for k in ks))
+    await conn.execute("DELETE FROM contents_pending WHERE owner = ?", (owner,))
+
+
+_REBUILD = """
+INSERT OR IGNORE INTO contents (h, key)
+SELECT h, key FROM (
+    SELECT content_hash(target, etag, size) AS h, key FROM verdicts
+    WHERE audited_at >= ? AND verdict_from IS NULL
+) WHERE h IS NOT NULL ORDER BY 1, 2
+"""
+
+
+async def recover_contents(conn: Any, alive_after: float) -> int:
+    """The `contents` rows a scan that died held in memory, made again from its verdicts (a
+    pass over the verdicts table: only after a crash). How many such scans there were."""
+    async with conn.execute(
+        "SELECT owner, since FROM contents_pending WHERE owner NOT IN "
+        "(SELECT owner FROM leases WHERE heartbeat_at > ?)",
+        (alive_after,),
+    ) as cur:
+        dead = [(owner, since) async for owner, since in cur]
+    for owner, since in dead:
+        await conn.execute(_REBUILD, (since,))
+        await conn.execute("DELETE FROM contents_pending WHERE owner = ?", (owner,))
+    return len(dead)
 
 
 _RELEASE = "DELETE FROM claims WHERE scope = ? AND key = ? AND owner = ?"
@@ -132,10 +205,11 @@ async def others_live(conn: Any, scope: str, owner: str, alive_after: float) -> 
 
 
 async def publish_claims(conn: Any, held: HeldClaims, owner: str, now: float) -> None:
-    """From now on `owner` claims in rows: what it holds in memory is written, its lease is
-    marked published (one transaction: the caller's)."""
+    """From now on `owner` claims in rows: what it holds in memory (claims, `contents` rows)
+    is written, its lease is marked published (one transaction: the caller's)."""
     scope, claims = held.private.pop(owner, ("", set()))
     held.published.add(owner)
+    await flush_contents(conn, held, owner)
     await conn.executemany(_CLAIM, [(scope, c, owner, now) for c in sorted(claims)])
     await conn.execute("UPDATE leases SET published = 1 WHERE owner = ?", (owner,))
 
@@ -174,9 +248,10 @@ async def _audited_copies(
     copies: list[ObjectRef],
     since: float,
     holds: Callable[[str, ObjectRef], bool],
+    held: dict[int, list[str]] | None = None,
 ) -> list[tuple[ObjectRef, str]]:
     """Step 2: which of `copies` have content audited under another key: (ref, donor key)."""
-    donors = await _donors(conn, scope, copies, since)
+    donors = await _donors(conn, scope, copies, since, held)
     shares: list[tuple[ObjectRef, str]] = []
     for ref in copies:
         found = [
@@ -238,7 +313,8 @@ class Sharing(StoreBase):
         async with self._tx() as conn:
             rest = await _own_verdicts(conn, scope, refs, since, holds, out)
             copies = [r for r in rest if dedupe and content_key(r.etag, r.size)]
-            shares = await _audited_copies(conn, scope, copies, since, holds)
+            held = self._claims.contents.get(owner)
+            shares = await _audited_copies(conn, scope, copies, since, holds, held)
             if shares:
                 await _share(conn, scan_id, scope, shares, now, user, out)
             shared = {ref.key for ref, _ in shares}
@@ -346,10 +422,13 @@ class Sharing(StoreBase):
 
     async def release_claims(self, owner: str) -> None:
         """A scan's end: whatever it still claimed is free (its objects stay pending), and so
-        is what scans that died left behind (their owner holds no lease any more)."""
+        is what scans that died left behind (their owner holds no lease any more); the
+        `contents` rows it held in memory are written."""
         self._claims.private.pop(owner, None)
-        self._claims.published.discard(owner)
         async with self._tx() as conn:
+            await flush_contents(conn, self._claims, owner)
+            self._claims.published.discard(owner)
+            self._claims.leased.discard(owner)
             await conn.execute(
                 "DELETE FROM claims WHERE owner = ? OR owner NOT IN (SELECT owner FROM leases)",
                 (owner,),

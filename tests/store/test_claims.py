@@ -1,6 +1,7 @@
-"""Claims kept in memory while a scan is alone on its bucket, written as rows once another
-live scan of the bucket shows up (store/sharing.py), on two Store objects of one file as two
-processes would hold them."""
+"""Claims and `contents` rows kept in memory while a scan is alone on its bucket, written as
+rows once another live scan of the bucket shows up, at the scan's end, or (contents) every
+`CONTENTS_FLUSH` rows, and made again after a scan died (store/sharing.py): on two Store
+objects of one file as two processes would hold them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from scanner.models import ImageVerdict, ObjectRef, Result, Target
-from scanner.store import Admission, Store
+from scanner.store import Admission, Store, sharing
 
 WHEN = datetime(2024, 1, 1, tzinfo=UTC)
 FULL = Target("b-1250000000", "ap-guangzhou", "")
@@ -145,3 +146,78 @@ class _Act:
     def __init__(self, target: Target) -> None:
         self.id = "act:" + target.id
         self.doing = "acted on"
+
+
+def contents(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [k for (k,) in conn.execute("SELECT key FROM contents ORDER BY key")]
+
+
+def pending(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [o for (o,) in conn.execute("SELECT owner FROM contents_pending")]
+
+
+async def audit(store: Store, target: Target, owner: str, scan: int, *keys: str) -> None:
+    got = await admit(store, target, owner, scan, *keys)
+    await store.record_results(scan, target, "p", [(r, ok(r)) for r in got.send], requests=1,
+                               max_attempts=3, owner=owner)  # fmt: skip
+
+
+async def test_a_scan_alone_keeps_its_contents_rows_until_its_end_and_finds_them_meanwhile(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, _, db = stores
+    scan = await lease(a, FULL, "A", 1)
+    await audit(a, FULL, "A", scan, "a.jpg")
+    assert (contents(db), pending(db)) == ([], ["A"])  # held in memory, and said so
+    # a copy of a.jpg's bytes under another key: found in what the scan holds, not sent
+    copy = ObjectRef("copy.jpg", etag("a.jpg"), 10, WHEN)
+    got = await a.admit(
+        scan, FULL, "A", [copy], holds=lambda p, r: True, dedupe=True, stale_after=60
+    )
+    assert (got.send, [(r.key, d) for r, _, d in got.shared]) == ([], [("copy.jpg", "a.jpg")])
+    await a.release_claims("A")  # the scan's end
+    assert (contents(db), pending(db)) == (["a.jpg"], [])  # the copy is not a donor
+
+
+async def test_contents_are_written_in_bulk_every_flush_size(
+    stores: tuple[Store, Store, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _, db = stores
+    monkeypatch.setattr(sharing, "CONTENTS_FLUSH", 3)
+    scan = await lease(a, FULL, "A", 1)
+    await audit(a, FULL, "A", scan, "1.jpg", "2.jpg")
+    assert contents(db) == []
+    await audit(a, FULL, "A", scan, "3.jpg", "4.jpg")
+    assert (contents(db), pending(db)) == (["1.jpg", "2.jpg", "3.jpg", "4.jpg"], [])
+
+
+async def test_the_contents_of_a_scan_that_died_are_made_again_by_the_next_lease(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, b, db = stores
+    scan = await lease(a, FULL, "A", 1)
+    await audit(a, FULL, "A", scan, "a.jpg", "b.jpg")
+    assert (contents(db), pending(db)) == ([], ["A"])
+    # A dies (kill -9: nothing released, its memory gone); B takes the target over from it
+    await b.acquire_lease(FULL, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: p == 1)
+    assert (contents(db), pending(db)) == (["a.jpg", "b.jpg"], [])
+    copy = ObjectRef("copy.jpg", etag("b.jpg"), 10, WHEN)
+    got = await b.admit(
+        scan, FULL, "B", [copy], holds=lambda p, r: True, dedupe=True, stale_after=60
+    )
+    assert [(r.key, d) for r, _, d in got.shared] == [("copy.jpg", "b.jpg")]
+
+
+async def test_a_scan_that_sees_another_writes_its_contents_rows(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, b, db = stores
+    scan = await lease(a, FULL, "A", 1)
+    await audit(a, FULL, "A", scan, "a.jpg")
+    await lease(b, PART, "B", 2)
+    assert await a.heartbeat(FULL, "A", 60)  # A publishes: claims and contents
+    assert (contents(db), pending(db)) == (["a.jpg"], [])
+    await audit(a, FULL, "A", scan, "b.jpg")  # and writes them as it goes from then on
+    assert contents(db) == ["a.jpg", "b.jpg"]

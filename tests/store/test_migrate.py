@@ -11,7 +11,12 @@ import pytest
 
 from scanner.errors import MigrationError, StoreError
 from scanner.store import Store
-from scanner.store.migrate import apply_migrations, latest_version, migrations_dir
+from scanner.store.migrate import (
+    apply_migrations,
+    content_hash,
+    latest_version,
+    migrations_dir,
+)
 
 TABLES = {"scans", "scan_objects", "verdicts", "leases"}
 
@@ -90,3 +95,31 @@ async def test_numbering_gap_is_an_error(tmp_path: Path) -> None:
     async with aiosqlite.connect(tmp_path / "s.db") as conn:
         with pytest.raises(MigrationError, match="not numbered"):
             await apply_migrations(conn, tmp_path)
+
+
+async def test_schema_10_indexes_the_audited_contents_of_an_older_store(tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for path in sorted(migrations_dir().glob("000*.sql")):  # 1..9
+        shutil.copy(path, folder)
+    db = tmp_path / "s.db"
+    md5 = "0cc175b9c0f1b6a831c399e269772661"
+    row = (
+        "INSERT INTO verdicts (target, key, etag, size, policy, result, label, score, category, "
+        "sub_label, text, job_id, raw, audited_at, scan_id, verdict_from) VALUES "
+        "('cos://b-1.ap-guangzhou/', ?, ?, ?, 'p', 0, '', 0, '', '', '', '', '', 1.0, 1, ?)"
+    )
+    async with aiosqlite.connect(db, isolation_level=None) as conn:
+        assert await apply_migrations(conn, folder) == list(range(1, 10))
+        for key, tag, size, source in (
+            ("a.jpg", md5, 10, None),
+            ("copy.jpg", md5, 10, "a.jpg"),  # a copy's verdict: not a donor
+            ("odd.jpg", "not-an-md5", 10, None),  # an ETag that shares nothing
+        ):
+            await conn.execute(row, (key, tag, size, source))
+        assert await apply_migrations(conn) == [10]
+    with sqlite3.connect(db) as conn:
+        got = conn.execute("SELECT h, key FROM contents").fetchall()
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert got == [(content_hash("cos://b-1.ap-guangzhou/", md5, 10), "a.jpg")]
+    assert "verdicts_by_content" not in indexes
