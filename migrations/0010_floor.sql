@@ -35,3 +35,9 @@ CREATE TABLE contents_pending (
     owner TEXT PRIMARY KEY,  -- a scan keeping new contents rows in memory (its lease's owner)
     since REAL NOT NULL      -- its verdicts audited since then may lack their rows
 );
+
+-- A scan's objects by state: what is looked up by state is the pending ones (a resume, a
+-- retry pass); the counts by state read the scan's rows in key order. An index of every
+-- object by state moved each audited object's entry from 'pending' to 'audited'.
+DROP INDEX scan_objects_by_state;
+CREATE INDEX scan_objects_pending ON scan_objects (scan_id, key) WHERE state = 'pending';
