@@ -9,12 +9,11 @@ answer for an unknown DataId is ignored.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
 from xml.sax.saxutils import escape
 
 from scanner.audit.policy import AuditOptions, xml_safe
-from scanner.cos.xml import parse, text, to_int
+from scanner.cos.xml import Node, parse, text, to_int, tostring
 from scanner.models import (
     SCENES,
     AuditItem,
@@ -97,16 +96,16 @@ def encode_batch(items: Sequence[AuditItem], options: AuditOptions) -> bytes:
     return "".join(parts).encode()
 
 
-def _keywords(elem: ET.Element) -> tuple[str, ...]:
+def _keywords(elem: Node) -> tuple[str, ...]:
     return tuple(k.text or "" for k in elem.iterfind("Keywords"))
 
 
-def _fields(elem: ET.Element) -> dict[str, str]:
+def _fields(elem: Node) -> dict[str, str]:
     """Child tag -> text in one pass (the decode hot path: no repeated find())."""
     return {child.tag: child.text or "" for child in elem}
 
 
-def _scene(elem: ET.Element) -> SceneInfo:
+def _scene(elem: Node) -> SceneInfo:
     f = _fields(elem)
     ocr: tuple[OcrResult, ...] = ()
     libs: tuple[LibResult, ...] = ()
@@ -183,29 +182,49 @@ class LazyScenes(Mapping[str, SceneInfo]):
         return f"LazyScenes({list(self._tags)})"
 
 
-def decode_job(jd: ET.Element, item: AuditItem, raw: str = "") -> ImageVerdict:
+def _children(jd: Node) -> tuple[dict[str, str], list[str]]:
+    """A JobsDetail's child tag -> text and its scene tags, in one pass over its children
+    (lxml makes an object per child visited, and its find() is Python: one pass, no find)."""
+    fields: dict[str, str] = {}
+    scenes: list[str] = []
+    for child in jd:
+        tag = child.tag
+        fields[tag] = child.text or ""
+        if tag in _SCENE_TAGS:
+            scenes.append(tag)
+    return fields, scenes
+
+
+def _failed_scene(jd: Node) -> tuple[str, str] | None:
+    """(code, message) of the first scene block that failed, if one did."""
+    for e in jd:
+        if e.tag in _SCENE_TAGS:
+            scene = _fields(e)
+            scene_code = to_int(scene.get("Code") or "0")
+            if scene_code != 0:
+                return str(scene_code), f"{e.tag}: {scene.get('Msg') or 'failed'}"
+    return None
+
+
+def decode_job(
+    jd: Node, item: AuditItem, raw: str = "", parts: tuple[dict[str, str], list[str]] | None = None
+) -> ImageVerdict:
     """One JobsDetail element as the verdict (or per-image failure) for `item`.
 
-    `raw` is the element's XML as received (kept for the store and reports).
+    `raw` is the element's XML as received (kept for the store and reports); `parts`, its
+    `_children` when the caller has them already.
     """
-    raw = raw or ET.tostring(jd, encoding="unicode")
-    f = _fields(jd)
+    raw = raw or tostring(jd)
+    f, tags = parts or _children(jd)
     job_id, state, code = f.get("JobId", ""), f.get("State", ""), f.get("Code", "")
     common = {"job_id": job_id, "state": state, "raw": raw}
     if (code and code not in ("0", "Success")) or state == "Failed":
         return _failure(item, code or "Failed", f.get("Message") or state or "failed", **common)
-    tags: list[str] = []
-    failed_scene: tuple[str, str] | None = None  # (code, message) of the first failed scene
-    for e in jd:
-        if e.tag in _SCENE_TAGS:
-            tags.append(e.tag)
-            scene_code = to_int(e.findtext("Code") or "0")
-            if scene_code != 0 and failed_scene is None:
-                failed_scene = (str(scene_code), f"{e.tag}: {e.findtext('Msg') or 'failed'}")
     scenes = LazyScenes(tuple(dict.fromkeys(tags)), raw)
     result = to_int(f.get("Result") or "-1", -1)
     if result not in (0, 1, 2):
         # no usable overall verdict: a failed scene says why (and whether to try again)
+        failed_scene = _failed_scene(jd)
         if failed_scene is not None:
             return _failure(item, *failed_scene, **common)
         msg = f"answer has no valid Result ({f.get('Result', '')!r})"
@@ -268,11 +287,11 @@ def decode_results(body: bytes, items: Sequence[AuditItem]) -> list[ImageVerdict
     spans = _job_spans(body)
     raws = [s.decode() for s in spans] if len(spans) == len(jobs) else [""] * len(jobs)
     for jd, raw in zip(jobs, raws, strict=True):
-        item = by_id.get(text(jd, "DataId"))
-        if item is None and not text(jd, "DataId"):
-            item = by_key.get(text(jd, "Object"))
+        parts = _children(jd)
+        data_id = parts[0].get("DataId", "")
+        item = by_id.get(data_id) if data_id else by_key.get(parts[0].get("Object", ""))
         if item is not None and item.data_id not in found:
-            found[item.data_id] = decode_job(jd, item, raw)
+            found[item.data_id] = decode_job(jd, item, raw, parts)
     return [
         found.get(i.data_id) or _failure(i, "NoResult", "the answer did not mention this image")
         for i in items
