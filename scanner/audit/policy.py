@@ -4,10 +4,9 @@ holds, and the rules for GIFs, large images and keys a request can carry. Pure: 
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scanner.config import AuditSettings, FreezeSettings
 
@@ -46,6 +45,10 @@ class AuditOptions:
     policy_version: str = ""
     freeze: tuple[tuple[str, int], ...] = ()  # (scene, score): auto-freeze; not a policy part
     service: str = "ci"  # which service audits: its verdicts are not the other's
+    #: (gif, large) -> fingerprint_for of that class of objects (filled on first use)
+    _classes: dict[tuple[bool, bool], str] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def _parts(self) -> dict[str, str]:
         service = {} if self.service == "ci" else {"service": self.service}
@@ -66,14 +69,19 @@ class AuditOptions:
     def fingerprint_for(self, key: str, size: int) -> str:
         """What decides whether a verdict of this object still stands: BizType, DetectType and
         the policy version for every image; Interval/MaxFrames only for GIFs; LargeImageDetect
-        only for images over 5 MB. So toggling a GIF option re-audits GIFs, not the bucket."""
-        return _fingerprint_of_class(self, is_gif(key), size > LARGE_IMAGE_BYTES)
+        only for images over 5 MB. So toggling a GIF option re-audits GIFs, not the bucket.
+        Four classes per options, each computed once: it is asked three times per object
+        (admission, copies, the writer); an lru_cache keyed by the options hashed them on
+        every call."""
+        cls = (is_gif(key), size > LARGE_IMAGE_BYTES)
+        found = self._classes.get(cls)
+        if found is None:
+            found = self._classes[cls] = _fingerprint_of_class(self, *cls)
+        return found
 
 
-@functools.lru_cache(maxsize=64)
 def _fingerprint_of_class(options: AuditOptions, gif: bool, large: bool) -> str:
-    """`fingerprint_for` of a class of objects (four per options): it was asked about three
-    times per object (admission, copies, the writer): 7 % of a scan's CPU in the profile."""
+    """`fingerprint_for` of a class of objects."""
     parts = options._parts()
     if not gif:
         del parts["interval"], parts["max_frames"]
