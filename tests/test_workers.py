@@ -8,6 +8,7 @@ import os
 import signal
 from dataclasses import replace
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import anyio
 import pytest
@@ -15,7 +16,8 @@ import pytest
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.scan.progress import Progress
 from scanner.scan.workers import default_workers
-from tests.helpers import check_i1, children, config, run_scan
+from scanner.store import unpack_raw
+from tests.helpers import check_i1, children, config, db_rows, run_scan
 
 pytestmark = pytest.mark.slow  # real subprocesses killed with real signals
 
@@ -44,6 +46,14 @@ def test_two_workers_give_the_verdicts_of_one_process_under_a_strict_budget(
                 wall = anyio.current_time() - started
                 tg.cancel_scope.cancel()
             await check_i1(cfg, state)
+            # the workers deflated the raws the scan's process stored: each reads back whole
+            raws = db_rows(Path(cfg.store.path), "SELECT key, raw FROM verdicts")
+            assert raws
+            for key, raw in raws:
+                assert isinstance(raw, bytes)
+                text = unpack_raw(raw) or ""
+                assert text.startswith("<JobsDetail>")
+                assert f"<Object>{escape(key)}</Object>" in text
             return result.outcome, seen, wall
 
     outcome, seen, wall = anyio.run(run)

@@ -35,7 +35,7 @@ import struct
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -50,6 +50,7 @@ from scanner.config import AuditSettings, CosSettings, Credentials
 from scanner.cos.client import HttpClient, ci_service
 from scanner.errors import RemoteError, TransportError
 from scanner.models import AuditItem, ImageVerdict
+from scanner.store import pack_raw
 
 _LENGTH = struct.Struct("!I")
 PER_PROCESS = 5_000  # images/s one process drives comfortably (bench/scan_throughput.py)
@@ -86,6 +87,12 @@ def _error_from(state: tuple[type[RemoteError], dict[str, Any], str]) -> RemoteE
     Exception.__init__(exc, text)
     exc.__dict__.update(fields)
     return exc
+
+
+def _packed(verdict: ImageVerdict) -> ImageVerdict:
+    """`verdict` with its raw deflated here, in the worker: the scan's one process writes it."""
+    packed = pack_raw(verdict.raw)
+    return replace(verdict, raw_packed=packed) if isinstance(packed, bytes) else verdict
 
 
 async def attempt(
@@ -226,7 +233,8 @@ async def _serve() -> None:
 
     async def handle(rid: int, items: list[AuditItem]) -> None:
         try:
-            outcome: tuple[str, Any] = ("ok", await attempt(http, setup, items))
+            verdicts = [_packed(v) for v in await attempt(http, setup, items)]
+            outcome: tuple[str, Any] = ("ok", verdicts)
         except RemoteError as exc:
             outcome = ("error", _error_state(exc))
         out.write(_pack((rid, outcome)))

@@ -105,7 +105,8 @@ def _verdict_row(
     assert v.result is not None
     return (
         target.scope, ref.key, ref.etag, ref.size, policy, int(v.result), v.label, v.score,
-        v.category, v.sub_label, v.text, v.job_id, pack_raw(v.raw), now, scan_id,
+        v.category, v.sub_label, v.text, v.job_id,
+        pack_raw(v.raw) if v.raw_packed is None else v.raw_packed, now, scan_id,
         v.forbid_state, user or None, v.shared_from,
     )  # fmt: skip
 
