@@ -24,7 +24,7 @@ from pathlib import Path
 from common import parse
 
 from scanner.store import pack_raw
-from scanner.store.migrate import available
+from scanner.store.migrate import available, content_hash
 
 TARGET = "cos://album-1250000000.ap-guangzhou/"
 RAW = pack_raw(  # as the scanner stores it: the JobsDetail as received, deflated
@@ -43,6 +43,7 @@ RAW = pack_raw(  # as the scanner stores it: the JobsDetail as received, deflate
 
 def build(path: Path, rows: int) -> None:
     with sqlite3.connect(path) as conn:
+        conn.create_function("content_hash", 3, content_hash, deterministic=True)  # schema 10
         for number, script in available():
             conn.executescript(script.read_text())
             conn.execute(f"PRAGMA user_version = {number}")
