@@ -63,7 +63,7 @@ class Leases(StoreBase):
             if others:
                 self._claims.published.add(owner)
             self._claims.leased.add(owner)
-            await recover_contents(conn, now - stale_after)
+            await recover_contents(conn, now - stale_after, is_dead)
 
     async def heartbeat(self, target: Leased, owner: str, stale_after: float = 60.0) -> bool:
         """Refresh the lease; False if someone else holds it now. A scan that keeps its claims

@@ -155,15 +155,21 @@ SELECT h, key FROM (
 """
 
 
-async def recover_contents(conn: Any, alive_after: float) -> int:
+async def recover_contents(
+    conn: Any, alive_after: float, is_dead: Callable[[str, int], bool]
+) -> int:
     """The `contents` rows a scan that died held in memory, made again from its verdicts (a
-    pass over the verdicts table: only after a crash). How many such scans there were."""
+    pass over the verdicts table: only after a crash). A scan is dead when its lease is gone
+    or stale, or its process is known gone (`is_dead(host, pid)`). How many there were."""
     async with conn.execute(
-        "SELECT owner, since FROM contents_pending WHERE owner NOT IN "
-        "(SELECT owner FROM leases WHERE heartbeat_at > ?)",
-        (alive_after,),
+        "SELECT p.owner, p.since, l.host, l.pid, l.heartbeat_at FROM contents_pending p "
+        "LEFT JOIN leases l ON l.owner = p.owner"
     ) as cur:
-        dead = [(owner, since) async for owner, since in cur]
+        dead = [
+            (owner, since)
+            async for owner, since, host, pid, beat in cur
+            if beat is None or beat <= alive_after or is_dead(host, int(pid))
+        ]
     for owner, since in dead:
         await conn.execute(_REBUILD, (since,))
         await conn.execute("DELETE FROM contents_pending WHERE owner = ?", (owner,))

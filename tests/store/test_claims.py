@@ -221,3 +221,23 @@ async def test_a_scan_that_sees_another_writes_its_contents_rows(
     assert (contents(db), pending(db)) == (["a.jpg"], [])
     await audit(a, FULL, "A", scan, "b.jpg")  # and writes them as it goes from then on
     assert contents(db) == ["a.jpg", "b.jpg"]
+
+
+async def test_a_scan_of_another_target_rebuilds_the_contents_of_a_dead_process(
+    stores: tuple[Store, Store, Path],
+) -> None:
+    a, b, db = stores
+    scan = await lease(a, FULL, "A", 1)
+    await audit(a, FULL, "A", scan, "a.jpg")
+    # A's lease is fresh (heartbeat now) but its process is gone: B, on another target of the
+    # bucket, rebuilds A's rows at once rather than after the lease goes stale
+    await b.acquire_lease(PART, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: p == 1)
+    assert (contents(db), pending(db)) == (["a.jpg"], [])
+
+
+async def test_a_live_scans_contents_are_left_to_it(stores: tuple[Store, Store, Path]) -> None:
+    a, b, db = stores
+    scan = await lease(a, FULL, "A", 1)
+    await audit(a, FULL, "A", scan, "a.jpg")
+    await b.acquire_lease(PART, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: False)
+    assert (contents(db), pending(db)) == ([], ["A"])  # A is alive: it writes them itself
