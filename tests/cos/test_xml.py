@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 
 import pytest
 
@@ -15,6 +16,22 @@ def test_nesting_past_the_limit_is_refused() -> None:
     deep = b"<a>" * 200_000 + b"</a>" * 200_000  # 1.4 MB, under the size cap
     with pytest.raises(XmlError, match="nested deeper than 32 levels"):
         parse(deep)
+
+
+@pytest.mark.parametrize("parser", [parse, parse_cold])
+@pytest.mark.parametrize(("depth", "refused"), [(MAX_DEPTH, False), (MAX_DEPTH + 1, True)])
+def test_the_depth_counts_one_deep_branch_among_leaves(
+    parser: Callable[[bytes], object], depth: int, refused: bool
+) -> None:
+    """The walk carries only elements that have children to the next level: a deep branch
+    beside many leaves (and below leaves' siblings) is measured all the same."""
+    branch = b"<b>" * (depth - 2) + b"<c/>" + b"</b>" * (depth - 2)  # depth - 1 levels
+    body = b"<r>" + b"<leaf/>" * 50 + b"<x><leaf/></x>" + branch + b"<leaf/>" + b"</r>"
+    if refused:
+        with pytest.raises(XmlError, match="nested deeper"):
+            parser(body)
+    else:
+        parser(body)
 
 
 def test_to_dict_keeps_repeats_order_and_survives_depth() -> None:
