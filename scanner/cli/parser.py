@@ -141,6 +141,12 @@ def _scan_args(sub: Any) -> None:
         help="start a new full scan that re-audits everything (bills again), abandoning an "
         "unfinished scan of the target instead of resuming it",
     )
+    mode.add_argument(
+        "--abandon",
+        action="store_true",
+        help="drop the target's unfinished scans (saying what each leaves unaudited) and "
+        "exit; their verdicts stay",
+    )
     p.add_argument(
         "--summary",
         type=Path,

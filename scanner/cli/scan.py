@@ -41,7 +41,7 @@ from scanner.render import dry_run_text, status_json, summary_text
 from scanner.scan.dryrun import Estimate, dry_run
 from scanner.scan.plan import Mode, ScanPlan, ScanRequest, make_plan
 from scanner.scan.progress import Progress
-from scanner.scan.runner import ScanResult, scan_target
+from scanner.scan.runner import ScanResult, abandon_unfinished, scan_target
 from scanner.sources.inputs import BUCKET, InventoryInput, ScanInput, UrlListInput
 from scanner.sources.shard import parse_shard
 from scanner.sources.urls import spool_stdin, url_list_file
@@ -269,6 +269,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         raise ConfigError(f"--max-images must be >= 1 (got {args.max_images})")
     if args.json and not args.dry_run:
         raise ConfigError("--json goes with --dry-run (a scan's summary is in --summary)")
+    if getattr(args, "abandon", False) and (args.dry_run or args.max_images is not None):
+        raise ConfigError("--abandon only drops unfinished scans: it goes with no other action")
 
 
 def scan_request(args: argparse.Namespace, config: Config) -> ScanRequest:
@@ -300,9 +302,26 @@ def run_scan(args: argparse.Namespace) -> int:
     config = load_config_of(args, full=True, prefix=False)
     request = scan_request(args, config)
     plan = make_plan(config, request)
+    if getattr(args, "abandon", False):
+        return anyio.run(_abandon, plan)
     if request.dry_run:
         return anyio.run(_dry, plan, args.json)
     return anyio.run(_scan, plan, args.summary, metrics_out_of(args))
+
+
+async def _abandon(plan: ScanPlan) -> int:
+    """`scan --abandon`: the target's unfinished scans dropped, each said."""
+    dropped = await abandon_unfinished(plan)
+    for scan, pending in dropped:
+        print(
+            f"scan {scan.id} ({scan.mode}, {scan.state}) abandoned: {pending:,} of its "
+            f"{scan.listed:,} listed objects were not audited"
+            + ("" if scan.listing_done else ", and its listing was not finished")
+            + "; its verdicts stay"
+        )
+    if not dropped:
+        print(f"{plan.target.id} has no unfinished scan: nothing to abandon")
+    return EXIT_OK
 
 
 def window_of(args: argparse.Namespace, config: Config) -> Window | None:

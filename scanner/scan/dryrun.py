@@ -175,18 +175,22 @@ async def _pages(source: Source, marker: str) -> AsyncIterator[Page]:
         marker = page.next_marker
 
 
-async def _latest(path: str, target: Target) -> tuple[Store | None, ScanStatus | None]:
+async def _latest(
+    path: str, target: Target
+) -> tuple[Store | None, ScanStatus | None, ScanStatus | None]:
+    """The store (if there is one), the target's newest scan and its newest unfinished one."""
     if not await anyio.Path(path).exists():
-        return None, None
+        return None, None, None
     store = await Store.open(path, readonly=True)
-    return store, await store.latest_scan(target)
+    waiting = await store.unfinished_scans(target)
+    return store, await store.latest_scan(target), (waiting[0] if waiting else None)
 
 
 async def dry_run(plan: ScanPlan, progress: Progress, stop: anyio.Event) -> Estimate:
     """What `scan` with this plan would send now; writes nothing, bills nothing. An
     Inventory's data files are downloaded into a temporary directory, checked and read."""
     config = plan.config
-    store, latest = await _latest(config.store.path, plan.target)
+    store, newest, unfinished = await _latest(config.store.path, plan.target)
     assert config.credentials is not None
     try:
         async with HttpClient(config.credentials) as http:
@@ -196,7 +200,9 @@ async def dry_run(plan: ScanPlan, progress: Progress, stop: anyio.Event) -> Esti
                     shard=plan.target.shard, spool=Path(spool),
                 )  # fmt: skip
                 try:
-                    return await _estimate(plan, store, latest, progress, stop, opened)
+                    return await _estimate(
+                        plan, store, (newest, unfinished), progress, stop, opened
+                    )
                 finally:
                     opened.close()
     finally:
@@ -207,7 +213,7 @@ async def dry_run(plan: ScanPlan, progress: Progress, stop: anyio.Event) -> Esti
 async def _estimate(
     plan: ScanPlan,
     store: Store | None,
-    latest: ScanStatus | None,
+    scans: tuple[ScanStatus | None, ScanStatus | None],
     progress: Progress,
     stop: anyio.Event,
     opened: Opened,
@@ -219,7 +225,7 @@ async def _estimate(
     if plan.config.scan.dedupe:
         counter.seen = SeenSet()
     try:
-        return await _branches(plan, latest, progress, stop, opened, counter)
+        return await _branches(plan, scans, progress, stop, opened, counter)
     finally:
         if counter.seen is not None:
             counter.seen.close()
@@ -227,7 +233,7 @@ async def _estimate(
 
 async def _branches(
     plan: ScanPlan,
-    latest: ScanStatus | None,
+    scans: tuple[ScanStatus | None, ScanStatus | None],  # the newest, the newest unfinished
     progress: Progress,
     stop: anyio.Event,
     opened: Opened,
@@ -236,12 +242,13 @@ async def _branches(
     est, store, mode = counter.est, counter.store, plan.mode
     marker = ""
     counter.since = time.time() if mode.force else 0.0
-    action = opening(plan.target, latest, mode, opened.digest)  # raises as scan does
-    if action == "resume" and store is not None and latest is not None:
-        counter.since = latest.reuse_since
-        if not await _resume(store, latest, counter):
+    latest, unfinished = scans
+    action = opening(plan.target, latest, unfinished, mode, opened.digest)  # as scan does
+    if action == "resume" and store is not None and unfinished is not None:
+        counter.since = unfinished.reuse_since
+        if not await _resume(store, unfinished, counter):
             return est
-        marker = latest.marker
+        marker = unfinished.marker
     elif action == "nothing":
         est.nothing = True
         if isinstance(opened.reader, Lister):  # still test the configuration, as a scan would

@@ -126,23 +126,38 @@ def _same_source(target: Target, latest: ScanStatus, digest: str) -> None:
     )
 
 
-def opening(target: Target, latest: ScanStatus | None, mode: Mode, digest: str) -> str:
-    """What a scan does first (`scan` and its `--dry-run` alike): "resume" the target's
-    unfinished scan, "abandon" it ("--force", or an Inventory superseded by a newer one) and
+def opening(
+    target: Target,
+    latest: ScanStatus | None,
+    unfinished: ScanStatus | None,
+    mode: Mode,
+    digest: str,
+) -> str:
+    """What a scan does first (`scan` and its `--dry-run` alike), given the target's newest
+    scan and its newest unfinished one: "resume" that unfinished scan, "abandon" it and
     start a new one, do "nothing", or start a "new" scan.
 
-    A plain full scan of a target whose last scan is done does nothing (it would only bill
-    again); `--incremental`, `--retry-failed`, `--force` and a new Inventory start a new scan.
-    Resuming from another input than the scan began with is refused (ConfigError).
+    A plain `scan` goes on with whatever the target left unfinished; `--incremental` and
+    `--retry-failed` go on only with an unfinished scan of their own kind from the same input,
+    and otherwise start their own, leaving the other as it is (a paused `--force` or backlog,
+    a failed Inventory scan: a plain `scan` resumes it, `scan --abandon` drops it), so a
+    nightly never becomes a re-audit and is never blocked; `--force` and a newer Inventory
+    abandon it. A plain scan of a target whose newest scan is done does nothing (it would
+    only bill again); after an abandoned one it starts anew. A plain scan resuming from
+    another input than its scan began with is refused (ConfigError: how to finish it).
     """
     inventory = digest.startswith(INVENTORY)
-    if latest is not None and latest.state != "done":
-        superseded = inventory and latest.source_digest != digest
-        if not mode.force and not superseded:
-            _same_source(target, latest, digest)
+    if unfinished is not None:
+        superseded = inventory and unfinished.source_digest != digest
+        if mode.force or (superseded and unfinished.mode == mode.stored):
+            return "abandon"
+        if mode is Mode.FULL:
+            _same_source(target, unfinished, digest)
             return "resume"
-        return "abandon"
-    if latest is not None and mode is Mode.FULL:
+        if unfinished.mode == mode.stored and unfinished.source_digest == digest:
+            return "resume"
+        return "new"  # another kind of scan, or from another input: it stays, resumable
+    if latest is not None and latest.state == "done" and mode is Mode.FULL:
         if not inventory or latest.source_digest == digest:
             return "nothing"  # a new Inventory is new input: it makes a new scan
     return "new"
@@ -153,15 +168,24 @@ async def _open_scan(store: Store, plan: ScanPlan, digest: str) -> ScanStatus | 
     nothing to do. An abandoned scan's state becomes `abandoned`."""
     target, mode = plan.target, plan.mode
     latest = await store.latest_scan(target)
-    action = opening(target, latest, mode, digest)
+    waiting = await store.unfinished_scans(target)
+    unfinished = waiting[0] if waiting else None
+    action = opening(target, latest, unfinished, mode, digest)
     if action == "nothing":
         return None
-    if latest is not None and action == "resume":
-        return await store.resume_scan(latest.id, plan.policy)
-    if latest is not None and action == "abandon":
+    if unfinished is not None and action == "resume":
+        return await store.resume_scan(unfinished.id, plan.policy)
+    if unfinished is not None and action == "abandon":
         why = "abandoned by scan --force" if mode.force else "superseded by a newer Inventory"
-        await store.finish_scan(latest.id, "abandoned", why)
-        log.info("scan %d %s: a new scan starts", latest.id, why)
+        for scan in waiting if mode.force else [unfinished]:
+            await store.finish_scan(scan.id, "abandoned", why)
+            log.info("scan %d %s: a new scan starts", scan.id, why)
+    elif unfinished is not None:
+        log.info(
+            "scan %d (%s, %s) stays unfinished: a plain `scan` resumes it, `scan --abandon` "
+            "drops it; this %s scan starts on its own",
+            unfinished.id, _kind(unfinished), unfinished.state, mode.value,
+        )  # fmt: skip
     stored = mode.stored
     if latest is None and mode is Mode.INCREMENTAL and not await store.has_outcomes(target):
         stored = "full"  # nothing to compare with yet (no scan of the bucket covered it)
@@ -172,6 +196,28 @@ async def _open_scan(store: Store, plan: ScanPlan, digest: str) -> ScanStatus | 
         await store.seed_failures(scan.id, target)
         scan = await store.scan(scan.id)
     return scan
+
+
+def _kind(scan: ScanStatus) -> str:
+    """A scan's mode as the command line named it (a forced scan is stored as full)."""
+    return "force" if scan.mode == "full" and scan.reuse_since else scan.mode
+
+
+async def abandon_unfinished(plan: ScanPlan) -> list[tuple[ScanStatus, int]]:
+    """`scan --abandon`: the target's unfinished scans are marked abandoned (under the
+    target's lease); each with how many of its objects were still pending. Their verdicts
+    stay (they belong to the objects)."""
+    config, target = plan.config, plan.target
+    async with (
+        await Store.open(config.store.path) as store,
+        lease(store, target, config.scan.lease_stale_after),
+    ):
+        dropped = []
+        for scan in await store.unfinished_scans(target):
+            pending = await store.pending_count(scan.id)
+            await store.finish_scan(scan.id, "abandoned", "abandoned by scan --abandon")
+            dropped.append((scan, pending))
+        return dropped
 
 
 async def scan_target(

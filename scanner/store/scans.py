@@ -31,6 +31,24 @@ class Scans(StoreBase):
         )
         return _status(row) if row else None
 
+    async def unfinished_scans(self, target: Target) -> list[ScanStatus]:
+        """The target's scans not done and not abandoned (paused, interrupted, failed, or
+        running), newest first."""
+        rows = await self._all(
+            f"SELECT {_SCAN_COLUMNS} FROM scans WHERE target = ? "
+            "AND state NOT IN ('done', 'abandoned') ORDER BY id DESC",
+            (target.id,),
+        )
+        return [_status(row) for row in rows]
+
+    async def pending_count(self, scan_id: int) -> int:
+        """How many objects of a scan are still pending."""
+        row = await self._one(
+            "SELECT COUNT(*) FROM scan_objects WHERE scan_id = ? AND state = 'pending'",
+            (scan_id,),
+        )
+        return int(row[0]) if row else 0
+
     async def previous_listed(self, target: str, before: int) -> int | None:
         """How many objects the last finished scan of `target` before scan `before` listed:
         the size to expect while a scan is still listing."""
