@@ -138,3 +138,28 @@ def test_a_plain_scan_from_another_input_than_its_unfinished_scan_is_told_how_to
         opening(TARGET, inventory, inventory, Mode.FULL, "")
     same = dataclasses.replace(inventory, source_digest="")
     assert opening(TARGET, same, same, Mode.FULL, "") == "resume"
+
+
+def test_skipped_rows_survive_a_failed_scan_and_a_retry_pass(
+    tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 2: reports belong to objects, not to the last scan's fate (before: a scan that
+    failed on a wrong key, or a retry pass, emptied the skipped rows of every report)."""
+
+    def skipped() -> int:
+        capsys.readouterr()
+        assert main(["report", "--config", config, "--format", "jsonl"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return sum(1 for r in rows if r["state"] == "skipped")
+
+    with emulator_process("--objects", "300", "--seed", "7") as url:
+        config = str(cli_config(tmp_path, url))
+        assert main(["scan", "--config", config]) in DONE_OK
+        before = skipped()
+        assert before > 0
+        with monkeypatch.context() as m:
+            m.setenv("TENCENTCLOUD_SECRET_KEY", "wrong")
+            assert main(["scan", "--config", config, "--incremental"]) == 77
+        assert skipped() == before
+        assert main(["scan", "--config", config, "--retry-failed"]) in DONE_OK
+        assert skipped() == before

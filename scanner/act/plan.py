@@ -130,7 +130,7 @@ async def plan(
             action, run.target, undo["to_restore"], undo["bytes"], [],
             {k: v for k, v in left.items() if v}, f"undo of run {undoes}", qps=qps,
         )  # fmt: skip
-    latest = await store.latest_scan_id(target.id)
+    latest = await store.skips_scan_id(target.id)  # the scan whose skipped rows are shown
     got = await store.plan(target.id, latest, action, where)
     return Plan(
         action,

@@ -21,7 +21,7 @@ from typing import Any
 from scanner.errors import StoreError
 from scanner.models import split_target
 from scanner.store.base import StoreBase
-from scanner.store.report_rows import ReportFilter, current_view
+from scanner.store.report_rows import ReportFilter, current_view, skips_scan
 
 _RUN_COLUMNS = "id, target, action, params, undoes, state, selected, started_at, finished_at"
 OPEN_STATES = ("pending", "intent", "copied")
@@ -109,10 +109,7 @@ class Journal(StoreBase):
                     (run_id, now, undoes),
                 )
             elif action == "restore":  # restore by filter: what is in effect on the selection
-                async with conn.execute(
-                    "SELECT MAX(id) FROM scans WHERE target = ?", (target,)
-                ) as c:
-                    latest = int((await c.fetchone() or (0,))[0] or 0)
+                latest = await skips_scan(conn, target)
                 view, args = current_view(target, latest, where or ReportFilter())
                 cur = await conn.execute(
                     "INSERT INTO journal (run_id, key, etag, size, state, prior_acl, location, "
@@ -123,10 +120,7 @@ class Journal(StoreBase):
                     [run_id, now, split_target(target)[0], *args],
                 )
             else:
-                async with conn.execute(
-                    "SELECT MAX(id) FROM scans WHERE target = ?", (target,)
-                ) as c:
-                    latest = int((await c.fetchone() or (0,))[0] or 0)
+                latest = await skips_scan(conn, target)
                 view, args = _selection(target, latest, action, where or ReportFilter())
                 cur = await conn.execute(
                     "INSERT INTO journal (run_id, key, etag, size, state, updated_at) "

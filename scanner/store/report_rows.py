@@ -27,15 +27,19 @@ class Reports(StoreBase):
         return current_view(target, latest_scan, where)
 
     async def latest_scan_id(self, target: str) -> int:
+        """The target's newest scan (0: none)."""
         row = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
         return int(row[0] or 0)
+
+    async def skips_scan_id(self, target: str) -> int:
+        """The scan whose skipped objects the target's reports show (`skips_scan`)."""
+        return await skips_scan(self._conn, target)
 
     async def iter_report(
         self, target: str, where: ReportFilter, chunk: int = 1000
     ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """Report rows (REPORT_COLUMNS) in key order, `chunk` at a time: constant memory."""
-        latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
-        sql, args = self._view(target, int(latest[0] or 0), where)
+        sql, args = self._view(target, await skips_scan(self._conn, target), where)
         try:
             async with self._conn.execute(sql + " ORDER BY key, audited_at", args) as cur:
                 while rows := await cur.fetchmany(chunk):
@@ -47,8 +51,7 @@ class Reports(StoreBase):
         self, target: str, where: ReportFilter, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Uploaders by flagged images (then flagged share): what their audited images got."""
-        latest = await self.latest_scan_id(target)
-        sql, args = self._view(target, latest, where)
+        sql, args = self._view(target, await skips_scan(self._conn, target), where)
         rows = await self._all(
             "SELECT user_id, COUNT(*), SUM(result = 1), SUM(result = 2), "
             "MAX(CASE WHEN result > 0 THEN score END) "
@@ -65,8 +68,7 @@ class Reports(StoreBase):
 
     async def report_totals(self, target: str, where: ReportFilter) -> dict[str, Any]:
         """Totals of the filtered report rows by state, result, label, category and scan."""
-        latest = await self._one("SELECT MAX(id) FROM scans WHERE target = ?", (target,))
-        sql, args = self._view(target, int(latest[0] or 0), where)
+        sql, args = self._view(target, await skips_scan(self._conn, target), where)
         out: dict[str, Any] = {}
         for name, column in (
             ("by_state", "state"),
@@ -81,6 +83,24 @@ class Reports(StoreBase):
             out[name] = {("" if k is None else str(k)): int(n) for k, n in rows}
         out["rows"] = sum(out["by_state"].values())
         return out
+
+
+#: The scan whose skipped objects a report shows: the newest of the target that listed its
+#: whole input (a scan that failed before listing, or a retry pass, lists nothing new: the
+#: skipped rows of the one before stand), else the newest that listed anything.
+_SKIPS_SCAN = """
+SELECT COALESCE(
+    (SELECT MAX(id) FROM scans WHERE target = ?1 AND listing_done = 1 AND mode <> 'retry-failed'),
+    (SELECT MAX(id) FROM scans WHERE target = ?1 AND listed > 0),
+    0)
+"""
+
+
+async def skips_scan(conn: Any, target: str) -> int:
+    """The id of the target's scan whose skipped objects its reports show (0: none)."""
+    async with conn.execute(_SKIPS_SCAN, (target,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 REPORT_COLUMNS = (
