@@ -164,6 +164,14 @@ async def audit(store: Store, target: Target, owner: str, scan: int, *keys: str)
                                max_attempts=3, owner=owner)  # fmt: skip
 
 
+async def admit_copy(store: Store, owner: str, scan: int, of: str) -> Admission:
+    """Admission of `copy.jpg`, an object with the bytes of `of`."""
+    copy = ObjectRef("copy.jpg", etag(of), 10, WHEN)
+    return await store.admit(
+        scan, FULL, owner, [copy], holds=lambda p, r: True, dedupe=True, stale_after=60
+    )
+
+
 async def test_a_scan_alone_keeps_its_contents_rows_until_its_end_and_finds_them_meanwhile(
     stores: tuple[Store, Store, Path],
 ) -> None:
@@ -172,10 +180,7 @@ async def test_a_scan_alone_keeps_its_contents_rows_until_its_end_and_finds_them
     await audit(a, FULL, "A", scan, "a.jpg")
     assert (contents(db), pending(db)) == ([], ["A"])  # held in memory, and said so
     # a copy of a.jpg's bytes under another key: found in what the scan holds, not sent
-    copy = ObjectRef("copy.jpg", etag("a.jpg"), 10, WHEN)
-    got = await a.admit(
-        scan, FULL, "A", [copy], holds=lambda p, r: True, dedupe=True, stale_after=60
-    )
+    got = await admit_copy(a, "A", scan, "a.jpg")
     assert (got.send, [(r.key, d) for r, _, d in got.shared]) == ([], [("copy.jpg", "a.jpg")])
     await a.release_claims("A")  # the scan's end
     assert (contents(db), pending(db)) == (["a.jpg"], [])  # the copy is not a donor
@@ -203,10 +208,7 @@ async def test_the_contents_of_a_scan_that_died_are_made_again_by_the_next_lease
     # A dies (kill -9: nothing released, its memory gone); B takes the target over from it
     await b.acquire_lease(FULL, "B", host="h", pid=2, stale_after=60, is_dead=lambda h, p: p == 1)
     assert (contents(db), pending(db)) == (["a.jpg", "b.jpg"], [])
-    copy = ObjectRef("copy.jpg", etag("b.jpg"), 10, WHEN)
-    got = await b.admit(
-        scan, FULL, "B", [copy], holds=lambda p, r: True, dedupe=True, stale_after=60
-    )
+    got = await admit_copy(b, "B", scan, "b.jpg")
     assert [(r.key, d) for r, _, d in got.shared] == [("copy.jpg", "b.jpg")]
 
 
