@@ -134,7 +134,8 @@ CASES = [
     Case("endpoint with a path", 2, "cos.endpoint: must have no path", cos="", url="path"),
     Case("credentials missing", 2, "TENCENTCLOUD_SECRET_ID",
          env={"TENCENTCLOUD_SECRET_ID": None, "TENCENTCLOUD_SECRET_KEY": None}),
-    Case("wrong secret", 77, "SignatureDoesNotMatch", env={"TENCENTCLOUD_SECRET_KEY": "wrong-key"}),
+    Case("wrong secret", 77, "credentials refused: cos: The Signature you specified is invalid",
+         env={"TENCENTCLOUD_SECRET_KEY": "wrong-key"}),
     Case("unknown secret id", 77, "InvalidAccessKeyId", env={"TENCENTCLOUD_SECRET_ID": "AKIDnobody"}),
     Case("expired token", 77, "ExpiredToken", url="token", env={"TENCENTCLOUD_SESSION_TOKEN": TOKEN}),
     Case("unknown bucket", 2, "bucket nosuch-1250000000 not found in region ap-guangzhou: check "
@@ -154,6 +155,11 @@ CASES = [
     Case("store from a newer schema", 1, "newer than this cos-scanner knows", store="newer"),
     Case("dry run with nothing to do, wrong key", 77, "SignatureDoesNotMatch",
          argv=["scan", "--dry-run", "--prefix", "albums/u0000"],
+         env={"TENCENTCLOUD_SECRET_KEY": "wrong-key"}),
+    # every command says refused credentials the same way (check said "HTTP 403 without an
+    # error body": its GET of the image's thumbnail answers a bare 403)
+    Case("check with a wrong key", 77, "credentials refused: ",
+         argv=["check", "albums/u00001/2020/02/IMG_0000001.jpg"],
          env={"TENCENTCLOUD_SECRET_KEY": "wrong-key"}),
     Case("store is an empty file", 2, "is an empty file, not a cos-scanner store", store="empty"),
     Case("store is another database", 2, "another program's SQLite database", store="foreign"),

@@ -86,7 +86,13 @@ def _exit_code(exc: BaseException, verbose: bool) -> int:
     if isinstance(exc, KeyboardInterrupt):
         fail("cos-scanner: interrupted")
         return EXIT_INTERRUPTED
+    if isinstance(exc, AuthError):  # every command says it the same way (exit 77)
+        fail(
+            f"cos-scanner: credentials refused: {exc}: check TENCENTCLOUD_SECRET_ID/"
+            "TENCENTCLOUD_SECRET_KEY (or [credentials]) and the key's permissions"
+        )
+        return EXIT_AUTH
     fail(f"cos-scanner: {exc}")
     if verbose:
         log.error("detail", exc_info=exc)
-    return EXIT_AUTH if isinstance(exc, AuthError) else EXIT_FAILED
+    return EXIT_FAILED
