@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,22 @@ def test_credentials_from_systemd_load_credential(tmp_path: Path) -> None:
     # the environment, when set, wins
     env = {"CREDENTIALS_DIRECTORY": str(creds), **ENV}
     assert load_config(path, env).credentials == load_config(path, ENV).credentials
+
+
+@pytest.mark.parametrize(("region", "warned"), [("ap-guangzou", True), ("ap-beijing", False)])
+def test_a_region_without_moderation_is_a_warning_naming_the_known_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, region: str, warned: bool
+) -> None:
+    """Issue "Every path", item 5: a region typo was not noticed (COS then answers
+    NoSuchBucket, read as a missing bucket)."""
+    path = write(tmp_path, f'[cos]\nbucket = "b-1250000000"\nregion = "{region}"\n')
+    with caplog.at_level(logging.WARNING, logger="scanner.config"):
+        config = load_config(path, ENV)
+    assert config.cos.region == region  # a warning, not an error: new regions open
+    lines = [r.getMessage() for r in caplog.records if r.name == "scanner.config"]
+    if warned:
+        assert len(lines) == 1
+        assert "'ap-guangzou' is not one of the regions where CI moderates" in lines[0]
+        assert "ap-guangzhou" in lines[0]
+    else:
+        assert lines == []

@@ -13,6 +13,7 @@ what a valid value is; this module loads, merges and describes them.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import stat
 import tomllib
 import typing
@@ -20,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from scanner.config.checks import CHECKS, NO_ECHO, coerce
+from scanner.config.checks import CHECKS, NO_ECHO, coerce, region_warning
 from scanner.config.settings import (
     ACT_ACTIONS,
     DEFAULT_BATCH_SIZE,
@@ -85,6 +86,8 @@ __all__ = [
     "load_config",
 ]
 from scanner.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def _section(
@@ -198,7 +201,10 @@ def load_config(
         problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
     if problems:
         raise ConfigError(problems)
-    return Config(credentials=creds, **sections)
+    config = Config(credentials=creds, **sections)
+    if require_target and config.cos.bucket and (warning := region_warning(config.cos.region)):
+        log.warning("%s", warning)
+    return config
 
 
 def _env_key(rest: str) -> tuple[str, str]:

@@ -48,6 +48,23 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+#: Regions where CI moderates content (reference: "Regions with moderation", S22 436/45435).
+MODERATION_REGIONS = (
+    "ap-beijing", "ap-nanjing", "ap-shanghai", "ap-guangzhou", "ap-chengdu", "ap-chongqing",
+    "ap-hongkong", "ap-singapore", "eu-frankfurt",
+)  # fmt: skip
+
+
+def region_warning(region: str) -> str | None:
+    """A line for a region CI does not moderate in (a typo, most likely), or None."""
+    if region in MODERATION_REGIONS:
+        return None
+    return (
+        f"cos.region {region!r} is not one of the regions where CI moderates content "
+        f"({', '.join(MODERATION_REGIONS)}): a typo? COS will answer NoSuchBucket"
+    )
+
+
 def _region(v: str) -> str | None:
     return None if _REGION.match(v) else "must look like ap-guangzhou"
 
