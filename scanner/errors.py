@@ -28,6 +28,12 @@ class ScannerError(Exception):
     """Base of every error cos-scanner raises on purpose."""
 
 
+def echo(value: object) -> str:
+    """A value as an error line shows it: its repr, cut to 80 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
 class ConfigError(ScannerError):
     """The configuration (file, environment or flags) is invalid."""
 

@@ -364,13 +364,18 @@ def cli_config(tmp_path: Path, url: str, bucket: str = "album-1250000000", store
 
 
 def one_line(err: str) -> str:
-    """The error: exactly one `cos-scanner:` line, last, and no traceback (log lines aside)."""
+    """The error: exactly one `cos-scanner:` line, last, and no traceback (log lines aside);
+    several config problems come as a `... N problems:` line and one indented line each, all
+    returned joined by newlines."""
     lines = err.strip().splitlines()
-    errors = [line for line in lines if line.startswith("cos-scanner:")]
+    errors = [n for n, line in enumerate(lines) if line.startswith("cos-scanner:")]
     assert len(errors) == 1, err
-    assert lines[-1] == errors[0], err
+    block = lines[errors[0] :]
+    assert len(block) == 1 or (
+        block[0].endswith(" problems:") and all(line.startswith("  ") for line in block[1:])
+    ), err
     assert "Traceback" not in err
-    return errors[0]
+    return "\n".join(block)
 
 
 def sdk_client(url: str, secret_key: str = DEFAULT_SECRET_KEY, token: str | None = None) -> Any:

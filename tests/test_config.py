@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scanner.cli import main
 from scanner.config import FIELDS, SECTIONS, load_config
 from scanner.errors import ConfigError
 
@@ -160,7 +161,6 @@ def test_freeze_and_act_sections(tmp_path: Path) -> None:
 def test_config_show_sources_and_redaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from scanner.cli import main
 
     path = write(tmp_path, '[cos]\nbucket = "file-1250000000"\n[audit]\nqps = 5\n')
     monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDsecretid123")
@@ -217,3 +217,26 @@ def test_a_region_without_moderation_is_a_warning_naming_the_known_ones(
         assert "ap-guangzhou" in lines[0]
     else:
         assert lines == []
+
+
+def test_config_problems_come_one_per_line_and_values_cut_to_80(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue "Every path", items 5 and 7: nine problems were one 600-character line, and a
+    value was echoed whole, however long."""
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", "AKIDx")
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", "sekrit")
+    long = "x" * 500
+    path = write(
+        tmp_path,
+        f'[cos]\nbucket = "{long}"\n[audit]\nbatch_size = 0\nconcurrency = "many"\n',
+    )
+    assert main(["scan", "--config", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "cos-scanner: config error: 3 problems:"
+    assert len(lines) == 4
+    assert all(line.startswith("  ") for line in lines[1:])
+    assert any("audit.batch_size: must be between 1 and 100 (got 0)" in line for line in lines)
+    bucket = next(line for line in lines if "cos.bucket" in line)
+    assert f"(got '{'x' * 76}...)" in bucket  # the repr cut to 80 characters
+    assert len(bucket) < 250

@@ -63,9 +63,10 @@ def test_two_workers_give_the_verdicts_of_one_process_under_a_strict_budget(
     assert s["max_audits_in_flight"] <= 3  # the in-flight cap holds across the workers
     # and so does the QPS budget: 40/s in all (two budgets of 40 would send up to 80/s, as the
     # in-flight cap allows 150/s); an answer's trip through a pipe may bunch two arrivals, so
-    # the emulator's one-second window may see one over
+    # each of the emulator's one-second windows may see one over (two budgets would see ~40
+    # over in each). CI once saw 3 in a 5-second run under load: the bound is one per window.
     assert s["requests"]["audit"] / wall <= 40 * 1.05
-    assert s["faults"].get("throttled", 0) <= 2
+    assert s["faults"].get("throttled", 0) <= max(2, int(wall) + 1)
     assert s["double_audited"] == 0
 
 

@@ -78,7 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _exit_code(exc: BaseException, verbose: bool) -> int:
     """One line on stderr and the exit code for an error that ends a command."""
     if isinstance(exc, ConfigError):
-        fail(f"cos-scanner: {exc.kind}: {exc}")
+        if len(exc.problems) > 1:  # one per line: nine of them made one 600-character line
+            fail(f"cos-scanner: {exc.kind}: {len(exc.problems)} problems:")
+            for problem in exc.problems:
+                fail(f"  {problem}")
+        else:
+            fail(f"cos-scanner: {exc.kind}: {exc}")
         return EXIT_USAGE
     if isinstance(exc, ScanBusyError):
         fail(f"cos-scanner: busy: {exc}")

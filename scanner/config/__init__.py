@@ -85,7 +85,7 @@ __all__ = [
     "detect_scenes",
     "load_config",
 ]
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, echo
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,13 @@ def _section(
         try:
             kwargs[key] = coerce(raw, hints[key], from_text)
         except ValueError as exc:
-            problems.append(f"{name}.{key}: {exc} (got {raw!r})")
+            problems.append(f"{name}.{key}: {exc} (got {echo(raw)})")
     obj = cls(**kwargs)
     for f in dataclasses.fields(cls):
         check = CHECKS.get(f"{name}.{f.name}")
         value = getattr(obj, f.name)
         if check is not None and (reason := check(value)) is not None:
-            shown = "" if f"{name}.{f.name}" in NO_ECHO else f" (got {value!r})"
+            shown = "" if f"{name}.{f.name}" in NO_ECHO else f" (got {echo(value)})"
             problems.append(f"{name}.{f.name}: {reason}{shown}")
     return obj
 
@@ -271,7 +271,7 @@ def _merge(
         if name not in SECTIONS:
             problems.append(f"{name}: unknown section (expected one of {', '.join(SECTIONS)})")
         elif not isinstance(table, dict):
-            problems.append(f"{name}: must be a [{name}] table (got {table!r})")
+            problems.append(f"{name}: must be a [{name}] table (got {echo(table)})")
         else:
             for key, value in table.items():
                 sub = f"{name}.{key}"

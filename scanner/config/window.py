@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import time as clock_time
 
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, echo
 
 _WINDOW = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)-([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -25,7 +25,7 @@ class Window:
     def parse(cls, text: str) -> Window:
         match = _WINDOW.match(text.strip())
         if match is None:
-            raise ConfigError(f"--window must be HH:MM-HH:MM, e.g. 01:00-06:00 (got {text!r})")
+            raise ConfigError(f"--window must be HH:MM-HH:MM, e.g. 01:00-06:00 (got {echo(text)})")
         h1, m1, h2, m2 = (int(g) for g in match.groups())
         if (h1, m1) == (h2, m2):
             raise ConfigError(f"--window {text!r} is empty (start = end)")
