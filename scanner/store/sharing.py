@@ -134,7 +134,7 @@ async def note_contents(
         )
     for h, key in rows:
         buffer.setdefault(h, []).append(key)
-    if sum(len(keys) for keys in buffer.values()) >= CONTENTS_FLUSH:
+    if len(buffer) >= CONTENTS_FLUSH:  # distinct contents: a count kept by the dict itself
         await flush_contents(conn, held, owner)
 
 
