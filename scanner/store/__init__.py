@@ -6,7 +6,8 @@
 - `pages`: listed pages with their objects and the next marker, in one transaction;
 - `results`: audit outcomes, verdicts, failures, and what incremental rescans read of them;
 - `report_rows`: the current state of every key, filtered and streamed;
-- `sharing`: what a scan need not pay for (copies, another scan's verdicts) and claims;
+- `sharing`: what a scan need not pay for (copies, another scan's verdicts), admitted through
+  `claims` (what scans have in flight) and `contents` (which audited object holds which bytes);
 - `seen`: the contents a dry run would send (a set on disk); `migrate`: the schema;
 - `decisions`: what reviewers decided of verdicts, with history;
 - `queue`: the review queue (keyset pages), its counts and overview;
@@ -16,13 +17,15 @@ The counters in `scans` change only in the same transactions as the rows they co
 
 from __future__ import annotations
 
+from scanner.store.claims import Claims
 from scanner.store.decisions import DECISIONS, Decided, Decisions
 from scanner.store.journal import ActRun, Entry, Journal
 from scanner.store.leases import Leases
 from scanner.store.pages import Pages
 from scanner.store.queue import Cursor, QueueFilter, Review
+from scanner.store.raws import pack_raw, unpack_raw
 from scanner.store.report_rows import REPORT_COLUMNS, ReportFilter, Reports
-from scanner.store.results import Prior, Results, pack_raw, unpack_raw
+from scanner.store.results import Prior, Results
 from scanner.store.scans import Scans
 from scanner.store.sharing import Admission, Sharing
 
@@ -43,5 +46,5 @@ __all__ = [
 ]
 
 
-class Store(Leases, Scans, Pages, Results, Sharing, Reports, Review, Decisions, Journal):
+class Store(Leases, Scans, Pages, Results, Sharing, Claims, Reports, Review, Decisions, Journal):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -9,7 +9,8 @@ from typing import Protocol
 from scanner.errors import ScanBusyError
 from scanner.models import split_target
 from scanner.store.base import StoreBase
-from scanner.store.sharing import others_live, publish_claims, recover_contents
+from scanner.store.claims import others_live, publish_claims
+from scanner.store.contents import recover_contents
 
 
 class Leased(Protocol):

@@ -15,7 +15,7 @@ from typing import Any
 
 from scanner.models import key_range, split_target
 from scanner.store.base import StoreBase
-from scanner.store.results import unpack_raw
+from scanner.store.raws import unpack_raw
 
 #: The order results are shown in (suspicious first: Tencent says a person has to look).
 RESULT_ORDER = (2, 1, 0)

@@ -10,7 +10,7 @@ from typing import Any
 from scanner.errors import StoreError
 from scanner.models import key_range, split_target
 from scanner.store.base import StoreBase, within
-from scanner.store.results import unpack_raw
+from scanner.store.raws import unpack_raw
 
 
 class Reports(StoreBase):

@@ -1,7 +1,7 @@
 """Claims and `contents` rows kept in memory while a scan is alone on its bucket, written as
 rows once another live scan of the bucket shows up, at the scan's end, or (contents) every
-`CONTENTS_FLUSH` rows, and made again after a scan died (store/sharing.py): on two Store
-objects of one file as two processes would hold them."""
+`CONTENTS_FLUSH` rows, and made again after a scan died (store/claims.py, store/contents.py):
+on two Store objects of one file as two processes would hold them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from scanner.models import ImageVerdict, ObjectRef, Result, Target
-from scanner.store import Admission, Store, sharing
+from scanner.store import Admission, Store
+from scanner.store import contents as contents_table
 
 WHEN = datetime(2024, 1, 1, tzinfo=UTC)
 FULL = Target("b-1250000000", "ap-guangzhou", "")
@@ -190,7 +191,7 @@ async def test_contents_are_written_in_bulk_every_flush_size(
     stores: tuple[Store, Store, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, _, db = stores
-    monkeypatch.setattr(sharing, "CONTENTS_FLUSH", 3)
+    monkeypatch.setattr(contents_table, "CONTENTS_FLUSH", 3)
     scan = await lease(a, FULL, "A", 1)
     await audit(a, FULL, "A", scan, "1.jpg", "2.jpg")
     assert contents(db) == []
