@@ -184,7 +184,11 @@ CASES = [
     Case("qps 1e-300 from env", 2, "audit.qps: must be between", env={"COS_SCANNER_AUDIT_QPS": "1e-300"}),
     # item 6: a config error never echoes a value (the secret, here, in the wrong place)
     Case("secret in the file", 2, "cos.secret_key: unknown key", cos=f'secret_key = "{SECRET}"'),
-    Case("secret in an env key", 2, "cos.secret: unknown key", env={"COS_SCANNER_COS_SECRET": SECRET}),
+    Case("secret in an env key", 2, "cos.secret: unknown key (environment variable "
+         "COS_SCANNER_COS_SECRET)", env={"COS_SCANNER_COS_SECRET": SECRET}),
+    # issue 25 item 5: a mistyped variable is named, not silently not applied
+    Case("unknown env section", 2, "environment variable 'COS_SCANNER_AUDT_QPS': no such setting",
+         env={"COS_SCANNER_AUDT_QPS": "5"}),
     Case("endpoint with credentials", 2, "cos.endpoint: must not carry credentials", url="userinfo"),
     # issue "Scale to 10^9 objects": its flags and keys
     Case("window 25:00", 2, "--window must be HH:MM-HH:MM", argv=["scan", "--window", "25:00-06:00"]),

@@ -97,7 +97,8 @@ def _section(
     kwargs: dict[str, Any] = {}
     for key, (raw, from_text) in values.items():
         if key not in hints:  # never echo the value: it may be a secret put in the wrong place
-            problems.append(f"{name}.{key}: unknown key")
+            where = f" (environment variable {_env_name(name, key)})" if from_text else ""
+            problems.append(f"{name}.{key}: unknown key{where}")
             continue
         try:
             kwargs[key] = coerce(raw, hints[key], from_text)
@@ -207,6 +208,14 @@ def load_config(
     return config
 
 
+#: Variables with the prefix that are not settings.
+_ENV_OTHERS = frozenset({ENV_PREFIX + "CONFIG"})
+
+
+def _env_name(section: str, key: str) -> str:
+    return ENV_PREFIX + f"{section}_{key}".replace(".", "_").upper()
+
+
 def _env_key(rest: str) -> tuple[str, str]:
     """(section, key) of an environment variable's name after the prefix, lower case:
     `audit_freeze_porn_score` names [audit.freeze] porn_score, `cos_bucket` [cos] bucket."""
@@ -229,7 +238,7 @@ def describe_config(
         table = _file_table(data, name)
         for f in dataclasses.fields(cls):
             dotted = f"{name}.{f.name}"
-            env = ENV_PREFIX + dotted.replace(".", "_").upper()
+            env = _env_name(*dotted.split(".", 1))
             source = "default"
             if dotted in overrides:
                 source = "flag"
@@ -280,10 +289,15 @@ def _merge(
                 else:
                     merged[name][key] = (value, False)
     for var, value in environ.items():
-        if var.startswith(ENV_PREFIX):
+        if var.startswith(ENV_PREFIX) and var not in _ENV_OTHERS:
             name, key = _env_key(var[len(ENV_PREFIX) :].lower())
             if name in SECTIONS:
                 merged[name][key] = (value, True)
+            else:  # a typo would otherwise be a setting silently not applied
+                problems.append(
+                    f"environment variable {echo(var)}: no such setting (the form is "
+                    f"{ENV_PREFIX}<SECTION>_<KEY>, sections {', '.join(SECTIONS)})"
+                )
     for dotted, value in overrides.items():
         name, _, key = dotted.partition(".")
         merged[name][key] = (value, False)
