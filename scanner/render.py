@@ -19,11 +19,17 @@ from scanner.models import ScanStatus
 log = logging.getLogger(__name__)
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
+def duration(seconds: float) -> str:
+    """A duration in the units that fit it: 0.4s, 42s, 4m05s, 3h07m, 2d04h."""
+    if seconds < 10:
+        return f"{max(0.0, seconds):.1f}s"
+    whole = int(seconds)
+    d, rest = divmod(whole, 86400)
+    h, rest = divmod(rest, 3600)
     m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+    if d:
+        return f"{d}d{h:02d}h"
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 def _tally(counts: Mapping[str, int]) -> str:
@@ -106,7 +112,7 @@ def status_table(
     rows = [head]
     for s in scans:
         r = rates(s, expected=(expected or {}).get(s.id))
-        eta = "" if r["eta"] is None else _duration(r["eta"])
+        eta = "" if r["eta"] is None else duration(r["eta"])
         if eta and not s.listing_done:
             eta = "~" + eta  # estimated from the last finished scan's size
         rows.append(
@@ -123,7 +129,7 @@ def status_table(
                 f"{s.shared:,}",
                 f"{s.maybe_double:,}",
                 "-" if r["rate"] is None else f"{r['rate']:.1f}",
-                _duration(r["elapsed"] or 0),
+                duration(r["elapsed"] or 0),
                 eta,
                 s.target,
             )
@@ -154,7 +160,7 @@ def summary_text(
     """The table printed when a scan run ends (`scenes`: billed units per image, if known)."""
     this_run = "nothing audited"
     if run_audited:
-        this_run = f"{run_audited:,} images in {run_seconds:.1f}s"
+        this_run = f"{run_audited:,} images in {duration(run_seconds)}"
         if run_seconds >= 1:  # a rate over less than a second is noise
             this_run += f" ({run_audited / run_seconds:.1f} images/s)"
     lines = [
@@ -260,7 +266,7 @@ def dry_run_text(est: Mapping[str, Any], audit: AuditSettings) -> str:
         lines.append(f"  price        {price:>12,.2f}   at [audit] unit_price {audit.unit_price:g}")
     seconds = est["duration_s"]
     lines.append(
-        f"  duration   >= {seconds / 3600:>10,.2f} h   at {audit.qps:g} requests/s "
+        f"  duration   >= {duration(seconds):>12}   at {audit.qps:g} requests/s "
         f"x {audit.batch_size} images"
     )
     return "\n".join(lines)

@@ -19,19 +19,13 @@ from rich.live import Live
 from rich.text import Text
 
 from scanner.cli import logs
+from scanner.render import duration
 from scanner.scan.progress import Progress
 
 log = logging.getLogger("scanner")
 
 #: What a progress display shows: the line for a width, and the same as JSON event fields.
 Render = Callable[[int], tuple[str, dict[str, Any]]]
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
 def scan_parts(p: Progress, scenes: int | None) -> list[str]:
