@@ -44,6 +44,12 @@ class ConfigError(ScannerError):
         super().__init__("; ".join(self.problems))
 
 
+class SkippedInputError(ConfigError):
+    """An input a scan would skip, refused before anything is sent (`check`)."""
+
+    kind = "not sent"
+
+
 class StoreError(ScannerError):
     """The SQLite store failed or is not usable."""
 

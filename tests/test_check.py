@@ -135,3 +135,30 @@ def test_a_wrong_key_on_ims_is_one_line_and_the_store_is_intact(
         assert sqlite3.connect(db).execute("SELECT COUNT(*) FROM verdicts").fetchone() == before
         monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", DEFAULT_SECRET_KEY)
         assert main(["scan", "--config", cfg]) in (0, 3)
+
+
+async def test_check_refuses_locally_what_a_scan_would_skip(
+    emulator: Emulator, tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25, item 5: a video, an archived object, an empty one and one over the service's
+    limit are refused in one line (exit 2) before anything is sent to the service."""
+    now = datetime.now(UTC)
+    bucket = emulator.state.bucket
+    bucket.put("clips/a.mp4", StoredObject(etag_of("clips/a.mp4"), 5000, now))
+    bucket.put("old/b.jpg", StoredObject(etag_of("old/b.jpg"), 5000, now, "DEEP_ARCHIVE"))
+    bucket.put("empty/c.jpg", StoredObject(etag_of("empty/c.jpg"), 0, now))
+    bucket.put("big/d.jpg", StoredObject(etag_of("big/d.jpg"), 20 << 20, now))
+    bucket.put("big/f.jpg", StoredObject(etag_of("big/f.jpg"), 40 << 20, now))
+    put(emulator, "fine/e.jpg")
+    cfg = str(cfg_file(tmp_path, emulator.url))
+    cases = {"clips/a.mp4": "not-image", "old/b.jpg": "archived", "empty/c.jpg": "empty",
+             "big/d.jpg": "needs-large-image-detect", "big/f.jpg": "too-large"}  # fmt: skip
+    for key, reason in cases.items():
+        code = await anyio.to_thread.run_sync(main, ["check", key, "--config", cfg])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, (key, err)
+        assert len(err) == 1, err
+        assert err[0].startswith(f"cos-scanner: not sent: {key!r}: a scan skips it ({reason}: ")
+    assert emulator.state.stats.audits == {}  # nothing was sent to the service
+    assert await anyio.to_thread.run_sync(main, ["check", "fine/e.jpg", "--config", cfg]) == 0
+    assert set(emulator.state.stats.audits) == {"fine/e.jpg"}

@@ -23,20 +23,29 @@ from scanner.audit.raw import raw_to_dict
 from scanner.audit.single import SingleImageClient
 from scanner.cli.commands import EXIT_IMAGES_FAILED, EXIT_OK, fail, load_config_of, log_retry
 from scanner.clock import MonotonicClock
-from scanner.config import Config
+from scanner.config import Config, ScanSettings
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, SkippedInputError
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict, ObjectRef, Target
 from scanner.retry import RetryPolicy
-from scanner.scan.filter import user_of
+from scanner.scan.filter import ObjectFilter, user_of
 from scanner.sources.urls import url_problem
 from scanner.store import Store
 
 CHECK_TARGET = Target("", "", "", urls="check")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _RESULTS = {0: "normal", 1: "sensitive", 2: "suspicious"}
+#: What each reason `check` refuses means (the scan's reasons: `report --state skipped`).
+_WHY = {
+    "not-image": ": not an image extension the service moderates",
+    "empty": ": 0 bytes",
+    "archived": ": an archive storage class must be restored before it can be read",
+    "too-large": ": larger than the service accepts",
+    "needs-large-image-detect": ": over 10 MB; set [audit] large_image_detect = true",
+    "unencodable-key": ": the key cannot be sent in XML",
+}
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -73,7 +82,9 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
             head = await objects.head(what)
             if head is None:
                 return ImageVerdict(what, "check", code="NoSuchKey", message="no such object"), ref
-            ref = ObjectRef(what, head.etag, head.size, now)
+            ref = ObjectRef(what, head.etag, head.size, now, head.storage_class)
+            if reason := ObjectFilter.from_settings(ScanSettings(), config.audit).reason(ref):
+                raise SkippedInputError(f"{what!r}: a scan skips it ({reason}{_WHY[reason]})")
         if ServiceProfile.of(config).name == "ims":
             ims = ImsClient(
                 http, config.credentials, config.cos, config.audit, config.ims, retry=retry,

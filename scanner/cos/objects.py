@@ -56,6 +56,7 @@ class Head:
     etag: str
     size: int
     version_id: str = ""  # x-cos-version-id: the version at the key ("" unversioned bucket)
+    storage_class: str = "STANDARD"  # x-cos-storage-class (sent only for the other classes)
 
 
 class ObjectClient:
@@ -128,7 +129,8 @@ class ObjectClient:
             raise
         etag = reply.headers.get("ETag", "").strip('"')
         version = reply.headers.get("x-cos-version-id", "")
-        return Head(etag, int(reply.headers.get("Content-Length", "0") or 0), version)
+        size = int(reply.headers.get("Content-Length", "0") or 0)
+        return Head(etag, size, version, reply.headers.get("x-cos-storage-class", "STANDARD"))
 
     async def get(self, key: str, max_bytes: int, bucket: str = "") -> bytes | None:
         """The object's bytes (ProtocolError when over `max_bytes`); None when it is gone."""

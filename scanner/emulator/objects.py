@@ -88,7 +88,7 @@ def effective_acl(state: EmulatorState, bucket: str, key: str) -> str:
 
 
 def _headers(obj: StoredObject) -> dict[str, str]:
-    return {
+    headers = {
         "ETag": f'"{obj.etag}"',
         "Content-Length": str(obj.size),
         "Last-Modified": obj.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
@@ -96,6 +96,9 @@ def _headers(obj: StoredObject) -> dict[str, str]:
         "x-cos-request-id": request_id(),
         "Server": "tencent-cos",
     }
+    if obj.storage_class.upper() != "STANDARD":  # COS names only the other classes
+        headers["x-cos-storage-class"] = obj.storage_class
+    return headers
 
 
 def _found(objects: Bucket, key: str) -> StoredObject:
