@@ -298,3 +298,46 @@ async def test_report_head_full_disk_and_odd_targets(
     code, _, err = await run_report("--store", store, "--scan", "99999999999999999999999")
     assert code == 2
     assert "no scan has id" in err
+
+
+async def test_a_copied_store_reports_without_a_config(
+    scanned: tuple[EmulatorState, Config, Path], tmp_path: Path
+) -> None:
+    """Issue 25, item 2: `report` and `status --store FILE` on a copy of the store, with no
+    config at all; with two targets in it, `--target` picks one (an unknown one is exit 2)."""
+    import shutil
+    from dataclasses import replace
+
+    state, cfg, _ = scanned
+    async with running(state) as url:  # a second target in the same store: a prefix scan
+        cos = replace(cfg.cos, endpoint=url, prefix="albums/")
+        await run_scan(replace(cfg, cos=cos), anyio.Event(), Progress())
+    whole = f"cos://{cfg.cos.bucket}.{cfg.cos.region}/"
+    copy = tmp_path / "elsewhere" / "copy.db"
+    copy.parent.mkdir()
+    shutil.copy(cfg.store.path, copy)
+    env = {k: v for k, v in ENV.items() if not k.startswith(("TENCENTCLOUD_", "COS_SCANNER_"))}
+
+    async def cli(*argv: str) -> tuple[int, str, str]:
+        done = await anyio.run_process(
+            [sys.executable, "-m", "scanner", *argv], env=env, check=False, cwd=copy.parent
+        )
+        return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+    code, _, err = await cli("report", "--store", str(copy))
+    assert code == 2 and "holds 2 targets" in err and "--target" in err, err
+    code, out, err = await cli("report", "--store", str(copy), "--target", whole, "--format", "json")
+    assert code == 0, err
+    totals = json.loads(out)["by_state"]
+    assert totals["audited"] == db(cfg, "SELECT COUNT(*) FROM verdicts")[0][0]
+    code, out, err = await cli("report", "--store", str(copy), "--target", whole + "albums/")
+    assert code == 0, err
+    keys = [r["key"] for r in csv.DictReader(io.StringIO(out))]
+    assert keys and all(k.startswith("albums/") for k in keys)
+    code, _, err = await cli("report", "--store", str(copy), "--target", "cos://nope.ap-x/")
+    assert code == 2 and "not in" in err, err
+    code, out, err = await cli("status", "--store", str(copy), "--json")
+    assert code == 0, err
+    assert {s["target"] for s in json.loads(out)} == {whole, whole + "albums/"}
+    code, out, err = await cli("status", "--store", str(copy), "--target", whole, "--json")
+    assert code == 0 and {s["target"] for s in json.loads(out)} == {whole}, err

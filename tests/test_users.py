@@ -83,9 +83,44 @@ def test_report_by_user_matches_the_emulator_rules(
     assert set(state.stats.users) == set(audited)
     assert all(state.stats.users[u] >= audited[u] for u in audited)
     store = str(tmp_path / "scan.db")
+    monkeypatch.setenv("COS_SCANNER_SCAN_USER_FROM_KEY", USERS)
     assert main(["report", "--store", store, "--by-user", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["user"]: (r["audited"], r["flagged"]) for r in rows} == {
         u: (audited[u], flagged[u]) for u in audited
     }
     assert [r["flagged"] for r in rows] == sorted((r["flagged"] for r in rows), reverse=True)
+
+
+def test_user_from_key_applies_at_report_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25, item 2: a pattern set after the backlog names the uploaders of every stored
+    verdict at report time (no re-billing); --by-user without one is exit 2 in one line."""
+    state = EmulatorState(bucket=synthetic(600, 3), seed=3)
+
+    async def scan() -> str:
+        async with running(state) as url:
+            from scanner.scan.progress import Progress
+
+            return (await run_scan(config(url, tmp_path), anyio.Event(), Progress())).outcome
+
+    assert anyio.run(scan) == "done"  # scanned with no user_from_key: no user stored
+    billed = sum(state.stats.audits.values())
+    store = str(tmp_path / "scan.db")
+    monkeypatch.delenv("COS_SCANNER_SCAN_USER_FROM_KEY", raising=False)
+    assert main(["report", "--store", store, "--by-user"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--by-user needs [scan] user_from_key" in err[0], err
+    monkeypatch.setenv("COS_SCANNER_SCAN_USER_FROM_KEY", USERS)
+    assert main(["report", "--store", store, "--by-user", "--format", "json"]) == 0
+    users = {r["user"]: r["audited"] for r in json.loads(capsys.readouterr().out)}
+    assert main(["report", "--store", store, "--format", "jsonl", "--state", "audited"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    want = Counter(m["user"] for r in rows if (m := re.search(USERS, r["key"])))
+    assert users == dict(want) and len(users) > 3
+    assert all(r["user"] == (m["user"] if (m := re.search(USERS, r["key"])) else None)
+               for r in rows)  # fmt: skip
+    assert main(["report", "--store", store, "--user", min(users), "--format", "jsonl"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == users[min(users)]
+    assert sum(state.stats.audits.values()) == billed  # nothing was audited again

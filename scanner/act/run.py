@@ -23,6 +23,7 @@ from scanner.lease import ActLease, lease
 from scanner.limiter import AuditBudget
 from scanner.models import Target
 from scanner.retry import RetryPolicy
+from scanner.scan.filter import user_of
 from scanner.store import ActRun, ReportFilter, Store
 
 log = logging.getLogger("scanner")
@@ -50,6 +51,8 @@ class ActResult:
 
 async def plan_act(config: Config, request: ActRequest) -> Plan:
     async with await Store.open(config.store.path) as store:
+        if config.scan.user_from_key:  # act --user: uploaders as reports name them
+            await store.name_users(user_of(config.scan))
         if request.keys is not None:
             await store.list_keys(request.keys)
         return await plan(
@@ -170,6 +173,8 @@ async def apply_act(
         _objects(config, stop, clock or MonotonicClock(), on_retry) as objects,
     ):
         versioned = await _preflight(objects, request.place)
+        if config.scan.user_from_key:
+            await store.name_users(user_of(config.scan))
         if request.keys is not None:
             await store.list_keys(request.keys)
         params = params_of(request.where, request.place, request.undoes, request.overwrite)

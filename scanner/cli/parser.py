@@ -210,6 +210,13 @@ def _status_args(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
     p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
     p.add_argument("--urls", default=None, metavar="FILE", help="only the scans of this URL list")
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="ID",
+        help="one of the store's targets (status lists them: cos://bucket.region/prefix, "
+        "urls://...), for a copied store without a config",
+    )
     p.set_defaults(run=report.run_status)
 
 
@@ -280,6 +287,13 @@ def _report_args(sub: Any) -> None:
     )
     p.add_argument(
         "--urls", default=None, metavar="FILE", help="the URL list's rows (its own target)"
+    )
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="ID",
+        help="one of the store's targets (status lists them: cos://bucket.region/prefix, "
+        "urls://...), for a copied store without a config",
     )
     p.add_argument(
         "--format",

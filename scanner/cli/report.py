@@ -26,11 +26,10 @@ from scanner.cli.commands import (
 )
 from scanner.config import Config
 from scanner.cos.client import HttpClient, cos_service
-from scanner.errors import (
-    ConfigError,
-)
+from scanner.errors import ConfigError, echo
 from scanner.models import ScanStatus, Target, unsharded
 from scanner.render import csv_cell, status_json, status_table, write_rows
+from scanner.scan.filter import user_of
 from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
 
@@ -40,7 +39,7 @@ def run_status(args: argparse.Namespace) -> int:
 
     async def read() -> tuple[list[ScanStatus], dict[int, int | None], dict[str, Any]]:
         async with await Store.open(config.store.path, readonly=True) as store:
-            scans = await store.scans(args.limit, target=_urls_target(args))
+            scans = await store.scans(args.limit, target=await _chosen(store, args))
             expected = {
                 s.id: await store.previous_listed(s.target, s.id)
                 for s in scans
@@ -89,17 +88,35 @@ def _urls_target(args: argparse.Namespace) -> str | None:
     return url_target(Path(args.urls)).id
 
 
-async def _report_target(store: Store, config: Config, args: argparse.Namespace) -> str:
+async def _chosen(store: Store, args: argparse.Namespace) -> str | None:
+    """The target `--urls FILE` or `--target ID` names (one the store holds), or None."""
     urls = _urls_target(args)
-    if urls is not None:
+    if urls is not None or args.target is None:
         return urls
+    targets = await store.targets()
+    if args.target not in targets:
+        held = ", ".join(targets[:5]) + (", ..." if len(targets) > 5 else "")
+        raise ConfigError(f"--target {echo(args.target)}: not in {store.path} (it holds {held})")
+    return str(args.target)
+
+
+async def _report_target(store: Store, config: Config, args: argparse.Namespace) -> str:
+    chosen = await _chosen(store, args)
+    if chosen is not None:
+        return chosen
     targets = await store.targets()
     if config.cos.bucket:
         whole = Target.of(config.cos).id
         shards = [t for t in targets if t != whole and unsharded(t) == whole]
         return shards[0] if whole not in targets and len(shards) == 1 else whole
-    if len(targets) != 1:
-        raise ConfigError(f"the store holds {len(targets)} targets: set [cos] bucket/region/prefix")
+    if not targets:
+        raise ConfigError(f"{store.path} holds no scans yet")
+    if len(targets) > 1:
+        held = ", ".join(targets[:5]) + (", ..." if len(targets) > 5 else "")
+        raise ConfigError(
+            f"the store holds {len(targets)} targets ({held}): pick one with --target "
+            "(or set [cos] bucket, region and prefix)"
+        )
     return targets[0]
 
 
@@ -123,7 +140,14 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
         await _merged_report(config, args, stores, out)
         return
     where = _report_filter(args)
+    if args.by_user and not config.scan.user_from_key:
+        raise ConfigError(
+            "--by-user needs [scan] user_from_key (a regex with a group named user, e.g. "
+            "'^albums/(?P<user>[^/]+)/'), in the config or COS_SCANNER_SCAN_USER_FROM_KEY"
+        )
     async with await Store.open(config.store.path, readonly=True) as store:
+        if config.scan.user_from_key:
+            await store.name_users(user_of(config.scan))
         target = await _report_target(store, config, args)
         where = await spelled_labels(store, target, where)
         if where.scan_id is not None and not await store.has_scan(where.scan_id):

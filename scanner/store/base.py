@@ -129,9 +129,15 @@ class StoreBase:
             raise
         return store
 
+    async def _pragma(self, setting: str) -> None:
+        """Set a PRAGMA and close its cursor (an open one would keep a statement active, and
+        SQLite refuses to define functions, `name_users`, while one is)."""
+        async with self._conn.execute(f"PRAGMA {setting}"):
+            pass
+
     async def _setup(self, *, migrate: bool, readonly: bool, adopt: bool = True) -> None:
         try:
-            await self._conn.execute("PRAGMA busy_timeout = 10000")
+            await self._pragma("busy_timeout = 10000")
             version = await current_version(self._conn)
             if migrate and version == 0 and not adopt:
                 async with self._conn.execute("SELECT COUNT(*) FROM sqlite_master") as cur:
@@ -142,12 +148,12 @@ class StoreBase:
                         "cos-scanner store: give [store] path a file of its own"
                     )
             if not readonly:
-                await self._conn.execute("PRAGMA journal_mode = WAL")
-            await self._conn.execute("PRAGMA synchronous = FULL")
+                await self._pragma("journal_mode = WAL")
+            await self._pragma("synchronous = FULL")
             # Checkpoint every 16,000 pages (64 MB of WAL) instead of 1,000: a page a scan
             # rewrites in many commits (an index's) is copied to the database once per
             # checkpoint, not once per few commits (100,000 objects: 0.90 -> 0.60 GB written).
-            await self._conn.execute("PRAGMA wal_autocheckpoint = 16000")
+            await self._pragma("wal_autocheckpoint = 16000")
             if migrate:
                 await apply_migrations(self._conn)
             elif version != latest_version():

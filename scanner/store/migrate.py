@@ -38,13 +38,20 @@ def content_hash(scope: str, etag: str, size: int) -> int | None:
 
 
 async def register_functions(conn: aiosqlite.Connection) -> None:
-    """The SQL functions the schema and its queries use: `content_hash(target, etag, size)`.
-    Once per connection (SQLite refuses to redefine one while a statement is open)."""
+    """The SQL functions the schema and its queries use: `content_hash(target, etag, size)`,
+    and `key_user(key, stored)`, a verdict's uploader (the stored one until `Store.name_users`
+    applies `[scan] user_from_key`). Once per connection (SQLite refuses to redefine one while
+    a statement is open)."""
     try:
         async with conn.execute("SELECT content_hash('', '', 0)"):
             return
     except sqlite3.OperationalError:
         await conn.create_function("content_hash", 3, content_hash, deterministic=True)
+        await conn.create_function("key_user", 2, _stored_user, deterministic=True)
+
+
+def _stored_user(_key: str, stored: str | None) -> str | None:
+    return stored
 
 
 def available(directory: Path | None = None) -> list[tuple[int, Path]]:

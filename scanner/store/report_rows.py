@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,13 @@ from scanner.store.raws import unpack_raw
 class Reports(StoreBase):
     async def targets(self) -> list[str]:
         return [r[0] for r in await self._all("SELECT DISTINCT target FROM scans ORDER BY target")]
+
+    async def name_users(self, user: Callable[[str], str]) -> None:
+        """Reports name each verdict's uploader by `user(key)` (`[scan] user_from_key` as it is
+        now: verdicts stored before it was set, or under another pattern, get theirs too)."""
+        await self._conn.create_function(
+            "key_user", 2, lambda key, _stored: user(key) or None, deterministic=True
+        )
 
     async def labels_known(self, target: str) -> set[str]:
         """Every Label the target's verdicts carry."""
@@ -116,7 +123,8 @@ SELECT v.key, v.etag, v.size,
        CASE WHEN v.deleted_scan IS NULL THEN 'audited' ELSE 'deleted' END AS state,
        CASE WHEN v.deleted_scan IS NULL THEN NULL ELSE 'deleted' END AS reason, NULL AS message,
        v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
-       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state, v.user_id, v.verdict_from,
+       COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state,
+       key_user(v.key, v.user_id) AS user_id, v.verdict_from,
        d.decision, d.reviewer, v.raw
 FROM verdicts v
 LEFT JOIN decisions d ON d.target = v.target AND d.key = v.key AND d.etag = v.etag
