@@ -326,7 +326,9 @@ async def test_a_copied_store_reports_without_a_config(
 
     code, _, err = await cli("report", "--store", str(copy))
     assert code == 2 and "holds 2 targets" in err and "--target" in err, err
-    code, out, err = await cli("report", "--store", str(copy), "--target", whole, "--format", "json")
+    code, out, err = await cli(
+        "report", "--store", str(copy), "--target", whole, "--format", "json"
+    )
     assert code == 0, err
     totals = json.loads(out)["by_state"]
     assert totals["audited"] == db(cfg, "SELECT COUNT(*) FROM verdicts")[0][0]

@@ -26,12 +26,13 @@ from scanner.clock import MonotonicClock
 from scanner.config import Config, ScanSettings
 from scanner.cos.client import HttpClient
 from scanner.cos.objects import ObjectClient
-from scanner.errors import ConfigError, SkippedInputError
+from scanner.errors import ConfigError, SkippedInputError, echo
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict, ObjectRef, Target
 from scanner.retry import RetryPolicy
 from scanner.scan.filter import ObjectFilter, user_of
-from scanner.sources.urls import url_problem
+from scanner.scan.plan import IMS_CONTENT_URLS
+from scanner.sources.urls import url_identity, url_problem
 from scanner.store import Store
 
 CHECK_TARGET = Target("", "", "", urls="check")
@@ -52,8 +53,11 @@ def run_check(args: argparse.Namespace) -> int:
     config = load_config_of(args, full=True)
     what = args.image
     is_url = _SCHEME.match(what) is not None  # ftp://... is a URL, and refused below
-    if is_url and url_problem(what):
-        raise ConfigError(f"{what!r} is not an http(s) URL the services can fetch")
+    if is_url and (problem := url_problem(what)):
+        raise ConfigError(f"{echo(url_identity(what))} is not an http(s) URL the services can "
+                          f"fetch ({problem})")  # fmt: skip
+    if is_url and config.audit.service == "ims" and config.ims.input == "content":
+        raise ConfigError(IMS_CONTENT_URLS)
     if not is_url and (not what or what.endswith("/")):
         raise ConfigError(f"{what!r} is not an object key (nor an http(s) URL)")
     verdict, ref = anyio.run(_check, config, what, is_url)

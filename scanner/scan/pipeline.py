@@ -45,6 +45,7 @@ from scanner.scan.copies import Copies
 from scanner.scan.plan import ScanPlan
 from scanner.scan.progress import Progress
 from scanner.scan.ranges import Probe, list_target
+from scanner.sources.urls import fetch_url
 from scanner.store import Prior, Store
 
 
@@ -274,7 +275,7 @@ async def _audit(
             if stop.is_set():
                 continue  # not sent: its objects stay pending for the next run
             items = [
-                AuditItem(ref.key, str(n), user_of(ref.key), ref.key if urls else "")
+                AuditItem(ref.key, str(n), user_of(ref.key), fetch_url(ref) if urls else "")
                 for n, ref in enumerate(refs)
             ]
             try:

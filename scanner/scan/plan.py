@@ -16,6 +16,7 @@ from scanner.audit.policy import AuditOptions, audit_options
 from scanner.clock import Clock
 from scanner.config import Config
 from scanner.config.window import Window
+from scanner.errors import ConfigError
 from scanner.limiter import AuditBudget
 from scanner.models import Target
 from scanner.retry import RetryPolicy
@@ -98,6 +99,14 @@ class ScanPlan:
         return self.request.workers or default_workers(p.qps, p.concurrency, p.batch_size)
 
 
+#: Why `[ims] input = "content"` is refused for URLs: the scanner would download pictures from
+#: anywhere (a URL list may name loopback or private addresses); IMS fetches them itself.
+IMS_CONTENT_URLS = (
+    '[ims] input = "content" applies to bucket objects only: URLs are sent as FileUrl and '
+    'IMS fetches them; set input = "url" (the default) for URL lists'
+)
+
+
 def make_plan(config: Config, request: ScanRequest) -> ScanPlan:
     """The plan of `request` under `config`."""
     if request.prefix is not None:
@@ -106,17 +115,17 @@ def make_plan(config: Config, request: ScanRequest) -> ScanPlan:
     if request.shard is not None:
         target = replace(target, shard=request.shard)
         config = shard_quota(config, request.shard[1])
-    flt: Filter = (
-        UrlFilter()
-        if isinstance(request.input, UrlListInput)
-        else ObjectFilter.from_settings(config.scan, config.audit)
-    )
+    urls = isinstance(request.input, UrlListInput)
+    flt: Filter = UrlFilter() if urls else ObjectFilter.from_settings(config.scan, config.audit)
+    profile = ServiceProfile.of(config)
+    if urls and profile.name == "ims" and config.ims.input == "content":
+        raise ConfigError(IMS_CONTENT_URLS)
     return ScanPlan(
         config,
         request,
         target,
         audit_options(config.audit, config.freeze),
-        ServiceProfile.of(config),
+        profile,
         RetryPolicy.from_settings(config.retry),
         flt,
         user_of(config.scan),

@@ -143,7 +143,9 @@ def opening(
     a failed Inventory scan: a plain `scan` resumes it, `scan --abandon` drops it), so a
     nightly never becomes a re-audit and is never blocked; `--force` and a newer Inventory
     abandon it. A plain scan of a target whose newest scan is done does nothing (it would
-    only bill again); after an abandoned one it starts anew. A plain scan resuming from
+    only bill again) unless its input changed (a newer Inventory, lines appended to a URL
+    list: the new scan audits what has no valid verdict); after an abandoned one it starts
+    anew. A plain scan resuming from
     another input than its scan began with is refused (ConfigError: how to finish it).
     """
     inventory = digest.startswith(INVENTORY)
@@ -158,8 +160,8 @@ def opening(
             return "resume"
         return "new"  # another kind of scan, or from another input: it stays, resumable
     if latest is not None and latest.state == "done" and mode is Mode.FULL:
-        if not inventory or latest.source_digest == digest:
-            return "nothing"  # a new Inventory is new input: it makes a new scan
+        if latest.source_digest == digest or not (inventory or target.urls):
+            return "nothing"  # a new Inventory, a grown URL list: new input, a new scan
     return "new"
 
 

@@ -8,9 +8,16 @@ finished page again. The file's SHA-256 is kept with the scan: a resume refuses 
 changed since the scan began. Standard input (`-`) is first copied to a file named after its
 hash beside the store, so it can be resumed the same way.
 
-Each entry is an `ObjectRef` whose key is the URL (ETag and size unknown: "" and 0); an entry
-that is not an http(s) URL, or is longer than a URL may be, is listed and skipped
-(`not-a-url`); a URL listed twice is recorded once.
+Each entry is an `ObjectRef` whose key is the URL's identity: the URL without the query
+parameters of a signature (COS `q-sign-algorithm` ... `q-signature`, S3's `X-Amz-*`, OSS,
+CloudFront and CDN auth), so tomorrow's re-signed export of the same pictures is the same
+entries and no signature reaches the store or a report. When the two differ, the URL to fetch
+travels in the ref's `storage_class` (a URL entry has no storage class; "URL" when the key is
+the URL itself), which `scan_objects` keeps, so a resumed scan fetches it again (`fetch_url`).
+ETag and size are unknown: "" and 0. An entry that is not an http(s) URL, or is longer than a
+URL may be, is listed and skipped (`not-a-url`); one carrying credentials
+(`https://user:pw@host/`) is skipped `not-a-url: credentials in URL`, its key with `***` in
+their place, and is never sent. A URL listed twice is recorded once.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from scanner.digests import file_digest
 from scanner.errors import ConfigError
@@ -54,17 +61,70 @@ def url_target(path: Path) -> Target:
     return Target("", "", "", urls=str(path.resolve()))
 
 
+#: A URL entry's storage class when its key is the URL to fetch.
+URL_CLASS = "URL"
+CREDENTIALS_IN_URL = "not-a-url: credentials in URL"
+
+#: Query parameters of a URL's signature (lower case): COS (reference 2), S3 presigned URLs,
+#: Alibaba OSS, CloudFront, and CDN URL authentication (`sign`, with its `t` in type D).
+SIGNATURE_PARAMS = frozenset({
+    "q-sign-algorithm", "q-ak", "q-sign-time", "q-key-time", "q-header-list",
+    "q-url-param-list", "q-signature", "x-cos-security-token",
+    "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires",
+    "x-amz-signedheaders", "x-amz-signature", "x-amz-security-token",
+    "ossaccesskeyid", "signature", "expires", "security-token", "key-pair-id", "policy",
+    "sign", "auth_key",
+})  # fmt: skip
+
+
 def url_problem(url: str) -> str:
     """Why an entry is not a URL the services can fetch ("" when it is one)."""
     if len(url) > MAX_URL:
         return "not-a-url"
     try:
         parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return "not-a-url"
+        _ = parts.port  # a port that is not a number is not a URL
     except ValueError:
         return "not-a-url"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "not-a-url"
+    if parts.username is not None or parts.password is not None:
+        return CREDENTIALS_IN_URL
     return ""
+
+
+def url_identity(url: str) -> str:
+    """What names the picture a URL fetches: the URL without its signature's query parameters
+    and fragment, and with credentials, if any, replaced by `***` (never stored)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port, as url_problem says
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        names = {k.lower() for k, _ in pairs}
+        drop = SIGNATURE_PARAMS | ({"t"} if "sign" in names else set())
+        if names & drop:
+            query = urlencode([(k, v) for k, v in pairs if k.lower() not in drop])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def url_ref(url: str) -> ObjectRef:
+    """A list entry as an ObjectRef: its identity as key, the URL to fetch kept when it
+    differs (never when it carries credentials)."""
+    key = url_identity(url)
+    fetch = URL_CLASS if key == url or url_problem(url) else url
+    return ObjectRef(key, "", 0, _NO_TIME, fetch)
+
+
+def fetch_url(ref: ObjectRef) -> str:
+    """The URL to send for a URL entry (its key, or the signed URL it was listed as)."""
+    return ref.key if ref.storage_class == URL_CLASS else ref.storage_class
 
 
 def url_list_file(path: Path) -> Path:
@@ -117,8 +177,9 @@ class UrlList:
                 return Page(marker, tuple(refs.values()), next_marker=None)
             self._line += 1
             url = self._url_of(raw)
-            if url and url not in refs:
-                refs[url] = ObjectRef(url, "", 0, _NO_TIME, "URL")
+            if url:
+                ref = url_ref(url)
+                refs.setdefault(ref.key, ref)
         return Page(marker, tuple(refs.values()), next_marker=str(self._line))
 
     def _url_of(self, raw: str) -> str:
@@ -144,7 +205,7 @@ class UrlFilter:
     """What of a URL list is audited: every http(s) URL; the rest is skipped `not-a-url`."""
 
     def decide(self, ref: ObjectRef) -> Decision:
-        return Decision(ref, url_problem(ref.key))
+        return Decision(ref, self.reason(ref))
 
     def reason(self, ref: ObjectRef) -> str:
-        return url_problem(ref.key)
+        return url_problem(fetch_url(ref))

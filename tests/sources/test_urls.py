@@ -197,3 +197,108 @@ def test_a_changed_list_is_refused_for_resume(tmp_path: Path) -> None:
         spooled = list((tmp_path / ".cos-scanner-urls").glob("*.txt"))
         assert len(spooled) == 1
         assert spooled[0].read_text() == original
+
+
+def test_url_identity_drops_signatures_and_credentials() -> None:
+    from scanner.sources.urls import fetch_url, url_identity, url_problem, url_ref
+
+    signed = (
+        "https://b-1250000000.cos.ap-guangzhou.myqcloud.com/a%20b.jpg?q-sign-algorithm=sha1"
+        "&q-ak=AKID&q-sign-time=1%3B2&q-key-time=1%3B2&q-header-list=host&q-url-param-list="
+        "&q-signature=abc&x-cos-security-token=tok&imageMogr2/thumbnail/100x"
+    )
+    assert url_identity(signed) == (
+        "https://b-1250000000.cos.ap-guangzhou.myqcloud.com/a%20b.jpg?imageMogr2%2Fthumbnail%2F100x="
+    )
+    s3 = "https://s3.example.com/k.png?X-Amz-Algorithm=A&X-Amz-Signature=s&X-Amz-Expires=60&v=2"
+    assert url_identity(s3) == "https://s3.example.com/k.png?v=2"
+    cdn = "https://cdn.example.com/p.jpg?sign=abc&t=5f5e1000#frag"
+    assert url_identity(cdn) == "https://cdn.example.com/p.jpg"
+    assert url_identity("https://cdn.example.com/p.jpg?t=2") == "https://cdn.example.com/p.jpg?t=2"
+    ref = url_ref(s3)
+    assert (ref.key, fetch_url(ref)) == ("https://s3.example.com/k.png?v=2", s3)
+    plain = url_ref("https://x.example.com/a.jpg")
+    assert fetch_url(plain) == plain.key == "https://x.example.com/a.jpg"
+    secret = url_ref("http://alice:pw@x.example.com/a.jpg")
+    assert secret.key == "http://***@x.example.com/a.jpg" and "pw" not in repr(secret)
+    assert url_problem(fetch_url(secret)) == "not-a-url: credentials in URL"
+
+
+def test_a_grown_resigned_list_bills_only_its_new_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25, item 3: a plain scan of a finished list audits the lines appended to it;
+    tomorrow's export of the same pictures, signed again, bills nothing again; no signature
+    and no credentials reach the store or a report."""
+    from scanner.cos.client import HttpClient, cos_service
+    from tests.helpers import CREDS
+
+    state = EmulatorState(bucket=synthetic(200, 44), seed=44)
+    path = tmp_path / "urls.txt"
+    keys = [
+        k for k in sorted(state.bucket.objects) if not verdict_for(k, state.bucket.objects[k]).code
+    ]
+
+    async def run() -> list[str]:
+        async with running(state) as url, HttpClient(CREDS) as http:
+            cfg = config(url, tmp_path, batch_size=10)
+            service = cos_service(cfg.cos)
+
+            def signed(ks: list[str], seconds: int) -> list[str]:
+                return [http.presign(service, k, seconds) for k in ks]
+
+            secret = url.replace("http://", "http://alice:s3cret@") + "/" + quote(keys[0])
+            path.write_text("\n".join([*signed(keys[:30], 3600), secret]) + "\n")
+            outcomes = [
+                (await run_scan(cfg, anyio.Event(), Progress(), urls=UrlList(path))).outcome
+            ]
+            first = sum(state.stats.audits.values())
+            # the next day's export: the same pictures signed again, and 10 more
+            path.write_text("\n".join([*signed(keys[:40], 7200), secret]) + "\n")
+            outcomes.append(
+                (await run_scan(cfg, anyio.Event(), Progress(), urls=UrlList(path))).outcome
+            )
+            outcomes.append(str(sum(state.stats.audits.values()) - first))
+            outcomes.append(
+                (await run_scan(cfg, anyio.Event(), Progress(), urls=UrlList(path))).outcome
+            )
+            return [str(first), *outcomes]
+
+    first, one, two, added, three = anyio.run(run)
+    assert (first, one, two, added) == ("30", "done", "done", "10")
+    assert three == "nothing"  # the same list again: nothing to do
+    assert max(state.stats.audits.values()) == 1  # no picture billed twice
+    store = tmp_path / "scan.db"
+    everything = "\n".join(map(str, db_rows(store, "SELECT * FROM scan_objects")))
+    assert "s3cret" not in everything and "alice" not in everything  # credentials: nowhere
+    keys = "\n".join(map(str, db_rows(store, "SELECT key FROM scan_objects UNION ALL "
+                                             "SELECT key FROM verdicts")))  # fmt: skip
+    assert "q-sign" not in keys  # the signed URL is kept only to fetch it on a resume
+    assert main(["report", "--urls", str(path), "--store", str(store), "--format", "jsonl"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 41 and not any("q-sign" in r["key"] for r in rows)
+    (skipped,) = [r for r in rows if r["state"] == "skipped"]
+    assert skipped["reason"] == "not-a-url: credentials in URL"
+    assert skipped["key"].startswith("http://***@")
+
+
+def test_ims_content_input_is_refused_for_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 25, item 3: `[ims] input = "content"` is not silently ignored for URL items: a
+    URL list (and `check URL`) under it is refused in one line, before any request."""
+    from tests.helpers import CREDS
+
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_ID", CREDS.secret_id)
+    monkeypatch.setenv("TENCENTCLOUD_SECRET_KEY", CREDS.secret_key)
+    cfg = write_config(tmp_path / "c.toml", "http://127.0.0.1:1", tmp_path / "s.db")
+    cfg.write_text(cfg.read_text().replace("[audit]\n", '[audit]\nservice = "ims"\n')
+                   + '[ims]\nendpoint = "http://127.0.0.1:1"\ninput = "content"\n')  # fmt: skip
+    path = tmp_path / "urls.txt"
+    path.write_text("https://cdn.example.com/a.jpg\n")
+    assert main(["migrate", "--config", str(cfg)]) == 0
+    capsys.readouterr()
+    for argv in (["scan", "--urls", str(path)], ["check", "https://cdn.example.com/a.jpg"]):
+        assert main([*argv, "--config", str(cfg)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and 'input = "content" applies to bucket objects only' in err[0], err
