@@ -325,7 +325,9 @@ async def test_a_copied_store_reports_without_a_config(
         return done.returncode, done.stdout.decode(), done.stderr.decode()
 
     code, _, err = await cli("report", "--store", str(copy))
-    assert code == 2 and "holds 2 targets" in err and "--target" in err, err
+    assert code == 2, err
+    assert "holds 2 targets" in err
+    assert "--target" in err
     code, out, err = await cli(
         "report", "--store", str(copy), "--target", whole, "--format", "json"
     )
@@ -335,11 +337,14 @@ async def test_a_copied_store_reports_without_a_config(
     code, out, err = await cli("report", "--store", str(copy), "--target", whole + "albums/")
     assert code == 0, err
     keys = [r["key"] for r in csv.DictReader(io.StringIO(out))]
-    assert keys and all(k.startswith("albums/") for k in keys)
+    assert keys
+    assert all(k.startswith("albums/") for k in keys)
     code, _, err = await cli("report", "--store", str(copy), "--target", "cos://nope.ap-x/")
-    assert code == 2 and "not in" in err, err
+    assert code == 2, err
+    assert "not in" in err
     code, out, err = await cli("status", "--store", str(copy), "--json")
     assert code == 0, err
     assert {s["target"] for s in json.loads(out)} == {whole, whole + "albums/"}
     code, out, err = await cli("status", "--store", str(copy), "--target", whole, "--json")
-    assert code == 0 and {s["target"] for s in json.loads(out)} == {whole}, err
+    assert code == 0, err
+    assert {s["target"] for s in json.loads(out)} == {whole}

@@ -111,16 +111,18 @@ def test_user_from_key_applies_at_report_time(
     monkeypatch.delenv("COS_SCANNER_SCAN_USER_FROM_KEY", raising=False)
     assert main(["report", "--store", store, "--by-user"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--by-user needs [scan] user_from_key" in err[0], err
+    assert len(err) == 1, err
+    assert "--by-user needs [scan] user_from_key" in err[0]
     monkeypatch.setenv("COS_SCANNER_SCAN_USER_FROM_KEY", USERS)
     assert main(["report", "--store", store, "--by-user", "--format", "json"]) == 0
     users = {r["user"]: r["audited"] for r in json.loads(capsys.readouterr().out)}
     assert main(["report", "--store", store, "--format", "jsonl", "--state", "audited"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     want = Counter(m["user"] for r in rows if (m := re.search(USERS, r["key"])))
-    assert users == dict(want) and len(users) > 3
-    assert all(r["user"] == (m["user"] if (m := re.search(USERS, r["key"])) else None)
-               for r in rows)  # fmt: skip
+    assert users == dict(want)
+    assert len(users) > 3
+    named = [re.search(USERS, r["key"]) for r in rows]
+    assert [r["user"] for r in rows] == [m["user"] if m else None for m in named]
     assert main(["report", "--store", store, "--user", min(users), "--format", "jsonl"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == users[min(users)]
     assert sum(state.stats.audits.values()) == billed  # nothing was audited again
