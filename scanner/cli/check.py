@@ -60,6 +60,8 @@ def run_check(args: argparse.Namespace) -> int:
         raise ConfigError(IMS_CONTENT_URLS)
     if not is_url and (not what or what.endswith("/")):
         raise ConfigError(f"{what!r} is not an object key (nor an http(s) URL)")
+    if args.store is not None:  # the store is checked before the image is billed
+        anyio.run(_store_ready, config)
     verdict, ref = anyio.run(_check, config, what, is_url)
     if args.store is not None and not verdict.failed:
         anyio.run(_keep, config, ref, verdict, is_url)
@@ -101,6 +103,12 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
             http, config.cos, config.audit, retry=retry, clock=clock, on_retry=log_retry
         )
         return await single.check(item), ref
+
+
+async def _store_ready(config: Config) -> None:
+    """The store opens: not empty, not another program's, not damaged (StoreError)."""
+    async with await Store.open(config.store.path):
+        pass
 
 
 async def _keep(config: Config, ref: ObjectRef, verdict: ImageVerdict, is_url: bool) -> None:

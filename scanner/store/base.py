@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,41 @@ def within(target_id: str, alias: str = "") -> tuple[str, list[Any]]:
 #: any number of values. A `?` per value made each length a statement of its own, and the
 #: connection's cache of 128 prepared statements held ~15 MB of them during a scan.
 IN_JSON = "(SELECT value FROM json_each(?))"
+
+
+#: The tables that grow, with their primary keys.
+_GROWING = (
+    ("scans", "id"),
+    ("scan_objects", "scan_id, key"),
+    ("verdicts", "target, key"),
+    ("failures", "target, key"),
+    ("contents", "h, key"),
+)
+#: Their first and last rows, in primary key order.
+_EDGES = tuple(
+    f"SELECT * FROM {table} ORDER BY {order} LIMIT 1"
+    for table, key in _GROWING
+    for order in (key, ", ".join(f"{k} DESC" for k in key.split(", ")))
+)
+
+
+def _truncated(path: str) -> str:
+    """Why the database file is shorter than its header says ("" when it is not): the header's
+    page count is valid when its version-valid-for number equals the change counter."""
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        return ""  # not a plain file (":memory:", a URI): SQLite has opened it, nothing to add
+    if len(header) < 100 or header[92:96] != header[24:28]:
+        return ""
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    if size < pages * page_size:
+        return f"{size:,} bytes where its header says {pages * page_size:,}"
+    return ""
 
 
 def _refuse_empty(where: str) -> None:
@@ -136,6 +172,8 @@ class StoreBase:
             pass
 
     async def _setup(self, *, migrate: bool, readonly: bool, adopt: bool = True) -> None:
+        if truncated := _truncated(self.path):  # before anything reads it
+            raise self._damaged(truncated)
         try:
             await self._pragma("busy_timeout = 10000")
             version = await current_version(self._conn)
@@ -161,8 +199,29 @@ class StoreBase:
                     f"store {self.path!r} has schema version {version}, this cos-scanner needs "
                     f"{latest_version()}: run `cos-scanner migrate`"
                 )
+            if version == latest_version():
+                await self._quick_check()
         except sqlite3.DatabaseError as exc:
+            if "malformed" in str(exc):
+                raise self._damaged(str(exc)) from exc
             raise StoreError(f"store {self.path!r} is not usable: {exc}") from exc
+
+    def _damaged(self, why: str) -> StoreError:
+        return StoreError(
+            f"store {self.path!r} is damaged ({why}): restore it from a backup, or salvage "
+            f"it with `sqlite3 {self.path} .recover`; nothing was changed"
+        )
+
+    async def _quick_check(self) -> None:
+        """Signs of damage, in milliseconds at any size (PRAGMA quick_check reads every page:
+        minutes at 10^8 objects): a file shorter than its header says (a copy cut short), and
+        the first and last rows of the tables that grow (the edges of their B-trees)."""
+        try:
+            for sql in _EDGES:
+                async with self._conn.execute(sql) as cur:
+                    await cur.fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._damaged(str(exc)) from exc
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
