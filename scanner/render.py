@@ -58,9 +58,22 @@ def rates(
     return {"rate": rate, "elapsed": elapsed, "eta": eta}
 
 
-def status_json(status: ScanStatus, expected: int | None = None) -> dict[str, Any]:
+#: The version of the scan record `status --json` lists and summary.json holds (README,
+#: "The scan record"): fields are added within a version, never renamed or removed.
+SCAN_RECORD_VERSION = 1
+
+
+def status_json(
+    status: ScanStatus,
+    expected: int | None = None,
+    *,
+    review_queue: Mapping[str, int] | None = None,
+    heartbeat_at: float | None = None,
+) -> dict[str, Any]:
+    """The scan record: one scan as `status --json` lists it and summary.json holds it."""
     r = rates(status, expected=expected)
     return {
+        "schema_version": SCAN_RECORD_VERSION,
         "scan_id": status.id,
         "target": status.target,
         "mode": status.mode,
@@ -81,6 +94,8 @@ def status_json(status: ScanStatus, expected: int | None = None) -> dict[str, An
         "started_at": status.started_at,
         "updated_at": status.updated_at,
         "finished_at": status.finished_at,
+        "heartbeat_at": heartbeat_at,
+        "review_queue": dict(review_queue) if review_queue is not None else None,
         "rate": None if r["rate"] is None else round(r["rate"], 2),
         "elapsed": round(r["elapsed"] or 0.0, 1),
         "eta": None if r["eta"] is None else round(r["eta"], 1),
@@ -90,35 +105,31 @@ def status_json(status: ScanStatus, expected: int | None = None) -> dict[str, An
 
 
 def status_table(
-    scans: Sequence[ScanStatus], expected: Mapping[int, int | None] | None = None
+    scans: Sequence[ScanStatus],
+    expected: Mapping[int, int | None] | None = None,
+    heartbeats: Mapping[int, float] | None = None,
+    now: float | None = None,
 ) -> str:
-    head = (
-        "scan",
-        "state",
-        "listed",
-        "audited",
-        "flagged",
-        "review",
-        "failed",
-        "skipped",
-        "pending",
-        "shared",
-        "billed2x?",
-        "rate/s",
-        "elapsed",
-        "eta",
-        "target",
-    )
+    """The scans as a table; `heartbeats`: the last heartbeat of each dead scan (state
+    `dead`: running in the store, its process gone or silent past the lease's staleness)."""
+    now = time.time() if now is None else now
+    head = ("scan", "state", "mode", "started", "listed", "audited", "flagged", "review",
+            "failed", "skipped", "pending", "shared", "billed2x?", "rate/s", "elapsed", "eta",
+            "target")  # fmt: skip
+    left = {1, 2, 3, 15}
     rows = [head]
     for s in scans:
         r = rates(s, expected=(expected or {}).get(s.id))
         eta = "" if r["eta"] is None else duration(r["eta"])
         if eta and not s.listing_done:
             eta = "~" + eta  # estimated from the last finished scan's size
+        started = datetime.fromtimestamp(s.started_at).strftime("%Y-%m-%d %H:%M")
         rows.append(
             (
                 str(s.id),
                 s.state,
+                s.mode,
+                started,
                 f"{s.listed:,}",
                 f"{s.audited:,}",
                 f"{s.flagged:,}",
@@ -128,20 +139,26 @@ def status_table(
                 f"{s.pending:,}",
                 f"{s.shared:,}",
                 f"{s.maybe_double:,}",
-                "-" if r["rate"] is None else f"{r['rate']:.1f}",
+                "-" if r["rate"] is None or s.state == "dead" else f"{r['rate']:.1f}",
                 duration(r["elapsed"] or 0),
-                eta,
+                "" if s.state == "dead" else eta,
                 s.target,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [
         "  ".join(
-            c.rjust(w) if i not in (1, 13) else c.ljust(w)
+            c.ljust(w) if i in left else c.rjust(w)
             for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in rows
     ]
+    lines.extend(
+        f"scan {s.id}: dead (last heartbeat {duration(now - (heartbeats or {})[s.id])} ago; "
+        "run scan to resume)"
+        for s in scans
+        if s.state == "dead" and s.id in (heartbeats or {})
+    )
     lines.extend(f"scan {s.id} error: {s.error}" for s in scans if s.error)
     return "\n".join(lines)
 

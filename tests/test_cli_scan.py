@@ -42,7 +42,7 @@ def test_scan_then_status_json_and_table(
     assert row["pending"] == 0
     assert main(["status", "--store", str(tmp_path / "s.db")]) == 0
     table = capsys.readouterr().out
-    assert table.splitlines()[0].split()[:3] == ["scan", "state", "listed"]
+    assert table.splitlines()[0].split()[:5] == ["scan", "state", "mode", "started", "listed"]
     assert " done " in table
     assert main(["scan", "--config", str(config)]) == 0
     assert "already done; nothing to audit" in capsys.readouterr().out

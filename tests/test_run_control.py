@@ -231,9 +231,15 @@ def test_status_eta_while_listing_from_the_last_scan(
             "'running', 0, 300, 200, 0, ?, ?, NULL, ?, 200)",
             (target, now - 100, now, now - 100),
         )
+        conn.execute(  # held by a live process (this one): running, not dead
+            "INSERT INTO leases (target, owner, host, pid, acquired_at, heartbeat_at) "
+            "VALUES (?, 'o', ?, ?, ?, ?)",
+            (target, socket.gethostname(), os.getpid(), now - 100, now),
+        )
     capsys.readouterr()
     assert main(["status", "--store", str(db), "--json"]) == 0
     running, _done = json.loads(capsys.readouterr().out)
+    assert running["state"] == "running"
     assert running["eta_estimated"] is True
     assert 380 <= running["eta"] <= 420  # (1000 - 200) / 2 per s
     assert main(["status", "--store", str(db)]) == 0

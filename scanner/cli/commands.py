@@ -12,9 +12,11 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,6 +92,31 @@ def load_config_of(args: argparse.Namespace, *, full: bool, prefix: bool = True)
     return load_config(
         _config_path(args), os.environ, overrides, require_credentials=full, require_target=full
     )
+
+
+_DRAINING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[list[signal.Signals]]:
+    """SIGINT, SIGTERM and SIGHUP noted, not acted on, for the body (the final metrics and
+    summary.json: a scan's last writes), then the handlers as they were. Only the main thread
+    can set handlers: elsewhere (a test calling main in a thread) the body runs as it is."""
+    got: list[signal.Signals] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+
+    def note(signum: int, _frame: object) -> None:
+        got.append(signal.Signals(signum))
+        log.warning("%s: writing the summary first", signal.Signals(signum).name)
+
+    before = {s: signal.signal(s, note) for s in _DRAINING}
+    try:
+        yield got
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 async def watch_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:

@@ -9,6 +9,7 @@ import heapq
 import json
 import os
 import sys
+import time
 from collections.abc import AsyncGenerator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -27,6 +28,7 @@ from scanner.cli.commands import (
 from scanner.config import Config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.errors import ConfigError, echo
+from scanner.lease import is_dead
 from scanner.models import ScanStatus, Target, unsharded
 from scanner.render import csv_cell, status_json, status_table, write_rows
 from scanner.scan.filter import user_of
@@ -36,8 +38,10 @@ from scanner.store import ReportFilter, Store
 
 def run_status(args: argparse.Namespace) -> int:
     config = load_config_of(args, full=False)
+    stale_after = config.scan.lease_stale_after
 
-    async def read() -> tuple[list[ScanStatus], dict[int, int | None], dict[str, Any]]:
+    async def read() -> tuple[list[ScanStatus], dict[int, int | None], dict[str, Any],
+                              dict[int, float]]:  # fmt: skip
         async with await Store.open(config.store.path, readonly=True) as store:
             scans = await store.scans(args.limit, target=await _chosen(store, args))
             expected = {
@@ -46,16 +50,28 @@ def run_status(args: argparse.Namespace) -> int:
                 if s.state != "done" and not s.listing_done
             }
             review = {t: await store.review_counts(t) for t in {s.target for s in scans}}
-            return scans, expected, review
+            running = [s for s in scans if s.state == "running"]
+            newest = {s.target: s for s in sorted(running, key=_run_start)}  # the lease's
+            beats: dict[int, float] = {}
+            for s in running:
+                lease = await store.lease_of(s.target) if newest[s.target] is s else None
+                if (beat := _dead_since(lease, s, stale_after)) is not None:
+                    beats[s.id] = beat
+            return scans, expected, review, beats
 
-    scans, expected, review = anyio.run(read)
+    scans, expected, review, beats = anyio.run(read)
+    scans = [dataclasses.replace(s, state="dead") if s.id in beats else s for s in scans]
     if args.json:
-        rows = [{**status_json(s, expected.get(s.id)), "review": review[s.target]} for s in scans]
+        rows = [
+            status_json(s, expected.get(s.id), review_queue=review[s.target],
+                        heartbeat_at=beats.get(s.id))
+            for s in scans
+        ]  # fmt: skip
         print(json.dumps(rows, indent=2))
     elif not scans:
         print(f"no scans in {config.store.path}")
     else:
-        print(status_table(scans, expected))
+        print(status_table(scans, expected, beats))
         for target, r in sorted(review.items()):
             if r["reviewed"] or r["to_review"]:
                 print(
@@ -63,6 +79,24 @@ def run_status(args: argparse.Namespace) -> int:
                     f"block {r['block']:,}, skip {r['skip']:,}), {r['to_review']:,} to review"
                 )
     return EXIT_OK
+
+
+def _run_start(scan: ScanStatus) -> float:
+    return scan.run_started_at or scan.started_at
+
+
+def _dead_since(
+    lease: tuple[str, int, float] | None, scan: ScanStatus, stale_after: float
+) -> float | None:
+    """When a scan the store says is running last showed life, if its process is gone (no
+    lease, a dead pid on this host, or a heartbeat older than the lease's staleness; of two
+    running scans of a target, only the newest run can hold its lease); None while it runs."""
+    if lease is None:
+        return scan.updated_at
+    host, pid, beat = lease
+    if is_dead(host, pid) or time.time() - beat >= stale_after:
+        return beat
+    return None
 
 
 _STATES = {"audited", "failed", "skipped", "deleted", "superseded"}

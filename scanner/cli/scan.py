@@ -30,6 +30,7 @@ from scanner.cli.commands import (
     log,
     log_retry,
     retry_digest,
+    signals_deferred,
     supervised,
 )
 from scanner.config import Config
@@ -156,13 +157,15 @@ async def _scan(
         return result
 
     result = await supervised(config, work)
-    if metrics is not None and seen:
-        await _final_metrics(config, metrics, seen[0], result, metrics_out)
-    if result is None:
-        fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
-        return EXIT_INTERRUPTED
-    seconds = time.monotonic() - started
-    return await _finish_scan(config, result, seconds, acted[0] if acted else None, summary_path)
+    with signals_deferred():  # a signal now would cost the summary, not the scan: wait for it
+        if metrics is not None and seen:
+            await _final_metrics(config, metrics, seen[0], result, metrics_out)
+        if result is None:
+            fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
+            return EXIT_INTERRUPTED
+        seconds = time.monotonic() - started
+        done = acted[0] if acted else None
+        return await _finish_scan(config, result, seconds, done, summary_path)
 
 
 async def _finish_scan(
@@ -174,14 +177,17 @@ async def _finish_scan(
 ) -> int:
     """The summary (printed, logged, written as JSON) and the exit code of a scan run. With
     --log-format json, stdout gets one JSON object for the run instead of the text table."""
+    async with await Store.open(config.store.path, readonly=True) as store:
+        queue = await store.review_counts(result.status.target)
     record = {
-        **status_json(result.status),
+        **status_json(result.status, review_queue=queue),
         "outcome": result.outcome,
         "run_seconds": round(seconds, 2),
     }
     if acted is not None:
         record["act"] = act_summary(acted)
     code = exit_for(result)
+    _write_summary(summary_path or Path(config.store.path + ".summary.json"), record)
     if logs.json_logs:
         end = time.time()
         run = {"event": "run", "start": round(end - seconds, 3), "end": round(end, 3),
@@ -194,7 +200,6 @@ async def _finish_scan(
     log.info(
         "scan %d %s", result.status.id, result.outcome, extra={"event": "scan_finish", **record}
     )
-    _write_summary(summary_path or Path(config.store.path + ".summary.json"), record)
     if code == EXIT_IMAGES_FAILED:
         fail(
             f"cos-scanner: scan {result.status.id} done, but {result.status.failed:,} images "

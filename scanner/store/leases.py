@@ -83,6 +83,13 @@ class Leases(StoreBase):
                     await publish_claims(conn, self._claims, owner, now)
             return True
 
+    async def lease_of(self, lease_id: str) -> tuple[str, int, float] | None:
+        """(host, pid, last heartbeat) of the lease `lease_id` (a target's id), or None."""
+        row = await self._one(
+            "SELECT host, pid, heartbeat_at FROM leases WHERE target = ?", (lease_id,)
+        )
+        return None if row is None else (str(row[0]), int(row[1]), float(row[2]))
+
     async def release_lease(self, target: Leased, owner: str) -> None:
         async with self._tx() as conn:
             await conn.execute(

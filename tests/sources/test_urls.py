@@ -273,9 +273,9 @@ def test_a_grown_resigned_list_bills_only_its_new_lines(
     everything = "\n".join(map(str, db_rows(store, "SELECT * FROM scan_objects")))
     assert "s3cret" not in everything
     assert "alice" not in everything
-    keys = "\n".join(map(str, db_rows(store, "SELECT key FROM scan_objects UNION ALL "
-                                             "SELECT key FROM verdicts")))  # fmt: skip
-    assert "q-sign" not in keys  # the signed URL is kept only to fetch it on a resume
+    stored = "\n".join(map(str, db_rows(store, "SELECT key FROM scan_objects UNION ALL "
+                                               "SELECT key FROM verdicts")))  # fmt: skip
+    assert "q-sign" not in stored  # the signed URL is kept only to fetch it on a resume
     assert main(["report", "--urls", str(path), "--store", str(store), "--format", "jsonl"]) == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(rows) == 41

@@ -78,7 +78,7 @@ def test_decisions_belong_to_the_etag_and_keep_their_history(
     assert "--decision: unknown ['maybe']" in capsys.readouterr().err
     assert main(["status", "--store", db, "--json"]) == 0
     (status,) = json.loads(capsys.readouterr().out)
-    assert status["review"]["block"] == 10
+    assert status["review_queue"]["block"] == 10
 
 
 def test_a_changed_object_is_undecided_again(scanned: tuple[EmulatorState, str, str]) -> None:
