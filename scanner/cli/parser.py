@@ -192,7 +192,17 @@ def _review_args(sub: Any) -> None:
     _config_args(p)
     p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free)")
     p.add_argument(
-        "--host", default="127.0.0.1", help="address to serve (default 127.0.0.1; others warn)"
+        "--host",
+        default="127.0.0.1",
+        help="address to serve (default 127.0.0.1; others warn; 0.0.0.0: every address, each "
+        "printed)",
+    )
+    p.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="the https://host/ a reverse proxy serves the page under (its Host and Origin "
+        "are accepted, the printed URL uses it, the cookie is Secure for https)",
     )
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--reviewer", default=None, help="who decides (default: the OS user)")

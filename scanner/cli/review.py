@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
+import html
 import ipaddress
+import os
 import secrets
 import signal
+import socket
+import tempfile
 import webbrowser
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import anyio
 
 from scanner.cli.commands import EXIT_OK, fail, load_config_of
 from scanner.config import Config, Credentials
 from scanner.cos.client import HttpClient
-from scanner.errors import ConfigError
+from scanner.errors import ConfigError, echo
 from scanner.models import Target
-from scanner.review.app import ReviewSettings, serving
+from scanner.review.app import serving
+from scanner.review.guard import WILDCARDS, ReviewSettings
 from scanner.review.thumbs import Thumbs
 from scanner.store import Store
+
+#: How long the browser's redirect file lives (it holds the token; Jupyter's pattern).
+OPEN_FILE_SECONDS = 60.0
 
 
 def default_reviewer() -> str:
@@ -39,18 +50,110 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def public_url(text: str | None) -> str:
+    """`--public-url`: the origin a reverse proxy serves the page under (http(s)://host[:port])."""
+    if not text:
+        return ""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError:
+        parts = urlsplit("")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.password
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            f"--public-url {echo(text)}: expected http(s)://host[:port]/ (the proxy serves the "
+            "page at the root of its own host name)"
+        )  # fmt: skip
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
 def run_review(args: argparse.Namespace) -> int:
     config = load_config_of(args, full=False)
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535 (got {args.port})")
     if not Path(config.store.path).is_file():
         raise ConfigError(f"no store at {config.store.path!r}: run a scan first")
-    if not _loopback(args.host):
-        fail(f"cos-scanner: warning: serving on {args.host}: anyone who can reach it and has "
-             "the token can decide; prefer an SSH tunnel (see README)")  # fmt: skip
+    public = public_url(args.public_url)
+    if not _loopback(args.host) and not public:
+        where = args.host or "every address"
+        fail(f"cos-scanner: warning: serving on {where}: anyone who can reach it and has the "
+             "token can decide; prefer an SSH tunnel (see README)")  # fmt: skip
     anyio.run(serve_review, config, args.host, args.port, args.reviewer or default_reviewer(),
-              not args.no_browser)  # fmt: skip
+              not args.no_browser, None, public)  # fmt: skip
     return EXIT_OK
+
+
+def machine_addresses(family: int = socket.AF_INET) -> list[str]:
+    """This machine's addresses (of `family`) other people may reach it at: its name's, and
+    the one its default route leaves from (no packet is sent)."""
+    found: list[str] = []
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, family, socket.SOCK_STREAM)
+        found += [str(info[4][0]) for info in infos]
+    except OSError:
+        pass
+    probe = "192.0.2.1" if family == socket.AF_INET else "2001:db8::1"  # documentation nets
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((probe, 9))
+            found.append(str(s.getsockname()[0]))
+    except OSError:
+        pass
+    return sorted({a for a in found if not ipaddress.ip_address(a).is_loopback})
+
+
+def review_urls(host: str, port: int, token: str, public: str) -> list[str]:
+    """The URLs that open the page: the proxy's, else the address served, else (a wildcard
+    such as 0.0.0.0) loopback, the machine's name and each of its addresses."""
+    if public:
+        return [f"{public}/?token={token}"]
+    if host not in WILDCARDS:
+        hosts = [f"[{host}]" if ":" in host else host]
+    else:
+        v6 = host == "::"
+        hosts = ["127.0.0.1", socket.gethostname().lower()]
+        hosts += machine_addresses(socket.AF_INET)
+        hosts += [f"[{a}]" for a in machine_addresses(socket.AF_INET6)] if v6 else []
+    return [f"http://{h}:{port}/?token={token}" for h in dict.fromkeys(hosts)]
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> ConfigError:
+    if exc.errno == errno.EADDRINUSE:
+        return ConfigError(f"--port {port}: {host}:{port} is in use (another review page?): "
+                           "pick another --port, or --port 0 for any free one")  # fmt: skip
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(f"--host {echo(host)} is not an address of this machine")
+    if exc.errno == errno.EACCES:
+        return ConfigError(f"--port {port}: not allowed to serve on it (ports below 1024 need "
+                           "privileges): pick one above 1023")  # fmt: skip
+    return ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}")
+
+
+def open_in_browser(url: str, folder: Path) -> Path:
+    """Open `url` through a redirect file only this user can read, so the token is not on the
+    browser's command line (where every user of the machine can see it): Jupyter's way."""
+    path = folder / "open.html"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    link = html.escape(url, quote=True)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(f'<!DOCTYPE html><meta charset="utf-8"><meta http-equiv="refresh" '
+                 f'content="0;url={link}"><title>cos-scanner review</title>'
+                 f'<p>Opening <a href="{link}">the review page</a>...</p>\n')  # fmt: skip
+    webbrowser.open(path.as_uri())
+    return path
+
+
+async def _remove_later(path: Path, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    await anyio.Path(path).unlink(missing_ok=True)
 
 
 async def serve_review(
@@ -60,6 +163,7 @@ async def serve_review(
     reviewer: str,
     open_browser: bool,
     ready: Callable[[str], None] | None = None,
+    public: str = "",
 ) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation)."""
     async with await Store.open(config.store.path) as store:
@@ -67,19 +171,39 @@ async def serve_review(
         creds = config.credentials or Credentials("", "")
         async with HttpClient(creds) as http:
             token = secrets.token_urlsafe(24)
-            settings = ReviewSettings(target, reviewer, token, host)
-            async with serving(store, settings, Thumbs(http, config.cos), port) as bound:
-                shown = f"[{host}]" if ":" in host else host
-                url = f"http://{shown}:{bound}/?token={token}"
-                print(f"cos-scanner review of {target} as {reviewer}: open {url}", flush=True)
-                print("  Ctrl-C stops it; decisions are saved as they are made", flush=True)
-                if ready is not None:
-                    ready(url)
-                if open_browser:
-                    webbrowser.open(url)
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for _ in signals:
-                        return
+            settings = ReviewSettings(target, reviewer, token, host, public)
+            async with AsyncExitStack() as stack:
+                page = serving(store, settings, Thumbs(http, config.cos), port)
+                try:
+                    bound = await stack.enter_async_context(page)
+                except OSError as exc:  # only the bind: the page's own errors are its own
+                    raise _bind_error(exc, host or "0.0.0.0", port) from exc
+                urls = review_urls(host, bound, token, public)
+                await _announce(target, reviewer, urls, open_browser, ready)
+
+
+async def _announce(
+    target: str,
+    reviewer: str,
+    urls: list[str],
+    open_browser: bool,
+    ready: Callable[[str], None] | None,
+) -> None:
+    print(f"cos-scanner review of {target} as {reviewer}: open {urls[0]}", flush=True)
+    for other in urls[1:]:
+        print(f"  or {other}", flush=True)
+    print("  Ctrl-C stops it; decisions are saved as they are made", flush=True)
+    if ready is not None:
+        ready(urls[0])
+    with tempfile.TemporaryDirectory(prefix="cos-scanner-review-") as folder:
+        async with anyio.create_task_group() as tg:
+            if open_browser:
+                opened = open_in_browser(urls[0], Path(folder))
+                tg.start_soon(_remove_later, opened, OPEN_FILE_SECONDS)
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    break
+            tg.cancel_scope.cancel()
 
 
 async def _only_target(store: Store) -> str:

@@ -1,12 +1,10 @@
 """`cos-scanner review`: a local web page where people look at flagged images and decide.
 
-Security, in the Jupyter pattern: the server binds 127.0.0.1 unless told otherwise and prints a
-URL with a random token; the first request with `?token=` sets an HttpOnly, SameSite=Strict
-cookie and redirects to the URL without it; every other request needs the cookie (403
-otherwise). The `Host` header must name this server (no DNS rebinding), state-changing
-requests are POSTs whose `Origin` is this server, and every answer carries a strict
-Content-Security-Policy (scripts and styles only from this server, no inline code), so a
-key like `<img src=x onerror=...>` is only ever text (the page sets textContent, never HTML).
+Who may ask is `guard.py`'s (token, session cookie, Host, Origin, CSP: scripts and styles only
+from this server, no inline code, so a key like `<img src=x onerror=...>` is only ever text;
+the page sets textContent, never HTML). Every query value is checked (400 otherwise), and
+`/thumb` and `/image` serve only keys that have a verdict under the target: the page is not a
+way to read the rest of the bucket.
 
 The page is static files in `static/` (no build step); it reads `/api/*` as JSON. Decisions
 are written at once, each in one short transaction (`Store.decide`).
@@ -15,119 +13,88 @@ are written at once, each in one short transaction (`Store.decide`).
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
 from aiohttp import web
 
 from scanner.audit.raw import raw_to_dict
+from scanner.review.guard import SETTINGS, ReviewSettings, guard
 from scanner.review.thumbs import Thumbs
 from scanner.store import DECISIONS, Cursor, QueueFilter, Store
 
-COOKIE = "cos_scanner_review"
-CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
 STATIC = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "text/html"}
 BANDS = {"sensitive": (91, 100), "suspected": (61, 90), "normal": (0, 60)}
-
-
-@dataclass(frozen=True, slots=True)
-class ReviewSettings:
-    target: str  # the scanned target whose verdicts are reviewed
-    reviewer: str
-    token: str
-    host: str = "127.0.0.1"  # the address served (besides the loopback names)
-
-
 STORE = web.AppKey("store", Store)
-SETTINGS = web.AppKey("settings", ReviewSettings)
 THUMBS = web.AppKey("thumbs", Thumbs)
 
 
-def _allowed_hosts(s: ReviewSettings, request: web.Request) -> set[str]:
-    """Host values that name this server: the loopback names and the served address, with the
-    port the connection came in on (a DNS-rebound name is none of these)."""
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
-    port = sock[1] if sock else 0
-    names = {"127.0.0.1", "localhost", "[::1]", s.host if ":" not in s.host else f"[{s.host}]"}
-    return {f"{n}:{port}" for n in names}
+#: The largest id SQLite holds: a bigger `scan` is no scan (it was a 500: an overflow).
+MAX_ID = 2**63 - 1
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-    s = request.app[SETTINGS]
-    if request.host not in _allowed_hosts(s, request):
-        return _secure(web.Response(status=403, text="forbidden: unknown Host\n"))
-    token = request.query.get("token")
-    if token is not None and hmac.compare_digest(token, s.token):
-        rest = {k: v for k, v in request.query.items() if k != "token"}
-        to = request.path + ("?" + urlencode(rest) if rest else "")
-        found = web.Response(status=302, headers={"Location": to})
-        found.set_cookie(COOKIE, s.token, httponly=True, samesite="Strict", path="/")
-        return _secure(found)
-    if not hmac.compare_digest(request.cookies.get(COOKIE, ""), s.token):
-        return _secure(web.Response(status=403, text="forbidden: open the URL with the token "
-                                    "that cos-scanner review printed\n"))  # fmt: skip
-    if request.method != "GET":
-        if request.method != "POST" or request.headers.get("Origin") != f"http://{request.host}":
-            return _secure(web.Response(status=403, text="forbidden: cross-origin request\n"))
-    return _secure(await handler(request))
+def bad_request(why: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": why}), content_type="application/json")
 
 
-def _secure(resp: web.StreamResponse) -> web.StreamResponse:
-    resp.headers["Content-Security-Policy"] = CSP
-    resp.headers["X-Content-Type-Options"] = "nosniff"
-    resp.headers["Referrer-Policy"] = "no-referrer"
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split(",") if p.strip().lstrip("-").isdigit())
+def _ints(name: str, text: str, allowed: range) -> tuple[int, ...]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not all(p.isdigit() and int(p) in allowed for p in parts):
+        raise bad_request(f"{name}: expected numbers in {allowed.start}..{allowed.stop - 1}")
+    return tuple(int(p) for p in parts)
 
 
 def _words(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
-def _yes_no(text: str) -> bool | None:
+def _yes_no(name: str, text: str) -> bool | None:
+    if text not in ("", "yes", "no"):
+        raise bad_request(f"{name}: expected yes or no")
     return {"yes": True, "no": False}.get(text)
 
 
+def _band(band: str) -> tuple[int, int]:
+    if not band:
+        return 0, 100
+    if band in BANDS:
+        return BANDS[band]
+    low, dash, high = band.partition("-")
+    if dash and low.isdigit() and high.isdigit() and int(low) <= int(high) <= 100:
+        return int(low), int(high)
+    raise bad_request(f"band: expected one of {', '.join(BANDS)} or LOW-HIGH within 0-100")
+
+
 async def queue_filter(request: web.Request) -> QueueFilter:
-    """The filter a request's query names (defaults: undecided Result 2 and 1, latest scan)."""
+    """The filter a request's query names (defaults: undecided Result 2 and 1, latest scan);
+    a value that names nothing is a 400, never a 500."""
     q = request.query
-    band = q.get("band", "")
-    low, high = BANDS.get(band, (0, 100))
-    if "-" in band:
-        parts = _ints(band.replace("-", ","))
-        if len(parts) == 2:
-            low, high = max(0, parts[0]), min(100, parts[1])
+    low, high = _band(q.get("band", ""))
     scan = q.get("scan", "latest")
     scan_id = None
     if scan == "latest":
         scan_id = await request.app[STORE].latest_scan_id(request.app[SETTINGS].target) or None
-    elif scan.isdigit():
+    elif scan != "all":
+        if not (scan.isdigit() and 0 < int(scan) <= MAX_ID):
+            raise bad_request("scan: expected latest, all or a scan id")
         scan_id = int(scan)
     decision = q.get("decision", "undecided")
+    decisions = () if decision == "any" else _words(decision)
+    if set(decisions) - {*DECISIONS, "undecided"}:
+        raise bad_request(f"decision: expected any, undecided or {', '.join(DECISIONS)}")
     return QueueFilter(
-        results=_ints(q.get("result", "2,1")) or (2, 1),
+        results=_ints("result", q.get("result", "2,1"), range(3)) or (2, 1),
         labels=_words(q.get("label", "")),
         sub_labels=_words(q.get("sub_label", "")),
         min_score=low,
         max_score=high,
         prefix=q.get("prefix", ""),
-        decisions=() if decision == "any" else _words(decision),
-        frozen=_yes_no(q.get("frozen", "")),
-        acted=_yes_no(q.get("acted", "")),
+        decisions=decisions,
+        frozen=_yes_no("frozen", q.get("frozen", "")),
+        acted=_yes_no("acted", q.get("acted", "")),
         users=_words(q.get("user", "")),
         scan_id=scan_id,
     )
@@ -237,6 +204,8 @@ async def api_decide(request: web.Request) -> web.Response:
 
 async def thumb(request: web.Request) -> web.Response:
     key, etag = request.query.get("key", ""), request.query.get("etag", "")
+    if not await request.app[STORE].has_verdict(request.app[SETTINGS].target, key, etag):
+        raise web.HTTPNotFound(text="no verdict of this key and ETag under the target\n")
     data, kind = await request.app[THUMBS].get(key, etag, full=request.path == "/image")
     return web.Response(body=data, headers={"Content-Type": kind})
 

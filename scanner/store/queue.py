@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scanner.models import key_range, split_target
-from scanner.store.base import StoreBase
+from scanner.store.base import StoreBase, within
 from scanner.store.raws import unpack_raw
 
 #: The order results are shown in (suspicious first: Tencent says a person has to look).
@@ -185,6 +185,15 @@ class Review(StoreBase):
                 for i, t, a, f, r, p in scans
             ],
         }
+
+    async def has_verdict(self, target: str, key: str, etag: str) -> bool:
+        """Whether `key` has a verdict of this ETag under the target (the review page shows
+        only such objects' pictures)."""
+        cond, args = within(target)
+        row = await self._one(
+            f"SELECT 1 FROM verdicts WHERE {cond} AND key = ? AND etag = ?", [*args, key, etag]
+        )
+        return row is not None
 
     async def queue_labels(self, target: str) -> dict[str, list[str]]:
         """The labels and sub-labels the target's verdicts carry (the filter's choices)."""

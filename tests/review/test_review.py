@@ -25,7 +25,8 @@ from scanner.cos.client import HttpClient
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.models import Target
-from scanner.review.app import CSP, ReviewSettings, serving
+from scanner.review.app import serving
+from scanner.review.guard import CSP, ReviewSettings
 from scanner.review.thumbs import Thumbs
 from scanner.scan.progress import Progress
 from scanner.store import Cursor, QueueFilter, Store
@@ -72,13 +73,15 @@ async def test_the_guard(tmp_path: Path) -> None:
         async with http.get(s.url + f"/?token={TOKEN}", allow_redirects=False) as r:
             assert r.status == 302
             assert r.headers["Location"] == "/"
-            cookie = r.cookies["cos_scanner_review"]
+            port = urlsplit(s.url).port
+            cookie = r.cookies[f"cos_scanner_review_{port}"]  # named per port
             assert cookie["httponly"]
             assert cookie["samesite"] == "Strict"
+            assert cookie.value != TOKEN  # a session id derived from it, not the token
+            assert TOKEN not in cookie.value
         async with http.get(s.url + "/api/meta") as r:  # the cookie now
             assert r.status == 200
             assert (await r.json())["reviewer"] == "tester"
-        port = urlsplit(s.url).port
         async with http.get(s.url + "/api/meta", headers={"Host": f"evil.example:{port}"}) as r:
             assert r.status == 403  # DNS rebinding: not our Host
         body = {"items": [], "decision": "block"}
@@ -308,3 +311,57 @@ def test_the_command_prints_its_url_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert b"cos-scanner review" in page.read()
         p.send_signal(signal.SIGINT)
         assert p.wait(timeout=10) == 0
+
+
+async def test_the_doors(tmp_path: Path) -> None:
+    """Issue 25, item 8: no off-site redirect; bad query values are 400 (a huge scan id was a
+    500); /thumb and /image serve only keys with a verdict under the target; the cookie of one
+    page does not open another (two pages coexist)."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with serve(tmp_path, 300) as s, aiohttp.ClientSession(cookie_jar=jar) as http:
+        for path in ("//evil.example/", "/\\evil.example/", "//evil.example/%2e%2e"):
+            async with http.get(f"{s.url}{path}?token={TOKEN}", allow_redirects=False) as r:
+                assert r.status == 302
+                location = r.headers["Location"]
+                assert location.startswith("/"), location
+                assert not location.startswith(("//", "/\\")), location
+        async with http.get(f"{s.url}/?token={TOKEN}&scan=all", allow_redirects=False) as r:
+            assert r.headers["Location"] == "/?scan=all"  # the rest of the query kept
+        async with http.get(f"{s.url}/?token={TOKEN}") as r:
+            assert r.status == 200
+        bad = ("scan=99999999999999999999999", "scan=-1", "scan=x", "result=7", "band=5-500",
+               "band=x", "decision=maybe", "frozen=perhaps", "acted=2")  # fmt: skip
+        for query in bad:
+            for api in ("queue", "counts", "overview"):
+                async with http.get(f"{s.url}/api/{api}?{query}") as r:
+                    assert r.status == 400, (api, query, r.status)
+                    assert "error" in await r.json()
+                    assert r.headers["Content-Security-Policy"] == CSP
+        async with http.get(f"{s.url}/api/queue?scan=all&band=60-100") as r:
+            assert r.status == 200
+            items = (await r.json())["items"]
+        assert items
+        shown = items[0]
+        params = {"key": shown["key"], "etag": shown["etag"]}
+        async with http.get(f"{s.url}/thumb", params=params) as r:
+            assert r.status == 200
+        secret = "secret/payroll.jpg"  # in the bucket, never audited: not the page's to show
+        s.state.bucket.put(secret, StoredObject(etag_of(secret), 5000, datetime.now(UTC)))
+        for key, etag in ((secret, etag_of(secret)), (shown["key"], "0" * 32)):
+            for path in ("/thumb", "/image"):
+                async with http.get(s.url + path, params={"key": key, "etag": etag}) as r:
+                    assert r.status == 404, (path, key)
+        # a second page on another port: its own cookie; this session opens nothing there
+        settings = ReviewSettings(s.target, "other", "another-token-987654321")
+        async with (
+            HttpClient(CREDS) as client,
+            serving(s.store, settings, Thumbs(client, s.cfg.cos), 0) as port2,
+        ):
+            other = f"http://127.0.0.1:{port2}"
+            async with http.get(other + "/api/meta") as r:
+                assert r.status == 403
+            async with http.get(f"{other}/?token=another-token-987654321") as r:
+                assert r.status == 200
+            for url in (s.url, other):  # both sessions live side by side
+                async with http.get(url + "/api/meta") as r:
+                    assert r.status == 200
