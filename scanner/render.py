@@ -58,6 +58,12 @@ def rates(
     return {"rate": rate, "elapsed": elapsed, "eta": eta}
 
 
+def shown_mode(status: ScanStatus) -> str:
+    """The scan's mode as users asked for it: a --force scan is stored as a full one that
+    takes no verdict made before it began."""
+    return "force" if status.reuse_since and status.mode == "full" else status.mode
+
+
 #: The version of the scan record `status --json` lists and summary.json holds (README,
 #: "The scan record"): fields are added within a version, never renamed or removed.
 SCAN_RECORD_VERSION = 1
@@ -76,7 +82,7 @@ def status_json(
         "schema_version": SCAN_RECORD_VERSION,
         "scan_id": status.id,
         "target": status.target,
-        "mode": status.mode,
+        "mode": shown_mode(status),
         "state": status.state,
         "listing_done": status.listing_done,
         "listed": status.listed,
@@ -128,7 +134,7 @@ def status_table(
             (
                 str(s.id),
                 s.state,
-                s.mode,
+                shown_mode(s),
                 started,
                 f"{s.listed:,}",
                 f"{s.audited:,}",
@@ -226,8 +232,8 @@ def dry_run_text(est: Mapping[str, Any], audit: AuditSettings) -> str:
     lines = [f"dry run of {est['target']}: nothing audited, nothing written"]
     if est["nothing_to_do"]:
         lines.append(
-            "  plan         the last scan is done: `scan` would do nothing and bill nothing "
-            "(--incremental, --retry-failed or --force start a new scan)"
+            "  plan         the last scan is done: `scan` would not list or bill it again; "
+            "objects new or changed since: --incremental (--retry-failed, --force: a new scan)"
         )
     elif est["resumes_scan"] is not None:
         lines.append(

@@ -45,7 +45,10 @@ def test_scan_then_status_json_and_table(
     assert table.splitlines()[0].split()[:5] == ["scan", "state", "mode", "started", "listed"]
     assert " done " in table
     assert main(["scan", "--config", str(config)]) == 0
-    assert "already done; nothing to audit" in capsys.readouterr().out
+    again = capsys.readouterr().out
+    assert "finished earlier" in again
+    assert "scan --incremental" in again  # what to run for what changed since: never "nothing"
+    assert "nothing to" not in again
 
 
 def test_dry_run_writes_and_bills_nothing(

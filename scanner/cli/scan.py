@@ -38,7 +38,7 @@ from scanner.config.window import Window
 from scanner.errors import ConfigError, ScanBusyError
 from scanner.metrics import ScanMetrics
 from scanner.models import Target
-from scanner.render import dry_run_text, status_json, summary_text
+from scanner.render import dry_run_text, shown_mode, status_json, summary_text
 from scanner.scan.dryrun import Estimate, dry_run
 from scanner.scan.plan import Mode, ScanPlan, ScanRequest, make_plan
 from scanner.scan.progress import Progress
@@ -71,7 +71,8 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
 
 OUTCOMES = {
     "done": "done",
-    "nothing": "already done; nothing to audit (a finished scan is not billed again)",
+    "nothing": "finished earlier: a finished scan is not listed or billed again; for objects "
+    "new or changed since, run scan --incremental",
     "paused": "paused at --max-images; run scan again to continue",
     "interrupted": "interrupted; in-flight batches were written; run scan again to resume",
 }
@@ -319,7 +320,7 @@ async def _abandon(plan: ScanPlan) -> int:
     dropped = await abandon_unfinished(plan)
     for scan, pending in dropped:
         print(
-            f"scan {scan.id} ({scan.mode}, {scan.state}) abandoned: {pending:,} of its "
+            f"scan {scan.id} ({shown_mode(scan)}, {scan.state}) abandoned: {pending:,} of its "
             f"{scan.listed:,} listed objects were not audited"
             + ("" if scan.listing_done else ", and its listing was not finished")
             + "; its verdicts stay"
