@@ -54,7 +54,12 @@ def review(store: str, *extra: str, env: dict[str, str] | None = None) -> Iterat
                          env=env)  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()
     assert p.stdout is not None
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in p.stdout or ()], daemon=True)
+
+    def read() -> None:
+        for line in p.stdout or ():
+            lines.put(line)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         printed: list[str] = []
