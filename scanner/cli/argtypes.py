@@ -1,11 +1,13 @@
-"""Flags that several commands share, and their value types: the verdict filters of `report`
-and `act`, the metrics outputs of `scan` and `demo`."""
+"""Flags that several commands share, and their value types: --config/--store and the log
+options of every command, the verdict filters of `report` and `act`, the metrics outputs of
+`scan` and `demo`."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 
 def csv_ints(text: str) -> tuple[int, ...]:
@@ -97,3 +99,41 @@ def metrics_args(p: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve the same metrics over HTTP on 127.0.0.1:PORT while the scan runs",
     )
+
+
+def global_args(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    """Options accepted before or after the subcommand. On a subcommand their default is
+    SUPPRESS, so one given before the subcommand is not reset by the subcommand's parser."""
+
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if sub else value
+
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=default(None),
+        help="TOML config file (default: $COS_SCANNER_CONFIG, else ./config.toml if present)",
+    )
+    p.add_argument(
+        "--store", default=default(None), help="SQLite store path (overrides [store] path)"
+    )
+    log_args(p, sub=sub)
+
+
+def log_args(p: argparse.ArgumentParser, *, sub: bool) -> None:
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if sub else value
+
+    p.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log details"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=default("text"),
+        help="text lines, or one JSON event per line (for log pipelines)",
+    )
+
+
+def config_args(p: argparse.ArgumentParser) -> None:
+    global_args(p, sub=True)
