@@ -38,6 +38,16 @@ def review_args(sub: Any) -> None:
     p.set_defaults(run=review.run_review)
 
 
+def target_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--target",
+        default=None,
+        metavar="ID",
+        help="one of the store's targets (status lists them: cos://bucket.region/prefix, "
+        "urls://...), for a copied store without a config",
+    )
+
+
 def status_args(sub: Any) -> None:
     p = sub.add_parser(
         "status",
@@ -49,13 +59,7 @@ def status_args(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (one object per scan)")
     p.add_argument("--limit", type=int, default=20, help="how many recent scans (default 20)")
     p.add_argument("--urls", default=None, metavar="FILE", help="only the scans of this URL list")
-    p.add_argument(
-        "--target",
-        default=None,
-        metavar="ID",
-        help="one of the store's targets (status lists them: cos://bucket.region/prefix, "
-        "urls://...), for a copied store without a config",
-    )
+    target_arg(p)
     p.set_defaults(run=report.run_status)
 
 
@@ -127,13 +131,7 @@ def report_args(sub: Any) -> None:
     p.add_argument(
         "--urls", default=None, metavar="FILE", help="the URL list's rows (its own target)"
     )
-    p.add_argument(
-        "--target",
-        default=None,
-        metavar="ID",
-        help="one of the store's targets (status lists them: cos://bucket.region/prefix, "
-        "urls://...), for a copied store without a config",
-    )
+    target_arg(p)
     p.add_argument(
         "--format",
         choices=("csv", "jsonl", "json"),
