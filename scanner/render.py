@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import logging
-import re
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
-from scanner.audit.raw import raw_to_dict
 from scanner.config import AuditSettings
 from scanner.models import ScanStatus
 
@@ -58,6 +53,33 @@ def rates(
     return {"rate": rate, "elapsed": elapsed, "eta": eta}
 
 
+def billed_images(status: ScanStatus) -> int:
+    """Images the service billed for this scan: its audits, less the verdicts it shared."""
+    return max(0, status.audited - status.shared)
+
+
+def spend_of(images: int, audit: AuditSettings | None) -> dict[str, Any]:
+    """Units and price of `images` billed images under `audit`'s scenes and prices (None where
+    unknown: the scenes of a BizType policy, or no unit_price)."""
+    scenes = audit.scenes_per_image if audit is not None else None
+    units = None if scenes is None else images * scenes
+    price = None
+    if units is not None and audit is not None and audit.unit_price:
+        price = round(units * audit.unit_price, 6)
+    currency = audit.currency if audit is not None else None
+    return {"billed_units": units, "price": price, "currency": currency}
+
+
+def _billed_text(status: ScanStatus, audit: AuditSettings | None) -> str:
+    spend = spend_of(billed_images(status), audit)
+    if spend["billed_units"] is None:
+        return "images (units unknown: set [audit] billed_scenes)"
+    text = f"images = {spend['billed_units']:,} units"
+    if spend["price"] is not None:
+        text += f" = {spend['price']:,.2f} {spend['currency']}"
+    return text
+
+
 def shown_mode(status: ScanStatus) -> str:
     """The scan's mode as users asked for it: a --force scan is stored as a full one that
     takes no verdict made before it began."""
@@ -75,6 +97,7 @@ def status_json(
     *,
     review_queue: Mapping[str, int] | None = None,
     heartbeat_at: float | None = None,
+    audit: AuditSettings | None = None,
 ) -> dict[str, Any]:
     """The scan record: one scan as `status --json` lists it and summary.json holds it."""
     r = rates(status, expected=expected)
@@ -94,6 +117,8 @@ def status_json(
         "pending": status.pending,
         "requests": status.requests,
         "maybe_billed_twice": status.maybe_double,
+        "billed_images": billed_images(status),
+        **spend_of(billed_images(status), audit),
         "frozen": status.frozen,
         "shared": status.shared,
         "error": status.error,
@@ -179,6 +204,7 @@ def summary_text(
     run_seconds: float,
     run_audited: int,
     scenes: int | None = None,
+    audit: AuditSettings | None = None,
 ) -> str:
     """The table printed when a scan run ends (`scenes`: billed units per image, if known)."""
     this_run = "nothing audited"
@@ -196,6 +222,7 @@ def summary_text(
         f"  pending   {status.pending:>10,}",
         f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
+        f"  billed    {billed_images(status):>10,}   {_billed_text(status, audit)}",
         *(
             [
                 f"  shared    {status.shared:>10,}   audited without paying: copies of audited "
@@ -293,95 +320,3 @@ def dry_run_text(est: Mapping[str, Any], audit: AuditSettings) -> str:
         f"x {audit.batch_size} images"
     )
     return "\n".join(lines)
-
-
-#: The columns of csv/jsonl reports: a contract (consumers ignore unknown fields).
-FIELDS = (
-    "key",
-    "etag",
-    "size",
-    "state",
-    "reason",
-    "message",
-    "result",
-    "label",
-    "score",
-    "category",
-    "sub_label",
-    "job_id",
-    "audited_at",
-    "scan_id",
-    "forbid_state",
-    "user",
-    "verdict_from",  # a copy's verdict: the key whose audit it shares (empty: audited itself)
-    "decision",  # a reviewer's: approve, block or skip (empty: undecided)
-    "reviewer",
-)
-
-
-#: What a spreadsheet takes for a formula at the start of a cell (OWASP "CSV injection").
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?\Z")  # a plain number is no formula (-65010, a CI code)
-
-
-def csv_cell(value: Any) -> Any:
-    """A value as a CSV cell: text that a spreadsheet would run as a formula gets a leading
-    `'` (keys are user uploads and the CSV goes to spreadsheets); numbers stay numbers."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
-        return "'" + value
-    return value
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
-
-
-def row_dict(row: Sequence[Any]) -> dict[str, Any]:
-    """A store report row (REPORT_COLUMNS) as the report's fields (without the raw verdict)."""
-    out = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
-    out["audited_at"] = _iso(out["audited_at"])
-    return out
-
-
-async def write_rows(
-    chunks: AsyncGenerator[list[tuple[Any, ...]], None],
-    out: TextIO,
-    fmt: str,
-    link: Callable[[str], str] | None = None,
-) -> int:
-    """Stream report rows to `out` as csv or jsonl; returns how many were written.
-
-    `chunks` is closed here even when a write fails (a full disk, a closed pipe), so the
-    store's cursor is released before the store is."""
-    writer = None
-    if fmt == "csv":
-        # RFC 4180 line ends: a key with a bare \r (COS allows it) is quoted, not split
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([*FIELDS, "url"] if link else FIELDS)
-    count = unreadable = 0
-    async with contextlib.aclosing(chunks):
-        async for chunk in chunks:
-            for row in chunk:
-                record = row_dict(row)
-                if link is not None:
-                    record["url"] = link(record["key"])
-                if writer is not None:
-                    writer.writerow([csv_cell(v) for v in record.values()])
-                else:
-                    raw = row[len(FIELDS)]
-                    try:
-                        record["verdict"] = raw_to_dict(raw) if raw else None
-                    except ValueError:  # a damaged store row: export the rest, say so below
-                        record["verdict"] = None
-                        unreadable += 1
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-    if unreadable:
-        log.warning(
-            "%d rows hold a stored verdict that is not a readable answer (XML or JSON); "
-            "exported with verdict null",
-            unreadable,
-        )
-    return count

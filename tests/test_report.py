@@ -26,7 +26,7 @@ from scanner.emulator import (
     running,
     synthetic,
 )
-from scanner.render import FIELDS
+from scanner.export import FIELDS
 from scanner.scan.progress import Progress
 from scanner.store import unpack_raw
 from tests.helpers import config, run_scan

@@ -146,6 +146,16 @@ def report_args(sub: Any) -> None:
         help="only these states: audited,failed,skipped,deleted,superseded",
     )
     p.add_argument(
+        "--spend",
+        action="store_true",
+        help="what the service billed: images, units and price ([audit] unit_price, "
+        "currency) per scan, UTC day or month (--by), copies saved and possible double "
+        "billing apart",
+    )
+    p.add_argument(
+        "--by", choices=("scan", "day", "month"), default="scan", help="--spend per (default scan)"
+    )
+    p.add_argument(
         "--by-user",
         action="store_true",
         help="uploaders ([scan] user_from_key) by flagged images and flagged share, "

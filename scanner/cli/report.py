@@ -28,9 +28,10 @@ from scanner.cli.commands import (
 from scanner.config import Config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.errors import ConfigError, echo
+from scanner.export import csv_cell, write_rows
 from scanner.lease import is_dead
 from scanner.models import ScanStatus, Target, unsharded
-from scanner.render import csv_cell, status_json, status_table, write_rows
+from scanner.render import spend_of, status_json, status_table
 from scanner.scan.filter import user_of
 from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
@@ -64,7 +65,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         rows = [
             status_json(s, expected.get(s.id), review_queue=review[s.target],
-                        heartbeat_at=beats.get(s.id))
+                        heartbeat_at=beats.get(s.id), audit=config.audit)
             for s in scans
         ]  # fmt: skip
         print(json.dumps(rows, indent=2))
@@ -168,6 +169,36 @@ def _write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     writer.writerows([csv_cell(u[f]) for f in fields] for u in users)
 
 
+_SPEND_FIELDS = ("billed_images", "billed_units", "price", "currency", "saved_images",
+                 "saved_units", "maybe_double")  # fmt: skip
+
+
+def _write_spend(
+    target: str, by: str, rows: list[dict[str, Any]], config: Config,
+    args: argparse.Namespace, out: TextIO,
+) -> None:  # fmt: skip
+    """`report --spend`: per period, images billed (units and price where known), images
+    saved (copies and verdicts shared between scans), images possibly billed twice."""
+    scenes = config.audit.scenes_per_image
+    for row in rows:
+        row.update(spend_of(row["billed_images"], config.audit))
+        row["saved_units"] = None if scenes is None else row["saved_images"] * scenes
+    if args.format == "json":
+        total = {"billed_images": sum(r["billed_images"] for r in rows),
+                 "saved_images": sum(r["saved_images"] for r in rows),
+                 "maybe_double": sum(r["maybe_double"] for r in rows)}  # fmt: skip
+        total.update(spend_of(total["billed_images"], config.audit))
+        doc = {"target": target, "by": by, "rows": rows, "total": total}
+        out.write(json.dumps(doc, indent=2) + "\n")
+        return
+    if args.format == "jsonl":
+        out.writelines(json.dumps(r) + "\n" for r in rows)
+        return
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow((by, *_SPEND_FIELDS))
+    writer.writerows([csv_cell(r[by]), *(csv_cell(r[f]) for f in _SPEND_FIELDS)] for r in rows)
+
+
 async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
     stores = args.store if isinstance(args.store, list) else []
     if len(stores) > 1:
@@ -188,6 +219,9 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
             raise ConfigError(f"--scan {where.scan_id}: no such scan in {store.path} (status)")
         if args.by_user:
             _write_users(await store.by_user(target, where), args.format, out)
+            return
+        if args.spend:
+            _write_spend(target, args.by, await store.spend(target, args.by), config, args, out)
             return
         if args.format == "json":
             totals = await store.report_totals(target, where)

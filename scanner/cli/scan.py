@@ -66,6 +66,7 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
         run_seconds=run_seconds,
         run_audited=0 if result.outcome == "nothing" else result.status.run_audited,
         scenes=config.audit.scenes_per_image,
+        audit=config.audit,
     )
 
 
@@ -181,7 +182,7 @@ async def _finish_scan(
     async with await Store.open(config.store.path, readonly=True) as store:
         queue = await store.review_counts(result.status.target)
     record = {
-        **status_json(result.status, review_queue=queue),
+        **status_json(result.status, review_queue=queue, audit=config.audit),
         "outcome": result.outcome,
         "run_seconds": round(seconds, 2),
     }

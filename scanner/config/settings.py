@@ -60,6 +60,7 @@ class AuditSettings:
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     unit_price: float = 0.0  # price per billed unit (image x scene), for --dry-run estimates
     large_image_price: float = 0.0  # price per image compressed by LargeImageDetect
+    currency: str = "CNY"  # the currency of the prices (shown beside them)
     billed_scenes: int = 0  # scenes billed per image; 0 = count detect_type (unknown if empty)
 
     @property

@@ -28,9 +28,11 @@ from scanner.store.report_rows import REPORT_COLUMNS, ReportFilter, Reports
 from scanner.store.results import Prior, Results
 from scanner.store.scans import Scans
 from scanner.store.sharing import Admission, Sharing
+from scanner.store.spend import PERIODS, Spend
 
 __all__ = [
     "DECISIONS",
+    "PERIODS",
     "REPORT_COLUMNS",
     "ActRun",
     "Admission",
@@ -46,5 +48,7 @@ __all__ = [
 ]
 
 
-class Store(Leases, Scans, Pages, Results, Sharing, Claims, Reports, Review, Decisions, Journal):
+class Store(
+    Leases, Scans, Pages, Results, Sharing, Claims, Reports, Review, Decisions, Journal, Spend
+):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -1,0 +1,107 @@
+"""Report rows written out: csv (RFC 4180, formula-safe) or jsonl, streamed in chunks."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import re
+from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from scanner.audit.raw import raw_to_dict
+
+log = logging.getLogger(__name__)
+
+#: The columns of csv/jsonl reports: a contract (consumers ignore unknown fields).
+FIELDS = (
+    "key",
+    "etag",
+    "size",
+    "state",
+    "reason",
+    "message",
+    "result",
+    "label",
+    "score",
+    "category",
+    "sub_label",
+    "job_id",
+    "audited_at",
+    "scan_id",
+    "forbid_state",
+    "user",
+    "verdict_from",  # a copy's verdict: the key whose audit it shares (empty: audited itself)
+    "decision",  # a reviewer's: approve, block or skip (empty: undecided)
+    "reviewer",
+)
+
+
+#: What a spreadsheet takes for a formula at the start of a cell (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?\Z")  # a plain number is no formula (-65010, a CI code)
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: text that a spreadsheet would run as a formula gets a leading
+    `'` (keys are user uploads and the CSV goes to spreadsheets); numbers stay numbers."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def row_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A store report row (REPORT_COLUMNS) as the report's fields (without the raw verdict)."""
+    out = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
+    out["audited_at"] = _iso(out["audited_at"])
+    return out
+
+
+async def write_rows(
+    chunks: AsyncGenerator[list[tuple[Any, ...]], None],
+    out: TextIO,
+    fmt: str,
+    link: Callable[[str], str] | None = None,
+) -> int:
+    """Stream report rows to `out` as csv or jsonl; returns how many were written.
+
+    `chunks` is closed here even when a write fails (a full disk, a closed pipe), so the
+    store's cursor is released before the store is."""
+    writer = None
+    if fmt == "csv":
+        # RFC 4180 line ends: a key with a bare \r (COS allows it) is quoted, not split
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow([*FIELDS, "url"] if link else FIELDS)
+    count = unreadable = 0
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            for row in chunk:
+                record = row_dict(row)
+                if link is not None:
+                    record["url"] = link(record["key"])
+                if writer is not None:
+                    writer.writerow([csv_cell(v) for v in record.values()])
+                else:
+                    raw = row[len(FIELDS)]
+                    try:
+                        record["verdict"] = raw_to_dict(raw) if raw else None
+                    except ValueError:  # a damaged store row: export the rest, say so below
+                        record["verdict"] = None
+                        unreadable += 1
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+    if unreadable:
+        log.warning(
+            "%d rows hold a stored verdict that is not a readable answer (XML or JSON); "
+            "exported with verdict null",
+            unreadable,
+        )
+    return count
