@@ -99,6 +99,13 @@ def metrics_args(p: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve the same metrics over HTTP on 127.0.0.1:PORT while the scan runs",
     )
+    p.add_argument(
+        "--metrics-push",
+        default=None,
+        metavar="URL",
+        help="push the final metrics to this Prometheus Pushgateway at the end of the run "
+        "(job cos-scanner, grouped by target): the way for batch jobs such as a Kubernetes Job",
+    )
 
 
 def global_args(p: argparse.ArgumentParser, *, sub: bool) -> None:

@@ -26,8 +26,10 @@ from scanner.cli import logs
 from scanner.cli.progress import Render, scan_render, show_progress
 from scanner.config import DETECT_TYPES, Config, describe_config, load_config
 from scanner.errors import (
+    AuthError,
     ConfigError,
     RemoteError,
+    ScanBusyError,
     ThrottledError,
 )
 from scanner.scan.progress import Progress
@@ -92,6 +94,19 @@ def load_config_of(args: argparse.Namespace, *, full: bool, prefix: bool = True)
     return load_config(
         _config_path(args), os.environ, overrides, require_credentials=full, require_target=full
     )
+
+
+def code_of(exc: BaseException) -> int:
+    """The exit code of an error that ends a command (the README's table)."""
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    if isinstance(exc, ScanBusyError):
+        return EXIT_BUSY
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, AuthError):
+        return EXIT_AUTH
+    return EXIT_FAILED
 
 
 _DRAINING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

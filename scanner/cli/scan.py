@@ -25,6 +25,7 @@ from scanner.cli.commands import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PAUSED,
+    code_of,
     fail,
     load_config_of,
     log,
@@ -35,7 +36,7 @@ from scanner.cli.commands import (
 )
 from scanner.config import Config
 from scanner.config.window import Window
-from scanner.errors import ConfigError, ScanBusyError
+from scanner.errors import ConfigError, ScanBusyError, ScannerError, echo, leaf_error
 from scanner.metrics import ScanMetrics
 from scanner.models import Target
 from scanner.render import dry_run_text, shown_mode, status_json, summary_text
@@ -108,14 +109,21 @@ class MetricsOut:
 
     file: Path | None = None
     port: int | None = None
+    push: str | None = None  # a Pushgateway's URL: the final metrics go there
 
 
 async def _keep_metrics(
-    metrics: ScanMetrics, progress: Progress, out: MetricsOut, every: float
-) -> None:
+    metrics: ScanMetrics, progress: Progress, out: MetricsOut, every: float, config: Config,
+    target: str,
+) -> None:  # fmt: skip
     while True:
         metrics.retries = retry_digest.total
         metrics.update(progress)
+        try:  # the counters over the store's life, the last success, the review queue
+            async with await Store.open(config.store.path, readonly=True) as store:
+                metrics.refresh(await store.monitoring(target))
+        except ScannerError as exc:
+            log.warning("metrics: could not read the store: %s", exc)
         if out.file is not None:
             _write_metrics(metrics, out.file)
         await anyio.sleep(every)
@@ -139,7 +147,7 @@ async def _scan(
     acted: list[ActResult] = []
     metrics = None
     if metrics_out is not None:
-        metrics = ScanMetrics(plan.target.id, config.audit.scenes_per_image)
+        metrics = ScanMetrics(plan.target.id, config.audit)
         if metrics_out.port is not None:
             metrics.serve(metrics_out.port)
     seen: list[Progress] = []
@@ -149,7 +157,8 @@ async def _scan(
         async with anyio.create_task_group() as tg:
             if metrics is not None and metrics_out is not None:
                 every = config.scan.progress_interval
-                tg.start_soon(_keep_metrics, metrics, progress, metrics_out, every)
+                tg.start_soon(_keep_metrics, metrics, progress, metrics_out, every, config,
+                              plan.target.id)  # fmt: skip
             result = await scan_target(plan, stop, progress, on_retry=log_retry)
             acts = config.act.on_flagged and not plan.urls  # a URL is not ours to make private
             if result.outcome == "done" and acts and not stop.is_set():
@@ -158,13 +167,25 @@ async def _scan(
             tg.cancel_scope.cancel()
         return result
 
-    result = await supervised(config, work)
+    since = time.time()
+
+    async def ended(code: int) -> None:
+        await _run_ended(config, plan.target.id, since, code, metrics, seen, metrics_out)
+
+    try:
+        result = await supervised(config, work)
+    except (ScannerError, KeyboardInterrupt, BaseExceptionGroup) as exc:  # the metrics say
+        leaf = leaf_error(exc)  # how it failed; then the error line and its exit code
+        if isinstance(leaf, ScannerError | KeyboardInterrupt):
+            with signals_deferred():
+                await ended(code_of(leaf))
+        raise
     with signals_deferred():  # a signal now would cost the summary, not the scan: wait for it
-        if metrics is not None and seen:
-            await _final_metrics(config, metrics, seen[0], result, metrics_out)
         if result is None:
+            await ended(EXIT_INTERRUPTED)
             fail("cos-scanner: aborted; what was in flight stays pending; run scan again to resume")
             return EXIT_INTERRUPTED
+        await ended(exit_for(result))
         seconds = time.monotonic() - started
         done = acted[0] if acted else None
         return await _finish_scan(config, result, seconds, done, summary_path)
@@ -213,21 +234,52 @@ async def _finish_scan(
     return code
 
 
-async def _final_metrics(
+async def _run_ended(
     config: Config,
-    metrics: ScanMetrics,
-    progress: Progress,
-    result: ScanResult | None,
+    target: str,
+    since: float,
+    code: int,
+    metrics: ScanMetrics | None,
+    seen: list[Progress],
     out: MetricsOut | None,
 ) -> None:
-    metrics.retries = retry_digest.total
-    metrics.update(progress)
-    if result is not None:
+    """How the run ended: recorded on the scan it ran (every later metrics file says it) and,
+    with metrics, written in the final file with the store's figures, failed runs included
+    (a failed nightly left the last success's file, so no alert fired)."""
+    totals = None
+    try:
         async with await Store.open(config.store.path) as store:
-            failures = await store.failure_codes(result.status.id)
-        metrics.finish(result.status, result.outcome, failures)
+            await store.record_run_end(target, since, code)
+            totals = await store.monitoring(target) if metrics is not None else None
+    except ScannerError as exc:  # the store is why the run failed: its error line says so
+        log.debug("could not record how the run ended: %s", exc)
+    if metrics is None:
+        return
+    metrics.retries = retry_digest.total
+    if seen:
+        metrics.update(seen[0])
+    if totals is not None:
+        metrics.refresh(totals)
+    metrics.finish(code)
     if out is not None and out.file is not None:
         _write_metrics(metrics, out.file)
+    if out is not None and out.push is not None:
+        await _push_metrics(metrics, out.push, target)
+
+
+async def _push_metrics(metrics: ScanMetrics, url: str, target: str) -> None:
+    """The final metrics to a Pushgateway; one that is down is a warning, never the run's
+    end (retried twice)."""
+    for attempt in range(3):
+        try:
+            with anyio.fail_after(15):
+                await anyio.to_thread.run_sync(metrics.push, url, target)
+            return
+        except (OSError, TimeoutError) as exc:
+            if attempt == 2:
+                log.warning("could not push the metrics to %s: %s", url, exc)
+            else:
+                await anyio.sleep(1.0 + attempt)
 
 
 async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult | None:
@@ -352,9 +404,12 @@ def _input(args: argparse.Namespace, config: Config) -> ScanInput:
 def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:
     if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
         raise ConfigError(f"--metrics-port must be 1..65535 (got {args.metrics_port})")
-    if args.metrics_file is None and args.metrics_port is None:
+    push = getattr(args, "metrics_push", None)
+    if push is not None and not push.startswith(("http://", "https://")):
+        raise ConfigError(f"--metrics-push must be an http(s) URL (got {echo(push)})")
+    if args.metrics_file is None and args.metrics_port is None and push is None:
         return None
-    return MetricsOut(args.metrics_file, args.metrics_port)
+    return MetricsOut(args.metrics_file, args.metrics_port, push)
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from scanner.store.claims import Claims
 from scanner.store.decisions import DECISIONS, Decided, Decisions
 from scanner.store.journal import ActRun, Entry, Journal
 from scanner.store.leases import Leases
+from scanner.store.monitor import Monitor
 from scanner.store.pages import Pages
 from scanner.store.queue import Cursor, QueueFilter, Review
 from scanner.store.raws import pack_raw, unpack_raw
@@ -49,6 +50,17 @@ __all__ = [
 
 
 class Store(
-    Leases, Scans, Pages, Results, Sharing, Claims, Reports, Review, Decisions, Journal, Spend
+    Leases,
+    Scans,
+    Pages,
+    Results,
+    Sharing,
+    Claims,
+    Reports,
+    Review,
+    Decisions,
+    Journal,
+    Spend,
+    Monitor,
 ):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""
