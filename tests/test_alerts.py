@@ -5,24 +5,20 @@ promtool is missing (Debian: apt-get install prometheus), unless PROMTOOL_REQUIR
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.tools import required_tool
+
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus"
 
 
 def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        reason = "alert rule tests skipped: no promtool (apt-get install prometheus)"
-        if os.environ.get("PROMTOOL_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    reason = "alert rule tests skipped: no promtool (apt-get install prometheus)"
+    return required_tool(shutil.which("promtool"), reason, "PROMTOOL_REQUIRED")
 
 
 @pytest.mark.parametrize("verb", [["check", "rules", "rules.yml"],

@@ -31,6 +31,7 @@ from scanner.review.thumbs import Thumbs
 from scanner.scan.progress import Progress
 from scanner.store import Cursor, QueueFilter, Store
 from tests.helpers import CREDS, config, run_scan
+from tests.tools import required_tool
 
 TOKEN = "test-token-0123456789"
 HOSTILE = ["nsfw/<img src=x onerror=alert(1)>.jpg", 'nsfw/"><script>alert(2)</script>.png']
@@ -131,12 +132,8 @@ def chromium() -> str:
         import playwright.async_api  # noqa: F401
     except ImportError:
         path = None
-    if path is None:
-        reason = "browser tests skipped: no chromium (apt-get install chromium) or no playwright"
-        if os.environ.get("REVIEW_BROWSER_REQUIRED") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    reason = "browser tests skipped: no chromium (apt-get install chromium) or no playwright"
+    return required_tool(path, reason, "REVIEW_BROWSER_REQUIRED")
 
 
 @contextlib.asynccontextmanager
