@@ -17,7 +17,8 @@ from scanner.config import ScanSettings
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.models import AuditItem, ObjectRef
-from scanner.scan.filter import ObjectFilter, user_of
+from scanner.scan.filter import ObjectFilter
+from scanner.uploaders import user_of
 from tests.helpers import config, run_scan
 
 USERS = "^albums/(?P<user>u[0-9]+)/"

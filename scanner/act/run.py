@@ -23,8 +23,8 @@ from scanner.lease import ActLease, lease
 from scanner.limiter import AuditBudget
 from scanner.models import Target
 from scanner.retry import RetryPolicy
-from scanner.scan.filter import user_of
 from scanner.store import ActRun, ReportFilter, Store
+from scanner.uploaders import user_of
 
 log = logging.getLogger("scanner")
 

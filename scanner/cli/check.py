@@ -30,10 +30,11 @@ from scanner.errors import ConfigError, SkippedInputError, echo
 from scanner.limiter import AuditBudget
 from scanner.models import AuditItem, ImageVerdict, ObjectRef, Target
 from scanner.retry import RetryPolicy
-from scanner.scan.filter import ObjectFilter, user_of
+from scanner.scan.filter import ObjectFilter
 from scanner.scan.plan import IMS_CONTENT_URLS
 from scanner.sources.urls import url_identity, url_problem
 from scanner.store import Store
+from scanner.uploaders import user_of
 
 CHECK_TARGET = Target("", "", "", urls="check")
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")

@@ -32,9 +32,9 @@ from scanner.export import csv_cell, write_rows
 from scanner.lease import is_dead
 from scanner.models import ScanStatus, Target, unsharded
 from scanner.render import spend_of, status_json, status_table
-from scanner.scan.filter import user_of
 from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
+from scanner.uploaders import user_of
 
 
 def run_status(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -43,19 +42,6 @@ def _globs(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
     if not patterns:
         return None
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns), re.DOTALL)
-
-
-def user_of(scan: ScanSettings) -> Callable[[str], str]:
-    """The uploader a key names (`[scan] user_from_key`), or "" when it names none."""
-    if not scan.user_from_key:
-        return lambda _key: ""
-    pattern = re.compile(scan.user_from_key)
-
-    def user(key: str) -> str:
-        match = pattern.search(key)
-        return (match["user"] or "") if match else ""
-
-    return user
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,11 +20,12 @@ from scanner.errors import ConfigError
 from scanner.limiter import AuditBudget
 from scanner.models import Target
 from scanner.retry import RetryPolicy
-from scanner.scan.filter import Filter, ObjectFilter, user_of
+from scanner.scan.filter import Filter, ObjectFilter
 from scanner.scan.workers import default_workers
 from scanner.sources.inputs import BUCKET, ScanInput, UrlListInput, input_target
 from scanner.sources.shard import shard_quota
 from scanner.sources.urls import UrlFilter
+from scanner.uploaders import user_of
 
 
 class Mode(StrEnum):
