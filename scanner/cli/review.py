@@ -81,7 +81,7 @@ def run_review(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port must be 0..65535 (got {args.port})")
     if not Path(config.store.path).is_file():
         raise ConfigError(f"no store at {config.store.path!r}: run a scan first")
-    public = public_url(args.public_url)
+    public = public_url(args.public_url or config.review.public_url)
     if not _loopback(args.host) and not public:
         where = args.host or "every address"
         fail(f"cos-scanner: warning: serving on {where}: anyone who can reach it and has the "

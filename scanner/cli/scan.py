@@ -8,7 +8,6 @@ import json
 import tempfile
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +33,11 @@ from scanner.cli.commands import (
     signals_deferred,
     supervised,
 )
+from scanner.cli.events import tell
+from scanner.cli.scan_metrics import MetricsOut, keep_metrics, metrics_out_of, run_ended
 from scanner.config import Config
 from scanner.config.window import Window
-from scanner.errors import ConfigError, ScanBusyError, ScannerError, echo, leaf_error
+from scanner.errors import ConfigError, ScanBusyError, ScannerError, leaf_error
 from scanner.metrics import ScanMetrics
 from scanner.models import Target
 from scanner.render import dry_run_text, shown_mode, status_json, summary_text
@@ -103,41 +104,6 @@ def scan_mode(args: argparse.Namespace, config: Config) -> Mode:
     return Mode.INCREMENTAL if incremental else Mode.FULL
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsOut:
-    """Where a scan's metrics go: a Prometheus text file, an HTTP port, or both."""
-
-    file: Path | None = None
-    port: int | None = None
-    push: str | None = None  # a Pushgateway's URL: the final metrics go there
-
-
-async def _keep_metrics(
-    metrics: ScanMetrics, progress: Progress, out: MetricsOut, every: float, config: Config,
-    target: str,
-) -> None:  # fmt: skip
-    while True:
-        metrics.retries = retry_digest.total
-        metrics.update(progress)
-        try:  # the counters over the store's life, the last success, the review queue
-            async with await Store.open(config.store.path, readonly=True) as store:
-                metrics.refresh(await store.monitoring(target))
-        except ScannerError as exc:
-            log.warning("metrics: could not read the store: %s", exc)
-        if out.file is not None:
-            _write_metrics(metrics, out.file)
-        await anyio.sleep(every)
-
-
-def _write_metrics(metrics: ScanMetrics, path: Path) -> None:
-    """The metrics file; a failing write (a full disk, a missing folder) is a warning, each
-    interval, and never ends the scan."""
-    try:
-        metrics.write(str(path))
-    except OSError as exc:
-        log.warning("could not write the metrics to %s: %s", path, exc.strerror or exc)
-
-
 async def _scan(
     plan: ScanPlan, summary_path: Path | None = None, metrics_out: MetricsOut | None = None
 ) -> int:
@@ -157,7 +123,7 @@ async def _scan(
         async with anyio.create_task_group() as tg:
             if metrics is not None and metrics_out is not None:
                 every = config.scan.progress_interval
-                tg.start_soon(_keep_metrics, metrics, progress, metrics_out, every, config,
+                tg.start_soon(keep_metrics, metrics, progress, metrics_out, every, config,
                               plan.target.id)  # fmt: skip
             result = await scan_target(plan, stop, progress, on_retry=log_retry)
             acts = config.act.on_flagged and not plan.urls  # a URL is not ours to make private
@@ -170,7 +136,7 @@ async def _scan(
     since = time.time()
 
     async def ended(code: int) -> None:
-        await _run_ended(config, plan.target.id, since, code, metrics, seen, metrics_out)
+        await run_ended(config, plan.target.id, since, code, metrics, seen, metrics_out)
 
     try:
         result = await supervised(config, work)
@@ -179,6 +145,7 @@ async def _scan(
         if isinstance(leaf, ScannerError | KeyboardInterrupt):
             with signals_deferred():
                 await ended(code_of(leaf))
+            await tell(config, plan.target.id, since, code_of(leaf), str(leaf)[:300])
         raise
     with signals_deferred():  # a signal now would cost the summary, not the scan: wait for it
         if result is None:
@@ -188,7 +155,9 @@ async def _scan(
         await ended(exit_for(result))
         seconds = time.monotonic() - started
         done = acted[0] if acted else None
-        return await _finish_scan(config, result, seconds, done, summary_path)
+        code = await _finish_scan(config, result, seconds, done, summary_path)
+    await tell(config, plan.target.id, since, code)  # webhooks: bounded, never failing the run
+    return code
 
 
 async def _finish_scan(
@@ -232,54 +201,6 @@ async def _finish_scan(
         why = result.note or "paused at --max-images"
         fail(f"cos-scanner: scan {result.status.id} {why}; run scan to continue")
     return code
-
-
-async def _run_ended(
-    config: Config,
-    target: str,
-    since: float,
-    code: int,
-    metrics: ScanMetrics | None,
-    seen: list[Progress],
-    out: MetricsOut | None,
-) -> None:
-    """How the run ended: recorded on the scan it ran (every later metrics file says it) and,
-    with metrics, written in the final file with the store's figures, failed runs included
-    (a failed nightly left the last success's file, so no alert fired)."""
-    totals = None
-    try:
-        async with await Store.open(config.store.path) as store:
-            await store.record_run_end(target, since, code)
-            totals = await store.monitoring(target) if metrics is not None else None
-    except ScannerError as exc:  # the store is why the run failed: its error line says so
-        log.debug("could not record how the run ended: %s", exc)
-    if metrics is None:
-        return
-    metrics.retries = retry_digest.total
-    if seen:
-        metrics.update(seen[0])
-    if totals is not None:
-        metrics.refresh(totals)
-    metrics.finish(code)
-    if out is not None and out.file is not None:
-        _write_metrics(metrics, out.file)
-    if out is not None and out.push is not None:
-        await _push_metrics(metrics, out.push, target)
-
-
-async def _push_metrics(metrics: ScanMetrics, url: str, target: str) -> None:
-    """The final metrics to a Pushgateway; one that is down is a warning, never the run's
-    end (retried twice)."""
-    for attempt in range(3):
-        try:
-            with anyio.fail_after(15):
-                await anyio.to_thread.run_sync(metrics.push, url, target)
-            return
-        except (OSError, TimeoutError) as exc:
-            if attempt == 2:
-                log.warning("could not push the metrics to %s: %s", url, exc)
-            else:
-                await anyio.sleep(1.0 + attempt)
 
 
 async def _on_flagged(config: Config, result: ScanResult, stop: anyio.Event) -> ActResult | None:
@@ -399,17 +320,6 @@ def _input(args: argparse.Namespace, config: Config) -> ScanInput:
     if args.urls == "-":
         return UrlListInput(spool_stdin(config.store.path))
     return UrlListInput(url_list_file(Path(args.urls)))  # said before anything is opened
-
-
-def metrics_out_of(args: argparse.Namespace) -> MetricsOut | None:
-    if args.metrics_port is not None and not 1 <= args.metrics_port <= 65535:
-        raise ConfigError(f"--metrics-port must be 1..65535 (got {args.metrics_port})")
-    push = getattr(args, "metrics_push", None)
-    if push is not None and not push.startswith(("http://", "https://")):
-        raise ConfigError(f"--metrics-push must be an http(s) URL (got {echo(push)})")
-    if args.metrics_file is None and args.metrics_port is None and push is None:
-        return None
-    return MetricsOut(args.metrics_file, args.metrics_port, push)
 
 
 def run_demo(args: argparse.Namespace) -> int:

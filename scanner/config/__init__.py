@@ -47,9 +47,12 @@ from scanner.config.settings import (
     Credentials,
     FreezeSettings,
     ImsSettings,
+    NotifySettings,
     RetrySettings,
+    ReviewSettings,
     ScanSettings,
     StoreSettings,
+    Webhook,
     detect_scenes,
 )
 
@@ -78,9 +81,12 @@ __all__ = [
     "Credentials",
     "FreezeSettings",
     "ImsSettings",
+    "NotifySettings",
     "RetrySettings",
+    "ReviewSettings",
     "ScanSettings",
     "StoreSettings",
+    "Webhook",
     "describe_config",
     "detect_scenes",
     "load_config",
@@ -246,7 +252,10 @@ def describe_config(
                 source = f"env {env}"
             elif f.name in table:
                 source = "file"
-            out.append((dotted, getattr(section, f.name), source))
+            value = getattr(section, f.name)
+            if dotted == "notify.webhooks":  # their URLs hold keys: the format and host only
+                value = [repr(w) for w in value]
+            out.append((dotted, value, source))
     creds = config.credentials
     for key, var, value in (
         ("credentials.secret_id", ENV_SECRET_ID, creds.secret_id[:4] + "****" if creds else None),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -14,6 +15,9 @@ from scanner.config.settings import (
     DETECT_TYPES,
     MAX_BATCH_SIZE,
     MAX_SCENES,
+    NOTIFY_EVENTS,
+    NOTIFY_FORMATS,
+    Webhook,
     detect_scenes,
 )
 from scanner.config.window import Window
@@ -78,7 +82,7 @@ def _bucket(v: str) -> str | None:
 
 
 #: Keys whose value a problem never echoes (an endpoint may carry user:password@).
-NO_ECHO = frozenset({"cos.endpoint", "audit.endpoint", "ims.endpoint"})
+NO_ECHO = frozenset({"cos.endpoint", "audit.endpoint", "ims.endpoint", "notify.webhooks"})
 
 
 def _endpoint(v: str) -> str | None:
@@ -182,6 +186,13 @@ CHECKS: dict[str, Check] = {
     "ims.concurrency": _between(1, 1000),
     "ims.url_expiry": _between(60, 7 * 86_400),
     "ims.timeout": _between(0.01, 3600),
+    "notify.on": lambda v: (
+        None if set(v) <= set(NOTIFY_EVENTS) else f"must be among {', '.join(NOTIFY_EVENTS)}"
+    ),
+    "notify.timeout": _between(0.1, 300),
+    "review.public_url": lambda v: (
+        None if not v or v.startswith(("http://", "https://")) else "must be an http(s) URL"
+    ),
     "act.quarantine_to": lambda v: (
         None if not v or _COS_URL.match(v) else "must be cos://bucket-appid/prefix/"
     ),
@@ -242,7 +253,33 @@ def _as_str(raw: Any, from_text: bool) -> str:
     raise ValueError("must be a string")
 
 
+def _as_webhooks(raw: Any, from_text: bool) -> tuple[Webhook, ...]:
+    """`[[notify.webhooks]]` tables (or, from the environment, the same as a JSON list)."""
+    if from_text and isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ValueError("must be a JSON list of {url, format, secret}") from None
+    if not isinstance(raw, list) or not all(isinstance(w, dict) for w in raw):
+        raise ValueError("must be a list of tables with url, format and secret")
+    out = []
+    for n, w in enumerate(raw, 1):
+        unknown = set(w) - {"url", "format", "secret"}
+        if unknown:
+            raise ValueError(f"webhook {n}: unknown key {sorted(unknown)[0]!r}")
+        url, fmt, secret = w.get("url"), w.get("format", "json"), w.get("secret", "")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"webhook {n}: url must be an http(s) URL")
+        if fmt not in NOTIFY_FORMATS:
+            raise ValueError(f"webhook {n}: format must be one of {', '.join(NOTIFY_FORMATS)}")
+        if not isinstance(secret, str):
+            raise ValueError(f"webhook {n}: secret must be a string")
+        out.append(Webhook(url, fmt, secret))
+    return tuple(out)
+
+
 _COERCE: dict[Any, Callable[[Any, bool], Any]] = {
+    tuple[Webhook, ...]: _as_webhooks,
     bool: _as_bool,
     int: _as_int,
     float: _as_float,

@@ -156,6 +156,40 @@ class ImsSettings:
     timeout: float = 30.0  # seconds per request
 
 
+NOTIFY_FORMATS = ("json", "wecom", "dingtalk", "slack")
+NOTIFY_EVENTS = ("flagged", "failed", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One `[[notify.webhooks]]` entry. The URL (a WeCom robot's holds its key) and the secret
+    are never printed: `config show` and the logs show the host only."""
+
+    url: str
+    format: str = "json"  # json (signed with `secret`), wecom, dingtalk (signed), slack
+    secret: str = ""  # json: HMAC-SHA256 key of the body; dingtalk: the robot's signing secret
+
+    def __repr__(self) -> str:
+        host = self.url.split("://", 1)[-1].split("/", 1)[0].rpartition("@")[2]
+        return f"Webhook({self.format} to {host}/..., secret {'set' if self.secret else 'none'})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifySettings:
+    """[notify]: webhooks told when a scan flagged images, failed, or paused at a cap."""
+
+    webhooks: tuple[Webhook, ...] = ()
+    on: tuple[str, ...] = NOTIFY_EVENTS  # which of the events are sent
+    timeout: float = 10.0  # seconds per attempt (three attempts, with backoff)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewSettings:
+    """[review]: the review page as the team reaches it."""
+
+    public_url: str = ""  # https://review.example.com/ behind a proxy: links in notifications
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
     path: str = DEFAULT_STORE_PATH  # SQLite file with the checkpoints and verdicts
@@ -171,6 +205,8 @@ class Config:
     freeze: FreezeSettings = field(default_factory=FreezeSettings)
     act: ActSettings = field(default_factory=ActSettings)
     ims: ImsSettings = field(default_factory=ImsSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
     credentials: Credentials | None = None
 
 
@@ -183,6 +219,8 @@ SECTIONS: dict[str, type[Any]] = {
     "store": StoreSettings,
     "act": ActSettings,
     "ims": ImsSettings,
+    "notify": NotifySettings,
+    "review": ReviewSettings,
 }
 #: Config field of each section (a dotted section is a TOML sub-table).
 FIELDS = {name: name.rsplit(".", 1)[-1] for name in SECTIONS}

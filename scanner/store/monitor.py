@@ -45,6 +45,15 @@ class Monitor(StoreBase):
         out["review_oldest_seconds"] = max(0.0, time.time() - queue[1]) if queue[1] else 0.0
         return out
 
+    async def ran_scan(self, target: str, since: float) -> int | None:
+        """The scan of the target a run that began at `since` ran (None: it reached none)."""
+        row = await self._one(
+            "SELECT id FROM scans WHERE target = ? AND run_started_at >= ? "
+            "ORDER BY run_started_at DESC LIMIT 1",
+            (target, since),
+        )
+        return int(row[0]) if row else None
+
     async def record_run_end(self, target: str, since: float, code: int) -> None:
         """How this run ended, on the scan it ran (the target's scan whose run started at or
         after `since`; none when the run ended before it reached one)."""

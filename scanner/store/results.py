@@ -346,6 +346,15 @@ class Results(StoreBase):
         rows = await self._all(f"SELECT key, result, label, score FROM verdicts WHERE {cond}", args)
         return {k: (Result(r).value, label, s) for k, r, label, s in rows}
 
+    async def flagged_examples(self, scan_id: int, n: int = 5) -> list[dict[str, Any]]:
+        """The scan's `n` flagged or suspicious verdicts of the highest scores."""
+        rows = await self._all(
+            "SELECT key, result, label, score FROM verdicts WHERE scan_id = ? AND result > 0 "
+            "ORDER BY score DESC, key LIMIT ?",
+            (scan_id, n),
+        )
+        return [{"key": k, "result": r, "label": lb, "score": sc} for k, r, lb, sc in rows]
+
     async def labels(self, scan_id: int) -> dict[str, int]:
         rows = await self._all(
             "SELECT label, COUNT(*) FROM verdicts WHERE scan_id = ? AND result > 0 "
