@@ -189,21 +189,29 @@ async def _announce(
     open_browser: bool,
     ready: Callable[[str], None] | None,
 ) -> None:
-    print(f"cos-scanner review of {target} as {reviewer}: open {urls[0]}", flush=True)
-    for other in urls[1:]:
-        print(f"  or {other}", flush=True)
-    print("  Ctrl-C stops it; decisions are saved as they are made", flush=True)
-    if ready is not None:
-        ready(urls[0])
-    with tempfile.TemporaryDirectory(prefix="cos-scanner-review-") as folder:
+    """Say where the page is, open a browser on it, and serve until SIGINT or SIGTERM (the
+    signals are taken before anything is said: a Ctrl-C at once still ends it cleanly)."""
+    with (
+        anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+        tempfile.TemporaryDirectory(prefix="cos-scanner-review-") as folder,
+    ):
+        print(f"cos-scanner review of {target} as {reviewer}: open {urls[0]}", flush=True)
+        for other in urls[1:]:
+            print(f"  or {other}", flush=True)
+        print("  Ctrl-C stops it; decisions are saved as they are made", flush=True)
+        if ready is not None:
+            ready(urls[0])
         async with anyio.create_task_group() as tg:
-            if open_browser:
-                opened = open_in_browser(urls[0], Path(folder))
-                tg.start_soon(_remove_later, opened, OPEN_FILE_SECONDS)
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    break
+            if open_browser:  # in a thread: a browser command may take its time to return
+                tg.start_soon(_open_browser, urls[0], Path(folder))
+            async for _ in signals:
+                break
             tg.cancel_scope.cancel()
+
+
+async def _open_browser(url: str, folder: Path) -> None:
+    opened = await anyio.to_thread.run_sync(open_in_browser, url, folder, abandon_on_cancel=True)
+    await _remove_later(opened, OPEN_FILE_SECONDS)
 
 
 async def _only_target(store: Store) -> str:
