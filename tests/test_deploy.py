@@ -182,3 +182,56 @@ def test_the_systemd_command_runs_a_scan_with_its_credentials(tmp_path: Path) ->
     run = json.loads(done.stdout.splitlines()[-1])
     assert run["summary"]["state"] == "done"
     assert run["summary"]["listed"] == 300
+
+
+def test_jobs_end_at_once_on_a_refused_key_and_push_their_metrics() -> None:
+    """Issue 26, item 3: 2 and 77 fail the Job at once (a retry cannot mend them); the nightly
+    maps 3 and 4 to success; both push their final metrics to a Pushgateway."""
+    (cron,) = [d for d in manifests() if d["kind"] == "CronJob"]
+    (shards,) = [d for d in shard_docs() if d["kind"] == "Job"]
+    for spec in (cron["spec"]["jobTemplate"]["spec"], shards["spec"]):
+        (rule,) = spec["podFailurePolicy"]["rules"]
+        assert rule["action"] == "FailJob"
+        assert rule["onExitCodes"]["values"] == [2, 77]
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"
+        (container,) = spec["template"]["spec"]["containers"]
+        assert "--metrics-push" in " ".join(container["args"])
+    (script,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "case $code in 3|4) exit 0;; esac" in script
+    assert "trap 'kill -TERM $pid' TERM INT" in script  # SIGTERM still reaches the scanner
+
+
+@pytest.mark.parametrize(("scanner_exits", "pod_exits"), [(0, 0), (3, 0), (4, 0), (77, 77), (1, 1)])
+def test_the_nightly_pod_script_maps_exit_codes(
+    scanner_exits: int, pod_exits: int, tmp_path: Path
+) -> None:
+    """The CronJob's shell, run for real with a stand-in `cos-scanner` on PATH."""
+    (cron,) = [d for d in manifests() if d["kind"] == "CronJob"]
+    (script,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    fake = tmp_path / "cos-scanner"
+    fake.write_text(f"#!/bin/sh\nexit {scanner_exits}\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    done = subprocess.run(["/bin/sh", "-c", script], env=env, check=False, timeout=30)
+    assert done.returncode == pod_exits
+
+
+def test_the_nightly_pod_script_lets_the_scanner_drain_on_sigterm(tmp_path: Path) -> None:
+    """Kubernetes sends SIGTERM to the pod's first process, the shell: it must reach the
+    scanner, and the pod ends with the scanner's own code (130: drained)."""
+    import signal
+    import time
+
+    (cron,) = [d for d in manifests() if d["kind"] == "CronJob"]
+    (script,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    marker = tmp_path / "drained"
+    fake = tmp_path / "cos-scanner"
+    fake.write_text(f"#!/bin/sh\ntrap 'touch {marker}; exit 130' TERM\nsleep 30 & wait\n")
+    fake.chmod(0o755)
+    with subprocess.Popen(
+        ["/bin/sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    ) as pod:
+        time.sleep(0.5)
+        pod.send_signal(signal.SIGTERM)
+        assert pod.wait(timeout=20) == 130
+    assert marker.exists()
