@@ -24,6 +24,7 @@ from scanner.cli.commands import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    code_of,
     fail,
     log,
 )
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_code(exc: BaseException, verbose: bool) -> int:
-    """One line on stderr and the exit code for an error that ends a command."""
+    """One line on stderr for an error that ends a command; its exit code (`code_of`)."""
     if isinstance(exc, ConfigError):
         if len(exc.problems) > 1:  # one per line: nine of them made one 600-character line
             fail(f"cos-scanner: {exc.kind}: {len(exc.problems)} problems:")
@@ -84,20 +85,17 @@ def _exit_code(exc: BaseException, verbose: bool) -> int:
                 fail(f"  {problem}")
         else:
             fail(f"cos-scanner: {exc.kind}: {exc}")
-        return EXIT_USAGE
-    if isinstance(exc, ScanBusyError):
+    elif isinstance(exc, ScanBusyError):
         fail(f"cos-scanner: busy: {exc}")
-        return EXIT_BUSY
-    if isinstance(exc, KeyboardInterrupt):
+    elif isinstance(exc, KeyboardInterrupt):
         fail("cos-scanner: interrupted")
-        return EXIT_INTERRUPTED
-    if isinstance(exc, AuthError):  # every command says it the same way (exit 77)
+    elif isinstance(exc, AuthError):  # every command says it the same way (exit 77)
         fail(
             f"cos-scanner: credentials refused: {exc}: check TENCENTCLOUD_SECRET_ID/"
             "TENCENTCLOUD_SECRET_KEY (or [credentials]) and the key's permissions"
         )
-        return EXIT_AUTH
-    fail(f"cos-scanner: {exc}")
-    if verbose:
-        log.error("detail", exc_info=exc)
-    return EXIT_FAILED
+    else:
+        fail(f"cos-scanner: {exc}")
+        if verbose:
+            log.error("detail", exc_info=exc)
+    return code_of(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from scanner.models import split_target
 from scanner.store.base import StoreBase, within
@@ -24,6 +25,18 @@ class Decided:
 
     applied: tuple[str, ...]
     stale: tuple[str, ...]
+
+
+def flagged_verdicts(target: str) -> tuple[str, list[Any]]:
+    """`FROM ... WHERE ...` of the target's live Result 1 and 2 verdicts (`v`), each with its
+    decision on its current ETag (`d`, NULL: undecided): the review queue's rows."""
+    cond, args = within(target, "v")
+    return (
+        "FROM verdicts v LEFT JOIN decisions d "
+        "ON d.target = v.target AND d.key = v.key AND d.etag = v.etag "
+        f"WHERE {cond} AND v.result > 0 AND v.deleted_scan IS NULL",
+        args,
+    )
 
 
 class Decisions(StoreBase):
@@ -118,12 +131,9 @@ class Decisions(StoreBase):
     async def review_counts(self, target: str) -> dict[str, int]:
         """Flagged and suspicious verdicts under the target: decided (on their current ETag)
         by decision, and still to review."""
-        cond, args = within(target, "v")
+        flagged, args = flagged_verdicts(target)
         rows = await self._all(
-            "SELECT COALESCE(d.decision, 'undecided'), COUNT(*) FROM verdicts v "
-            "LEFT JOIN decisions d ON d.target = v.target AND d.key = v.key AND d.etag = v.etag "
-            f"WHERE {cond} AND v.result IN (1, 2) AND v.deleted_scan IS NULL GROUP BY 1",
-            args,
+            f"SELECT COALESCE(d.decision, 'undecided'), COUNT(*) {flagged} GROUP BY 1", args
         )
         counts = {str(d): int(n) for d, n in rows}
         return {

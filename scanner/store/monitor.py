@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from scanner.store.base import StoreBase, within
+from scanner.store.base import StoreBase
+from scanner.store.decisions import flagged_verdicts
 
 #: Counters summed over a target's scans (the scans table's columns).
 TOTALS = ("listed", "audited", "flagged", "review", "failed", "skipped", "shared",
@@ -34,12 +35,9 @@ class Monitor(StoreBase):
             (target,),
         )
         out["last_exit_code"], out["last_run_end"] = (last[0], last[1]) if last else (None, None)
-        cond, args = within(target, "v")
+        flagged, args = flagged_verdicts(target)
         queue = await self._one(
-            "SELECT COUNT(*), MIN(v.audited_at) FROM verdicts v LEFT JOIN decisions d "
-            "ON d.target = v.target AND d.key = v.key AND d.etag = v.etag "
-            f"WHERE {cond} AND v.result > 0 AND v.deleted_scan IS NULL AND d.decision IS NULL",
-            args,
+            f"SELECT COUNT(*), MIN(v.audited_at) {flagged} AND d.decision IS NULL", args
         )
         out["review_queue"] = int(queue[0])
         out["review_oldest_seconds"] = max(0.0, time.time() - queue[1]) if queue[1] else 0.0
