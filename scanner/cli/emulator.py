@@ -22,6 +22,7 @@ from scanner.emulator import (
     Bucket,
     EmulatorState,
     Faults,
+    Identity,
     KeyPair,
     from_folder,
     serve,
@@ -78,6 +79,22 @@ def arguments(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="the session token expires this long after start (negative: expired)",
     )
+    p.add_argument(
+        "--token-lifetime",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="lifetime of the temporary keys the metadata service and STS hand out (default "
+        "1800; at most DurationSeconds)",
+    )
+    p.add_argument(
+        "--role", default="cos-scanner", help="the CVM role served at .../security-credentials/"
+    )
+    p.add_argument(
+        "--web-identity-token",
+        default="emulator-oidc-token",
+        help="the TKE OIDC token AssumeRoleWithWebIdentity accepts",
+    )
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     p.add_argument("--qps-cap", type=float, default=0.0, help="audit requests/s before SlowDown")
     p.add_argument("--error-rate", type=float, default=0.0, help="fraction answered 500/503")
@@ -101,6 +118,8 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
         if not 0.0 <= args.copies < 1.0:
             raise ConfigError(f"--copies must be a share in [0, 1) (got {args.copies})")
         bucket = synthetic(args.objects, args.seed, args.copies)
+    if not args.token_lifetime > 0:
+        raise ConfigError(f"--token-lifetime must be > 0 seconds (got {args.token_lifetime:g})")
     key = args.secret_key or os.environ.get("EMULATOR_SECRET_KEY") or DEFAULT_SECRET_KEY
     expires = None if args.token_expires_in is None else time.time() + args.token_expires_in
     faults = Faults(
@@ -118,6 +137,9 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
         seed=args.seed,
         keys={args.secret_id: KeyPair(key, token=args.session_token, token_expires=expires)},
         faults=faults,
+        identity=Identity(
+            lifetime=args.token_lifetime, role=args.role, web_identity_token=args.web_identity_token
+        ),
         bucket_acl="private" if args.private_bucket else "public-read",
         extra_buckets={name: Bucket() for name in args.extra_bucket},
     )

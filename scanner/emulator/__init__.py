@@ -18,6 +18,7 @@ from scanner.emulator.state import (
     DEFAULT_SECRET_KEY,
     EmulatorState,
     Faults,
+    Identity,
     KeyPair,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "Bucket",
     "EmulatorState",
     "Faults",
+    "Identity",
     "KeyPair",
     "build_app",
     "from_folder",

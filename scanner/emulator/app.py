@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from scanner.emulator import audit, control, faults, ims, objects, single
+from scanner.emulator import audit, control, faults, ims, objects, single, sts
 from scanner.emulator.auth import check_request, strip_port
 from scanner.emulator.bucket import Bucket
 from scanner.emulator.fetch import FETCH_HEADER, own_hosts
@@ -89,6 +89,10 @@ def _check_bucket(state: EmulatorState, request: web.Request) -> tuple[str, Buck
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
+    if sts.is_metadata(request):  # the CVM metadata service: an instance role's keys
+        return sts.metadata(state, request)
+    if sts.is_sts(request):  # STS (API 3.0): temporary keys for a role
+        return await sts.handle(state, request)
     if ims.is_ims(request):  # Tencent Cloud API 3.0 (IMS): its own signature and answers
         return await ims.handle(state, request)
     endpoint, service = _endpoint(request)

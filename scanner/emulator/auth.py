@@ -141,6 +141,7 @@ def check_request(
         return table["unknown"]
     reason = _token_denial(pair, query, headers, now)
     if reason is not None:
+        state.stats.expired_tokens += reason == "token_expired"
         return table[reason]
     if not _signature_matches(pair, fields, method, path, query, headers):
         return table["mismatch"]

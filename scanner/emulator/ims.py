@@ -64,9 +64,13 @@ def _json(body: dict[str, Any], rid: str) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": "application/json"})
 
 
-def _check_auth(state: EmulatorState, request: web.Request, body: bytes, now: float) -> None:
+def check_tc3(
+    state: EmulatorState, request: web.Request, body: bytes, now: float, service: str = "ims"
+) -> None:
+    """Raise the API 3.0 refusal of a request not TC3-signed for `service` by a known key
+    (and, for a temporary key, with its token, not expired)."""
     match = _AUTH.match(request.headers.get("Authorization", ""))
-    if match is None or match["signed"] != tc3.SIGNED_HEADERS or match["svc"] != "ims":
+    if match is None or match["signed"] != tc3.SIGNED_HEADERS or match["svc"] != service:
         raise Refusal(200, "AuthFailure.InvalidAuthorization", "Authorization is invalid.")
     pair = state.keys.get(match["id"])
     if pair is None:
@@ -76,13 +80,16 @@ def _check_auth(state: EmulatorState, request: web.Request, body: bytes, now: fl
         raise Refusal(200, "AuthFailure.SignatureExpire", "The signature has expired.")
     if pair.token is not None and request.headers.get("X-TC-Token") != pair.token:
         raise Refusal(200, "AuthFailure.TokenFailure", "The token is invalid.")
+    if pair.token_expires is not None and now > pair.token_expires:
+        state.stats.expired_tokens += 1
+        raise Refusal(200, "AuthFailure.TokenFailure", "The token has expired.")
     if match["date"] != tc3.utc_date(int(stamp)):
         raise Refusal(200, "AuthFailure.SignatureFailure", "The credential date is wrong.")
     to_sign = tc3.string_to_sign(
         method="POST", uri="/", query="", content_type=request.headers.get("Content-Type", ""),
-        host=request.headers.get("Host", ""), body=body, service="ims", timestamp=int(stamp),
+        host=request.headers.get("Host", ""), body=body, service=service, timestamp=int(stamp),
     )  # fmt: skip
-    if tc3.signature(pair.secret_key, "ims", int(stamp), to_sign) != match["sig"]:
+    if tc3.signature(pair.secret_key, service, int(stamp), to_sign) != match["sig"]:
         raise Refusal(200, "AuthFailure.SignatureFailure", "The signature does not match.")
 
 
@@ -95,7 +102,7 @@ async def handle(state: EmulatorState, request: web.Request) -> web.StreamRespon
     try:
         if state.faults.latency:
             await asyncio.sleep(state.faults.latency)
-        _check_auth(state, request, body, time.time() + state.clock_offset)
+        check_tc3(state, request, body, time.time() + state.clock_offset)
         if request.headers.get("X-TC-Action") != ACTION:
             raise Refusal(200, "InvalidAction", "The action is not supported.")
         if request.headers.get("X-TC-Version") != VERSION:

@@ -29,6 +29,16 @@ class KeyPair:
 
 
 @dataclass(slots=True)
+class Identity:
+    """Where temporary keys come from (`sts`): the CVM role, the TKE OIDC token, lifetimes."""
+
+    lifetime: float = 1800.0  # seconds a handed-out pair lives (at most; DurationSeconds)
+    role: str = "cos-scanner"  # the CVM instance's CAM role
+    web_identity_token: str = "emulator-oidc-token"  # what AssumeRoleWithWebIdentity accepts
+    served: str = ""  # the SecretId the metadata service hands out now
+
+
+@dataclass(slots=True)
 class Faults:
     """What to inject; rates are per request (per image for image_failure_rate)."""
 
@@ -86,6 +96,8 @@ class Stats:
     max_audits_in_flight: int = 0  # the most at once (a client's concurrency cap, seen)
     changes: Changes = field(default_factory=Changes)  # told after each audit answer is billed
     held: list[str] = field(default_factory=list)  # writes held by `hold`: "PUT copy bucket/key"
+    credentials_issued: Counter[str] = field(default_factory=Counter)  # temporary pairs, by flow
+    expired_tokens: int = 0  # requests refused because their token had expired
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
@@ -114,6 +126,8 @@ class Stats:
             "faults": dict(self.faults),
             "reads": dict(self.reads),  # e.g. an Inventory's data files, each read how often
             "max_audits_in_flight": self.max_audits_in_flight,
+            "credentials_issued": dict(self.credentials_issued),
+            "expired_tokens": self.expired_tokens,
         }
         if detail:
             out["audits"] = dict(self.audits)
@@ -137,6 +151,7 @@ class EmulatorState:
         default_factory=lambda: {DEFAULT_SECRET_ID: KeyPair(DEFAULT_SECRET_KEY)}
     )
     faults: Faults = field(default_factory=Faults)
+    identity: Identity = field(default_factory=Identity)
     stats: Stats = field(default_factory=Stats)
     seed: int = 1
     rng: random.Random = field(default_factory=random.Random)
