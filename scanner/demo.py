@@ -16,6 +16,7 @@ from scanner.config import (
     Config,
     CosSettings,
     Credentials,
+    Identity,
     ImsSettings,
     ScanSettings,
     StoreSettings,
@@ -52,7 +53,9 @@ def demo_config(url: str, store: Path, service: str = "ci") -> Config:
         ims=ImsSettings(endpoint=url, concurrency=16, qps=200.0),
         scan=ScanSettings(batch_wait=0.2, progress_interval=2.0),
         store=StoreSettings(path=str(store)),
-        credentials=Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY),
+        identity=Identity(
+            keys=Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY), keys_from="demo"
+        ),
     )
 
 

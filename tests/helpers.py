@@ -30,6 +30,7 @@ from scanner.config import (
     Config,
     CosSettings,
     Credentials,
+    Identity,
     RetrySettings,
     ScanSettings,
     StoreSettings,
@@ -123,7 +124,7 @@ def config(url: str, tmp_path: Path, **audit: object) -> Config:
         scan=ScanSettings(batch_wait=0.05),
         retry=FAST_RETRY_SETTINGS,
         store=StoreSettings(path=str(tmp_path / "scan.db")),
-        credentials=CREDS,
+        identity=Identity(keys=CREDS, keys_from="test"),
     )
 
 

@@ -54,10 +54,10 @@ def test_secrets_only_from_environment(tmp_path: Path) -> None:
         write(tmp_path, '[cos]\nbucket = "b-1250000000"\n'),
         {**ENV, "TENCENTCLOUD_SESSION_TOKEN": "tok"},
     )
-    assert config.credentials is not None
-    assert config.credentials.token == "tok"
+    assert config.keys is not None
+    assert config.keys.token == "tok"
     assert "sekrit" not in repr(config)
-    assert "tok" not in repr(config.credentials)
+    assert "tok" not in repr(config.keys)
 
 
 def test_every_problem_at_once(tmp_path: Path) -> None:
@@ -73,6 +73,8 @@ batch_size = 101
 concurrency = "many"
 qps = -1
 detect_type = "Porn,Nudity"
+[credentials]
+provider = "env"
 [bogus]
 """,
     )
@@ -117,7 +119,7 @@ def test_missing_file_and_partial_credentials(tmp_path: Path) -> None:
     path = write(tmp_path, '[cos]\nbucket = "b-1250000000"\n')
     with pytest.raises(ConfigError, match="TENCENTCLOUD_SECRET_KEY is not set"):
         load_config(path, {"TENCENTCLOUD_SECRET_ID": "x"})
-    assert load_config(path, {}, require_credentials=False).credentials is None
+    assert load_config(path, {}, require_credentials=False).keys is None
 
 
 def test_env_values_are_coerced(tmp_path: Path) -> None:
@@ -178,7 +180,13 @@ def test_config_show_sources_and_redaction(
     }
     assert shown["store.path"] == {"value": "flag.db", "source": "flag"}
     assert shown["cos.region"]["source"] == "default"
-    assert shown["credentials.secret_id"]["value"] == "AKID****"
+    assert shown["credentials.keys"] == {
+        "value": "**** (set)",
+        "source": "env TENCENTCLOUD_SECRET_ID",
+    }
+    assert shown["credentials.provider"] == {"value": "auto", "source": "default"}
+    assert shown["credentials.source"]["value"] == "env TENCENTCLOUD_SECRET_ID"
+    assert shown["credentials.expires"]["value"] == "never (long-term keys)"
     assert "the-secret-key" not in out
     assert "secretid123" not in out
 
@@ -190,14 +198,14 @@ def test_credentials_from_systemd_load_credential(tmp_path: Path) -> None:
     (creds / "tencentcloud_secret_key").write_text("key-from-file\n")
     path = write(tmp_path, '[cos]\nbucket = "b-1250000000"\n')
     config = load_config(path, {"CREDENTIALS_DIRECTORY": str(creds)})
-    assert config.credentials is not None
-    assert (config.credentials.secret_id, config.credentials.secret_key) == (
+    assert config.keys is not None
+    assert (config.keys.secret_id, config.keys.secret_key) == (
         "AKIDfromfile",
         "key-from-file",
     )
     # the environment, when set, wins
     env = {"CREDENTIALS_DIRECTORY": str(creds), **ENV}
-    assert load_config(path, env).credentials == load_config(path, ENV).credentials
+    assert load_config(path, env).keys == load_config(path, ENV).keys
 
 
 @pytest.mark.parametrize(("region", "warned"), [("ap-guangzou", True), ("ap-beijing", False)])

@@ -11,6 +11,7 @@ import pytest
 from scanner.config import (
     Config,
     CosSettings,
+    Identity,
 )
 from scanner.emulator import DEFAULT_BUCKET, EmulatorState, Faults, running, synthetic
 from scanner.models import Target
@@ -101,7 +102,7 @@ async def test_prefix_scans_only_the_prefix(tmp_path: Path) -> None:
             scan=cfg.scan,
             retry=cfg.retry,
             store=cfg.store,
-            credentials=CREDS,
+            identity=Identity(keys=CREDS, keys_from="test"),
         )
         assert await scan(cfg) == "done"
         async with await Store.open(cfg.store.path) as store:

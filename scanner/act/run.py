@@ -17,6 +17,7 @@ from scanner.act.plan import Plan, params_of, plan
 from scanner.clock import Clock, MonotonicClock
 from scanner.config import Config
 from scanner.cos.client import HttpClient
+from scanner.cos.credentials import provider_of
 from scanner.cos.objects import ObjectClient
 from scanner.errors import AuthError, ConfigError, OnRetry, ServiceError
 from scanner.lease import ActLease, lease
@@ -107,9 +108,8 @@ async def _objects(
     clock: Clock,
     on_retry: OnRetry | None,
 ) -> AsyncIterator[ObjectClient]:
-    assert config.credentials is not None
     budget = AuditBudget(config.act.concurrency, config.act.qps, clock)
-    async with HttpClient(config.credentials, connections=config.act.concurrency + 4) as http:
+    async with HttpClient(provider_of(config), connections=config.act.concurrency + 4) as http:
         yield ObjectClient(
             http,
             config.cos,

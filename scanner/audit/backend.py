@@ -81,10 +81,9 @@ def make_backend(
     on_retry: OnRetry | None = None,
     remote: Remote | None = None,
 ) -> AuditBackend:
-    assert config.credentials is not None
     if profile.name == "ims":
         return ImsClient(
-            http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
+            http, config.cos, config.audit, config.ims, retry=retry,
             clock=clock, budget=budget, on_retry=on_retry, options=options,
         )  # fmt: skip
     return AuditClient(

@@ -81,7 +81,6 @@ class ImsClient:
     def __init__(
         self,
         http: HttpClient,
-        credentials: Credentials,
         cos: CosSettings,
         settings: AuditSettings,
         ims: ImsSettings,
@@ -94,7 +93,6 @@ class ImsClient:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._http = http
-        self._creds = credentials
         self._settings = settings
         self._ims = ims
         self._service = ims_service(ims)
@@ -114,8 +112,8 @@ class ImsClient:
         self.requests = 0
         self.maybe_double = 0
 
-    def headers(self, body: bytes) -> dict[str, str]:
-        """The request's headers, TC3-signed now."""
+    def headers(self, body: bytes, keys: Credentials) -> dict[str, str]:
+        """The request's headers, TC3-signed now with `keys`."""
         now = int(self._wall())
         headers = {
             "Host": self._service.host,
@@ -125,10 +123,10 @@ class ImsClient:
             "X-TC-Timestamp": str(now),
             "X-TC-Region": self._ims.region,
         }
-        if self._creds.token:
-            headers["X-TC-Token"] = self._creds.token
+        if keys.token:
+            headers["X-TC-Token"] = keys.token
         headers["Authorization"] = authorization(
-            secret_id=self._creds.secret_id, secret_key=self._creds.secret_key, service=SERVICE,
+            secret_id=keys.secret_id, secret_key=keys.secret_key, service=SERVICE,
             host=self._service.host, content_type=CONTENT_TYPE, body=body, timestamp=now,
         )  # fmt: skip
         headers["User-Agent"] = USER_AGENT
@@ -172,15 +170,7 @@ class ImsClient:
                     else self._http.presign(self._cos, item.key, self._ims.url_expiry)
                 )  # fmt: skip
                 body = encode_request(item, self.options, file_url=url, content=content)
-                try:
-                    reply = await self._http.exchange(
-                        self._service, "POST", self._url, self.headers(body), body,
-                        self._ims.timeout, self._settings.max_response_bytes,
-                    )  # fmt: skip
-                except TransportError as exc:
-                    resends.lost_answer(exc)
-                    raise
-                outcome = self._read(item, reply, sent_at)
+                outcome = await self._send(item, body, resends, sent_at)
             self.budget.rate.on_success()
             return [outcome]
 
@@ -190,6 +180,28 @@ class ImsClient:
         )
         self.maybe_double += verdict.maybe_double
         return verdict
+
+    async def _send(
+        self, item: AuditItem, body: bytes, resends: Resends, sent_at: float
+    ) -> ImageVerdict:
+        """One request; refused for its keys (a token that lapsed), once more with newer ones."""
+        keys = self._http.keys()
+        for last in (False, True):
+            try:
+                reply = await self._http.exchange(
+                    self._service, "POST", self._url, self.headers(body, keys), body,
+                    self._ims.timeout, self._settings.max_response_bytes,
+                )  # fmt: skip
+            except TransportError as exc:
+                resends.lost_answer(exc)
+                raise
+            try:
+                return self._read(item, reply, sent_at)
+            except AuthError as refusal:
+                if last or not await self._http.renewed(keys, refusal):
+                    raise
+                keys = self._http.keys()
+        raise AssertionError("unreachable")
 
     def _read(self, item: AuditItem, reply: Reply, sent_at: float) -> ImageVerdict:
         """The verdict an answer carries; raises for throttling (the budget told), credentials

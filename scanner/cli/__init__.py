@@ -89,6 +89,8 @@ def _exit_code(exc: BaseException, verbose: bool) -> int:
         fail(f"cos-scanner: busy: {exc}")
     elif isinstance(exc, KeyboardInterrupt):
         fail("cos-scanner: interrupted")
+    elif isinstance(exc, AuthError) and exc.service == "credentials":  # none to be had (77)
+        fail(f"cos-scanner: credentials unavailable: {exc.message}: check [credentials]")
     elif isinstance(exc, AuthError):  # every command says it the same way (exit 77)
         fail(
             f"cos-scanner: credentials refused: {exc}: check TENCENTCLOUD_SECRET_ID/"

@@ -25,6 +25,7 @@ from scanner.cli.commands import EXIT_IMAGES_FAILED, EXIT_OK, fail, load_config_
 from scanner.clock import MonotonicClock
 from scanner.config import Config, ScanSettings
 from scanner.cos.client import HttpClient
+from scanner.cos.credentials import provider_of
 from scanner.cos.objects import ObjectClient
 from scanner.errors import ConfigError, SkippedInputError, echo
 from scanner.limiter import AuditBudget
@@ -77,12 +78,11 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict, ObjectRef]:
-    assert config.credentials is not None
     clock, retry = MonotonicClock(), RetryPolicy.from_settings(config.retry)
     budget = AuditBudget(1, 1000.0, clock)
     item = AuditItem(what, "check", user_of(config.scan)(what), what if is_url else "")
     now = datetime.now(UTC)
-    async with HttpClient(config.credentials) as http:
+    async with HttpClient(provider_of(config)) as http:
         ref = ObjectRef(what, "", 0, now, "URL")
         if not is_url:  # the verdict belongs to this ETag and size: later scans reuse it
             objects = ObjectClient(http, config.cos, retry=retry, clock=clock, budget=budget)
@@ -94,7 +94,7 @@ async def _check(config: Config, what: str, is_url: bool) -> tuple[ImageVerdict,
                 raise SkippedInputError(f"{what!r}: a scan skips it ({reason}{_WHY[reason]})")
         if ServiceProfile.of(config).name == "ims":
             ims = ImsClient(
-                http, config.credentials, config.cos, config.audit, config.ims, retry=retry,
+                http, config.cos, config.audit, config.ims, retry=retry,
                 clock=clock, budget=budget, on_retry=log_retry,
                 options=audit_options(config.audit),
             )  # fmt: skip

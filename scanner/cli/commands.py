@@ -25,6 +25,7 @@ import anyio
 from scanner.cli import logs
 from scanner.cli.progress import Render, scan_render, show_progress
 from scanner.config import DETECT_TYPES, Config, describe_config, load_config
+from scanner.cos.credentials import describe as describe_credentials
 from scanner.errors import (
     AuthError,
     ConfigError,
@@ -280,6 +281,9 @@ def run_config(args: argparse.Namespace) -> int:
     config = load_config(path, os.environ, overrides, require_credentials=False,
                          require_target=False)  # fmt: skip
     rows = describe_config(config, path, os.environ, overrides)
+    source, expires = anyio.run(describe_credentials, config.credentials, config.identity)
+    rows += [("credentials.source", source, "resolved now"),
+             ("credentials.expires", expires, "resolved now")]  # fmt: skip
     if args.json:
         print(json.dumps({k: {"value": v, "source": src} for k, v, src in rows}, default=list))
         return EXIT_OK

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import heapq
 import json
+import logging
 import os
 import sys
 import time
@@ -27,6 +28,7 @@ from scanner.cli.commands import (
 )
 from scanner.config import Config
 from scanner.cos.client import HttpClient, cos_service
+from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
 from scanner.export import csv_cell, write_rows
 from scanner.lease import is_dead
@@ -35,6 +37,8 @@ from scanner.render import spend_of, status_json, status_table
 from scanner.sources.urls import url_target
 from scanner.store import ReportFilter, Store
 from scanner.uploaders import user_of
+
+log = logging.getLogger(__name__)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -230,10 +234,15 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
         if args.presign is None:
             await write_rows(store.iter_report(target, where), out, args.format)
             return
-        if config.credentials is None:
-            raise ConfigError("--presign needs TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY")
-        async with HttpClient(config.credentials) as http:
+        async with HttpClient(provider_of(config)) as http:
             service = cos_service(config.cos)
+            expires = http.credentials.expires
+            if expires is not None and expires < time.time() + args.presign:
+                log.warning(
+                    "--presign: the links are signed with temporary keys (%s) and stop working "
+                    "when they expire, in %.0fs, before the %ds asked",
+                    http.credentials.source, expires - time.time(), args.presign,
+                )  # fmt: skip
             await write_rows(
                 store.iter_report(target, where),
                 out,

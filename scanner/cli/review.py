@@ -7,6 +7,7 @@ import errno
 import getpass
 import html
 import ipaddress
+import logging
 import os
 import secrets
 import signal
@@ -23,6 +24,7 @@ import anyio
 from scanner.cli.commands import EXIT_OK, fail, load_config_of
 from scanner.config import Config, Credentials
 from scanner.cos.client import HttpClient
+from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
 from scanner.models import Target
 from scanner.review.app import serving
@@ -31,6 +33,7 @@ from scanner.review.thumbs import Thumbs
 from scanner.store import Store
 
 #: How long the browser's redirect file lives (it holds the token; Jupyter's pattern).
+log = logging.getLogger(__name__)
 OPEN_FILE_SECONDS = 60.0
 
 
@@ -168,18 +171,19 @@ async def serve_review(
     """Serve until SIGINT/SIGTERM (or cancellation)."""
     async with await Store.open(config.store.path) as store:
         target = Target.of(config.cos).id if config.cos.bucket else await _only_target(store)
-        creds = config.credentials or Credentials("", "")
-        async with HttpClient(creds) as http:
+        async with AsyncExitStack() as stack:
+            http, missing = await _client(stack, config)
             token = secrets.token_urlsafe(24)
             settings = ReviewSettings(target, reviewer, token, host, public)
-            async with AsyncExitStack() as stack:
-                page = serving(store, settings, Thumbs(http, config.cos), port)
-                try:
-                    bound = await stack.enter_async_context(page)
-                except OSError as exc:  # only the bind: the page's own errors are its own
-                    raise _bind_error(exc, host or "0.0.0.0", port) from exc
-                urls = review_urls(host, bound, token, public)
-                await _announce(target, reviewer, urls, open_browser, ready)
+            page = serving(store, settings, Thumbs(http, config.cos), port)
+            try:
+                bound = await stack.enter_async_context(page)
+            except OSError as exc:  # only the bind: the page's own errors are its own
+                raise _bind_error(exc, host or "0.0.0.0", port) from exc
+            if missing:  # after the bind: a port in use stays the one line it is
+                log.warning("review: %s; thumbnails will not load", missing)
+            urls = review_urls(host, bound, token, public)
+            await _announce(target, reviewer, urls, open_browser, ready)
 
 
 async def _announce(
@@ -212,6 +216,16 @@ async def _announce(
 async def _open_browser(url: str, folder: Path) -> None:
     opened = await anyio.to_thread.run_sync(open_in_browser, url, folder, abandon_on_cancel=True)
     await _remove_later(opened, OPEN_FILE_SECONDS)
+
+
+async def _client(stack: AsyncExitStack, config: Config) -> tuple[HttpClient, str]:
+    """A client for thumbnails with the configured credentials or, when none are found
+    anywhere, none (and why): the page still serves, its thumbnails are refused."""
+    try:
+        return await stack.enter_async_context(HttpClient(provider_of(config))), ""
+    except ConfigError as exc:
+        missing = " ".join(str(exc).split())
+    return await stack.enter_async_context(HttpClient(Credentials("", ""))), missing
 
 
 async def _only_target(store: Store) -> str:

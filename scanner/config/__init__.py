@@ -1,9 +1,11 @@
 """Configuration: a TOML file, environment variables and flags, validated all at once.
 
-Precedence: flag > environment > file > default. Secrets come only from the environment
-(`TENCENTCLOUD_SECRET_ID`, `TENCENTCLOUD_SECRET_KEY`, `TENCENTCLOUD_SESSION_TOKEN`) or from
-systemd credentials ($CREDENTIALS_DIRECTORY); any other key can be set from the environment as
-`COS_SCANNER_<SECTION>_<KEY>` (e.g.
+Precedence: flag > environment > file > default. Secrets never come from the config file: the
+environment (`TENCENTCLOUD_SECRET_ID`, `TENCENTCLOUD_SECRET_KEY`, `TENCENTCLOUD_SESSION_TOKEN`),
+systemd credentials ($CREDENTIALS_DIRECTORY) or the common SDK's profile file give a long-term
+pair; `[credentials] provider` may instead name a CVM role or a TKE identity (the `TKE_*`
+variables are read here), whose keys `scanner.cos.credentials` fetches and renews. Any other
+key can be set from the environment as `COS_SCANNER_<SECTION>_<KEY>` (e.g.
 `COS_SCANNER_COS_BUCKET`). Every problem is collected and reported in one ConfigError, naming
 the key and the value. Unknown keys are errors. This is the only module that reads the config
 file or the environment: `settings` holds the sections' dataclasses and defaults, `checks`
@@ -12,6 +14,7 @@ what a valid value is; this module loads, merges and describes them.
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import logging
 import stat
@@ -40,18 +43,22 @@ from scanner.config.settings import (
     MAX_BATCH_SIZE,
     MAX_SCENES,
     SECTIONS,
+    TKE_VARS,
     ActSettings,
     AuditSettings,
     Config,
     CosSettings,
     Credentials,
+    CredentialSettings,
     FreezeSettings,
+    Identity,
     ImsSettings,
     NotifySettings,
     RetrySettings,
     ReviewSettings,
     ScanSettings,
     StoreSettings,
+    TkeIdentity,
     Webhook,
     detect_scenes,
 )
@@ -78,18 +85,22 @@ __all__ = [
     "AuditSettings",
     "Config",
     "CosSettings",
+    "CredentialSettings",
     "Credentials",
     "FreezeSettings",
+    "Identity",
     "ImsSettings",
     "NotifySettings",
     "RetrySettings",
     "ReviewSettings",
     "ScanSettings",
     "StoreSettings",
+    "TkeIdentity",
     "Webhook",
     "describe_config",
     "detect_scenes",
     "load_config",
+    "profile_paths",
 ]
 from scanner.errors import ConfigError, echo
 
@@ -164,7 +175,7 @@ def _from_credentials_dir(environ: Mapping[str, str], var: str) -> str:
         return ""
 
 
-def _credentials(environ: Mapping[str, str], problems: list[str]) -> Credentials | None:
+def _env_keys(environ: Mapping[str, str], problems: list[str]) -> Credentials | None:
     def secret(var: str) -> str:
         return environ.get(var, "").strip() or _from_credentials_dir(environ, var)
 
@@ -178,6 +189,70 @@ def _credentials(environ: Mapping[str, str], problems: list[str]) -> Credentials
         problems.append(f"credentials: {missing} is not set (both it and the other are needed)")
         return None
     return Credentials(sid, skey, token)
+
+
+def profile_paths(environ: Mapping[str, str]) -> tuple[Path, ...]:
+    """Where the common SDK looks for its profile file, in its order (reference 13.4)."""
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    return home / ".tencentcloud" / "credentials", Path("/etc/tencentcloud/credentials")
+
+
+def _profile_keys(environ: Mapping[str, str], problems: list[str]) -> tuple[Credentials, str]:
+    """The first profile file's `[default]` secret_id and secret_key, and its path; none
+    when no file exists (a file that exists but cannot be used is a problem)."""
+    for path in profile_paths(environ):
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+            problems.append(f"credentials: profile file {str(path)!r} is unreadable: {exc}")
+            return Credentials("", ""), str(path)
+        sid = parser.get("default", "secret_id", fallback="").strip()
+        skey = parser.get("default", "secret_key", fallback="").strip()
+        if not sid or not skey:
+            problems.append(
+                f"credentials: profile file {str(path)!r} has no [default] secret_id and secret_key"
+            )
+        return Credentials(sid, skey), str(path)
+    return Credentials("", ""), ""
+
+
+def _tke(environ: Mapping[str, str]) -> tuple[TkeIdentity | None, str]:
+    """The TKE variables, or None and the first one missing."""
+    values = [environ.get(var, "").strip() for var in TKE_VARS]
+    for var, value in zip(TKE_VARS, values, strict=True):
+        if not value:
+            return None, var
+    return TkeIdentity(*values), ""
+
+
+def _identity(
+    settings: CredentialSettings, environ: Mapping[str, str], problems: list[str], required: bool
+) -> Identity:
+    """What `settings.provider` needs from the environment and files, read now; with
+    `required`, a provider that cannot work without it is a problem."""
+    kind = settings.provider
+    start = len(problems)
+    keys = _env_keys(environ, problems) if kind in ("auto", "env") else None
+    if keys is not None:
+        return Identity(keys=keys, keys_from=f"env {ENV_SECRET_ID}")
+    if kind in ("auto", "profile") and len(problems) == start:
+        found, where = _profile_keys(environ, problems)
+        if where:
+            return Identity(keys=found if found.secret_id else None, keys_from=f"profile {where}")
+    tke, missing = _tke(environ)
+    if not required or len(problems) > start:
+        return Identity(tke=tke)
+    if kind == "env":
+        problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
+    elif kind == "profile":
+        shown = " or ".join(str(p) for p in profile_paths(environ))
+        problems.append(f"credentials: provider profile: no profile file ({shown})")
+    elif kind == "tke-oidc" and tke is None:
+        problems.append(f"credentials: provider tke-oidc: {missing} is not set")
+    return Identity(tke=tke)
 
 
 def load_config(
@@ -199,16 +274,23 @@ def load_config(
     }
     if not require_target:  # e.g. `status`: only the store matters
         problems = [p for p in problems if not p.startswith("cos.bucket: is required")]
-    creds = _credentials(environ, problems)
+    identity = _identity(sections["credentials"], environ, problems, require_credentials)
     if (
-        creds is None
+        problems
         and require_credentials
+        and sections["credentials"].provider == "auto"
+        and identity == Identity()
         and not any(p.startswith("credentials:") for p in problems)
     ):
-        problems.append(f"credentials: set {ENV_SECRET_ID} and {ENV_SECRET_KEY} in the environment")
+        # failing anyway: say now what the next run would find missing (auto would still ask
+        # the CVM metadata service, which no configuration can tell about)
+        problems.append(
+            f"credentials: none in the environment ({ENV_SECRET_ID}, {ENV_SECRET_KEY}) or a "
+            "profile file, and no TKE identity: set them, or run on a CVM with a CAM role"
+        )
     if problems:
         raise ConfigError(problems)
-    config = Config(credentials=creds, **sections)
+    config = Config(identity=identity, **sections)
     if require_target and config.cos.bucket and (warning := region_warning(config.cos.region)):
         log.warning("%s", warning)
     return config
@@ -256,17 +338,15 @@ def describe_config(
             if dotted == "notify.webhooks":  # their URLs hold keys: the format and host only
                 value = [repr(w) for w in value]
             out.append((dotted, value, source))
-    creds = config.credentials
-    for key, var, value in (
-        ("credentials.secret_id", ENV_SECRET_ID, creds.secret_id[:4] + "****" if creds else None),
-        ("credentials.secret_key", ENV_SECRET_KEY, "**** (set)" if creds else None),
-        (
-            "credentials.session_token",
-            ENV_SESSION_TOKEN,
-            "**** (set)" if creds and creds.token else None,
-        ),
-    ):
-        out.append((key, value, f"env {var}" if value else "not set"))
+    keys = config.identity.keys
+    out.append(
+        ("credentials.keys", "**** (set)" if keys else None, config.identity.keys_from or "not set")
+    )
+    if keys is not None:
+        token = "**** (set)" if keys.token else None
+        out.append(
+            ("credentials.session_token", token, f"env {ENV_SESSION_TOKEN}" if token else "not set")
+        )
     return out
 
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from scanner.config.settings import (
     ACT_ACTIONS,
+    CREDENTIAL_PROVIDERS,
     DETECT_TYPES,
     MAX_BATCH_SIZE,
     MAX_SCENES,
@@ -105,6 +106,19 @@ def _endpoint(v: str) -> str | None:
     return None
 
 
+def _base_url(v: str, *, slash: bool) -> str | None:
+    """An http(s) URL without credentials or query; with `slash`, a base ending in '/'."""
+    try:
+        parts = urlsplit(v)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname or "@" in parts.netloc:
+        return "must be an http:// or https:// URL without user:password@"
+    if parts.query or (slash and not parts.path.endswith("/")):
+        return "must end with '/' and have no query" if slash else "must have no query"
+    return None
+
+
 def _iso(v: str) -> str | None:
     if not v:
         return None
@@ -190,6 +204,15 @@ CHECKS: dict[str, Check] = {
         None if set(v) <= set(NOTIFY_EVENTS) else f"must be among {', '.join(NOTIFY_EVENTS)}"
     ),
     "notify.timeout": _between(0.1, 300),
+    "credentials.provider": lambda v: (
+        None if v in CREDENTIAL_PROVIDERS else f"must be one of {', '.join(CREDENTIAL_PROVIDERS)}"
+    ),
+    "credentials.metadata_endpoint": lambda v: _base_url(v, slash=True),
+    "credentials.sts_endpoint": lambda v: _base_url(v, slash=False),
+    "credentials.role": lambda v: (
+        None if re.fullmatch(r"[\w+=,.@-]{0,128}", v) else "is not a CAM role name"
+    ),
+    "credentials.duration_seconds": _between(900, 43_200),
     "review.public_url": lambda v: (
         None if not v or v.startswith(("http://", "https://")) else "must be an http(s) URL"
     ),

@@ -190,6 +190,44 @@ class ReviewSettings:
     public_url: str = ""  # https://review.example.com/ behind a proxy: links in notifications
 
 
+CREDENTIAL_PROVIDERS = ("auto", "env", "profile", "cvm-role", "tke-oidc")
+METADATA_ENDPOINT = "http://metadata.tencentyun.com/latest/meta-data/"
+STS_ENDPOINT = "https://sts.tencentcloudapi.com/"
+TKE_VARS = ("TKE_REGION", "TKE_PROVIDER_ID", "TKE_WEB_IDENTITY_TOKEN_FILE", "TKE_ROLE_ARN")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CredentialSettings:
+    """[credentials]: where the keys come from (the secrets themselves never sit in the file).
+    `auto` follows the common SDK's order: environment, profile file, CVM role, TKE OIDC."""
+
+    provider: str = "auto"  # auto | env | profile | cvm-role | tke-oidc
+    metadata_endpoint: str = METADATA_ENDPOINT  # the CVM metadata service's base URL
+    role: str = ""  # cvm-role: the CAM role's name; "" = the one the metadata service names
+    sts_endpoint: str = STS_ENDPOINT  # tke-oidc: AssumeRoleWithWebIdentity (API 3.0)
+    duration_seconds: int = 7200  # tke-oidc: DurationSeconds asked for, 900..43200
+
+
+@dataclass(frozen=True, slots=True)
+class TkeIdentity:
+    """The TKE pod identity's variables (reference 13.3); the token file is re-read each time."""
+
+    region: str
+    provider_id: str
+    token_file: str
+    role_arn: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    """What the configuration found before any request: a long-term pair (environment or
+    profile file) and where it came from, and the TKE variables when set."""
+
+    keys: Credentials | None = None
+    keys_from: str = ""  # e.g. "env TENCENTCLOUD_SECRET_ID", "profile /etc/tencentcloud/..."
+    tke: TkeIdentity | None = None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoreSettings:
     path: str = DEFAULT_STORE_PATH  # SQLite file with the checkpoints and verdicts
@@ -207,7 +245,13 @@ class Config:
     ims: ImsSettings = field(default_factory=ImsSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
-    credentials: Credentials | None = None
+    credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    identity: Identity = field(default_factory=Identity)
+
+    @property
+    def keys(self) -> Credentials | None:
+        """The long-term pair found in the environment or profile file, if any."""
+        return self.identity.keys
 
 
 SECTIONS: dict[str, type[Any]] = {
@@ -221,6 +265,7 @@ SECTIONS: dict[str, type[Any]] = {
     "ims": ImsSettings,
     "notify": NotifySettings,
     "review": ReviewSettings,
+    "credentials": CredentialSettings,
 }
 #: Config field of each section (a dotted section is a TOML sub-table).
 FIELDS = {name: name.rsplit(".", 1)[-1] for name in SECTIONS}

@@ -21,10 +21,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
+import anyio.abc
 import yarl
 
 from scanner import __version__
 from scanner.config import AuditSettings, CosSettings, Credentials
+from scanner.cos.credentials import Provider
 from scanner.cos.signing import encode, presign_query, sign, signable_headers
 from scanner.cos.xml import error_fields
 from scanner.errors import (
@@ -97,16 +99,19 @@ class HttpClient:
 
     def __init__(
         self,
-        credentials: Credentials,
+        credentials: Provider | Credentials,
         *,
         connections: int = 100,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self._creds = credentials
+        self.credentials = (
+            credentials if isinstance(credentials, Provider) else Provider.fixed(credentials)
+        )
         self._wall = wall
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._renewing: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> HttpClient:
         if self._closed or self._session is not None:
@@ -118,27 +123,55 @@ class HttpClient:
             skip_auto_headers=("User-Agent",),
             trace_configs=[_SENT_TRACE],
         )
+        try:
+            await self.credentials.open(self._session)
+            if self.credentials.renewable:  # renewed in the background while the client is open
+                self._renewing = anyio.create_task_group()
+                await self._renewing.__aenter__()
+                self._renewing.start_soon(self.credentials.keep_fresh)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         return self
 
     async def __aexit__(
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._closed = True
+        if self._renewing is not None:
+            self._renewing.cancel_scope.cancel()
+            await self._renewing.__aexit__(None, None, None)
+            self._renewing = None
         if self._session is not None:
             with anyio.CancelScope(shield=True):
                 await self._session.close()
 
+    def keys(self) -> Credentials:
+        """The keys to sign the next request with (one triple, the newest)."""
+        return self.credentials.keys()
+
+    async def renewed(self, used: Credentials, refusal: AuthError) -> bool:
+        """True when a request signed with `used` and refused should be sent once more, with
+        newer keys (see `Provider.renewed`)."""
+        return await self.credentials.renewed(used, refusal)
+
     def authorization(
-        self, method: str, path: str, params: Mapping[str, str], headers: Mapping[str, str]
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        headers: Mapping[str, str],
+        keys: Credentials | None = None,
     ) -> str:
+        keys = keys or self.keys()
         now = int(self._wall())
         return sign(
             method=method,
             path=path,
             params=params,
             headers=signable_headers(headers),
-            secret_id=self._creds.secret_id,
-            secret_key=self._creds.secret_key,
+            secret_id=keys.secret_id,
+            secret_key=keys.secret_key,
             start=now - SIGN_SKEW,
             end=now + SIGN_TTL,
         )
@@ -146,15 +179,16 @@ class HttpClient:
     def presign(self, service: Service, key: str, seconds: int) -> str:
         """A URL that GETs object `key` without credentials for `seconds` from now."""
         now = int(self._wall())
+        keys = self.keys()
         overridden = not service.base_url.endswith(f"//{service.host}")
         query = presign_query(
             path="/" + key,
             host=None if overridden else service.host,
-            secret_id=self._creds.secret_id,
-            secret_key=self._creds.secret_key,
+            secret_id=keys.secret_id,
+            secret_key=keys.secret_key,
             start=now,
             end=now + seconds,
-            token=self._creds.token,
+            token=keys.token,
         )
         return f"{service.base_url}{encode_path(key)}?{query}"
 
@@ -181,27 +215,36 @@ class HttpClient:
             raise RuntimeError("HttpClient is not open")
         params = dict(params or {})
         extra = headers or {}
-        headers = {"Host": service.host, **extra}
-        if body or method in ("POST", "PUT"):
-            headers["Content-Length"] = str(len(body))
-            if content_type:
-                headers["Content-Type"] = content_type
-        if self._creds.token and signed:
-            headers[service.token_header] = self._creds.token
-        if signed:
-            headers["Authorization"] = self.authorization(method, path, params, headers)
-        headers["User-Agent"] = USER_AGENT
-        headers["Accept-Encoding"] = "identity"
         query = "&".join(f"{encode(k)}={encode(v)}" for k, v in params.items())
         url = yarl.URL(
             f"{service.base_url}{encode_path(path)}{'?' + query if query else ''}", encoded=True
         )
-        reply = await self.exchange(
-            service, method, url, headers, body, timeout_s, max_bytes, sink=sink
-        )
-        if reply.status >= 300:
-            raise status_error(service.name, reply)
-        return reply
+        keys = self.keys() if signed else None
+        for last in (False, True):
+            sent = {"Host": service.host, **extra}
+            if body or method in ("POST", "PUT"):
+                sent["Content-Length"] = str(len(body))
+                if content_type:
+                    sent["Content-Type"] = content_type
+            if keys is not None:
+                if keys.token:
+                    sent[service.token_header] = keys.token
+                sent["Authorization"] = self.authorization(method, path, params, sent, keys)
+            sent["User-Agent"] = USER_AGENT
+            sent["Accept-Encoding"] = "identity"
+            reply = await self.exchange(
+                service, method, url, sent, body, timeout_s, max_bytes, sink=sink
+            )
+            if reply.status < 300:
+                return reply
+            error = status_error(service.name, reply)
+            # refused for its keys (a token that lapsed): once more with newer ones, if any
+            if last or keys is None or not isinstance(error, AuthError):
+                raise error
+            if not await self.renewed(keys, error):
+                raise error
+            keys = self.keys()
+        raise AssertionError("unreachable")
 
     async def exchange(
         self,

@@ -31,6 +31,7 @@ from scanner.audit.policy import LARGE_IMAGE_BYTES, AuditOptions, policy_still_h
 from scanner.clock import MonotonicClock
 from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
+from scanner.cos.credentials import provider_of
 from scanner.cos.listing import Lister
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
 from scanner.scan.pipeline import Priors, Source, decide
@@ -191,9 +192,8 @@ async def dry_run(plan: ScanPlan, progress: Progress, stop: anyio.Event) -> Esti
     Inventory's data files are downloaded into a temporary directory, checked and read."""
     config = plan.config
     store, newest, unfinished = await _latest(config.store.path, plan.target)
-    assert config.credentials is not None
     try:
-        async with HttpClient(config.credentials) as http:
+        async with HttpClient(provider_of(config)) as http:
             with tempfile.TemporaryDirectory(prefix="cos-scanner-dry-run-") as spool:
                 opened = await open_input(
                     plan.request.input, config, http, retry=plan.retry, clock=MonotonicClock(),

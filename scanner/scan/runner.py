@@ -20,6 +20,7 @@ from scanner.audit.backend import AuditBackend, make_backend
 from scanner.clock import Clock, MonotonicClock
 from scanner.config.window import Window
 from scanner.cos.client import HttpClient
+from scanner.cos.credentials import provider_of
 from scanner.cos.listing import Lister
 from scanner.errors import ConfigError, OnRetry, first_error
 from scanner.lease import lease
@@ -233,11 +234,10 @@ async def scan_target(
     """Scan (or resume) the plan's target from its input until done, stopped, capped or
     failed."""
     config, target = plan.config, plan.target
-    assert config.credentials is not None
     clock = clock or MonotonicClock()
     async with (
         await Store.open(config.store.path) as store,
-        HttpClient(config.credentials, connections=plan.profile.concurrency * 2 + 4) as http,
+        HttpClient(provider_of(config), connections=plan.profile.concurrency * 2 + 4) as http,
         lease(store, target, config.scan.lease_stale_after) as owner,
     ):
         await _own_store(store, target)
@@ -316,8 +316,8 @@ async def _with_auditor(
     async with AsyncExitStack() as stack:
         remote = None
         if count > 1:
-            assert plan.config.credentials is not None
-            setup = WorkerSetup(plan.config.credentials, plan.config.cos, plan.config.audit,
+            config = plan.config
+            setup = WorkerSetup(config.credentials, config.identity, config.cos, config.audit,
                                 plan.options)  # fmt: skip
             remote = (await stack.enter_async_context(WorkerPool(setup, count))).attempt
             log.info("audit requests are made by %d worker processes", count)

@@ -46,8 +46,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from scanner.audit.client import read_answer
 from scanner.audit.codec import encode_batch
 from scanner.audit.policy import AuditOptions
-from scanner.config import AuditSettings, CosSettings, Credentials
+from scanner.config import AuditSettings, CosSettings, CredentialSettings, Identity
 from scanner.cos.client import HttpClient, ci_service
+from scanner.cos.credentials import provider_for
 from scanner.errors import RemoteError, TransportError
 from scanner.models import AuditItem, ImageVerdict
 from scanner.store import pack_raw
@@ -66,7 +67,8 @@ def default_workers(qps: float, concurrency: int, batch_size: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class WorkerSetup:
-    credentials: Credentials
+    credentials: CredentialSettings
+    identity: Identity
     cos: CosSettings
     audit: AuditSettings
     options: AuditOptions
@@ -241,7 +243,9 @@ async def _serve() -> None:
         out.flush()
 
     async with (
-        HttpClient(setup.credentials, connections=setup.audit.concurrency + 4) as http,
+        HttpClient(
+            provider_for(setup.credentials, setup.identity), connections=setup.audit.concurrency + 4
+        ) as http,
         anyio.create_task_group() as tg,
     ):  # an attempt that raises anything but a RemoteError ends the worker: the scan's
         # process then counts its attempts as lost answers, as for a worker killed -9

@@ -18,8 +18,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from scanner.config import Config, Credentials, ImsSettings
+from scanner.config import Config, Credentials, CredentialSettings, Identity, ImsSettings
 from scanner.emulator import EmulatorState, Faults, running, synthetic
+from scanner.emulator import Identity as Issuing
 from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.errors import AuthError, ScanBusyError
 from scanner.models import ObjectRef, Target
@@ -104,6 +105,41 @@ async def test_full_scan_accounts_for_everything(backend: str, tmp_path: Path) -
         assert len(got) / 20 <= status.requests < len(got) / 10
 
 
+async def test_keys_that_expire_mid_scan_cost_no_image(backend: str, tmp_path: Path) -> None:
+    """Keys from the CVM metadata service that live 2 s and are, besides, revoked mid-scan:
+    renewed ahead of expiry, a refused request renewed once and sent once more; every verdict
+    as the rules say, nothing failed, nothing billed twice."""
+    state = EmulatorState(
+        bucket=synthetic(300, 37),
+        seed=37,
+        identity=Issuing(lifetime=2),
+        faults=Faults(latency=0.01),
+    )
+    async with running(state) as url:
+        qps = 4.0 if backend == "ci" else 80.0  # 300 images in about 4 s, two lifetimes
+        cfg = backend_config(backend, url, tmp_path, concurrency=2, qps=qps)
+        meta = CredentialSettings(provider="cvm-role", metadata_endpoint=url + "/latest/meta-data/")
+        cfg = replace(cfg, credentials=meta, identity=Identity())
+        stop, progress = anyio.Event(), Progress()
+
+        async def revoke() -> None:
+            await progress.changes.until(lambda: progress.audited >= 60)
+            for pair in state.keys.values():  # every temporary pair stops working now
+                if pair.token_expires is not None:
+                    pair.token_expires = 0.0
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(revoke)
+            with anyio.fail_after(90):
+                result = await run_scan(cfg, stop, progress)
+        assert result.outcome == "done"
+        await check_i1(cfg, state)
+        assert await verdicts(cfg) == rules(state, cfg)
+    assert state.stats.expired_tokens >= 1  # the revocation was met, and survived
+    assert state.stats.credentials_issued["metadata"] >= 3
+    assert max(state.stats.audits.values()) == 1
+
+
 async def test_stop_drains_and_resume_completes(backend: str, tmp_path: Path) -> None:
     state = EmulatorState(bucket=synthetic(800, 32), seed=32, faults=Faults(latency=0.01))
     async with running(state) as url:
@@ -178,7 +214,9 @@ async def test_bad_credentials_end_the_scan_with_the_store_intact(
         cfg = backend_config(backend, url, tmp_path)
         assert await run(cfg, max_images=40) == "paused"
         before = await verdicts(cfg)
-        wrong = replace(cfg, credentials=Credentials(cfg.credentials.secret_id, "wrong"))  # type: ignore[union-attr]
+        assert cfg.keys is not None
+        keys = Credentials(cfg.keys.secret_id, "wrong")
+        wrong = replace(cfg, identity=replace(cfg.identity, keys=keys))
         with pytest.raises(BaseException) as caught:  # noqa: PT011 - unwrapped below
             await run(wrong)  # the pending objects (audit) or the listing: the first refuses
         error = caught.value
