@@ -36,6 +36,11 @@ FIELDS = (
     "verdict_from",  # a copy's verdict: the key whose audit it shares (empty: audited itself)
     "decision",  # a reviewer's: approve, block or skip (empty: undecided)
     "reviewer",
+    "decided_at",
+    "note",  # the reviewer's note with the decision
+    "action",  # what `act` did and is in effect: private, quarantine, delete (empty: nothing)
+    "acted_at",
+    "act_run",  # the act run that did it (`act` journal)
 )
 
 
@@ -61,7 +66,8 @@ def _iso(ts: float | None) -> str | None:
 def row_dict(row: Sequence[Any]) -> dict[str, Any]:
     """A store report row (REPORT_COLUMNS) as the report's fields (without the raw verdict)."""
     out = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
-    out["audited_at"] = _iso(out["audited_at"])
+    for stamp in ("audited_at", "decided_at", "acted_at"):
+        out[stamp] = _iso(out[stamp])
     return out
 
 

@@ -348,3 +348,90 @@ async def test_a_copied_store_reports_without_a_config(
     code, out, err = await cli("status", "--store", str(copy), "--target", whole, "--json")
     assert code == 0, err
     assert {s["target"] for s in json.loads(out)} == {whole}
+
+
+async def test_excel_csv_keeps_chinese_keys(
+    scanned: tuple[EmulatorState, Config, Path], tmp_path: Path
+) -> None:
+    """What moderators open: a UTF-8 byte order mark first (Excel reads the rest as UTF-8,
+    not the locale's code page), CRLF lines, every key as it is."""
+    state, _cfg, cfg_file = scanned
+    out = tmp_path / "report.csv"
+    await report(cfg_file, "--format", "csv", "--excel", "--out", str(out))
+    data = out.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf")
+    assert data.count(b"\r\n") >= data.count(b"\n") - data.count(b"\n\r")  # CRLF line ends
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
+    assert tuple(rows[0]) == FIELDS
+    chinese = {k for k in state.bucket.objects if "相册" in k or "照片" in k}
+    assert chinese
+    assert chinese <= {r["key"] for r in rows}
+    plain = await report(cfg_file, "--format", "csv")
+    assert not plain.startswith("\ufeff")  # only when asked
+    failed = await anyio.run_process(
+        [sys.executable, "-m", "scanner", "report", "--config", str(cfg_file), "--format",
+         "jsonl", "--excel"], env=ENV, check=False,
+    )  # fmt: skip
+    assert failed.returncode == 2
+    assert b"--excel goes with --format csv" in failed.stderr
+
+
+async def test_one_line_answers_an_appeal(scanned: tuple[EmulatorState, Config, Path]) -> None:
+    """What the service said, what a person decided (who, when, why) and what `act` did
+    (which run, when): one report row."""
+    from scanner.models import Target
+    from scanner.store import Store
+
+    _state, cfg, cfg_file = scanned
+    target = Target.of(cfg.cos).id
+    flagged = db(cfg, "SELECT key, etag FROM verdicts WHERE result = 1 ORDER BY key LIMIT 2")
+    (blocked, approved) = flagged
+    async with await Store.open(cfg.store.path) as store:
+        await store.decide(target, [blocked], "block", "alice", note="nudity, appeal denied")
+        await store.decide(target, [approved], "approve", "bob")
+    argv = [sys.executable, "-m", "scanner", "act", "private", "--config", str(cfg_file),
+            "--decision", "block", "--apply"]  # fmt: skip
+    done = await anyio.run_process(argv, env=ENV, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = {
+        r["key"]: r
+        for r in map(json.loads, (await report(cfg_file, "--format", "jsonl")).splitlines())
+    }
+    line = rows[blocked[0]]
+    assert (line["decision"], line["reviewer"], line["note"]) == (
+        "block",
+        "alice",
+        "nudity, appeal denied",
+    )
+    assert line["decided_at"]
+    assert line["action"] == "private"
+    assert line["acted_at"] >= line["decided_at"]
+    assert line["act_run"] == db(cfg, "SELECT MAX(id) FROM act_runs")[0][0]
+    other = rows[approved[0]]
+    assert (other["decision"], other["reviewer"], other["action"]) == ("approve", "bob", None)
+    csv_rows = {r["key"]: r for r in csv.DictReader(io.StringIO(await report(cfg_file)))}
+    assert csv_rows[blocked[0]]["action"] == "private"
+    assert csv_rows[approved[0]]["action"] == ""
+
+
+async def test_repeat_offenders(tmp_path: Path) -> None:
+    state = EmulatorState(bucket=synthetic(600, 41), seed=41)
+    async with running(state) as url:
+        cfg_file = tmp_path / "c.toml"
+        cfg_file.write_text(
+            f'[cos]\nbucket = "album-1250000000"\nendpoint = "{url}"\n'
+            f'[store]\npath = "{tmp_path / "s.db"}"\n'
+            '[scan]\nuser_from_key = "^(?P<user>[^/]+)/"\n'
+        )
+        done = await anyio.run_process(
+            [sys.executable, "-m", "scanner", "scan", "--config", str(cfg_file)], env=ENV,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr.decode()
+        users = json.loads(await report(cfg_file, "--by-user", "--format", "json"))
+        assert any(u["flagged"] >= 2 for u in users)
+        repeat = json.loads(
+            await report(cfg_file, "--by-user", "--min-flagged", "2", "--format", "json")
+        )
+        assert repeat == [u for u in users if u["flagged"] >= 2]
+        assert len(repeat) < len(users)

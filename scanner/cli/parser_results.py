@@ -162,6 +162,20 @@ def report_args(sub: Any) -> None:
         "instead of one row per key",
     )
     p.add_argument(
+        "--min-flagged",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--by-user: only uploaders with at least N flagged (Result 1) images: repeat "
+        "offenders (then `act --user U`)",
+    )
+    p.add_argument(
+        "--excel",
+        action="store_true",
+        help="--format csv for Excel: a UTF-8 byte order mark first, so Chinese and other "
+        "non-ASCII keys show as they are (lines end CRLF either way)",
+    )
+    p.add_argument(
         "--history",
         action="store_true",
         help="also the verdicts that re-audits replaced (state superseded); "

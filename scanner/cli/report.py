@@ -39,6 +39,9 @@ from scanner.store import ReportFilter, Store
 from scanner.uploaders import user_of
 
 log = logging.getLogger(__name__)
+#: What `--excel` writes first: Excel reads a CSV in the locale's code page (GBK, 1252, ...)
+#: unless it starts with the UTF-8 byte order mark.
+BOM = "\ufeff"
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -203,17 +206,28 @@ def _write_spend(
     writer.writerows([csv_cell(r[by]), *(csv_cell(r[f]) for f in _SPEND_FIELDS)] for r in rows)
 
 
-async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
-    stores = args.store if isinstance(args.store, list) else []
-    if len(stores) > 1:
-        await _merged_report(config, args, stores, out)
-        return
-    where = _report_filter(args)
+def _check_flags(args: argparse.Namespace, config: Config) -> None:
+    """The flags that go only with others or with a setting."""
     if args.by_user and not config.scan.user_from_key:
         raise ConfigError(
             "--by-user needs [scan] user_from_key (a regex with a group named user, e.g. "
             "'^albums/(?P<user>[^/]+)/'), in the config or COS_SCANNER_SCAN_USER_FROM_KEY"
         )
+    if args.excel and args.format != "csv":
+        raise ConfigError("--excel goes with --format csv")
+    if args.min_flagged and not args.by_user:
+        raise ConfigError("--min-flagged goes with --by-user")
+    if args.min_flagged < 0:
+        raise ConfigError(f"--min-flagged must be >= 0 (got {args.min_flagged})")
+
+
+async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None:
+    _check_flags(args, config)
+    stores = args.store if isinstance(args.store, list) else []
+    if len(stores) > 1:
+        await _merged_report(config, args, stores, out)
+        return
+    where = _report_filter(args)
     async with await Store.open(config.store.path, readonly=True) as store:
         if config.scan.user_from_key:
             await store.name_users(user_of(config.scan))
@@ -221,8 +235,11 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
         where = await spelled_labels(store, target, where)
         if where.scan_id is not None and not await store.has_scan(where.scan_id):
             raise ConfigError(f"--scan {where.scan_id}: no such scan in {store.path} (status)")
+        if args.excel:
+            out.write(BOM)
         if args.by_user:
-            _write_users(await store.by_user(target, where), args.format, out)
+            users = await store.by_user(target, where, min_flagged=args.min_flagged)
+            _write_users(users, args.format, out)
             return
         if args.spend:
             _write_spend(target, args.by, await store.spend(target, args.by), config, args, out)
@@ -276,6 +293,8 @@ async def _merged_report(
         rows = _merge_rows(
             [s.iter_report(t, w) for s, t, w in zip(stores, targets, wheres, strict=True)]
         )
+        if args.excel:
+            out.write(BOM)
         await write_rows(rows, out, args.format)
 
 

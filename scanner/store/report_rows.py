@@ -55,17 +55,19 @@ class Reports(StoreBase):
             raise StoreError(f"store {self.path!r}: {exc}") from exc
 
     async def by_user(
-        self, target: str, where: ReportFilter, limit: int = 1000
+        self, target: str, where: ReportFilter, limit: int = 1000, *, min_flagged: int = 0
     ) -> list[dict[str, Any]]:
-        """Uploaders by flagged images (then flagged share): what their audited images got."""
+        """Uploaders by flagged images (then flagged share): what their audited images got;
+        with `min_flagged`, only those with at least that many Result 1 images."""
         sql, args = self._view(target, await skips_scan(self._conn, target), where)
         rows = await self._all(
             "SELECT user_id, COUNT(*), SUM(result = 1), SUM(result = 2), "
             "MAX(CASE WHEN result > 0 THEN score END) "
             f"FROM ({sql}) WHERE state = 'audited' AND user_id IS NOT NULL GROUP BY user_id "
+            "HAVING SUM(result = 1) >= ? "
             "ORDER BY SUM(result = 1) DESC, 1.0 * SUM(result = 1) / COUNT(*) DESC, user_id "
             "LIMIT ?",
-            [*args, limit],
+            [*args, min_flagged, limit],
         )
         return [
             {"user": u, "audited": n, "flagged": f, "review": r,
@@ -112,7 +114,8 @@ async def skips_scan(conn: Any, target: str) -> int:
 
 REPORT_COLUMNS = (
     "key, etag, size, state, reason, message, result, label, score, category, sub_label, job_id, "
-    "audited_at, scan_id, forbid_state, user_id, verdict_from, decision, reviewer, raw"
+    "audited_at, scan_id, forbid_state, user_id, verdict_from, decision, reviewer, decided_at, "
+    "note, action, acted_at, act_run, raw"
 )
 # A key's latest outcome: a failure (newer than any verdict: audits delete failures), else its
 # verdict; deleted keys keep their last outcome with state 'deleted'; plus what the latest scan
@@ -125,20 +128,23 @@ SELECT v.key, v.etag, v.size,
        v.result, v.label, v.score, v.category, v.sub_label, v.job_id, v.audited_at,
        COALESCE(v.deleted_scan, v.scan_id) AS scan_id, v.forbid_state,
        key_user(v.key, v.user_id) AS user_id, v.verdict_from,
-       d.decision, d.reviewer, v.raw
+       d.decision, d.reviewer, d.decided_at, d.note,
+       a.action, j.updated_at AS acted_at, a.run_id AS act_run, v.raw
 FROM verdicts v
 LEFT JOIN decisions d ON d.target = v.target AND d.key = v.key AND d.etag = v.etag
+LEFT JOIN acted a ON a.target = v.target AND a.key = v.key
+LEFT JOIN journal j ON j.run_id = a.run_id AND j.key = a.key
 WHERE v.target = ? AND v.key >= ? AND v.key < ?
   AND NOT EXISTS (SELECT 1 FROM failures f WHERE f.target = v.target AND f.key = v.key)
 UNION ALL
 SELECT f.key, f.etag, f.size,
        CASE WHEN f.deleted_scan IS NULL THEN 'failed' ELSE 'deleted' END, f.code, f.message,
        NULL, NULL, NULL, NULL, NULL, NULL, f.failed_at, COALESCE(f.deleted_scan, f.scan_id), NULL,
-       NULL, NULL, NULL, NULL, NULL
+       NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM failures f WHERE f.target = ? AND f.key >= ? AND f.key < ?
 UNION ALL
 SELECT o.key, o.etag, o.size, 'skipped', o.reason, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-       NULL, o.scan_id, NULL, NULL, NULL, NULL, NULL, NULL
+       NULL, o.scan_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM scan_objects o
 WHERE o.scan_id = ? AND o.state = 'skipped' AND o.reason <> 'unchanged'
   AND NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.target = ? AND v.key = o.key)
@@ -148,7 +154,7 @@ _HISTORY = """
 UNION ALL
 SELECT h.key, h.etag, h.size, 'superseded', NULL, NULL, h.result, h.label, h.score, h.category,
        h.sub_label, h.job_id, h.audited_at, h.scan_id, NULL, NULL, h.verdict_from, NULL, NULL,
-       h.raw
+       NULL, NULL, NULL, NULL, NULL, h.raw
 FROM verdict_history h WHERE h.target = ? AND h.key >= ? AND h.key < ?
 """
 
