@@ -52,8 +52,8 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 def _yes_no(name: str, text: str) -> bool | None:
-    if text not in ("", "yes", "no"):
-        raise bad_request(f"{name}: expected yes or no")
+    if text not in ("", "any", "yes", "no"):
+        raise bad_request(f"{name}: expected yes, no or any")
     return {"yes": True, "no": False}.get(text)
 
 
@@ -68,15 +68,28 @@ def _band(band: str) -> tuple[int, int]:
     raise bad_request(f"band: expected one of {', '.join(BANDS)} or LOW-HIGH within 0-100")
 
 
+async def target_of(request: web.Request, asked: str | None = None) -> str:
+    """The target a request names (`target=`: one of the store's, a URL list's too), else
+    the page's own; anything else is a 400."""
+    default = request.app[SETTINGS].target
+    asked = request.query.get("target", "") if asked is None else asked
+    if not asked or asked == default:
+        return default
+    if asked not in await request.app[STORE].targets():
+        raise bad_request("target: not a target of this store")
+    return asked
+
+
 async def queue_filter(request: web.Request) -> QueueFilter:
-    """The filter a request's query names (defaults: undecided Result 2 and 1, latest scan);
-    a value that names nothing is a 400, never a 500."""
+    """The filter a request's query names (defaults: the backlog, every undecided Result 2
+    then 1 of the target across all scans, not acted on, still there); a value that names
+    nothing is a 400, never a 500."""
     q = request.query
     low, high = _band(q.get("band", ""))
-    scan = q.get("scan", "latest")
+    scan = q.get("scan", "all")
     scan_id = None
     if scan == "latest":
-        scan_id = await request.app[STORE].latest_scan_id(request.app[SETTINGS].target) or None
+        scan_id = await request.app[STORE].latest_scan_id(await target_of(request)) or None
     elif scan != "all":
         if not (scan.isdigit() and 0 < int(scan) <= MAX_ID):
             raise bad_request("scan: expected latest, all or a scan id")
@@ -94,7 +107,8 @@ async def queue_filter(request: web.Request) -> QueueFilter:
         prefix=q.get("prefix", ""),
         decisions=decisions,
         frozen=_yes_no("frozen", q.get("frozen", "")),
-        acted=_yes_no("acted", q.get("acted", "")),
+        acted=_yes_no("acted", q.get("acted", "no")),
+        gone=_yes_no("gone", q.get("gone", "no")),
         users=_words(q.get("user", "")),
         scan_id=scan_id,
     )
@@ -150,7 +164,7 @@ async def api_queue(request: web.Request) -> web.Response:
         limit = max(1, min(200, int(request.query.get("limit", "60") or 60)))
     except ValueError:
         return web.json_response({"error": "bad cursor or limit"}, status=400)
-    store, target = request.app[STORE], request.app[SETTINGS].target
+    store, target = request.app[STORE], await target_of(request)
     rows, nxt = await store.queue(target, where, after, limit=limit)
     for row in rows:
         row["scenes"] = scene_details(row.pop("raw"))
@@ -158,22 +172,27 @@ async def api_queue(request: web.Request) -> web.Response:
 
 
 async def api_counts(request: web.Request) -> web.Response:
-    store, target = request.app[STORE], request.app[SETTINGS].target
+    store, target = request.app[STORE], await target_of(request)
     where = await queue_filter(request)
-    counts = await store.queue_counts(target, where)
-    return web.json_response({"counts": counts, "review": await store.review_counts(target)})
+    return web.json_response({
+        "counts": await store.queue_counts(target, where),
+        "choices": await store.filter_counts(target, where),
+        "review": await store.review_counts(target),
+    })  # fmt: skip
 
 
 async def api_overview(request: web.Request) -> web.Response:
-    store, target = request.app[STORE], request.app[SETTINGS].target
+    store, target = request.app[STORE], await target_of(request)
     return web.json_response(await store.overview(target, await queue_filter(request)))
 
 
 async def api_meta(request: web.Request) -> web.Response:
     store, s = request.app[STORE], request.app[SETTINGS]
+    target = await target_of(request)
     return web.json_response({
-        "target": s.target, "reviewer": s.reviewer, **await store.queue_labels(s.target),
-        "latest_scan": await store.latest_scan_id(s.target),
+        "target": target, "reviewer": s.reviewer, **await store.queue_labels(target),
+        "latest_scan": await store.latest_scan_id(target),
+        "targets": sorted({s.target, *await store.targets()}),
     })  # fmt: skip
 
 
@@ -187,26 +206,32 @@ async def api_decide(request: web.Request) -> web.Response:
         return web.json_response({"error": "expected {items: [{key, etag}], decision}"}, status=400)
     if decision not in (*DECISIONS, "undecided", "undo"):
         return web.json_response({"error": f"unknown decision {decision!r}"}, status=400)
+    target = await target_of(request, str(body.get("target") or ""))
     if body.get("copies"):
-        items = await store.with_copies(s.target, items)
+        items = await store.with_copies(target, items)
     if decision == "undo":
         applied: list[str] = []
         stale: list[str] = []
         for key, etag in items:
-            back = await store.previous_decision(s.target, key, etag)
-            done = await store.decide(s.target, [(key, etag)], back, s.reviewer)
+            back = await store.previous_decision(target, key, etag)
+            done = await store.decide(target, [(key, etag)], back, s.reviewer)
             applied += done.applied
             stale += done.stale
         return web.json_response({"applied": applied, "stale": stale})
-    done = await store.decide(s.target, items, decision, s.reviewer, str(body.get("note", "")))
+    done = await store.decide(target, items, decision, s.reviewer, str(body.get("note", "")))
     return web.json_response({"applied": list(done.applied), "stale": list(done.stale)})
 
 
 async def thumb(request: web.Request) -> web.Response:
     key, etag = request.query.get("key", ""), request.query.get("etag", "")
-    if not await request.app[STORE].has_verdict(request.app[SETTINGS].target, key, etag):
+    target = await target_of(request)
+    if not await request.app[STORE].has_verdict(target, key, etag):
         raise web.HTTPNotFound(text="no verdict of this key and ETag under the target\n")
-    data, kind = await request.app[THUMBS].get(key, etag, full=request.path == "/image")
+    full = request.path == "/image"
+    if target.startswith("urls://"):  # a URL list's key is the picture's URL
+        data, kind = await request.app[THUMBS].get_url(key, etag, full=full)
+    else:
+        data, kind = await request.app[THUMBS].get(key, etag, full=full)
     return web.Response(body=data, headers={"Content-Type": kind})
 
 

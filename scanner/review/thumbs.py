@@ -10,10 +10,13 @@ that says why. The cache is bounded in bytes (least recently used goes first).
 from __future__ import annotations
 
 from collections import OrderedDict
+from urllib.parse import urlsplit
 from xml.sax.saxutils import escape
 
+import yarl
+
 from scanner.config import CosSettings
-from scanner.cos.client import HttpClient, cos_service
+from scanner.cos.client import USER_AGENT, HttpClient, Service, cos_service
 from scanner.errors import RemoteError, ServiceError
 
 THUMBNAIL = "imageMogr2/thumbnail/320x"
@@ -56,7 +59,40 @@ class Thumbs:
         if hit is not None:
             self._cache.move_to_end(slot)
             return hit
-        got = await self._fetch(key, full)
+        return self._keep(slot, await self._fetch(key, full))
+
+    async def get_url(self, url: str, etag: str, *, full: bool = False) -> tuple[bytes, str]:
+        """The picture of a URL list's entry: its URL fetched by this server, unsigned (the
+        page's CSP lets it show only this server's pictures), as it is for both sizes."""
+        slot = (url, etag, True)
+        hit = self._cache.get(slot)
+        if hit is not None:
+            self._cache.move_to_end(slot)
+            return hit
+        return self._keep(slot, await self._fetch_url(url))
+
+    async def _fetch_url(self, url: str) -> tuple[bytes, str]:
+        self.fetched += 1
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return placeholder("not an http(s) URL"), "image/svg+xml"
+        base = f"{parts.scheme}://{parts.netloc}"
+        service = Service("url", base, parts.netloc, "")
+        try:
+            reply = await self._http.exchange(
+                service, "GET", yarl.URL(url, encoded=True), {"User-Agent": USER_AGENT}, b"",
+                self._cos.timeout, MAX_ORIGINAL,
+            )  # fmt: skip
+        except RemoteError as exc:
+            return placeholder(exc.message[:60]), "image/svg+xml"
+        if reply.status >= 300:
+            return placeholder(f"HTTP {reply.status}"), "image/svg+xml"
+        kind = image_type(reply.body)
+        if kind is None:
+            return placeholder("not an image the page can show"), "image/svg+xml"
+        return reply.body, kind
+
+    def _keep(self, slot: tuple[str, str, bool], got: tuple[bytes, str]) -> tuple[bytes, str]:
         self._cache[slot] = got
         self._bytes += len(got[0])
         while self._bytes > self._max and self._cache:

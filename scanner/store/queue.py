@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from scanner.models import key_range, split_target
@@ -38,9 +38,10 @@ class QueueFilter:
     prefix: str = ""
     decisions: tuple[str, ...] = ("undecided",)  # approve, block, skip, undecided; () = any
     frozen: bool | None = None
-    acted: bool | None = None
+    acted: bool | None = False  # False: not acted on (the open queue); None: either
+    gone: bool | None = False  # False: the object is still there; True: deleted since
     users: tuple[str, ...] = ()
-    scan_id: int | None = None  # None: every current verdict of the target
+    scan_id: int | None = None  # None: every current verdict of the target (the backlog)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +83,10 @@ _FIELDS = ("key", "etag", "size", "result", "label", "sub_label", "score", "cate
 def _where(target: str, f: QueueFilter) -> tuple[str, list[Any]]:
     scope, prefix = split_target(target)
     lo, hi = key_range(prefix + f.prefix)
-    conds = ["v.target = ?", "v.key >= ?", "v.key < ?", "v.deleted_scan IS NULL"]
+    conds = ["v.target = ?", "v.key >= ?", "v.key < ?"]
     args: list[Any] = [scope, lo, hi]
+    if f.gone is not None:
+        conds.append("v.deleted_scan IS NOT NULL" if f.gone else "v.deleted_scan IS NULL")
     conds.append("v.score BETWEEN ? AND ?")
     args += [f.min_score, f.max_score]
     for column, values in (("v.label", f.labels), ("v.sub_label", f.sub_labels),
@@ -151,6 +154,31 @@ class Review(StoreBase):
             [*args, *results],
         )
         return {str(r): int(n) for r, n in rows}
+
+    async def filter_counts(self, target: str, where: QueueFilter) -> dict[str, int]:
+        """What each choice of the decision, acted and gone filters would select, the other
+        filters as they are: the numbers the page shows beside them."""
+        out: dict[str, int] = {}
+        results = [r for r in RESULT_ORDER if r in where.results]
+        if not results:
+            return out
+        rin = f"v.result IN ({','.join('?' * len(results))}){_flagged(results)}"
+        join = ("FROM verdicts v LEFT JOIN decisions d ON d.target = v.target AND "
+                "d.key = v.key AND d.etag = v.etag")  # fmt: skip
+        cond, args = _where(target, replace(where, decisions=()))
+        for decision, n in await self._all(
+            f"SELECT COALESCE(d.decision, 'undecided'), COUNT(*) {join} WHERE {cond} AND {rin} "
+            "GROUP BY 1",
+            [*args, *results],
+        ):
+            out[f"decision:{decision}"] = int(n)
+        for name, changed in (("acted", replace(where, acted=True)),
+                              ("gone", replace(where, gone=True, acted=None))):  # fmt: skip
+            cond, args = _where(target, changed)
+            row = await self._one(f"SELECT COUNT(*) {join} WHERE {cond} AND {rin}",
+                                  [*args, *results])  # fmt: skip
+            out[name] = int(row[0]) if row else 0
+        return out
 
     async def overview(self, target: str, where: QueueFilter) -> dict[str, Any]:
         """What the overview draws: verdicts by label, a score histogram (10 bins), and per

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { items: [], focus: 0, next: null, selected: new Set(), loading: false, generation: 0 };
+const state = { items: [], focus: 0, next: null, selected: new Set(), loading: false, generation: 0, target: "" };
 const RESULTS = { 0: "normal", 1: "sensitive", 2: "suspicious" };
 
 function el(tag, cls, text) {
@@ -16,11 +16,11 @@ function el(tag, cls, text) {
 function params() {
   const form = new FormData($("filters"));
   const p = new URLSearchParams();
+  if (state.target) p.set("target", state.target);
   for (const [k, v] of form.entries()) {
     if (k === "range") continue;
-    if (v !== "" && !(k === "scan" && v === "all")) p.set(k, String(v));
+    if (v !== "") p.set(k, String(v));
   }
-  if (form.get("scan") === "all") p.set("scan", "all");
   const range = String(form.get("range") || "").trim();
   if (/^\d{1,3}-\d{1,3}$/.test(range)) p.set("band", range);
   return p;
@@ -38,11 +38,17 @@ async function getJSON(url) {
 }
 
 async function loadMeta() {
-  const meta = await getJSON("/api/meta");
-  $("target").textContent = meta.target;
+  const p = new URLSearchParams();
+  if (state.target) p.set("target", state.target);
+  const meta = await getJSON(`/api/meta?${p}`);
+  state.target = meta.target;
+  const targets = $("target");
+  targets.replaceChildren(...meta.targets.map((t) => { const o = el("option", "", t); o.value = t; return o; }));
+  targets.value = meta.target;
   $("reviewer").textContent = `reviewer: ${meta.reviewer}`;
   for (const [name, values] of [["label", meta.labels], ["sub_label", meta.sub_labels]]) {
     const select = document.querySelector(`select[name=${name}]`);
+    select.replaceChildren(select.options[0]);
     for (const v of values) { const o = el("option", "", v); o.value = v; select.append(o); }
   }
 }
@@ -53,6 +59,11 @@ async function loadCounts() {
   const r = data.review;
   $("counts").textContent = `${parts.join(" · ") || "nothing"} selected · ` +
     `${r.reviewed.toLocaleString()} reviewed, ${r.to_review.toLocaleString()} to review`;
+  // each filter choice says what it would select, the other filters as they are
+  document.querySelectorAll("#filters option[data-count]").forEach((o) => {
+    if (!o.dataset.name) o.dataset.name = o.textContent;
+    o.textContent = `${o.dataset.name} (${(data.choices[o.dataset.count] || 0).toLocaleString()})`;
+  });
 }
 
 function highlight(container, text, keywords) {
@@ -74,7 +85,7 @@ function card(item, index) {
   const thumb = el("img");
   thumb.alt = item.key;
   thumb.loading = "lazy";
-  thumb.src = `/thumb?${new URLSearchParams({ key: item.key, etag: item.etag })}`;
+  thumb.src = `/thumb?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
   node.append(thumb);
   const body = el("div", "body");
   body.append(el("div", "key", item.key));
@@ -93,7 +104,7 @@ function card(item, index) {
     `${item.verdict_from ? " · copy of " + item.verdict_from : ""}${item.forbid_state ? " · frozen" : ""}` +
     `${item.acted ? " · " + item.acted : ""}${item.user ? " · user " + item.user : ""}`));
   const link = el("a", "meta", "full image");
-  link.href = `/image?${new URLSearchParams({ key: item.key, etag: item.etag })}`;
+  link.href = `/image?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
   link.target = "_blank";
   link.rel = "noopener";
   body.append(link);
@@ -155,7 +166,7 @@ async function decide(decision, copies) {
   if (!copies && targets.length === 1 && decision !== "undo") move(1);
   const resp = await fetch("/api/decide", {
     method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ items: items.map((i) => ({ key: i.key, etag: i.etag })), decision, copies }),
+    body: JSON.stringify({ items: items.map((i) => ({ key: i.key, etag: i.etag })), decision, copies, target: state.target }),
   });
   if (!resp.ok) { say(`not saved: ${resp.status}`); return; }
   const done = await resp.json();
@@ -238,6 +249,11 @@ $("filters").addEventListener("change", (event) => {
 });
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); loadPage(true); });
 $("more").addEventListener("click", () => loadPage(false));
+$("target").addEventListener("change", (event) => {
+  state.target = event.target.value;
+  event.target.blur();
+  loadMeta().then(() => ($("queue").hidden ? loadOverview() : loadPage(true))).catch((e) => say(e.message));
+});
 $("tab-queue").addEventListener("click", () => showTab("queue"));
 $("tab-overview").addEventListener("click", () => showTab("overview"));
 loadMeta().then(() => loadPage(true)).catch((e) => say(e.message));
