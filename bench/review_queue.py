@@ -2,7 +2,9 @@
 page and the counts, straight from the store the page reads (keyset pages, no OFFSET).
 
 A store is filled with `--verdicts` synthetic verdicts (5 % Result 1, 7 % Result 2, labels and
-scores like the emulator's), then each query is timed `--repeat` times; the median is printed.
+scores like the emulator's; 2 % of the flagged acted on), then each query is timed `--repeat`
+times; the median is printed. The default filter is the page's: the backlog (every scan),
+undecided, not acted on, not gone.
 
     .venv/bin/python bench/review_queue.py --verdicts 1000000
 
@@ -50,6 +52,15 @@ async def fill(store: Store, n: int) -> None:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        await conn.execute(
+            "INSERT INTO act_runs (id, target, action, params, state, started_at, updated_at) "
+            "VALUES (1, ?, 'private', '{}', 'done', 1, 1)",
+            (TARGET,),
+        )
+        acted = [(TARGET, r[1], "private", 1) for r in rows if r[5] > 0 and rng.random() < 0.02]
+        await conn.executemany(
+            "INSERT INTO acted (target, key, action, run_id) VALUES (?, ?, ?, ?)", acted
+        )
 
 
 async def timed(repeat: int, call: object) -> float:
@@ -68,8 +79,8 @@ async def main(n: int, repeat: int) -> None:
             t = time.perf_counter()
             await fill(store, n)
             print(f"{n:,} verdicts written in {time.perf_counter() - t:.1f}s\n")
-            default = QueueFilter(scan_id=1)
-            porn = QueueFilter(scan_id=1, labels=("Porn",), min_score=91, max_score=100)
+            default = QueueFilter()
+            porn = QueueFilter(labels=("Porn",), min_score=91, max_score=100)
             _rows, cursor = await store.queue(TARGET, default)
             deep = cursor
             for _ in range(500):  # 500 pages in: 30,000 rows down the queue
@@ -84,6 +95,10 @@ async def main(n: int, repeat: int) -> None:
                 ),
                 ("counts of the default filter", lambda: store.queue_counts(TARGET, default)),
                 ("counts of the filter change", lambda: store.queue_counts(TARGET, porn)),
+                (
+                    "choice counts (decision, acted, gone)",
+                    lambda: store.filter_counts(TARGET, default),
+                ),
             ]
             for name, call in cases:
                 ms = await timed(repeat, call)

@@ -157,27 +157,33 @@ class Review(StoreBase):
 
     async def filter_counts(self, target: str, where: QueueFilter) -> dict[str, int]:
         """What each choice of the decision, acted and gone filters would select, the other
-        filters as they are: the numbers the page shows beside them."""
-        out: dict[str, int] = {}
+        filters as they are: the numbers the page shows beside them (one pass)."""
         results = [r for r in RESULT_ORDER if r in where.results]
         if not results:
-            return out
-        rin = f"v.result IN ({','.join('?' * len(results))}){_flagged(results)}"
-        join = ("FROM verdicts v LEFT JOIN decisions d ON d.target = v.target AND "
-                "d.key = v.key AND d.etag = v.etag")  # fmt: skip
-        cond, args = _where(target, replace(where, decisions=()))
-        for decision, n in await self._all(
-            f"SELECT COALESCE(d.decision, 'undecided'), COUNT(*) {join} WHERE {cond} AND {rin} "
-            "GROUP BY 1",
+            return {}
+        cond, args = _where(target, replace(where, decisions=(), acted=None, gone=None))
+        rows = await self._all(
+            "SELECT COALESCE(d.decision, 'undecided'), EXISTS (SELECT 1 FROM acted a WHERE "
+            "a.target = v.target AND a.key = v.key), v.deleted_scan IS NOT NULL, COUNT(*) "
+            "FROM verdicts v LEFT JOIN decisions d ON d.target = v.target AND d.key = v.key "
+            f"AND d.etag = v.etag WHERE {cond} AND v.result IN "
+            f"({','.join('?' * len(results))}){_flagged(results)} GROUP BY 1, 2, 3",
             [*args, *results],
-        ):
-            out[f"decision:{decision}"] = int(n)
-        for name, changed in (("acted", replace(where, acted=True)),
-                              ("gone", replace(where, gone=True, acted=None))):  # fmt: skip
-            cond, args = _where(target, changed)
-            row = await self._one(f"SELECT COUNT(*) {join} WHERE {cond} AND {rin}",
-                                  [*args, *results])  # fmt: skip
-            out[name] = int(row[0]) if row else 0
+        )
+
+        def fits(wanted: bool | None, value: int) -> bool:
+            return wanted is None or wanted == bool(value)
+
+        decided = set(where.decisions)
+        out: dict[str, int] = {"acted": 0, "gone": 0}
+        for decision, acted, gone, n in rows:
+            in_decision = not decided or decision in decided
+            if fits(where.acted, acted) and fits(where.gone, gone):
+                out[f"decision:{decision}"] = out.get(f"decision:{decision}", 0) + int(n)
+            if in_decision and acted and fits(where.gone, gone):
+                out["acted"] += int(n)
+            if in_decision and gone:
+                out["gone"] += int(n)
         return out
 
     async def overview(self, target: str, where: QueueFilter) -> dict[str, Any]:
