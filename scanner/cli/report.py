@@ -58,6 +58,9 @@ def run_status(args: argparse.Namespace) -> int:
                 if s.state != "done" and not s.listing_done
             }
             review = {t: await store.review_counts(t) for t in {s.target for s in scans}}
+            for t, counts in review.items():  # decisions told to the service (badcase)
+                told = await store.badcase_counts(t)
+                counts.update({f"badcases_{state}": n for state, n in told.items()})
             running = [s for s in scans if s.state == "running"]
             newest = {s.target: s for s in sorted(running, key=_run_start)}  # the lease's
             beats: dict[int, float] = {}
@@ -85,6 +88,11 @@ def run_status(args: argparse.Namespace) -> int:
                 print(
                     f"review of {target}: {r['reviewed']:,} reviewed (approve {r['approve']:,}, "
                     f"block {r['block']:,}, skip {r['skip']:,}), {r['to_review']:,} to review"
+                )
+            if r["badcases_sent"] or r["badcases_pending"] or r["badcases_failed"]:
+                print(
+                    f"wrong verdicts told to the service: {r['badcases_sent']:,} sent, "
+                    f"{r['badcases_pending']:,} waiting, {r['badcases_failed']:,} failed"
                 )
     return EXIT_OK
 

@@ -28,6 +28,7 @@ from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
 from scanner.models import Target
 from scanner.review.app import serving
+from scanner.review.feedback import send_feedback
 from scanner.review.guard import WILDCARDS, ReviewSettings
 from scanner.review.thumbs import Thumbs
 from scanner.store import Store
@@ -174,7 +175,8 @@ async def serve_review(
         async with AsyncExitStack() as stack:
             http, missing = await _client(stack, config)
             token = secrets.token_urlsafe(24)
-            settings = ReviewSettings(target, reviewer, token, host, public)
+            feedback = _feedback_wanted(config, missing)
+            settings = ReviewSettings(target, reviewer, token, host, public, feedback)
             page = serving(store, settings, Thumbs(http, config.cos), port)
             try:
                 bound = await stack.enter_async_context(page)
@@ -183,7 +185,28 @@ async def serve_review(
             if missing:  # after the bind: a port in use stays the one line it is
                 log.warning("review: %s; thumbnails will not load", missing)
             urls = review_urls(host, bound, token, public)
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            if feedback:  # sent while the page runs; what is left waits in the store
+                tasks.start_soon(send_feedback, store, http, config.cos, config.audit)
             await _announce(target, reviewer, urls, open_browser, ready)
+            tasks.cancel_scope.cancel()
+
+
+def _feedback_wanted(config: Config, missing: str) -> bool:
+    """Whether decisions are told to the service: `[review] report_badcase`, for CI verdicts
+    of a configured bucket with credentials (IMS has no feedback API)."""
+    if not config.review.report_badcase:
+        return False
+    why = ""
+    if config.audit.service == "ims":
+        why = "IMS has no API for feedback on its verdicts (CI has: POST /report/badcase)"
+    elif not config.cos.bucket:
+        why = "no [cos] bucket: the feedback goes to its CI host"
+    elif missing:
+        why = "no credentials"
+    if why:
+        log.warning("review: [review] report_badcase is set, but nothing is sent: %s", why)
+    return not why
 
 
 async def _announce(

@@ -188,6 +188,9 @@ class ReviewSettings:
     """[review]: the review page as the team reaches it."""
 
     public_url: str = ""  # https://review.example.com/ behind a proxy: links in notifications
+    report_badcase: bool = (
+        False  # tell CI of its wrong verdicts (approve of flagged, block of normal)
+    )
 
 
 CREDENTIAL_PROVIDERS = ("auto", "env", "profile", "cvm-role", "tke-oidc")

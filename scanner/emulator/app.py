@@ -42,13 +42,15 @@ MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
 
 def _endpoint(request: web.Request) -> tuple[str, str]:
-    """(endpoint, service) for a request: ("list"|"bucket"|"audit"|"query"|"object",
+    """(endpoint, service) for a request: ("list"|"bucket"|"audit"|"query"|"badcase"|"object",
     "cos"|"ci")."""
     path = request.path
     if path == "/image/auditing":
         return "audit", "ci"
     if path.startswith("/image/auditing/"):
         return "query", "ci"
+    if path == "/report/badcase":
+        return "badcase", "ci"
     if path == "/" and "versioning" in request.query:
         return "bucket", "cos"
     if path == "/" and not single.is_single(request):
@@ -173,6 +175,10 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
         if request.method != "POST":
             raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
         return await audit.audit(state, await request.read(), own_hosts(request))
+    if endpoint == "badcase":
+        if request.method != "POST":
+            raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
+        return audit.badcase(state, await request.read())
     if endpoint == "query":
         job = state.jobs.get(request.path.rsplit("/", 1)[-1])
         if job is None:

@@ -158,3 +158,26 @@ async def audit(state: EmulatorState, body: bytes, hosts: frozenset[str] = froze
             done = job(state="Submitted")
         jobs.append(done)
     return response_xml(faults.mangle_jobs(state, jobs), request_id())
+
+
+BADCASE_TYPES = {"1": "Text", "2": "Url"}
+
+
+def badcase(state: EmulatorState, body: bytes) -> str:
+    """`POST /report/badcase` (reference 15): a wrong verdict told to the service. Recorded in
+    `stats.badcases` as received; it changes no verdict (the service's doesn't either)."""
+    try:
+        root = parse(body)
+    except XmlError as exc:
+        raise Refusal(400, "InvalidContent", f"request body is malformed: {exc}") from None
+    if root.tag != "Request":
+        raise Refusal(400, "InvalidArgument", "the root element must be Request")
+    fields = {child.tag: child.text or "" for child in root}
+    kind = fields.get("ContentType", "")
+    if kind not in BADCASE_TYPES:
+        raise Refusal(400, "InvalidArgument", "ContentType must be 1 (text) or 2 (image)")
+    for needed in ("Label", "SuggestedLabel", BADCASE_TYPES[kind]):
+        if not fields.get(needed):
+            raise Refusal(400, "InvalidArgument", f"{needed} is required")
+    state.stats.badcases.append(fields)
+    return f"<Response><RequestId>{request_id()}</RequestId></Response>"

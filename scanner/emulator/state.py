@@ -98,6 +98,7 @@ class Stats:
     held: list[str] = field(default_factory=list)  # writes held by `hold`: "PUT copy bucket/key"
     credentials_issued: Counter[str] = field(default_factory=Counter)  # temporary pairs, by flow
     expired_tokens: int = 0  # requests refused because their token had expired
+    badcases: list[dict[str, str]] = field(default_factory=list)  # POST /report/badcase bodies
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
@@ -128,6 +129,7 @@ class Stats:
             "max_audits_in_flight": self.max_audits_in_flight,
             "credentials_issued": dict(self.credentials_issued),
             "expired_tokens": self.expired_tokens,
+            "badcases": list(self.badcases),
         }
         if detail:
             out["audits"] = dict(self.audits)

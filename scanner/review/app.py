@@ -26,6 +26,8 @@ from scanner.review.guard import SETTINGS, ReviewSettings, guard
 from scanner.review.thumbs import Thumbs
 from scanner.store import DECISIONS, Cursor, QueueFilter, Store
 
+#: What a reviewer may say an image the service called normal is (CI's labels).
+SUGGESTED_LABELS = ("Porn", "Ads", "Illegal", "Abuse", "Terrorism", "Politics", "Teenager")
 STATIC = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "text/html"}
 BANDS = {"sensitive": (91, 100), "suspected": (61, 90), "normal": (0, 60)}
 STORE = web.AppKey("store", Store)
@@ -215,11 +217,24 @@ async def api_decide(request: web.Request) -> web.Response:
         for key, etag in items:
             back = await store.previous_decision(target, key, etag)
             done = await store.decide(target, [(key, etag)], back, s.reviewer)
+            if s.report_badcase and done.applied:  # withdraws what the undone one queued
+                await store.queue_badcases(target, [(key, etag)], back, s.reviewer)
             applied += done.applied
             stale += done.stale
         return web.json_response({"applied": applied, "stale": stale})
     done = await store.decide(target, items, decision, s.reviewer, str(body.get("note", "")))
+    if s.report_badcase:
+        etags = dict(items)
+        decided = [(k, etags[k]) for k in done.applied]
+        await store.queue_badcases(target, decided, decision, s.reviewer, _label(body))
     return web.json_response({"applied": list(done.applied), "stale": list(done.stale)})
+
+
+def _label(body: dict[str, Any]) -> str:
+    """A block's label for an image the service called normal (what the reviewer says it is:
+    sent to CI as SuggestedLabel); one of the service's labels, else none."""
+    label = str(body.get("label") or "")
+    return label if label in SUGGESTED_LABELS else ""
 
 
 async def thumb(request: web.Request) -> web.Response:

@@ -38,6 +38,7 @@ class ReviewSettings:
     token: str
     host: str = "127.0.0.1"  # the address served (besides the loopback names)
     public_url: str = ""  # the origin a reverse proxy serves the page under ("" = none)
+    report_badcase: bool = False  # decisions that contradict CI are sent to it (feedback.py)
 
     @property
     def session(self) -> str:

@@ -17,6 +17,7 @@ The counters in `scans` change only in the same transactions as the rows they co
 
 from __future__ import annotations
 
+from scanner.store.badcases import Badcases, QueuedBadcase
 from scanner.store.claims import Claims
 from scanner.store.decisions import DECISIONS, Decided, Decisions
 from scanner.store.journal import ActRun, Entry, Journal
@@ -42,6 +43,7 @@ __all__ = [
     "Entry",
     "Prior",
     "QueueFilter",
+    "QueuedBadcase",
     "ReportFilter",
     "Store",
     "pack_raw",
@@ -62,5 +64,6 @@ class Store(
     Journal,
     Spend,
     Monitor,
+    Badcases,
 ):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -5,6 +5,8 @@
 const $ = (id) => document.getElementById(id);
 const state = { items: [], focus: 0, next: null, selected: new Set(), loading: false, generation: 0, target: "" };
 const RESULTS = { 0: "normal", 1: "sensitive", 2: "suspicious" };
+// what a reviewer may say an image the service called normal is, when blocking it
+const LABELS = ["Porn", "Ads", "Illegal", "Abuse", "Terrorism", "Politics", "Teenager"];
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -109,6 +111,13 @@ function card(item, index) {
   link.rel = "noopener";
   body.append(link);
   body.append(el("div", "decision", item.decision ? `${item.decision} (${item.reviewer})` : ""));
+  if (item.result === 0) {
+    // blocking an image the service called normal says what it is (told to the service)
+    const suggest = el("select", "suggest");
+    suggest.title = "what it is, if you block it";
+    for (const l of LABELS) { const o = el("option", "", l); o.value = l; suggest.append(o); }
+    body.append(suggest);
+  }
   node.append(body);
   const actions = el("div", "actions");
   for (const [label, decision] of [["Approve", "approve"], ["Block", "block"], ["Skip", "skip"], ["Undo", "undo"]]) {
@@ -166,7 +175,8 @@ async function decide(decision, copies) {
   if (!copies && targets.length === 1 && decision !== "undo") move(1);
   const resp = await fetch("/api/decide", {
     method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ items: items.map((i) => ({ key: i.key, etag: i.etag })), decision, copies, target: state.target }),
+    body: JSON.stringify({ items: items.map((i) => ({ key: i.key, etag: i.etag })), decision, copies,
+      target: state.target, label: suggestedLabel(targets) }),
   });
   if (!resp.ok) { say(`not saved: ${resp.status}`); return; }
   const done = await resp.json();
@@ -182,6 +192,12 @@ async function decide(decision, copies) {
   state.selected.clear();
   document.querySelectorAll(".card.selected").forEach((n) => n.classList.remove("selected"));
   loadCounts();
+}
+
+function suggestedLabel(indexes) {
+  // a block of one normal card carries the label chosen on it
+  const node = indexes.length === 1 ? document.querySelector(`.card[data-index="${indexes[0]}"] .suggest`) : null;
+  return node ? node.value : "";
 }
 
 function move(step) {
