@@ -176,7 +176,8 @@ async def serve_review(
             http, missing = await _client(stack, config)
             token = secrets.token_urlsafe(24)
             feedback = _feedback_wanted(config, missing)
-            settings = ReviewSettings(target, reviewer, token, host, public, feedback)
+            settings = ReviewSettings(target, reviewer, token, host, public, feedback,
+                                      config.review.claim_minutes * 60)  # fmt: skip
             page = serving(store, settings, Thumbs(http, config.cos), port)
             try:
                 bound = await stack.enter_async_context(page)

@@ -204,6 +204,7 @@ CHECKS: dict[str, Check] = {
         None if set(v) <= set(NOTIFY_EVENTS) else f"must be among {', '.join(NOTIFY_EVENTS)}"
     ),
     "notify.timeout": _between(0.1, 300),
+    "review.claim_minutes": _between(0.1, 1440),
     "credentials.provider": lambda v: (
         None if v in CREDENTIAL_PROVIDERS else f"must be one of {', '.join(CREDENTIAL_PROVIDERS)}"
     ),

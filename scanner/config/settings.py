@@ -188,9 +188,8 @@ class ReviewSettings:
     """[review]: the review page as the team reaches it."""
 
     public_url: str = ""  # https://review.example.com/ behind a proxy: links in notifications
-    report_badcase: bool = (
-        False  # tell CI of its wrong verdicts (approve of flagged, block of normal)
-    )
+    report_badcase: bool = False  # tell CI its wrong verdicts (approve flagged, block normal)
+    claim_minutes: float = 10.0  # cards a page shows are held for its reviewer this long
 
 
 CREDENTIAL_PROVIDERS = ("auto", "env", "profile", "cvm-role", "tke-oidc")

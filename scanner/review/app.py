@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -113,7 +114,29 @@ async def queue_filter(request: web.Request) -> QueueFilter:
         gone=_yes_no("gone", q.get("gone", "no")),
         users=_words(q.get("user", "")),
         scan_id=scan_id,
+        holder=_holder(q.get("holder", "")),
     )
+
+
+_HOLDER = re.compile(r"[A-Za-z0-9-]{8,64}")
+_REVIEWER = re.compile(r"[\w .@+-]{1,64}")
+
+
+def _holder(text: str) -> str:
+    """A page's id (random, made by the page): its claims are its own."""
+    if text and not _HOLDER.fullmatch(text):
+        raise bad_request("holder: expected 8-64 letters, digits or dashes")
+    return text
+
+
+def reviewer_of(request: web.Request, given: object = None) -> str:
+    """Who decides: the name the page gives (a team on one server), else the server's."""
+    name = str(given or "").strip()
+    if not name:
+        return request.app[SETTINGS].reviewer
+    if not _REVIEWER.fullmatch(name):
+        raise bad_request("reviewer: 1-64 letters, digits, spaces or .@+-")
+    return name
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -168,9 +191,23 @@ async def api_queue(request: web.Request) -> web.Response:
         return web.json_response({"error": "bad cursor or limit"}, status=400)
     store, target = request.app[STORE], await target_of(request)
     rows, nxt = await store.queue(target, where, after, limit=limit)
+    if where.holder:  # the cards on this page are held for it; one another page took is not shown
+        got = await store.claim_cards(
+            target, [r["key"] for r in rows], where.holder,
+            reviewer_of(request, request.query.get("reviewer")),
+            request.app[SETTINGS].claim_seconds, release_others=after is None,
+        )  # fmt: skip
+        rows = [r for r in rows if r["key"] in got]
     for row in rows:
         row["scenes"] = scene_details(row.pop("raw"))
     return web.json_response({"items": rows, "next": nxt.encode() if nxt else None})
+
+
+async def api_claims(request: web.Request) -> web.Response:
+    """The page is still open: its cards stay held (the page calls this every minute)."""
+    holder = _holder(request.query.get("holder", ""))
+    renewed = await request.app[STORE].renew_claims(holder, request.app[SETTINGS].claim_seconds)
+    return web.json_response({"renewed": renewed})
 
 
 async def api_counts(request: web.Request) -> web.Response:
@@ -185,7 +222,9 @@ async def api_counts(request: web.Request) -> web.Response:
 
 async def api_overview(request: web.Request) -> web.Response:
     store, target = request.app[STORE], await target_of(request)
-    return web.json_response(await store.overview(target, await queue_filter(request)))
+    overview = await store.overview(target, await queue_filter(request))
+    overview["reviewers"] = await store.reviewer_figures(target)
+    return web.json_response(overview)
 
 
 async def api_meta(request: web.Request) -> web.Response:
@@ -209,6 +248,8 @@ async def api_decide(request: web.Request) -> web.Response:
     if decision not in (*DECISIONS, "undecided", "undo"):
         return web.json_response({"error": f"unknown decision {decision!r}"}, status=400)
     target = await target_of(request, str(body.get("target") or ""))
+    reviewer = reviewer_of(request, body.get("reviewer"))
+    holder = _holder(str(body.get("holder") or ""))
     if body.get("copies"):
         items = await store.with_copies(target, items)
     if decision == "undo":
@@ -216,17 +257,20 @@ async def api_decide(request: web.Request) -> web.Response:
         stale: list[str] = []
         for key, etag in items:
             back = await store.previous_decision(target, key, etag)
-            done = await store.decide(target, [(key, etag)], back, s.reviewer)
+            done = await store.decide(target, [(key, etag)], back, reviewer)
             if s.report_badcase and done.applied:  # withdraws what the undone one queued
-                await store.queue_badcases(target, [(key, etag)], back, s.reviewer)
+                await store.queue_badcases(target, [(key, etag)], back, reviewer)
             applied += done.applied
             stale += done.stale
         return web.json_response({"applied": applied, "stale": stale})
-    done = await store.decide(target, items, decision, s.reviewer, str(body.get("note", "")))
+    note = str(body.get("note") or "")[:1000]
+    done = await store.decide(target, items, decision, reviewer, note)
     if s.report_badcase:
         etags = dict(items)
         decided = [(k, etags[k]) for k in done.applied]
-        await store.queue_badcases(target, decided, decision, s.reviewer, _label(body))
+        await store.queue_badcases(target, decided, decision, reviewer, _label(body))
+    if holder:
+        await store.release_cards(target, list(done.applied), holder)
     return web.json_response({"applied": list(done.applied), "stale": list(done.stale)})
 
 
@@ -273,6 +317,7 @@ def build_review_app(store: Store, settings: ReviewSettings, thumbs: Thumbs) -> 
     app.router.add_get("/api/counts", api_counts)
     app.router.add_get("/api/overview", api_overview)
     app.router.add_post("/api/decide", api_decide)
+    app.router.add_post("/api/claims", api_claims)
     app.router.add_get("/thumb", thumb)
     app.router.add_get("/image", thumb)
     return app

@@ -39,6 +39,7 @@ class ReviewSettings:
     host: str = "127.0.0.1"  # the address served (besides the loopback names)
     public_url: str = ""  # the origin a reverse proxy serves the page under ("" = none)
     report_badcase: bool = False  # decisions that contradict CI are sent to it (feedback.py)
+    claim_seconds: float = 600.0  # cards a page shows are held for it this long ([review])
 
     @property
     def session(self) -> str:

@@ -28,6 +28,7 @@ from scanner.store.queue import Cursor, QueueFilter, Review
 from scanner.store.raws import pack_raw, unpack_raw
 from scanner.store.report_rows import REPORT_COLUMNS, ReportFilter, Reports
 from scanner.store.results import Prior, Results
+from scanner.store.review_claims import ReviewClaims
 from scanner.store.scans import Scans
 from scanner.store.sharing import Admission, Sharing
 from scanner.store.spend import PERIODS, Spend
@@ -65,5 +66,6 @@ class Store(
     Spend,
     Monitor,
     Badcases,
+    ReviewClaims,
 ):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""

@@ -141,3 +141,25 @@ class Decisions(StoreBase):
             "to_review": counts.get("undecided", 0),
             **{d: counts.get(d, 0) for d in DECISIONS},
         }
+
+    async def reviewer_figures(self, target: str) -> list[dict[str, Any]]:
+        """Per reviewer, from the decision log of the target's current verdicts: decisions,
+        decisions per hour (over the span from their first to their last, at least a minute),
+        and the share of approves and blocks that agree with the service (a block of a Result
+        1 or 2, an approve of a Result 0)."""
+        cond, args = within(target, "l")
+        rows = await self._all(
+            "SELECT l.reviewer, COUNT(*), MIN(l.decided_at), MAX(l.decided_at), "
+            "SUM((l.decision = 'block' AND v.result > 0) OR (l.decision = 'approve' AND "
+            "v.result = 0)), SUM(l.decision IN ('approve', 'block')) "
+            "FROM decision_log l JOIN verdicts v ON v.target = l.target AND v.key = l.key AND "
+            f"v.etag = l.etag WHERE {cond} AND l.decision <> 'undecided' "
+            "GROUP BY l.reviewer ORDER BY COUNT(*) DESC",
+            args,
+        )
+        return [
+            {"reviewer": r, "decisions": int(n), "first": first, "last": last,
+             "per_hour": round(n * 3600 / max(60.0, last - first), 1),
+             "agree_share": round(agree / judged, 3) if judged else None}
+            for r, n, first, last, agree, judged in rows
+        ]  # fmt: skip

@@ -9,6 +9,7 @@ overview's aggregates use the same filter.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from scanner.models import key_range, split_target
 from scanner.store.base import StoreBase, within
 from scanner.store.raws import unpack_raw
+from scanner.store.review_claims import NOT_HELD
 
 #: The order results are shown in (suspicious first: Tencent says a person has to look).
 RESULT_ORDER = (2, 1, 0)
@@ -42,6 +44,7 @@ class QueueFilter:
     gone: bool | None = False  # False: the object is still there; True: deleted since
     users: tuple[str, ...] = ()
     scan_id: int | None = None  # None: every current verdict of the target (the backlog)
+    holder: str = ""  # a page: cards other pages hold (review_claims) are left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +72,7 @@ class Cursor:
 _ROW = """
 SELECT v.key, v.etag, v.size, v.result, v.label, v.sub_label, v.score, v.category,
        v.forbid_state, v.user_id, v.verdict_from, v.audited_at, v.scan_id, v.raw,
-       d.decision, d.reviewer,
+       d.decision, d.reviewer, d.decided_at, d.note,
        (SELECT action FROM acted a WHERE a.target = v.target AND a.key = v.key) AS acted,
        (SELECT last_modified FROM scan_objects o WHERE o.scan_id = v.scan_id AND o.key = v.key)
 FROM verdicts v
@@ -77,7 +80,7 @@ LEFT JOIN decisions d ON d.target = v.target AND d.key = v.key AND d.etag = v.et
 """
 _FIELDS = ("key", "etag", "size", "result", "label", "sub_label", "score", "category",
            "forbid_state", "user", "verdict_from", "audited_at", "scan_id", "raw", "decision",
-           "reviewer", "acted", "last_modified")  # fmt: skip
+           "reviewer", "decided_at", "note", "acted", "last_modified")  # fmt: skip
 
 
 def _where(target: str, f: QueueFilter) -> tuple[str, list[Any]]:
@@ -110,7 +113,11 @@ def _where(target: str, f: QueueFilter) -> tuple[str, list[Any]]:
     if f.scan_id is not None:
         conds.append("v.scan_id = ?")
         args.append(f.scan_id)
-    return " AND ".join(conds), args
+    where = " AND ".join(conds)
+    if f.holder:
+        where += NOT_HELD
+        args += [f.holder, time.time()]
+    return where, args
 
 
 class Review(StoreBase):

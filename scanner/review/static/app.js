@@ -3,7 +3,13 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { items: [], focus: 0, next: null, selected: new Set(), loading: false, generation: 0, target: "" };
+const state = { items: [], focus: 0, next: null, selected: new Set(), loading: false, generation: 0, target: "",
+  // this tab's id (kept across reloads): the cards it shows are held for it, so two reviewers
+  // never get the same card, and a reload gets its own cards back
+  holder: sessionStorage.getItem("cos-scanner-holder") ||
+    (crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`.replace(/[^0-9a-z-]/gi, "")) };
+sessionStorage.setItem("cos-scanner-holder", state.holder);
+const reviewer = () => $("reviewer").value.trim();
 const RESULTS = { 0: "normal", 1: "sensitive", 2: "suspicious" };
 // what a reviewer may say an image the service called normal is, when blocking it
 const LABELS = ["Porn", "Ads", "Illegal", "Abuse", "Terrorism", "Politics", "Teenager"];
@@ -19,6 +25,8 @@ function params() {
   const form = new FormData($("filters"));
   const p = new URLSearchParams();
   if (state.target) p.set("target", state.target);
+  p.set("holder", state.holder);
+  if (reviewer()) p.set("reviewer", reviewer());
   for (const [k, v] of form.entries()) {
     if (k === "range") continue;
     if (v !== "") p.set(k, String(v));
@@ -47,7 +55,7 @@ async function loadMeta() {
   const targets = $("target");
   targets.replaceChildren(...meta.targets.map((t) => { const o = el("option", "", t); o.value = t; return o; }));
   targets.value = meta.target;
-  $("reviewer").textContent = `reviewer: ${meta.reviewer}`;
+  if (!$("reviewer").value) $("reviewer").value = localStorage.getItem("cos-scanner-reviewer") || meta.reviewer;
   for (const [name, values] of [["label", meta.labels], ["sub_label", meta.sub_labels]]) {
     const select = document.querySelector(`select[name=${name}]`);
     select.replaceChildren(select.options[0]);
@@ -110,7 +118,14 @@ function card(item, index) {
   link.target = "_blank";
   link.rel = "noopener";
   body.append(link);
-  body.append(el("div", "decision", item.decision ? `${item.decision} (${item.reviewer})` : ""));
+  body.append(el("div", "meta", `audited ${when(item.audited_at)}`));
+  body.append(el("div", "decision", ""));
+  const note = el("input", "note");
+  note.placeholder = "note (n), saved with the decision";
+  note.maxLength = 1000;
+  note.value = item.note || "";
+  note.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === "Escape") { e.preventDefault(); note.blur(); } });
+  body.append(note);
   if (item.result === 0) {
     // blocking an image the service called normal says what it is (told to the service)
     const suggest = el("select", "suggest");
@@ -132,10 +147,15 @@ function card(item, index) {
   return node;
 }
 
+function when(seconds) {
+  return seconds ? new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "?";
+}
+
 function paint(node, item) {
   node.classList.remove("decided-block", "decided-approve", "decided-skip");
   if (item.decision) node.classList.add(`decided-${item.decision}`);
-  node.querySelector(".decision").textContent = item.decision ? `${item.decision} (${item.reviewer})` : "";
+  node.querySelector(".decision").textContent = item.decision
+    ? `${item.decision} (${item.reviewer}, ${when(item.decided_at)})${item.acted ? " · " + item.acted : ""}` : "";
   node.classList.toggle("selected", state.selected.has(Number(node.dataset.index)));
 }
 
@@ -168,15 +188,18 @@ async function loadPage(reset) {
 }
 
 async function decide(decision, copies) {
+  const zoomed = !$("zoom").hidden;
   const targets = state.selected.size ? [...state.selected] : [state.focus];
   const items = targets.map((i) => state.items[i]).filter(Boolean);
   if (!items.length) return;
   // the next card at once: a reviewer typing b b b decides three cards, not one three times
-  if (!copies && targets.length === 1 && decision !== "undo") move(1);
+  if (!copies && targets.length === 1 && decision !== "undo") { move(1); if (zoomed) zoom(true); }
+  const noteNode = targets.length === 1 ? document.querySelector(`.card[data-index="${targets[0]}"] .note`) : null;
+  const note = noteNode ? noteNode.value : "";
   const resp = await fetch("/api/decide", {
     method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ items: items.map((i) => ({ key: i.key, etag: i.etag })), decision, copies,
-      target: state.target, label: suggestedLabel(targets) }),
+      target: state.target, label: suggestedLabel(targets), note, reviewer: reviewer(), holder: state.holder }),
   });
   if (!resp.ok) { say(`not saved: ${resp.status}`); return; }
   const done = await resp.json();
@@ -184,7 +207,7 @@ async function decide(decision, copies) {
   for (const i of targets) {
     const item = state.items[i];
     if (!item || !applied.has(item.key)) continue;
-    if (decision === "undo") { item.decision = null; item.reviewer = null; } else { item.decision = decision; item.reviewer = $("reviewer").textContent.replace("reviewer: ", ""); }
+    if (decision === "undo") { item.decision = null; item.reviewer = null; } else { item.decision = decision; item.reviewer = reviewer(); item.decided_at = Date.now() / 1000; item.note = note; }
     paint(document.querySelector(`.card[data-index="${i}"]`), item);
   }
   if (decision === "undo") loadCounts(); // the undo may restore an earlier decision
@@ -206,10 +229,29 @@ function move(step) {
   if (state.focus >= state.items.length - 3 && state.next) loadPage(false);
 }
 
+function zoom(open) {
+  const item = state.items[state.focus];
+  $("zoom").hidden = !open || !item;
+  if ($("zoom").hidden) return;
+  $("zoom-img").src = `/image?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
+  $("zoom-img").alt = item.key;
+  $("zoom-caption").textContent = `${item.key} · ${item.result} ${RESULTS[item.result]} · ${item.label} · ${item.score}` +
+    `${item.decision ? " · " + item.decision : ""}`;
+}
+
 document.addEventListener("keydown", (event) => {
   if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement) return;
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const actions = { j: () => move(1), k: () => move(-1), a: () => decide("approve", false),
+  if (!$("zoom").hidden) {
+    // in the zoom view: arrows move through the cards, z or Esc close it, decisions work
+    const inZoom = { ArrowRight: () => { move(1); zoom(true); }, ArrowDown: () => { move(1); zoom(true); },
+      ArrowLeft: () => { move(-1); zoom(true); }, ArrowUp: () => { move(-1); zoom(true); },
+      Escape: () => zoom(false), z: () => zoom(false) };
+    if (inZoom[event.key]) { event.preventDefault(); inZoom[event.key](); return; }
+  }
+  const actions = { j: () => move(1), k: () => move(-1), z: () => zoom(true),
+    n: () => { const node = document.querySelector(`.card[data-index="${state.focus}"] .note`); if (node) node.focus(); },
+    a: () => decide("approve", false),
     b: () => decide("block", false), s: () => decide("skip", false), u: () => decide("undo", false),
     A: () => decide("approve", true), B: () => decide("block", true),
     x: () => { state.selected.has(state.focus) ? state.selected.delete(state.focus) : state.selected.add(state.focus);
@@ -242,12 +284,19 @@ function bars(container, rows, colour) {
 
 async function loadOverview() {
   const p = params();
+  p.delete("holder"); // the figures are the target's, not this page's cards
   p.set("decision", p.get("decision") === "undecided" ? "any" : p.get("decision") || "any");
   const data = await getJSON(`/api/overview?${p}`);
   bars($("chart-labels"), data.labels, "#dc2626");
   bars($("chart-scores"), data.histogram.map((n, i) => [`${i * 10}-${i === 9 ? 100 : i * 10 + 9}`, n]), "#2563eb");
   bars($("chart-scans"), data.scans.flatMap((s) => [[`scan ${s.scan} audited`, s.audited],
     [`scan ${s.scan} flagged`, s.flagged + s.review], [`scan ${s.scan} paid`, s.paid]]), "#059669");
+  $("reviewers").tBodies[0].replaceChildren(...data.reviewers.map((r) => {
+    const row = el("tr");
+    row.append(el("td", "", r.reviewer), el("td", "", r.decisions.toLocaleString()), el("td", "", r.per_hour),
+      el("td", "", r.agree_share === null ? "-" : `${Math.round(r.agree_share * 100)} %`));
+    return row;
+  }));
 }
 
 function showTab(name) {
@@ -265,6 +314,10 @@ $("filters").addEventListener("change", (event) => {
 });
 $("filters").addEventListener("submit", (event) => { event.preventDefault(); loadPage(true); });
 $("more").addEventListener("click", () => loadPage(false));
+$("reviewer").addEventListener("change", () => { localStorage.setItem("cos-scanner-reviewer", reviewer()); $("reviewer").blur(); });
+$("zoom").addEventListener("click", () => zoom(false));
+// the cards on screen stay held while the page is open (claims last [review] claim_minutes)
+setInterval(() => { fetch(`/api/claims?holder=${encodeURIComponent(state.holder)}`, { method: "POST", credentials: "same-origin" }); }, 60000);
 $("target").addEventListener("change", (event) => {
   state.target = event.target.value;
   event.target.blur();
