@@ -28,3 +28,21 @@ class Changes:
             if self._event is None:
                 self._event = anyio.Event()
             await self._event.wait()
+
+
+class Nudge:
+    """A wake-up call: `nudge()`; `await wait()` returns at the next nudge, or at once when
+    one came since the last wait returned (none is lost between two waits)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._seen = 0
+        self._changes = Changes()
+
+    def nudge(self) -> None:
+        self._count += 1
+        self._changes.changed()
+
+    async def wait(self) -> None:
+        await self._changes.until(lambda: self._count != self._seen)
+        self._seen = self._count

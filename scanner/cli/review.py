@@ -27,11 +27,13 @@ from scanner.cos.client import HttpClient
 from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
 from scanner.models import Target
+from scanner.review.acting import act_on_decisions, decision_acts
 from scanner.review.app import serving
 from scanner.review.feedback import send_feedback
 from scanner.review.guard import WILDCARDS, ReviewSettings
 from scanner.review.thumbs import Thumbs
 from scanner.store import Store
+from scanner.watch import Nudge
 
 #: How long the browser's redirect file lives (it holds the token; Jupyter's pattern).
 log = logging.getLogger(__name__)
@@ -176,9 +178,11 @@ async def serve_review(
             http, missing = await _client(stack, config)
             token = secrets.token_urlsafe(24)
             feedback = _feedback_wanted(config, missing)
+            acts = decision_acts(config) if not missing else []
+            decided = Nudge()
             settings = ReviewSettings(target, reviewer, token, host, public, feedback,
                                       config.review.claim_minutes * 60)  # fmt: skip
-            page = serving(store, settings, Thumbs(http, config.cos), port)
+            page = serving(store, settings, Thumbs(http, config.cos), port, decided)
             try:
                 bound = await stack.enter_async_context(page)
             except OSError as exc:  # only the bind: the page's own errors are its own
@@ -189,6 +193,8 @@ async def serve_review(
             tasks = await stack.enter_async_context(anyio.create_task_group())
             if feedback:  # sent while the page runs; what is left waits in the store
                 tasks.start_soon(send_feedback, store, http, config.cos, config.audit)
+            if acts:  # [review] on_block / on_approve: decisions applied through `act`
+                tasks.start_soon(act_on_decisions, config, acts, decided)
             await _announce(target, reviewer, urls, open_browser, ready)
             tasks.cancel_scope.cancel()
 

@@ -205,6 +205,10 @@ CHECKS: dict[str, Check] = {
     ),
     "notify.timeout": _between(0.1, 300),
     "review.claim_minutes": _between(0.1, 1440),
+    "review.on_block": lambda v: (
+        None if v in ("none", "private", "quarantine") else "must be none, private or quarantine"
+    ),
+    "review.on_approve": lambda v: None if v in ("none", "restore") else "must be none or restore",
     "credentials.provider": lambda v: (
         None if v in CREDENTIAL_PROVIDERS else f"must be one of {', '.join(CREDENTIAL_PROVIDERS)}"
     ),

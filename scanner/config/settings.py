@@ -190,6 +190,8 @@ class ReviewSettings:
     public_url: str = ""  # https://review.example.com/ behind a proxy: links in notifications
     report_badcase: bool = False  # tell CI its wrong verdicts (approve flagged, block normal)
     claim_minutes: float = 10.0  # cards a page shows are held for its reviewer this long
+    on_block: str = "none"  # none | private | quarantine: a block is applied through `act`
+    on_approve: str = "none"  # none | restore: an approve undoes what `act` did to the object
 
 
 CREDENTIAL_PROVIDERS = ("auto", "env", "profile", "cvm-role", "tke-oidc")

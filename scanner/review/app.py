@@ -26,6 +26,7 @@ from scanner.audit.raw import raw_to_dict
 from scanner.review.guard import SETTINGS, ReviewSettings, guard
 from scanner.review.thumbs import Thumbs
 from scanner.store import DECISIONS, Cursor, QueueFilter, Store
+from scanner.watch import Nudge
 
 #: What a reviewer may say an image the service called normal is (CI's labels).
 SUGGESTED_LABELS = ("Porn", "Ads", "Illegal", "Abuse", "Terrorism", "Politics", "Teenager")
@@ -33,6 +34,7 @@ STATIC = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "tex
 BANDS = {"sensitive": (91, 100), "suspected": (61, 90), "normal": (0, 60)}
 STORE = web.AppKey("store", Store)
 THUMBS = web.AppKey("thumbs", Thumbs)
+DECIDED = web.AppKey("decided", Nudge)  # told of each decision (acting.py acts on them)
 
 
 #: The largest id SQLite holds: a bigger `scan` is no scan (it was a 500: an overflow).
@@ -203,6 +205,18 @@ async def api_queue(request: web.Request) -> web.Response:
     return web.json_response({"items": rows, "next": nxt.encode() if nxt else None})
 
 
+async def api_state(request: web.Request) -> web.Response:
+    """The decision and the act outcome of decided cards now (the page asks after deciding,
+    when `[review] on_block` / `on_approve` act on them)."""
+    try:
+        body = json.loads(await request.read())
+        keys = [str(k) for k in body["keys"]]
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error": "expected {keys: [...]}"}, status=400)
+    target = await target_of(request, str(body.get("target") or ""))
+    return web.json_response(await request.app[STORE].card_states(target, keys))
+
+
 async def api_claims(request: web.Request) -> web.Response:
     """The page is still open: its cards stay held (the page calls this every minute)."""
     holder = _holder(request.query.get("holder", ""))
@@ -271,6 +285,8 @@ async def api_decide(request: web.Request) -> web.Response:
         await store.queue_badcases(target, decided, decision, reviewer, _label(body))
     if holder:
         await store.release_cards(target, list(done.applied), holder)
+    if done.applied and DECIDED in request.app:  # [review] on_block / on_approve act now
+        request.app[DECIDED].nudge()
     return web.json_response({"applied": list(done.applied), "stale": list(done.stale)})
 
 
@@ -306,9 +322,13 @@ async def no_content(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def build_review_app(store: Store, settings: ReviewSettings, thumbs: Thumbs) -> web.Application:
+def build_review_app(
+    store: Store, settings: ReviewSettings, thumbs: Thumbs, decided: Nudge | None = None
+) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
     app[STORE], app[SETTINGS], app[THUMBS] = store, settings, thumbs
+    if decided is not None:
+        app[DECIDED] = decided
     app.router.add_get("/", static)
     app.router.add_get("/favicon.ico", no_content)
     app.router.add_get("/static/{name}", static)
@@ -318,6 +338,7 @@ def build_review_app(store: Store, settings: ReviewSettings, thumbs: Thumbs) -> 
     app.router.add_get("/api/overview", api_overview)
     app.router.add_post("/api/decide", api_decide)
     app.router.add_post("/api/claims", api_claims)
+    app.router.add_post("/api/state", api_state)
     app.router.add_get("/thumb", thumb)
     app.router.add_get("/image", thumb)
     return app
@@ -325,11 +346,12 @@ def build_review_app(store: Store, settings: ReviewSettings, thumbs: Thumbs) -> 
 
 @contextlib.asynccontextmanager
 async def serving(
-    store: Store, settings: ReviewSettings, thumbs: Thumbs, port: int
-) -> AsyncIterator[int]:
+    store: Store, settings: ReviewSettings, thumbs: Thumbs, port: int,
+    decided: Nudge | None = None,
+) -> AsyncIterator[int]:  # fmt: skip
     """Serve the page on `settings.host`:`port` while the block runs; yields the bound port."""
     runner = web.AppRunner(
-        build_review_app(store, settings, thumbs), access_log=None, handle_signals=False
+        build_review_app(store, settings, thumbs, decided), access_log=None, handle_signals=False
     )
     await runner.setup()
     try:

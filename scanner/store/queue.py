@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scanner.models import key_range, split_target
-from scanner.store.base import StoreBase, within
+from scanner.store.base import IN_JSON, StoreBase, within
 from scanner.store.raws import unpack_raw
 from scanner.store.review_claims import NOT_HELD
 
@@ -225,6 +225,21 @@ class Review(StoreBase):
                 {"scan": i, "started_at": t, "audited": a, "flagged": f, "review": r, "paid": p}
                 for i, t, a, f, r, p in scans
             ],
+        }
+
+    async def card_states(self, target: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What the page shows of decided cards now: the decision, and what `act` did."""
+        scope, _ = split_target(target)
+        rows = await self._all(
+            "SELECT v.key, d.decision, d.reviewer, d.decided_at, (SELECT action FROM acted a "
+            "WHERE a.target = v.target AND a.key = v.key) FROM verdicts v LEFT JOIN decisions d "
+            "ON d.target = v.target AND d.key = v.key AND d.etag = v.etag "
+            f"WHERE v.target = ? AND v.key IN {IN_JSON}",
+            (scope, json.dumps(list(keys)[:200])),
+        )
+        return {
+            str(k): {"decision": d, "reviewer": r, "decided_at": t, "acted": a}
+            for k, d, r, t, a in rows
         }
 
     async def has_verdict(self, target: str, key: str, etag: str) -> bool:

@@ -211,6 +211,9 @@ async function decide(decision, copies) {
     paint(document.querySelector(`.card[data-index="${i}"]`), item);
   }
   if (decision === "undo") loadCounts(); // the undo may restore an earlier decision
+  // what act did with it ([review] on_block / on_approve), shown on the card when it is done
+  const decided = targets.filter((i) => state.items[i] && applied.has(state.items[i].key));
+  for (const delay of [1500, 5000, 15000]) setTimeout(() => refreshCards(decided), delay);
   say(done.stale.length ? `${done.stale.length} changed since audit: not decided` : `${decision}: ${done.applied.length} saved`);
   state.selected.clear();
   document.querySelectorAll(".card.selected").forEach((n) => n.classList.remove("selected"));
@@ -221,6 +224,24 @@ function suggestedLabel(indexes) {
   // a block of one normal card carries the label chosen on it
   const node = indexes.length === 1 ? document.querySelector(`.card[data-index="${indexes[0]}"] .suggest`) : null;
   return node ? node.value : "";
+}
+
+async function refreshCards(indexes) {
+  if (!indexes.length) return;
+  const resp = await fetch("/api/state", {
+    method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ target: state.target, keys: indexes.map((i) => state.items[i].key) }),
+  });
+  if (!resp.ok) return;
+  const now = await resp.json();
+  for (const i of indexes) {
+    const item = state.items[i];
+    const fresh = item && now[item.key];
+    if (!fresh) continue;
+    Object.assign(item, fresh);
+    const node = document.querySelector(`.card[data-index="${i}"]`);
+    if (node) paint(node, item);
+  }
 }
 
 function move(step) {
