@@ -20,6 +20,7 @@ from scanner.cos.client import HttpClient
 from scanner.errors import ConfigError
 from scanner.review.acting import act_on_decisions, decision_acts
 from scanner.review.app import serving
+from scanner.review.feedback import send_feedback
 from scanner.review.guard import ReviewSettings
 from scanner.review.thumbs import Thumbs
 from scanner.watch import Nudge
@@ -32,9 +33,10 @@ async def acting_page(s: Served) -> AsyncIterator[str]:
     config = replace(s.cfg, review=ReviewConfig(on_block="private", on_approve="restore"))
     decided = Nudge()
     async with HttpClient(CREDS) as http, anyio.create_task_group() as tg:
-        settings = ReviewSettings(s.target, "dana", TOKEN)
+        settings = ReviewSettings(s.target, "dana", TOKEN, report_badcase=True)
         async with serving(s.store, settings, Thumbs(http, s.cfg.cos), 0, decided) as port:
             tg.start_soon(lambda: act_on_decisions(config, decision_acts(config), decided))
+            tg.start_soon(lambda: send_feedback(s.store, http, s.cfg.cos, s.cfg.audit, poll=0.1))
             yield f"http://127.0.0.1:{port}"
             tg.cancel_scope.cancel()
 
@@ -83,6 +85,11 @@ async def test_a_block_makes_it_private_and_an_approve_puts_it_back(tmp_path: Pa
                 break
             await anyio.sleep(0.1)
         assert await anonymous(s, key) == 200  # public again
+        # the block agreed with the service, the approve did not: told once, as Normal
+        assert [(c["Label"], c["SuggestedLabel"]) for c in s.state.stats.badcases] == [
+            (s.state.stats.badcases[0]["Label"], "Normal")
+        ]
+        assert s.state.stats.badcases[0]["Label"] != "Normal"
         async with s.store._conn.execute(
             "SELECT r.action, j.state FROM journal j JOIN act_runs r ON r.id = j.run_id "
             "WHERE j.key = ? ORDER BY r.id",
