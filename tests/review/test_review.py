@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
