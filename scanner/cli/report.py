@@ -57,10 +57,7 @@ def run_status(args: argparse.Namespace) -> int:
                 for s in scans
                 if s.state != "done" and not s.listing_done
             }
-            review = {t: await store.review_counts(t) for t in {s.target for s in scans}}
-            for t, counts in review.items():  # decisions told to the service (badcase)
-                told = await store.badcase_counts(t)
-                counts.update({f"badcases_{state}": n for state, n in told.items()})
+            review = {t: await store.review_queue(t) for t in {s.target for s in scans}}
             running = [s for s in scans if s.state == "running"]
             newest = {s.target: s for s in sorted(running, key=_run_start)}  # the lease's
             beats: dict[int, float] = {}

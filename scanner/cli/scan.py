@@ -170,7 +170,7 @@ async def _finish_scan(
     """The summary (printed, logged, written as JSON) and the exit code of a scan run. With
     --log-format json, stdout gets one JSON object for the run instead of the text table."""
     async with await Store.open(config.store.path, readonly=True) as store:
-        queue = await store.review_counts(result.status.target)
+        queue = await store.review_queue(result.status.target)
     record = {
         **status_json(result.status, review_queue=queue, audit=config.audit),
         "outcome": result.outcome,

@@ -69,3 +69,10 @@ class Store(
     ReviewClaims,
 ):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""
+
+    async def review_queue(self, target: str) -> dict[str, int]:
+        """The scan record's `review_queue`: decisions by kind, what is left to review, and
+        the wrong verdicts told to the service (`badcases_sent`, `_pending`, `_failed`)."""
+        counts = await self.review_counts(target)
+        told = await self.badcase_counts(target)
+        return {**counts, **{f"badcases_{state}": n for state, n in told.items()}}
