@@ -162,14 +162,16 @@ class ImsClient:
             content = got
         resends = Resends(self._settings.resend_after_timeout, stop)
 
+        def body() -> bytes:  # a FileUrl presigned with the keys of the moment
+            url = item.url or (
+                "" if content is not None
+                else self._http.presign(self._cos, item.key, self._ims.url_expiry)
+            )  # fmt: skip
+            return encode_request(item, self.options, file_url=url, content=content)
+
         async def attempt() -> list[ImageVerdict]:
             async with await unless_set(stop, self.budget.slot) as sent_at:
                 self.requests += 1
-                url = item.url or (
-                    "" if content is not None
-                    else self._http.presign(self._cos, item.key, self._ims.url_expiry)
-                )  # fmt: skip
-                body = encode_request(item, self.options, file_url=url, content=content)
                 outcome = await self._send(item, body, resends, sent_at)
             self.budget.rate.on_success()
             return [outcome]
@@ -182,11 +184,13 @@ class ImsClient:
         return verdict
 
     async def _send(
-        self, item: AuditItem, body: bytes, resends: Resends, sent_at: float
+        self, item: AuditItem, body_of: Callable[[], bytes], resends: Resends, sent_at: float
     ) -> ImageVerdict:
-        """One request; refused for its keys (a token that lapsed), once more with newer ones."""
+        """One request; refused for its keys (a token that lapsed), once more with newer ones
+        (and a FileUrl signed with them)."""
         keys = self._http.keys()
         for last in (False, True):
+            body = body_of()
             try:
                 reply = await self._http.exchange(
                     self._service, "POST", self._url, self.headers(body, keys), body,

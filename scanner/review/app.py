@@ -23,13 +23,12 @@ import anyio
 from aiohttp import web
 
 from scanner.audit.raw import raw_to_dict
+from scanner.config import DETECT_TYPES
 from scanner.review.guard import SETTINGS, ReviewSettings, guard
 from scanner.review.thumbs import Thumbs
 from scanner.store import DECISIONS, Cursor, QueueFilter, Store
 from scanner.watch import Nudge
 
-#: What a reviewer may say an image the service called normal is (CI's labels).
-SUGGESTED_LABELS = ("Porn", "Ads", "Illegal", "Abuse", "Terrorism", "Politics", "Teenager")
 STATIC = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "text/html"}
 BANDS = {"sensitive": (91, 100), "suspected": (61, 90), "normal": (0, 60)}
 STORE = web.AppKey("store", Store)
@@ -294,7 +293,7 @@ def _label(body: dict[str, Any]) -> str:
     """A block's label for an image the service called normal (what the reviewer says it is:
     sent to CI as SuggestedLabel); one of the service's labels, else none."""
     label = str(body.get("label") or "")
-    return label if label in SUGGESTED_LABELS else ""
+    return label if label in DETECT_TYPES else ""
 
 
 async def thumb(request: web.Request) -> web.Response:
@@ -304,7 +303,7 @@ async def thumb(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="no verdict of this key and ETag under the target\n")
     full = request.path == "/image"
     if target.startswith("urls://"):  # a URL list's key is the picture's URL
-        data, kind = await request.app[THUMBS].get_url(key, etag, full=full)
+        data, kind = await request.app[THUMBS].get_url(key, etag)
     else:
         data, kind = await request.app[THUMBS].get(key, etag, full=full)
     return web.Response(body=data, headers={"Content-Type": kind})

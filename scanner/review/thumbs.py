@@ -61,9 +61,10 @@ class Thumbs:
             return hit
         return self._keep(slot, await self._fetch(key, full))
 
-    async def get_url(self, url: str, etag: str, *, full: bool = False) -> tuple[bytes, str]:
+    async def get_url(self, url: str, etag: str) -> tuple[bytes, str]:
         """The picture of a URL list's entry: its URL fetched by this server, unsigned (the
-        page's CSP lets it show only this server's pictures), as it is for both sizes."""
+        page's CSP lets it show only this server's pictures), as it is (thumbnail and full
+        image alike: CI image processing is for the bucket's objects)."""
         slot = (url, etag, True)
         hit = self._cache.get(slot)
         if hit is not None:

@@ -136,6 +136,7 @@ async def test_keys_that_expire_mid_scan_cost_no_image(backend: str, tmp_path: P
         await check_i1(cfg, state)
         assert await verdicts(cfg) == rules(state, cfg)
     assert state.stats.expired_tokens >= 1  # the revocation was met, and survived
+    assert not state.stats.image_failures  # no image failed for it (IMS: a FileUrl re-signed)
     assert state.stats.credentials_issued["metadata"] >= 3
     assert max(state.stats.audits.values()) == 1
 
