@@ -50,6 +50,19 @@ def arguments(p: argparse.ArgumentParser) -> None:
         "the same bytes, ETag and size under another key",
     )
     p.add_argument(
+        "--media",
+        type=float,
+        default=0.0,
+        help="share of the album's images that are videos, voice notes and documents instead "
+        "(0..1, e.g. 0.08; 5:2:1)",
+    )
+    p.add_argument(
+        "--job-seconds",
+        type=float,
+        default=0.5,
+        help="how long a video, audio or document moderation job runs (default 0.5)",
+    )
+    p.add_argument(
         "--bucket", default=DEFAULT_BUCKET, help=f"bucket name (default {DEFAULT_BUCKET})"
     )
     p.add_argument("--region", default=DEFAULT_REGION, help=f"region (default {DEFAULT_REGION})")
@@ -117,7 +130,9 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
             raise ConfigError(f"--objects must be >= 0 (got {args.objects})")
         if not 0.0 <= args.copies < 1.0:
             raise ConfigError(f"--copies must be a share in [0, 1) (got {args.copies})")
-        bucket = synthetic(args.objects, args.seed, args.copies)
+        if not 0.0 <= args.media < 1.0:
+            raise ConfigError(f"--media must be a share in [0, 1) (got {args.media})")
+        bucket = synthetic(args.objects, args.seed, args.copies, args.media)
     if not args.token_lifetime > 0:
         raise ConfigError(f"--token-lifetime must be > 0 seconds (got {args.token_lifetime:g})")
     key = args.secret_key or os.environ.get("EMULATOR_SECRET_KEY") or DEFAULT_SECRET_KEY
@@ -141,6 +156,7 @@ def _emulator_state(args: argparse.Namespace) -> EmulatorState:
             lifetime=args.token_lifetime, role=args.role, web_identity_token=args.web_identity_token
         ),
         bucket_acl="private" if args.private_bucket else "public-read",
+        job_seconds=max(0.0, args.job_seconds),
         extra_buckets={name: Bucket() for name in args.extra_bucket},
     )
 

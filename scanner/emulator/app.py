@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from scanner.emulator import audit, control, faults, ims, objects, single, sts
+from scanner.emulator import audit, control, faults, ims, jobs, objects, single, sts
 from scanner.emulator.auth import check_request, strip_port
 from scanner.emulator.bucket import Bucket
 from scanner.emulator.fetch import FETCH_HEADER, own_hosts
@@ -51,6 +51,8 @@ def _endpoint(request: web.Request) -> tuple[str, str]:
         return "query", "ci"
     if path == "/report/badcase":
         return "badcase", "ci"
+    if jobs.is_job(path):
+        return "jobs", "ci"
     if path == "/" and "versioning" in request.query:
         return "bucket", "cos"
     if path == "/" and not single.is_single(request):
@@ -175,6 +177,8 @@ async def _handle(state: EmulatorState, request: web.Request, endpoint: str) -> 
         if request.method != "POST":
             raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
         return await audit.audit(state, await request.read(), own_hosts(request))
+    if endpoint == "jobs":
+        return await jobs.handle(state, request)
     if endpoint == "badcase":
         if request.method != "POST":
             raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")

@@ -129,7 +129,20 @@ def _synthetic_key(i: int, rng: random.Random) -> tuple[str, bool]:
     return f"albums/u{user:05d}/{year}/{month:02d}/IMG_{i:07d}.{ext}", True
 
 
-def synthetic(count: int, seed: int = 1, copies: float = 0.0) -> Bucket:
+_MEDIA = (  # class, extensions, smallest and largest size, weight
+    ("video", ("mp4", "mov"), 2 * MB, 60 * MB, 5),
+    ("audio", ("m4a", "mp3"), 50_000, 3 * MB, 2),
+    ("document", ("pdf", "docx"), 100_000, 5 * MB, 1),
+)
+
+
+def _as_media(key: str, rng: random.Random) -> tuple[str, int]:
+    """An image key made a video, a voice note or a document (5:2:1), and its size."""
+    _kind, exts, low, high, _w = rng.choices(_MEDIA, [m[4] for m in _MEDIA])[0]
+    return f"{key.rsplit('.', 1)[0]}.{rng.choice(exts)}", rng.randint(low, high)
+
+
+def synthetic(count: int, seed: int = 1, copies: float = 0.0, media: float = 0.0) -> Bucket:
     """A deterministic photo album of `count` objects.
 
     About 88% images (jpg/jpeg/png/webp/gif/heic/bmp, some upper-case), 3% other files, 2%
@@ -139,9 +152,12 @@ def synthetic(count: int, seed: int = 1, copies: float = 0.0) -> Bucket:
     of an earlier image (forwarded photos, stickers, re-uploads): the same bytes, so the same
     ETag, size and verdict, under a key of their own with the original's extension. The album
     without copies is the same whatever `copies` is (they are drawn from a second generator).
+    With `media` (a share), that share of the images are videos, voice notes and documents
+    instead (5:2:1, `mp4`/`mov`, `m4a`/`mp3`, `pdf`/`docx`; from a third generator).
     """
     rng = random.Random(seed)
     copier = random.Random(seed * 7919 + 1)
+    mediar = random.Random(seed * 104_729 + 3)
     originals: list[str] = []
     bucket = Bucket()
     for i in range(count):
@@ -153,6 +169,9 @@ def synthetic(count: int, seed: int = 1, copies: float = 0.0) -> Bucket:
         else:
             size = _image_size(rng) if image else rng.randint(100, 2 * MB)
         when = _BASE_TIME + timedelta(seconds=i * 37)
+        if image and size and media and mediar.random() < media:
+            key, size = _as_media(key, mediar)
+            image = False
         obj = StoredObject(etag_of(key), size, when, _storage_class(rng))
         if image and size and copies and originals and copier.random() < copies:
             source_key = originals[copier.randrange(len(originals))]

@@ -90,7 +90,7 @@ async def before(
 ) -> web.StreamResponse | None:
     """An injected answer that replaces handling, or None to handle the request."""
     f = state.faults
-    service = "ci" if endpoint in ("audit", "query", "badcase") else "cos"
+    service = "ci" if endpoint in ("audit", "query", "badcase", "jobs") else "cos"
     if endpoint not in f.targets:
         return None
     if f.fail_next:

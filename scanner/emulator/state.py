@@ -99,6 +99,9 @@ class Stats:
     credentials_issued: Counter[str] = field(default_factory=Counter)  # temporary pairs, by flow
     expired_tokens: int = 0  # requests refused because their token had expired
     badcases: list[dict[str, str]] = field(default_factory=list)  # POST /report/badcase bodies
+    jobs_submitted: Counter[str] = field(default_factory=Counter)  # "kind:key" -> submits
+    max_jobs_running: int = 0  # the most media jobs running at once (a client's cap, seen)
+    job_units: Counter[str] = field(default_factory=Counter)  # billed: frames/pages x scenes
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
@@ -130,6 +133,10 @@ class Stats:
             "credentials_issued": dict(self.credentials_issued),
             "expired_tokens": self.expired_tokens,
             "badcases": list(self.badcases),
+            "jobs_submitted": sum(self.jobs_submitted.values()),
+            "jobs_submitted_twice": len([k for k, n in self.jobs_submitted.items() if n > 1]),
+            "max_jobs_running": self.max_jobs_running,
+            "job_units": dict(self.job_units),
         }
         if detail:
             out["audits"] = dict(self.audits)
@@ -161,6 +168,8 @@ class EmulatorState:
     object_times: deque[float] = field(default_factory=deque)
     list_times: deque[float] = field(default_factory=deque)
     jobs: dict[str, Job] = field(default_factory=dict)
+    media_jobs: dict[str, Any] = field(default_factory=dict)  # JobId -> jobs.MediaJob
+    job_seconds: float = 0.5  # how long a media job runs before it ends
     versions: Counter[str] = field(default_factory=Counter)
     clock_offset: float = 0.0  # seconds added to the emulator's clock (tests of expiry)
     acls: dict[str, str] = field(default_factory=dict)  # "bucket/key" -> private | public-read

@@ -1,0 +1,215 @@
+"""The emulator's moderation jobs for videos, voice and documents (reference 12): `POST
+/<kind>/auditing` submits (`Input/Object` or `Input/Url`, `DataId`, `UserInfo`; `Conf`
+`BizType`, `DetectType`, `Snapshot{Mode,Count,TimeInterval}`, `DetectContent`), `GET
+/<kind>/auditing/<JobId>` answers one `JobsDetail`. A job moves through `Submitted` (video:
+`Snapshoting`), `Auditing` and ends `Success` or `Failed` after `EmulatorState.job_seconds`;
+what it finds follows `media.py`. Billing, counted when the job is submitted: video frames x
+scenes (and, with DetectContent, its seconds of sound), audio seconds, document pages x
+scenes. Stats: `jobs_submitted` per key (a key submitted twice shows), the most jobs running at
+once, units by kind. Only the flagged frames, sections and pages are listed in an answer.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from scanner.cos.xml import XmlError, parse, text
+from scanner.emulator.media import SECTION_MS, MediaVerdict, frame_count, kind_of, media_verdict
+from scanner.emulator.rules import DEFAULT_SCENES, Hit
+from scanner.emulator.state import EmulatorState
+from scanner.emulator.wire import DECLARATION, Refusal, request_id
+
+PATH = re.compile(r"^/(video|audio|document)/auditing(?:/([A-Za-z0-9]+))?$")
+PREFIX = {"video": "av", "audio": "sa", "document": "sd"}
+
+
+@dataclass(slots=True)
+class MediaJob:
+    kind: str
+    job_id: str
+    source: str  # Object or Url
+    value: str
+    data_id: str
+    created: float
+    frames: int
+    verdict: MediaVerdict
+
+
+def is_job(path: str) -> bool:
+    return PATH.match(path) is not None
+
+
+def _now(state: EmulatorState) -> float:
+    return time.time() + state.clock_offset
+
+
+def _stamp(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+def _scenes(conf: Any) -> tuple[str, ...]:
+    raw = text(conf, "DetectType") if conf is not None else ""
+    names = tuple(s.strip() for s in raw.split(",") if s.strip())
+    return names or DEFAULT_SCENES
+
+
+def submit(state: EmulatorState, kind: str, body: bytes) -> str:
+    try:
+        root = parse(body)
+    except XmlError as exc:
+        raise Refusal(400, "InvalidContent", f"request body is malformed: {exc}") from None
+    item, conf = root.find("Input"), root.find("Conf")
+    if root.tag != "Request" or item is None:
+        raise Refusal(400, "InvalidArgument", "Request/Input is required")
+    source = "Object" if item.find("Object") is not None else "Url"
+    value = text(item, source)
+    if not value:
+        raise Refusal(400, "InvalidArgument", "Input needs an Object or a Url")
+    key = value if source == "Object" else unquote(urlsplit(value).path.lstrip("/"))
+    if kind_of(key) not in (kind, None) and kind != "document":
+        raise Refusal(400, "InvalidArgument", f"{key} is not a {kind} file")
+    snapshot = conf.find("Snapshot") if conf is not None else None
+    mode = text(snapshot, "Mode", "Interval") if snapshot is not None else "Interval"
+    try:
+        count = int(text(snapshot, "Count", "100")) if snapshot is not None else 100
+        interval = float(text(snapshot, "TimeInterval", "1")) if snapshot is not None else 1.0
+    except ValueError:
+        raise Refusal(400, "InvalidArgument", "Snapshot Count/TimeInterval are numbers") from None
+    if kind == "video" and (not 0 < count <= 10_000 or mode not in ("Interval", "Average", "Fps")):
+        raise Refusal(
+            400, "InvalidArgument", "Snapshot: Count in (0, 10000], Mode Interval|Average|Fps"
+        )
+    scenes = _scenes(conf)
+    verdict = media_verdict(kind, key, state.bucket.objects.get(key), scenes)
+    now = _now(state)
+    frames = frame_count(verdict.seconds, mode, count, interval) if kind == "video" else 0
+    job = MediaJob(kind, PREFIX[kind] + secrets.token_hex(15), source, value,
+                   text(item, "DataId"), now, frames, verdict)  # fmt: skip
+    running = sum(1 for j in state.media_jobs.values() if now - j.created < state.job_seconds)
+    state.media_jobs[job.job_id] = job
+    stats = state.stats
+    stats.jobs_submitted[f"{kind}:{key}"] += 1
+    stats.max_jobs_running = max(stats.max_jobs_running, running + 1)
+    if not verdict.code:
+        detect = text(conf, "DetectContent") if conf is not None else ""
+        sound = verdict.seconds if kind == "audio" or detect == "1" else 0
+        stats.job_units[kind] += {"video": frames, "audio": 0, "document": verdict.pages}[
+            kind
+        ] * len(scenes)
+        stats.job_units["audio_seconds"] += sound
+    detail = (f"<JobsDetail><JobId>{job.job_id}</JobId><State>Submitted</State>"
+              f"<CreationTime>{_stamp(now)}</CreationTime><{source}>{escape(value)}</{source}>"
+              f"<DataId>{escape(job.data_id)}</DataId></JobsDetail>")  # fmt: skip
+    return f"{DECLARATION}<Response>{detail}<RequestId>{request_id()}</RequestId></Response>"
+
+
+def query(state: EmulatorState, kind: str, job_id: str, base: str) -> str:
+    job = state.media_jobs.get(job_id)
+    if job is None or job.kind != kind:
+        raise Refusal(400, "InvalidArgument", "job does not exist")
+    elapsed = (_now(state) - job.created) / max(state.job_seconds, 1e-6)
+    head = (f"<JobId>{job.job_id}</JobId><CreationTime>{_stamp(job.created)}</CreationTime>"
+            f"<{job.source}>{escape(job.value)}</{job.source}>"
+            f"<DataId>{escape(job.data_id)}</DataId>")  # fmt: skip
+    if elapsed < 1.0:
+        running = (
+            "Submitted"
+            if elapsed < 1 / 3
+            else ("Snapshoting" if kind == "video" and elapsed < 2 / 3 else "Auditing")
+        )
+        body = f"<State>{running}</State>{head}"
+    elif job.verdict.code:
+        body = (f"<Code>{job.verdict.code}</Code><Message>{escape(job.verdict.message)}</Message>"
+                f"<State>Failed</State>{head}")  # fmt: skip
+    else:
+        body = f"<State>Success</State>{head}{_findings(job, base)}"
+    rid = request_id()
+    detail = f"<JobsDetail>{body}</JobsDetail>"
+    return f"{DECLARATION}<Response>{detail}<RequestId>{rid}</RequestId></Response>"
+
+
+def _info(hit: Hit, count: int | None = None, extra: str = "") -> str:
+    """A scene's `<PornInfo>`-style element of a hit."""
+    counted = f"<Count>{count}</Count>" if count is not None else ""
+    return (f"<{hit.scene}Info><HitFlag>1</HitFlag>{counted}<Score>{hit.score}</Score>{extra}"
+            f"</{hit.scene}Info>")  # fmt: skip
+
+
+def _findings(job: MediaJob, base: str) -> str:
+    hit = job.verdict.hit
+    result, label, sub, score = (
+        (hit.result, hit.scene, hit.sub_label, hit.score) if hit else (0, "Normal", "", 0)
+    )
+    verdict = "Suggestion" if job.kind == "document" else "Result"
+    head = (f"<Label>{label}</Label><SubLabel>{sub}</SubLabel><{verdict}>{result}</{verdict}>"
+            f"<Score>{score}</Score><ForbidState>0</ForbidState>")  # fmt: skip
+    link = escape(f"{base}/{quote(job.value if job.source == 'Object' else 'media')}")
+    if job.kind == "video":
+        return head + _video(job, hit, link)
+    if job.kind == "audio":
+        return head + _audio(job, hit, link)
+    return head + _document(job, hit, link)
+
+
+def _video(job: MediaJob, hit: Hit | None, link: str) -> str:
+    out = [f"<SnapshotCount>{job.frames}</SnapshotCount>"]
+    if hit is None:
+        return out[0]
+    frames = range(2, job.frames, 10)  # every 10th frame from the 3rd shows it
+    out.append(_info(hit, len(frames)))
+    step = job.verdict.seconds * 1000 // max(job.frames, 1)
+    for i in frames:
+        label = f"<Label>{hit.scene}</Label><SubLabel>{hit.sub_label}</SubLabel>"
+        out.append(
+            f"<Snapshot><Url>{link}?ci-process=snapshot&amp;time={i * step / 1000:g}</Url>"
+            f"<SnapshotTime>{i * step}</SnapshotTime><Text>{escape(hit.ocr_text)}</Text>"
+            f"{_info(hit, extra=label)}</Snapshot>"
+        )
+    return "".join(out)
+
+
+def _audio(job: MediaJob, hit: Hit | None, link: str) -> str:
+    if hit is None:
+        return "<AudioText></AudioText>"
+    spoken = escape(hit.ocr_text)
+    words = "".join(f"<Keywords>{escape(k)}</Keywords>" for k in hit.keywords)
+    length = min(SECTION_MS, job.verdict.seconds * 1000)
+    return (
+        f"<AudioText>{spoken}</AudioText>{_info(hit, 1)}<Section><Url>{link}</Url>"
+        f"<Text>{spoken}</Text><OffsetTime>0</OffsetTime><Duration>{length}</Duration>"
+        f"<Label>{hit.scene}</Label><SubLabel>{hit.sub_label}</SubLabel>"
+        f"<Result>{hit.result}</Result>{_info(hit, extra=words)}</Section>"
+    )
+
+
+def _document(job: MediaJob, hit: Hit | None, link: str) -> str:
+    pages = f"<PageCount>{job.verdict.pages}</PageCount>"
+    if hit is None:
+        return pages
+    return (
+        f"{pages}<Labels>{_info(hit)}</Labels><PageSegment><Results><Url>{link}</Url>"
+        f"<Text>{escape(hit.ocr_text)}</Text><PageNumber>1</PageNumber>"
+        f"<SheetNumber>0</SheetNumber><Label>{hit.scene}</Label>"
+        f"<Suggestion>{hit.result}</Suggestion></Results></PageSegment>"
+    )
+
+
+async def handle(state: EmulatorState, request: web.Request) -> str:
+    """A submit (POST /<kind>/auditing) or a query (GET /<kind>/auditing/<JobId>)."""
+    match = PATH.match(request.path)
+    assert match is not None, "routed here by is_job"
+    kind, job_id = match[1], match[2]
+    if request.method == "POST" and job_id is None:
+        return submit(state, kind, await request.read())
+    if request.method == "GET" and job_id is not None:
+        return query(state, kind, job_id, f"{request.scheme}://{request.host}")
+    raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")
