@@ -151,7 +151,7 @@ async def test_check_refuses_locally_what_a_scan_would_skip(
     bucket.put("big/f.jpg", StoredObject(etag_of("big/f.jpg"), 40 << 20, now))
     put(emulator, "fine/e.jpg")
     cfg = str(cfg_file(tmp_path, emulator.url))
-    cases = {"clips/a.mp4": "not-image", "old/b.jpg": "archived", "empty/c.jpg": "empty",
+    cases = {"clips/a.mp4": "video-not-enabled", "old/b.jpg": "archived", "empty/c.jpg": "empty",
              "big/d.jpg": "needs-large-image-detect", "big/f.jpg": "too-large"}  # fmt: skip
     for key, reason in cases.items():
         code = await anyio.to_thread.run_sync(main, ["check", key, "--config", cfg])

@@ -43,6 +43,11 @@ _RESULTS = {0: "normal", 1: "sensitive", 2: "suspicious"}
 #: What each reason `check` refuses means (the scan's reasons: `report --state skipped`).
 _WHY = {
     "not-image": ": not an image extension the service moderates",
+    **{
+        f"{kind}-not-enabled": f": a {kind}; CI moderates it with a job, which this version "
+        "does not submit"
+        for kind in ("video", "audio", "document")
+    },
     "empty": ": 0 bytes",
     "archived": ": an archive storage class must be restored before it can be read",
     "too-large": ": larger than the service accepts",

@@ -5,7 +5,7 @@ which class, how long a file "lasts" (from its size, deterministically), and wha
 |----------|-------------------------------------------|--------|------------------------|
 | video    | flv mkv mp4 rmvb avi wmv 3gp mov m3u8 m4v | 5 GB   | 2 Mbit/s: size / 250 kB|
 | audio    | mp3 wav aac flac amr m4a wma ogg ape      | 600 MB | 128 kbit/s: size / 16 kB|
-| document | office formats, csv, pdf, rtf, txt        | 200 MB | a page per 200 kB      |
+| document | office formats, csv, pdf                  | 200 MB | a page per 200 kB      |
 
 A file is judged by the image rules' hit on its key (`rules._hit`: "nsfw", "ad_", the key's
 hash): a hit makes every 10th frame (from the 3rd), the first voice section and the first page
@@ -20,17 +20,12 @@ from dataclasses import dataclass
 
 from scanner.emulator.bucket import MB, StoredObject
 from scanner.emulator.rules import Hit, _hit, bucket_of
+from scanner.media import MEDIA_EXTENSIONS
 
+LIMITS = {"video": 5 * 1024 * MB, "audio": 600 * MB, "document": 200 * MB}
+#: Each class's formats (the scanner's table) and size limit.
 KINDS: dict[str, tuple[frozenset[str], int]] = {
-    "video": (frozenset("flv mkv mp4 rmvb avi wmv 3gp mov m3u8 m4v".split()), 5 * 1024 * MB),
-    "audio": (frozenset("mp3 wav aac flac amr m4a wma ogg ape".split()), 600 * MB),
-    "document": (
-        frozenset(
-            "ppt pptx pot potx pps ppsx dps dpt pptm potm ppsm doc dot wps wpt docx dotx docm "
-            "dotm xls xlt et ett xlsx xltx csv xlsb xlsm xltm ets pdf rtf txt".split()
-        ),
-        200 * MB,
-    ),
+    kind: (MEDIA_EXTENSIONS[kind], limit) for kind, limit in LIMITS.items()
 }
 SECTION_MS = 15_000  # a voice section
 

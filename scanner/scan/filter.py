@@ -1,8 +1,9 @@
 """Which listed objects are audited, and why the others are skipped. Pure: no I/O.
 
-Reasons (recorded with every skip): folder, empty, not-image, archived, too-large,
-needs-large-image-detect, not-included, excluded, modified-window, size-window,
-unencodable-key.
+Reasons (recorded with every skip): folder, empty, not-image (no format the service
+moderates), video-not-enabled / audio-not-enabled / document-not-enabled (a format CI moderates
+with a job, not submitted by this version), archived, too-large, needs-large-image-detect,
+not-included, excluded, modified-window, size-window, unencodable-key.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from typing import Protocol
 
 from scanner.audit.policy import LARGE_IMAGE_BYTES, xml_safe
 from scanner.config import AuditSettings, ScanSettings
+from scanner.media import IMAGE, class_of
 from scanner.models import Decision, ObjectRef
 
-#: Formats batch image auditing reads (reference 3.2).
-IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "heif", "heic"})
 #: Storage classes the API cannot read without a restore.
 ARCHIVE_CLASSES = frozenset({"ARCHIVE", "DEEP_ARCHIVE"})
 SMALL_LIMIT = LARGE_IMAGE_BYTES  # bytes; larger needs LargeImageDetect
@@ -71,9 +71,11 @@ class ObjectFilter:
         key = ref.key
         if key.endswith("/"):
             return "folder"
-        name = key.rsplit("/", 1)[-1]
-        if "." not in name or name.rsplit(".", 1)[1].lower() not in IMAGE_EXTENSIONS:
+        kind = class_of(key)
+        if kind is None:
             return "not-image"
+        if kind != IMAGE:
+            return f"{kind}-not-enabled"
         if ref.size == 0:
             return "empty"
         if self.include is not None and not self.include.match(key):
