@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
@@ -97,3 +97,42 @@ async def test_a_block_makes_it_private_and_an_approve_puts_it_back(tmp_path: Pa
         ) as cur:
             assert list(await cur.fetchall()) == [("private", "done"), ("restore", "done")]
         assert s.state.stats.writes[f"{s.cfg.cos.bucket}/{key}"] == 2  # once each
+
+
+async def test_a_block_can_quarantine_and_an_approve_bring_it_back(tmp_path: Path) -> None:
+    """on_block = "quarantine": the copy goes to [act] quarantine_to and the object leaves the
+    album; the approve copies it back (only where the key is empty)."""
+    from scanner.config import ActSettings
+    from scanner.emulator import Bucket
+
+    async with serve(tmp_path, 400, seed=80, copies=0.0) as s:
+        s.state.extra_buckets["quarantine-1250000000"] = Bucket()
+        config = replace(
+            s.cfg,
+            review=ReviewConfig(on_block="quarantine", on_approve="restore"),
+            act=ActSettings(quarantine_to="cos://quarantine-1250000000/held/"),
+        )
+        async with s.store._conn.execute(
+            "SELECT key, etag FROM verdicts WHERE result = 1 ORDER BY key LIMIT 1"
+        ) as cur:
+            ((key, etag),) = list(await cur.fetchall())
+        target = s.target
+        decided = Nudge()
+        acts = decision_acts(config)
+
+        async def apply_until(done: Callable[[], bool]) -> None:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: act_on_decisions(config, acts, decided, poll=0.2))
+                with anyio.fail_after(20):
+                    while not done():  # noqa: ASYNC110 - the bucket's objects have no event
+                        await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+
+        held = s.state.extra_buckets["quarantine-1250000000"]
+        await s.store.decide(target, [(key, etag)], "block", "erin")
+        await apply_until(lambda: key not in s.state.bucket.objects)
+        assert f"held/{key}" in held.objects
+        assert await anonymous(s, key) == 404
+        await s.store.decide(target, [(key, etag)], "approve", "erin")
+        await apply_until(lambda: key in s.state.bucket.objects)
+        assert await anonymous(s, key) == 200
