@@ -379,14 +379,19 @@ def one_line(err: str) -> str:
     return "\n".join(block)
 
 
-def sdk_client(url: str, secret_key: str = DEFAULT_SECRET_KEY, token: str | None = None) -> Any:
+def sdk_client(
+    url: str,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    token: str | None = None,
+    secret_id: str = DEFAULT_SECRET_ID,
+) -> Any:
     """The official SDK's client pointed at an emulator (IP mode, reference 5)."""
     from qcloud_cos import CosConfig, CosS3Client
 
     parts = urlsplit(url)
     conf = CosConfig(
         Region="ap-guangzhou",
-        SecretId=DEFAULT_SECRET_ID,
+        SecretId=secret_id,
         SecretKey=secret_key,
         Token=token,
         IP=parts.hostname,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import re
-import time
 from typing import Any
 
 from aiohttp import web
@@ -127,7 +126,7 @@ async def _dispatch(
             path=request.path,
             query=request.query,
             headers=request.headers,
-            now=time.time() + state.clock_offset,
+            now=state.now(),
         )
         anonymous_read = (
             endpoint == "object"

@@ -22,7 +22,6 @@ import binascii
 import hashlib
 import json
 import re
-import time
 import uuid
 from typing import Any
 
@@ -102,7 +101,7 @@ async def handle(state: EmulatorState, request: web.Request) -> web.StreamRespon
     try:
         if state.faults.latency:
             await asyncio.sleep(state.faults.latency)
-        check_tc3(state, request, body, time.time() + state.clock_offset)
+        check_tc3(state, request, body, state.now())
         if request.headers.get("X-TC-Action") != ACTION:
             raise Refusal(200, "InvalidAction", "The action is not supported.")
         if request.headers.get("X-TC-Version") != VERSION:

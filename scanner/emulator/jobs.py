@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,10 +45,6 @@ class MediaJob:
 
 def is_job(path: str) -> bool:
     return PATH.match(path) is not None
-
-
-def _now(state: EmulatorState) -> float:
-    return time.time() + state.clock_offset
 
 
 def _stamp(t: float) -> str:
@@ -90,7 +85,7 @@ def submit(state: EmulatorState, kind: str, body: bytes) -> str:
         )
     scenes = _scenes(conf)
     verdict = media_verdict(kind, key, state.bucket.objects.get(key), scenes)
-    now = _now(state)
+    now = state.now()
     frames = frame_count(verdict.seconds, mode, count, interval) if kind == "video" else 0
     job = MediaJob(kind, PREFIX[kind] + secrets.token_hex(15), source, value,
                    text(item, "DataId"), now, frames, verdict)  # fmt: skip
@@ -116,7 +111,7 @@ def query(state: EmulatorState, kind: str, job_id: str, base: str) -> str:
     job = state.media_jobs.get(job_id)
     if job is None or job.kind != kind:
         raise Refusal(400, "InvalidArgument", "job does not exist")
-    elapsed = (_now(state) - job.created) / max(state.job_seconds, 1e-6)
+    elapsed = (state.now() - job.created) / max(state.job_seconds, 1e-6)
     head = (f"<JobId>{job.job_id}</JobId><CreationTime>{_stamp(job.created)}</CreationTime>"
             f"<{job.source}>{escape(job.value)}</{job.source}>"
             f"<DataId>{escape(job.data_id)}</DataId>")  # fmt: skip

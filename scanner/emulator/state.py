@@ -7,6 +7,7 @@ read them over HTTP at GET /_emulator/stats from another process).
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -181,6 +182,10 @@ class EmulatorState:
     served: dict[bytes, str] = field(default_factory=dict)  # content seed -> key GET served
     inventory_dir: Any = None  # where `inventory.generate` writes (a temporary folder)
     fetcher: Any = None  # the aiohttp session that fetches FileUrl / Url inputs (lazily)
+
+    def now(self) -> float:
+        """The emulator's clock: unix time plus `clock_offset` (tests of expiry)."""
+        return time.time() + self.clock_offset
 
     def bucket_named(self, name: str) -> Bucket | None:
         if name == self.bucket_name:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,13 +51,9 @@ def is_sts(request: web.Request) -> bool:
     return request.method == "POST" and request.headers.get("X-TC-Action", "") in ACTIONS
 
 
-def _now(state: EmulatorState) -> float:
-    return time.time() + state.clock_offset
-
-
 def _issue(state: EmulatorState, how: str, duration: float) -> tuple[str, KeyPair]:
     """A new temporary pair, valid in COS, CI and IMS until it expires."""
-    now = _now(state)
+    now = state.now()
     for sid in [
         s for s, p in state.keys.items() if p.token_expires and p.token_expires < now - 3600
     ]:
@@ -95,7 +90,7 @@ def metadata(state: EmulatorState, request: web.Request) -> web.Response:
     if not request.path.startswith(ROLES) or request.path[len(ROLES) :] != role:
         return web.Response(status=404, text="404 - Not Found")
     current = state.keys.get(state.identity.served)
-    now = _now(state)
+    now = state.now()
     if current is None or (current.token_expires or 0) - now <= state.identity.lifetime / 2:
         state.identity.served, current = _issue(state, "metadata", state.identity.lifetime)
     body = {"Code": "Success", **_fields(state.identity.served, current)}
@@ -118,7 +113,7 @@ async def handle(state: EmulatorState, request: web.Request) -> web.Response:
     body = await request.read()
     try:
         if action == "AssumeRole":
-            check_tc3(state, request, body, _now(state), service="sts")
+            check_tc3(state, request, body, state.now(), service="sts")
         elif request.headers.get("Authorization") != "SKIP":
             raise Refusal(200, "AuthFailure.InvalidAuthorization", "send Authorization: SKIP")
         params = json.loads(body or b"{}")

@@ -34,6 +34,7 @@ from scanner.emulator import (
 )
 from scanner.emulator import Identity as Issuing
 from scanner.errors import AuthError, ConfigError
+from tests.helpers import sdk_client
 
 ROLE_ARN = "qcs::cam::uin/100000000001:roleName/cos-scanner"
 
@@ -218,12 +219,8 @@ def sdk_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sdk_lists(url: str, secret_id: str, secret_key: str, token: str) -> int:
     """The COS SDK lists the bucket with these keys (its token in x-cos-security-token)."""
-    from qcloud_cos import CosConfig, CosS3Client
-
-    parts = urlsplit(url)
-    conf = CosConfig(Region="ap-guangzhou", SecretId=secret_id, SecretKey=secret_key,
-                     Token=token, IP=parts.hostname, Port=parts.port, Scheme="http")  # fmt: skip
-    answer = CosS3Client(conf).list_objects(Bucket=DEFAULT_BUCKET, MaxKeys=2)
+    client = sdk_client(url, secret_key, token, secret_id)
+    answer = client.list_objects(Bucket=DEFAULT_BUCKET, MaxKeys=2)
     return len(answer.get("Contents", []))
 
 

@@ -5,29 +5,18 @@ album's rules' verdict; the synthetic album's `media` share is deterministic."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
-from qcloud_cos import CosConfig, CosS3Client
 
 from scanner.emulator import (
     DEFAULT_BUCKET,
-    DEFAULT_SECRET_ID,
-    DEFAULT_SECRET_KEY,
     EmulatorState,
     running,
     synthetic,
 )
 from scanner.emulator.media import frame_count, kind_of, media_verdict, seconds_of
 from scanner.emulator.rules import DEFAULT_SCENES
-
-
-def sdk(url: str) -> CosS3Client:
-    parts = urlsplit(url)
-    conf = CosConfig(Region="ap-guangzhou", SecretId=DEFAULT_SECRET_ID,
-                     SecretKey=DEFAULT_SECRET_KEY, IP=parts.hostname, Port=parts.port,
-                     Scheme="http")  # fmt: skip
-    return CosS3Client(conf)
+from tests.helpers import sdk_client
 
 
 def test_the_media_share_changes_only_what_it_makes_media() -> None:
@@ -50,7 +39,7 @@ async def test_the_sdks_video_audio_and_document_calls_work_against_the_emulator
             picks[kind] = key
     assert set(picks) == {"video", "audio", "document"}
     async with running(state) as url:
-        client = sdk(url)
+        client = sdk_client(url)
 
         def submit_all() -> dict[str, str]:
             ids = {}

@@ -9,19 +9,15 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 import pytest
-from qcloud_cos import CosConfig, CosS3Client
 from qcloud_cos.cos_exception import CosServiceError
 
 from scanner.cos.client import HttpClient
 from scanner.emulator import (
     DEFAULT_BUCKET,
-    DEFAULT_SECRET_ID,
-    DEFAULT_SECRET_KEY,
     EmulatorState,
     running,
 )
@@ -29,18 +25,14 @@ from scanner.review.app import serving
 from scanner.review.feedback import send_feedback
 from scanner.review.guard import ReviewSettings
 from scanner.review.thumbs import Thumbs
-from tests.helpers import CREDS
+from tests.helpers import CREDS, sdk_client
 from tests.review.test_review import TOKEN, Served, serve
 
 
 async def test_the_sdks_badcase_call_works_against_the_emulator() -> None:
     state = EmulatorState()
     async with running(state) as url:
-        parts = urlsplit(url)
-        conf = CosConfig(Region="ap-guangzhou", SecretId=DEFAULT_SECRET_ID,
-                         SecretKey=DEFAULT_SECRET_KEY, IP=parts.hostname, Port=parts.port,
-                         Scheme="http")  # fmt: skip
-        client = CosS3Client(conf)
+        client = sdk_client(url)
 
         def call() -> Any:
             return client.ci_auditing_report_badcase(
