@@ -2,14 +2,19 @@
 (reference 3.2 for images, 12.6 for the job types). Leaf module: imports nothing from
 `scanner`.
 
-Images are audited in batches; videos, voice and documents are CI moderation jobs, which the
-scanner does not submit yet: a scan skips them with a reason naming their class
-(`video-not-enabled`, ...), so the dry run and the summary say how many there are.
+Images are audited in batches; videos, voice and documents are CI moderation jobs. A scan
+audits the classes `[scan] media` names (images only by default) and skips the others with a
+reason naming their class (`video-not-enabled`, ...), so the dry run and the summary say how
+many there are.
 """
 
 from __future__ import annotations
 
+import math
+
 IMAGE = "image"
+#: Every class a scan may audit (`[scan] media`).
+MEDIA_CLASSES = ("image", "video", "audio", "document")
 #: Formats batch image auditing reads (reference 3.2).
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "bmp", "gif", "webp", "heif", "heic"})
 #: Formats of the job types (reference 12.6); a `3gp` is a video.
@@ -23,6 +28,12 @@ MEDIA_EXTENSIONS: dict[str, frozenset[str]] = {
 }
 
 
+_MB = 1024 * 1024
+#: The largest object of each job class CI takes (reference 12.6: video <= 5 GB, audio
+#: < 600 MB, document <= 200 MB).
+MAX_BYTES = {"video": 5 * 1024 * _MB, "audio": 600 * _MB - 1, "document": 200 * _MB}
+
+
 def extension(key: str) -> str:
     name = key.rsplit("/", 1)[-1]
     return name.rsplit(".", 1)[1].lower() if "." in name else ""
@@ -34,3 +45,14 @@ def class_of(key: str) -> str | None:
     if ext in IMAGE_EXTENSIONS:
         return IMAGE
     return next((c for c, exts in MEDIA_EXTENSIONS.items() if ext in exts), None)
+
+
+def frame_count(seconds: float, mode: str, count: int, interval: float) -> int:
+    """Frames a video job of `seconds` takes (reference 12.3): Interval one every `interval`
+    seconds up to `count`, Average `count` spread over the video (one a second at most), Fps
+    `interval` a second up to `count`. Never fewer for a longer video."""
+    if mode == "Average":
+        return max(1, min(count, math.ceil(seconds)))
+    if mode == "Fps":
+        return max(1, min(count, math.ceil(seconds * interval)))
+    return max(1, min(count, math.ceil(seconds / max(interval, 0.001))))

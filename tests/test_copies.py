@@ -268,7 +268,7 @@ async def test_migration_moves_verdicts_to_the_bucket_newest_first(tmp_path: Pat
             "INSERT INTO failures VALUES ('cos://b-1.ap-guangzhou/', 'albums/a.jpg', 'e', 1, "
             "'2024-01-01T00:00:00+00:00', 'STANDARD', 'p', 'x', 'm', 1, 1, 15.0, NULL)"
         )  # older than the verdict the prefix target got later: not the latest outcome
-        assert await apply_migrations(conn) == [6, 7, 8, 9, 10, 11, 12, 13]
+        assert await apply_migrations(conn) == [6, 7, 8, 9, 10, 11, 12, 13, 14]
     with sqlite3.connect(db) as conn:
         got = conn.execute("SELECT target, key, result FROM verdicts ORDER BY 1, 2").fetchall()
         assert conn.execute("SELECT COUNT(*) FROM failures").fetchone() == (0,)

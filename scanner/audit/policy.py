@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from scanner.config import AuditSettings, FreezeSettings
+from scanner.config.settings import VideoSettings
+from scanner.media import IMAGE, class_of
 
 # Characters XML 1.0 cannot carry at all, even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -45,6 +47,9 @@ class AuditOptions:
     policy_version: str = ""
     freeze: tuple[tuple[str, int], ...] = ()  # (scene, score): auto-freeze; not a policy part
     service: str = "ci"  # which service audits: its verdicts are not the other's
+    #: the job classes a scan audits besides images ([scan] media), and the video options
+    jobs: frozenset[str] = frozenset()
+    video: tuple[tuple[str, str], ...] = ()  # (name, value) of [video]'s snapshot options
     #: (gif, large) -> fingerprint_for of that class of objects (filled on first use)
     _classes: dict[tuple[bool, bool], str] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -73,11 +78,25 @@ class AuditOptions:
         Four classes per options, each computed once: it is asked three times per object
         (admission, copies, the writer); an lru_cache keyed by the options hashed them on
         every call."""
+        if self.jobs:
+            kind = class_of(key)
+            if kind is not None and kind != IMAGE:
+                return self.job_fingerprint(kind)
         cls = (is_gif(key), size > LARGE_IMAGE_BYTES)
         found = self._classes.get(cls)
         if found is None:
             found = self._classes[cls] = _fingerprint_of_class(self, *cls)
         return found
+
+    def job_fingerprint(self, kind: str) -> str:
+        """A job class's: CI's policy (BizType, DetectType, version) and, for videos, the
+        snapshot options and whether the soundtrack is moderated. The image service and the
+        image-only options are not part of it (jobs are always CI's)."""
+        parts = {"job": kind, "biz_type": self.biz_type, "detect_type": self.detect_type,
+                 "policy_version": self.policy_version}  # fmt: skip
+        if kind == "video":
+            parts.update(self.video)
+        return _join(parts)
 
 
 def _fingerprint_of_class(options: AuditOptions, gif: bool, large: bool) -> str:
@@ -120,8 +139,21 @@ def _scene_set(value: str) -> frozenset[str]:
     return frozenset(p.strip().lower() for p in value.split(",") if p.strip())
 
 
-def audit_options(settings: AuditSettings, freeze: FreezeSettings | None = None) -> AuditOptions:
+def audit_options(
+    settings: AuditSettings,
+    freeze: FreezeSettings | None = None,
+    media: tuple[str, ...] = (IMAGE,),
+    video: VideoSettings | None = None,
+) -> AuditOptions:
+    v = video or VideoSettings()
     return AuditOptions(
+        jobs=frozenset(media) - {IMAGE},
+        video=(
+            ("snapshot_mode", v.snapshot_mode),
+            ("snapshot_count", str(v.snapshot_count)),
+            ("snapshot_interval", f"{v.snapshot_interval:g}"),
+            ("detect_content", str(int(v.detect_content))),
+        ),
         freeze=tuple((freeze or FreezeSettings()).thresholds().items()),
         biz_type=settings.biz_type,
         detect_type=",".join(settings.scenes),

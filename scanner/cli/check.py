@@ -44,8 +44,8 @@ _RESULTS = {0: "normal", 1: "sensitive", 2: "suspicious"}
 _WHY = {
     "not-image": ": not an image extension the service moderates",
     **{
-        f"{kind}-not-enabled": f": a {kind}; CI moderates it with a job, which this version "
-        "does not submit"
+        f"{kind}-not-enabled": f": a {kind}; `scan` moderates it with a job when [scan] media "
+        f"names {kind}; `check` audits images"
         for kind in ("video", "audio", "document")
     },
     "empty": ": 0 bytes",

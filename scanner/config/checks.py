@@ -23,6 +23,7 @@ from scanner.config.settings import (
 )
 from scanner.config.window import Window
 from scanner.errors import ConfigError
+from scanner.media import MEDIA_CLASSES
 
 _COS_URL = re.compile(r"^cos://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?-[0-9]{5,}/(?:[^/].*/)?$")
 _REGION = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
@@ -218,6 +219,22 @@ CHECKS: dict[str, Check] = {
         None if re.fullmatch(r"[\w+=,.@-]{0,128}", v) else "is not a CAM role name"
     ),
     "credentials.duration_seconds": _between(900, 43_200),
+    "scan.media": lambda v: (
+        None if v and set(v) <= set(MEDIA_CLASSES) else f"must be among {', '.join(MEDIA_CLASSES)}"
+    ),
+    "jobs.concurrency": _between(1, 1000),
+    "jobs.qps": _between(0.01, 100_000),
+    "jobs.poll_interval": _between(0.01, 3600),
+    "jobs.poll_max": _between(0.01, 86_400),
+    "jobs.timeout": _between(0.01, 3600),
+    "video.snapshot_mode": lambda v: (
+        None if v in ("Interval", "Average", "Fps") else "must be Interval, Average or Fps"
+    ),
+    "video.snapshot_count": _between(1, 10_000),
+    "video.snapshot_interval": lambda v: None if 0 < v <= 60 else "must be in (0, 60]",
+    "video.unit_price": _between(0, 1_000_000),
+    "audio.unit_price": _between(0, 1_000_000),
+    "document.unit_price": _between(0, 1_000_000),
     "review.public_url": lambda v: (
         None if not v or v.startswith(("http://", "https://")) else "must be an http(s) URL"
     ),

@@ -94,6 +94,37 @@ class ScanSettings:
     dedupe: bool = True  # identical content (same ETag and size) is audited and billed once
     daily_cap: int = 0  # billed units (image x scene) per UTC day; 0 = no cap
     window: str = ""  # HH:MM-HH:MM of local time: audit only inside it; "" = any time
+    media: tuple[str, ...] = ("image",)  # classes audited: image, video, audio, document
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSettings:
+    """[jobs]: moderation jobs of videos, voice and documents (reference 12)."""
+
+    concurrency: int = 10  # jobs in flight, submit to final answer (the documented default)
+    qps: float = 10.0  # submits and queries per second, together
+    poll_interval: float = 5.0  # seconds before a job's first query; doubled up to poll_max
+    poll_max: float = 60.0  # the longest wait between two queries of one job
+    timeout: float = 30.0  # seconds per request
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VideoSettings:
+    snapshot_mode: str = "Interval"  # Interval | Average | Fps (reference 12.3)
+    snapshot_count: int = 100  # frames at most, (0, 10000] (the SDK's default 100)
+    snapshot_interval: float = 1.0  # Interval: seconds between frames; Fps: frames a second
+    detect_content: bool = False  # also moderate the soundtrack (billed at [audio] unit_price)
+    unit_price: float = 0.0  # price per frame x scene, for --dry-run estimates
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioSettings:
+    unit_price: float = 0.0  # price per minute of sound (voice notes, video soundtracks)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DocumentSettings:
+    unit_price: float = 0.0  # price per page x scene
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,6 +281,10 @@ class Config:
     notify: NotifySettings = field(default_factory=NotifySettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
     credentials: CredentialSettings = field(default_factory=CredentialSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    video: VideoSettings = field(default_factory=VideoSettings)
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    document: DocumentSettings = field(default_factory=DocumentSettings)
     identity: Identity = field(default_factory=Identity)
 
     @property
@@ -270,6 +305,10 @@ SECTIONS: dict[str, type[Any]] = {
     "notify": NotifySettings,
     "review": ReviewSettings,
     "credentials": CredentialSettings,
+    "jobs": JobSettings,
+    "video": VideoSettings,
+    "audio": AudioSettings,
+    "document": DocumentSettings,
 }
 #: Config field of each section (a dotted section is a TOML sub-table).
 FIELDS = {name: name.rsplit(".", 1)[-1] for name in SECTIONS}

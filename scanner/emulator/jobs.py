@@ -22,10 +22,11 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from scanner.cos.xml import XmlError, parse, text
-from scanner.emulator.media import SECTION_MS, MediaVerdict, frame_count, kind_of, media_verdict
+from scanner.emulator.media import SECTION_MS, MediaVerdict, kind_of, media_verdict
 from scanner.emulator.rules import DEFAULT_SCENES, Hit
 from scanner.emulator.state import EmulatorState
 from scanner.emulator.wire import DECLARATION, Refusal, request_id
+from scanner.media import frame_count
 
 PATH = re.compile(r"^/(video|audio|document)/auditing(?:/([A-Za-z0-9]+))?$")
 PREFIX = {"video": "av", "audio": "sa", "document": "sd"}
@@ -41,6 +42,7 @@ class MediaJob:
     created: float
     frames: int
     verdict: MediaVerdict
+    sound: bool = False  # a video's soundtrack is moderated too (DetectContent 1)
 
 
 def is_job(path: str) -> bool:
@@ -87,16 +89,16 @@ def submit(state: EmulatorState, kind: str, body: bytes) -> str:
     verdict = media_verdict(kind, key, state.bucket.objects.get(key), scenes)
     now = state.now()
     frames = frame_count(verdict.seconds, mode, count, interval) if kind == "video" else 0
+    detect = text(conf, "DetectContent") if conf is not None else ""
     job = MediaJob(kind, PREFIX[kind] + secrets.token_hex(15), source, value,
-                   text(item, "DataId"), now, frames, verdict)  # fmt: skip
+                   text(item, "DataId"), now, frames, verdict, detect == "1")  # fmt: skip
     running = sum(1 for j in state.media_jobs.values() if now - j.created < state.job_seconds)
     state.media_jobs[job.job_id] = job
     stats = state.stats
     stats.jobs_submitted[f"{kind}:{key}"] += 1
     stats.max_jobs_running = max(stats.max_jobs_running, running + 1)
     if not verdict.code:
-        detect = text(conf, "DetectContent") if conf is not None else ""
-        sound = verdict.seconds if kind == "audio" or detect == "1" else 0
+        sound = verdict.seconds if kind == "audio" or job.sound else 0
         stats.job_units[kind] += {"video": frames, "audio": 0, "document": verdict.pages}[
             kind
         ] * len(scenes)
@@ -157,8 +159,10 @@ def _findings(job: MediaJob, base: str) -> str:
 
 def _video(job: MediaJob, hit: Hit | None, link: str) -> str:
     out = [f"<SnapshotCount>{job.frames}</SnapshotCount>"]
+    if job.sound:
+        out.append(_sections("AudioSection", job, None, link))
     if hit is None:
-        return out[0]
+        return "".join(out)
     frames = range(2, job.frames, 10)  # every 10th frame from the 3rd shows it
     out.append(_info(hit, len(frames)))
     step = job.verdict.seconds * 1000 // max(job.frames, 1)
@@ -172,18 +176,27 @@ def _video(job: MediaJob, hit: Hit | None, link: str) -> str:
     return "".join(out)
 
 
+def _sections(tag: str, job: MediaJob, hit: Hit | None, link: str) -> str:
+    """Every 15 s section of the sound: the first one holds the hit, if any."""
+    out, total = [], job.verdict.seconds * 1000
+    for offset in range(0, total, SECTION_MS):
+        found = hit if offset == 0 else None
+        said = escape(found.ocr_text) if found else ""
+        label = (found.scene, found.sub_label, found.result) if found else ("Normal", "", 0)
+        info = _info(found, extra="".join(f"<Keywords>{escape(k)}</Keywords>"
+                                          for k in found.keywords)) if found else ""  # fmt: skip
+        out.append(
+            f"<{tag}><Url>{link}</Url><Text>{said}</Text><OffsetTime>{offset}</OffsetTime>"
+            f"<Duration>{min(SECTION_MS, total - offset)}</Duration><Label>{label[0]}</Label>"
+            f"<SubLabel>{label[1]}</SubLabel><Result>{label[2]}</Result>{info}</{tag}>"
+        )
+    return "".join(out)
+
+
 def _audio(job: MediaJob, hit: Hit | None, link: str) -> str:
-    if hit is None:
-        return "<AudioText></AudioText>"
-    spoken = escape(hit.ocr_text)
-    words = "".join(f"<Keywords>{escape(k)}</Keywords>" for k in hit.keywords)
-    length = min(SECTION_MS, job.verdict.seconds * 1000)
-    return (
-        f"<AudioText>{spoken}</AudioText>{_info(hit, 1)}<Section><Url>{link}</Url>"
-        f"<Text>{spoken}</Text><OffsetTime>0</OffsetTime><Duration>{length}</Duration>"
-        f"<Label>{hit.scene}</Label><SubLabel>{hit.sub_label}</SubLabel>"
-        f"<Result>{hit.result}</Result>{_info(hit, extra=words)}</Section>"
-    )
+    spoken = escape(hit.ocr_text) if hit else ""
+    scene = _info(hit, 1) if hit else ""
+    return f"<AudioText>{spoken}</AudioText>{scene}{_sections('Section', job, hit, link)}"
 
 
 def _document(job: MediaJob, hit: Hit | None, link: str) -> str:

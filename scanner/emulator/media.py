@@ -15,17 +15,15 @@ hits of that scene; otherwise the file is Normal. Size 0 or "corrupt" in the key
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from scanner.emulator.bucket import MB, StoredObject
+from scanner.emulator.bucket import StoredObject
 from scanner.emulator.rules import Hit, _hit, bucket_of
-from scanner.media import MEDIA_EXTENSIONS
+from scanner.media import MAX_BYTES, MEDIA_EXTENSIONS
 
-LIMITS = {"video": 5 * 1024 * MB, "audio": 600 * MB, "document": 200 * MB}
-#: Each class's formats (the scanner's table) and size limit.
+#: Each class's formats and largest size (the scanner's tables, from reference 12.6).
 KINDS: dict[str, tuple[frozenset[str], int]] = {
-    kind: (MEDIA_EXTENSIONS[kind], limit) for kind, limit in LIMITS.items()
+    kind: (MEDIA_EXTENSIONS[kind], limit) for kind, limit in MAX_BYTES.items()
 }
 SECTION_MS = 15_000  # a voice section
 
@@ -44,16 +42,6 @@ def seconds_of(kind: str, size: int) -> int:
 
 def pages_of(size: int) -> int:
     return min(5000, 1 + size // 200_000)
-
-
-def frame_count(seconds: int, mode: str, count: int, interval: float) -> int:
-    """Frames a video job takes (reference 12.3): Interval every `interval` s up to `count`,
-    Average `count` spread over the video, Fps `interval` a second up to `count`."""
-    if mode == "Average":
-        return max(1, min(count, seconds))
-    if mode == "Fps":
-        return max(1, min(count, math.ceil(seconds * interval)))
-    return max(1, min(count, math.ceil(seconds / max(interval, 0.001))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,8 @@ from scanner.cos.client import HttpClient
 from scanner.cos.credentials import provider_of
 from scanner.cos.listing import Lister
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
-from scanner.scan.pipeline import Priors, Source, decide
+from scanner.scan.decide import Priors, decide
+from scanner.scan.pipeline import Source
 from scanner.scan.plan import Mode, ScanPlan
 from scanner.scan.progress import Progress
 from scanner.scan.runner import opening

@@ -1,9 +1,10 @@
 """Which listed objects are audited, and why the others are skipped. Pure: no I/O.
 
 Reasons (recorded with every skip): folder, empty, not-image (no format the service
-moderates), video-not-enabled / audio-not-enabled / document-not-enabled (a format CI moderates
-with a job, not submitted by this version), archived, too-large, needs-large-image-detect,
-not-included, excluded, modified-window, size-window, unencodable-key.
+moderates), video-not-enabled / audio-not-enabled / document-not-enabled (a class `[scan]
+media` does not name; image-not-enabled likewise), archived, too-large (images: 32 MB; video
+5 GB, audio 600 MB, document 200 MB), needs-large-image-detect, not-included, excluded,
+modified-window, size-window, unencodable-key.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Protocol
 
 from scanner.audit.policy import LARGE_IMAGE_BYTES, xml_safe
 from scanner.config import AuditSettings, ScanSettings
-from scanner.media import IMAGE, class_of
+from scanner.media import IMAGE, MAX_BYTES, class_of
 from scanner.models import Decision, ObjectRef
 
 #: Storage classes the API cannot read without a restore.
@@ -53,6 +54,7 @@ class ObjectFilter:
     min_size: int
     max_size: int
     large_image_detect: bool
+    media: frozenset[str] = frozenset({IMAGE})  # the classes audited ([scan] media)
 
     @classmethod
     def from_settings(cls, scan: ScanSettings, audit: AuditSettings) -> ObjectFilter:
@@ -64,6 +66,7 @@ class ObjectFilter:
             scan.min_size,
             scan.max_size,
             audit.large_image_detect,
+            frozenset(scan.media),
         )
 
     def reason(self, ref: ObjectRef) -> str:  # noqa: C901 - one flat rule per reason
@@ -74,7 +77,7 @@ class ObjectFilter:
         kind = class_of(key)
         if kind is None:
             return "not-image"
-        if kind != IMAGE:
+        if kind not in self.media:
             return f"{kind}-not-enabled"
         if ref.size == 0:
             return "empty"
@@ -90,13 +93,17 @@ class ObjectFilter:
             return "size-window"
         if ref.storage_class.upper() in ARCHIVE_CLASSES:
             return "archived"
+        if kind != IMAGE:
+            return "too-large" if ref.size > MAX_BYTES[kind] else self._key(key)
         if ref.size >= HARD_LIMIT:
             return "too-large"
         if ref.size > SMALL_LIMIT and not self.large_image_detect:
             return "needs-large-image-detect"
-        if not xml_safe(key):
-            return "unencodable-key"
-        return ""
+        return self._key(key)
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return "" if xml_safe(key) else "unencodable-key"
 
     def decide(self, ref: ObjectRef) -> Decision:
         return Decision(ref, self.reason(ref))

@@ -1,6 +1,7 @@
 """The scan pipeline: source -> batcher -> K auditors -> writer, in one task group per pass.
 
     source ──refs──▶ batcher ──batches──▶ auditors xK ──outcomes──▶ writer (SQLite)
+       └──videos, voice, documents──▶ job workers (`scan.jobs`) ──outcomes──┘
 
 The source feeds the scan's pending objects from the store (a resume, or a retry pass), then
 lists on from the saved marker: each page and its next marker are recorded in one transaction
@@ -18,7 +19,7 @@ shielded transaction, so cancellation never leaves the store half-written.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,7 +32,6 @@ from scanner.audit.policy import AuditOptions, policy_still_holds
 from scanner.errors import AbandonedError
 from scanner.models import (
     AuditItem,
-    Decision,
     ImageVerdict,
     KeyRange,
     ObjectRef,
@@ -42,11 +42,13 @@ from scanner.models import (
 )
 from scanner.scan.batcher import make_batches
 from scanner.scan.copies import Copies
+from scanner.scan.decide import decide
+from scanner.scan.jobs import JobQueue, JobStage, is_job, job_worker
 from scanner.scan.plan import ScanPlan
 from scanner.scan.progress import Progress
 from scanner.scan.ranges import Probe, list_target
 from scanner.sources.urls import fetch_url
-from scanner.store import Prior, Store
+from scanner.store import Store
 
 
 class Source(Protocol):
@@ -66,6 +68,7 @@ class ScanDeps:
     owner: str = "local"  # this scan's lease owner: what its claims carry
     since: float = 0.0  # the bucket's verdicts made before this are not taken (--force)
     split_point: Probe | None = None  # where an idle lister cuts a busy range (the bucket's)
+    jobs: JobStage | None = None  # videos, voice notes and documents ([scan] media)
 
     @property
     def target(self) -> Target:
@@ -99,28 +102,6 @@ class _Outcome:
     requests: int = 1  # 0: copies' shared verdicts, nothing was sent
 
 
-async def _send_refs(
-    refs: Sequence[ObjectRef],
-    refs_tx: MemoryObjectSendStream[ObjectRef],
-    feed: Feed,
-    limit: int | None,
-) -> bool:
-    """Send refs downstream until `limit`; False once the cap is reached.
-
-    Waits only when the stream is full: an await per object was a tenth of the scan's CPU.
-    """
-    for ref in refs:
-        if limit is not None and feed.sent >= limit:
-            feed.capped = True
-            return False
-        try:
-            refs_tx.send_nowait(ref)
-        except anyio.WouldBlock:
-            await refs_tx.send(ref)
-        feed.sent += 1
-    return True
-
-
 @dataclass(frozen=True, slots=True)
 class _Flow:
     """Where the source sends: refs to audit, and copies' outcomes straight to the writer."""
@@ -128,6 +109,30 @@ class _Flow:
     refs_tx: MemoryObjectSendStream[ObjectRef]
     results_tx: MemoryObjectSendStream[_Outcome]
     copies: Copies
+    queue: JobQueue | None = None  # media refs, when the scan audits more than images
+
+
+async def _send_refs(refs: Sequence[ObjectRef], flow: _Flow, feed: Feed, limit: int | None) -> bool:
+    """Send refs downstream until `limit`; False once the cap is reached. Videos, voice and
+    documents go to the job queue (which never waits).
+
+    Waits only when the stream is full: an await per object was a tenth of the scan's CPU.
+    """
+    refs_tx, queue = flow.refs_tx, flow.queue
+    for ref in refs:
+        if limit is not None and feed.sent >= limit:
+            feed.capped = True
+            return False
+        if queue is not None and is_job(ref.key):
+            queue.put(ref)
+            feed.sent += 1
+            continue
+        try:
+            refs_tx.send_nowait(ref)
+        except anyio.WouldBlock:
+            await refs_tx.send(ref)
+        feed.sent += 1
+    return True
 
 
 async def _admit(
@@ -188,78 +193,60 @@ async def _source(
     feed: Feed,
     progress: Progress,
 ) -> None:
-    refs_tx = flow.refs_tx
-    async with refs_tx, flow.results_tx:
-        async for pending in deps.store.iter_pending(scan.id):
-            if stop.is_set():
-                return
-            refs = await _admit(deps, scan.id, pending, flow, feed, progress)
-            if not await _send_refs(refs, refs_tx, feed, opts.max_images):
-                return
-        if not opts.list_pages or scan.listing_done:
+    try:
+        async with flow.refs_tx, flow.results_tx:
+            await _feed(deps, scan, flow, stop, opts, feed, progress)
+    finally:
+        if flow.queue is not None:
+            flow.queue.close()
+
+
+async def _feed(
+    deps: ScanDeps, scan: ScanStatus, flow: _Flow, stop: anyio.Event, opts: PassOptions,
+    feed: Feed, progress: Progress,
+) -> None:  # fmt: skip
+    if flow.queue is not None:  # a resume asks about its stored jobs before anything else
+        jobs = await _admit(
+            deps, scan.id, await deps.store.open_jobs(scan.id), flow, feed, progress
+        )
+        if not await _send_refs(jobs, flow, feed, opts.max_images):
             return
-        progress.enter("scanning")
-        ranges = [r for r in await deps.store.ranges(scan.id) if not r.done]
+    async for pending in deps.store.iter_pending(scan.id):
+        if stop.is_set():
+            return
+        refs = await _admit(deps, scan.id, pending, flow, feed, progress)
+        if not await _send_refs(refs, flow, feed, opts.max_images):
+            return
+    if not opts.list_pages or scan.listing_done:
+        return
+    progress.enter("scanning")
+    ranges = [r for r in await deps.store.ranges(scan.id) if not r.done]
+    incremental = scan.mode == "incremental"
+    priors = deps.store.priors if incremental else None
 
-        incremental = scan.mode == "incremental"
-        priors = deps.store.priors if incremental else None
+    async def take(page: Page, range_idx: int | None) -> bool:
+        decisions = await decide(page.objects, deps.plan, priors)
+        fresh = await deps.store.record_page(scan.id, decisions, page.next_marker, range_idx)
+        progress.pages += 1
+        progress.listed += len(page.objects)
+        progress.skipped += len(page.objects) - len(fresh)
+        fresh = await _admit(deps, scan.id, fresh, flow, feed, progress)
+        return await _send_refs(fresh, flow, feed, opts.max_images)
 
-        async def take(page: Page, range_idx: int | None) -> bool:
-            decisions = await decide(page.objects, deps.plan, priors)
-            fresh = await deps.store.record_page(scan.id, decisions, page.next_marker, range_idx)
-            progress.pages += 1
-            progress.listed += len(page.objects)
-            progress.skipped += len(page.objects) - len(fresh)
-            fresh = await _admit(deps, scan.id, fresh, flow, feed, progress)
-            return await _send_refs(fresh, refs_tx, feed, opts.max_images)
+    async def split(range_idx: int, mid: str) -> KeyRange | None:
+        return await deps.store.split_range(scan.id, range_idx, mid)
 
-        async def split(range_idx: int, mid: str) -> KeyRange | None:
-            return await deps.store.split_range(scan.id, range_idx, mid)
-
-        if await list_target(
-            scan.marker,
-            ranges,
-            deps.source.page,
-            take,
-            split,
-            stop,
-            deps.plan.config.cos.list_concurrency,
-            deps.split_point,
-        ):  # the scan's size is known now
-            progress.total = progress.listed_before + progress.listed
-
-
-def unchanged(ref: ObjectRef, prior: Prior | None, options: AuditOptions) -> bool:
-    """Whether a nightly rescan may skip `ref`: same ETag and size as its last outcome, that
-    outcome a verdict or a final (not retryable) failure, under a policy that still holds for
-    this object's class (a GIF option does not re-audit JPEGs: `fingerprint_for`)."""
-    if prior is None or prior.retryable:
-        return False
-    if prior.etag != ref.etag or prior.size != ref.size:
-        return False
-    return policy_still_holds(prior.policy, options.fingerprint_for(ref.key, ref.size))
-
-
-#: The store's outcomes of keys of a target (`Store.priors`): what a nightly compares with.
-Priors = Callable[[Target, list[str]], Awaitable[dict[str, Prior]]]
-
-
-async def decide(
-    refs: Sequence[ObjectRef], plan: ScanPlan, priors: Priors | None
-) -> list[Decision]:
-    """What the scan does with each listed object: skip it (the filter's reason, or
-    "unchanged" when `priors` are given and the last outcome still stands), or audit it. The
-    scan and its dry run decide every page here."""
-    decisions = [plan.filter.decide(ref) for ref in refs]
-    if priors is None or not refs:
-        return decisions
-    known = await priors(plan.target, [r.key for r in refs])
-    return [
-        Decision(d.ref, "unchanged")
-        if not d.skip and unchanged(d.ref, known.get(d.ref.key), plan.options)
-        else d
-        for d in decisions
-    ]
+    if await list_target(
+        scan.marker,
+        ranges,
+        deps.source.page,
+        take,
+        split,
+        stop,
+        deps.plan.config.cos.list_concurrency,
+        deps.split_point,
+    ):  # the scan's size is known now
+        progress.total = progress.listed_before + progress.listed
 
 
 async def _audit(
@@ -287,20 +274,20 @@ async def _audit(
             await outcome.done.wait()  # committed: only then take the next batch
 
 
-def _count(progress: Progress, verdicts: Sequence[ImageVerdict]) -> None:
-    for v in verdicts:
-        progress.maybe_double += v.maybe_double
-        progress.shared += v.shared_from is not None and not v.failed
-        if v.failed:
-            if v.retryable:
-                progress.retrying += 1
-            else:
-                progress.failed += 1
-                progress.failures[v.code] += 1
-        else:
-            progress.audited += 1
-            progress.flagged += v.result == Result.SENSITIVE
-            progress.review += v.result == Result.SUSPICIOUS
+async def _jobs(
+    deps: ScanDeps, scan_id: int, flow: _Flow, tx: ObjectSendStream[_Outcome], stop: anyio.Event
+) -> None:
+    """A job worker (`scanner.scan.jobs`), its outcomes written as the auditors' are."""
+
+    async def deliver(ref: ObjectRef, verdict: ImageVerdict) -> None:
+        outcome = _Outcome([ref], [verdict], anyio.Event())
+        await tx.send(outcome)
+        await outcome.done.wait()
+
+    assert deps.jobs is not None
+    assert flow.queue is not None
+    async with tx:
+        await job_worker(deps.jobs, scan_id, flow.queue, deliver, stop, deps.plan.user_of)
 
 
 def _policy_of(options: AuditOptions) -> Callable[[ObjectRef], str]:
@@ -329,7 +316,7 @@ async def _write(
             await _record(deps, scan_id, pairs, sum(o.requests for o in group), opts)
             for outcome in group:
                 progress.requests += outcome.requests
-                _count(progress, outcome.verdicts)
+                progress.count(outcome.verdicts)
                 outcome.done.set()
             progress.changes.changed()
             waited = [
@@ -341,7 +328,7 @@ async def _write(
             ]
             if waited:
                 await _record(deps, scan_id, waited, 0, opts)
-                _count(progress, [v for _, v in waited])
+                progress.count([v for _, v in waited])
                 progress.changes.changed()
 
 
@@ -374,7 +361,8 @@ async def run_pass(
     batches_tx, batches_rx = anyio.create_memory_object_stream[list[ObjectRef]](0)
     results_tx, results_rx = anyio.create_memory_object_stream[_Outcome](opts.workers)
     async with anyio.create_task_group() as tg:
-        flow = _Flow(refs_tx, results_tx.clone(), copies)
+        queue = JobQueue() if deps.jobs is not None else None
+        flow = _Flow(refs_tx, results_tx.clone(), copies, queue)
         tg.start_soon(_source, deps, scan, flow, stop, opts, feed, progress, name="source")
         tg.start_soon(
             make_batches, refs_rx, batches_tx, opts.batch_size, opts.batch_wait, name="batcher"
@@ -391,5 +379,10 @@ async def run_pass(
                     deps.plan.urls,
                     name=f"auditor-{n}",
                 )
+            if deps.jobs is not None:
+                for n in range(deps.jobs.settings.concurrency):
+                    tg.start_soon(
+                        _jobs, deps, scan.id, flow, results_tx.clone(), stop, name=f"job-{n}"
+                    )
         tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, copies, name="writer")
     return feed

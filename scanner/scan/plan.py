@@ -125,7 +125,7 @@ def make_plan(config: Config, request: ScanRequest) -> ScanPlan:
         config,
         request,
         target,
-        audit_options(config.audit, config.freeze),
+        audit_options(config.audit, config.freeze, config.scan.media, config.video),
         profile,
         RetryPolicy.from_settings(config.retry),
         flt,

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scanner.limiter import AuditBudget
+from scanner.models import ImageVerdict, Result
 from scanner.watch import Changes
 
 
@@ -35,6 +37,22 @@ class Progress:
     budget: AuditBudget | None = None
     phase: str = "starting"
     changes: Changes = field(default_factory=Changes)  # told after each group is recorded
+
+    def count(self, verdicts: Sequence[ImageVerdict]) -> None:
+        """Outcomes just written."""
+        for v in verdicts:
+            self.maybe_double += v.maybe_double
+            self.shared += v.shared_from is not None and not v.failed
+            if v.failed:
+                if v.retryable:
+                    self.retrying += 1
+                else:
+                    self.failed += 1
+                    self.failures[v.code] += 1
+            else:
+                self.audited += 1
+                self.flagged += v.result == Result.SENSITIVE
+                self.review += v.result == Result.SUSPICIOUS
 
     def enter(self, phase: str) -> None:
         """Say what the run does now (the display shows it; waiters are told)."""

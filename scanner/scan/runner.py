@@ -25,6 +25,7 @@ from scanner.cos.listing import Lister
 from scanner.errors import ConfigError, OnRetry, first_error
 from scanner.lease import lease
 from scanner.models import ScanStatus, Target, unsharded
+from scanner.scan.jobs import job_stage
 from scanner.scan.pipeline import PassOptions, ScanDeps, run_pass
 from scanner.scan.plan import Mode, ScanPlan
 from scanner.scan.progress import Progress
@@ -339,6 +340,7 @@ async def _run(
     deps = ScanDeps(
         plan, store, live.opened, auditor, owner=live.owner, since=scan.reuse_since,
         split_point=lister.split_point if lister is not None else None,
+        jobs=job_stage(plan, live.http, store, live.clock, live.on_retry),
     )  # fmt: skip
     if lister is not None and not scan.listing_done:
         await _split(store, lister, scan, plan.config.cos.list_concurrency)

@@ -11,6 +11,7 @@
 - `seen`: the contents a dry run would send (a set on disk); `migrate`: the schema;
 - `decisions`: what reviewers decided of verdicts, with history;
 - `queue`: the review queue (keyset pages), its counts and overview;
+- `jobs`: moderation jobs (videos, voice, documents): JobIds as submitted, units billed;
 - `journal`: act runs and one row per object per run (I6), and what is in effect per object.
 The counters in `scans` change only in the same transactions as the rows they count.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 from scanner.store.badcases import Badcases, QueuedBadcase
 from scanner.store.claims import Claims
 from scanner.store.decisions import DECISIONS, Decided, Decisions
+from scanner.store.jobs import Jobs, StoredJob
 from scanner.store.journal import ActRun, Entry, Journal
 from scanner.store.leases import Leases
 from scanner.store.monitor import Monitor
@@ -47,6 +49,7 @@ __all__ = [
     "QueuedBadcase",
     "ReportFilter",
     "Store",
+    "StoredJob",
     "pack_raw",
     "unpack_raw",
 ]
@@ -67,6 +70,7 @@ class Store(
     Monitor,
     Badcases,
     ReviewClaims,
+    Jobs,
 ):
     """Checkpoints and verdicts in one SQLite file; an async context manager."""
 

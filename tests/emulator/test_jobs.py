@@ -14,8 +14,9 @@ from scanner.emulator import (
     running,
     synthetic,
 )
-from scanner.emulator.media import frame_count, kind_of, media_verdict, seconds_of
+from scanner.emulator.media import kind_of, media_verdict, seconds_of
 from scanner.emulator.rules import DEFAULT_SCENES
+from scanner.media import frame_count
 from tests.helpers import sdk_client
 
 

@@ -117,7 +117,7 @@ async def test_schema_10_indexes_the_audited_contents_of_an_older_store(tmp_path
             ("odd.jpg", "not-an-md5", 10, None),  # an ETag that shares nothing
         ):
             await conn.execute(row, (key, tag, size, source))
-        assert await apply_migrations(conn) == [10, 11, 12, 13]
+        assert await apply_migrations(conn) == [10, 11, 12, 13, 14]
     with sqlite3.connect(db) as conn:
         got = conn.execute("SELECT h, key FROM contents").fetchall()
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
