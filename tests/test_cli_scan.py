@@ -67,7 +67,7 @@ def test_dry_run_writes_and_bills_nothing(
 
 def test_migrate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["migrate", "--store", str(tmp_path / "m.db")]) == 0
-    assert "schema version 13" in capsys.readouterr().out
+    assert "schema version 14" in capsys.readouterr().out
 
 
 def test_wrong_key_is_one_line_exit_auth_store_valid(

@@ -201,7 +201,8 @@ async def answer(
             return web.Response(
                 body=data[: len(data) // 2], content_type="application/xml", headers=headers
             )
-        if roll(state, f.truncate_rate):
+        if f.truncate_next > 0 or roll(state, f.truncate_rate):
+            f.truncate_next = max(0, f.truncate_next - 1)
             state.stats.faults["truncated"] += 1
             resp = await _stream(request, [data[: len(data) // 2]], 0, len(data))
             if request.transport is not None:

@@ -96,6 +96,8 @@ def submit(state: EmulatorState, kind: str, body: bytes) -> str:
     state.media_jobs[job.job_id] = job
     stats = state.stats
     stats.jobs_submitted[f"{kind}:{key}"] += 1
+    stats.job_ids.setdefault(f"{kind}:{key}", []).append(job.job_id)
+    stats.changes.changed()
     stats.max_jobs_running = max(stats.max_jobs_running, running + 1)
     if not verdict.code:
         sound = verdict.seconds if kind == "audio" or job.sound else 0

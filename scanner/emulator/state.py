@@ -54,6 +54,7 @@ class Faults:
     reset_rate: float = 0.0  # connection dropped without an answer
     malformed_rate: float = 0.0  # 200 with a broken XML body
     truncate_rate: float = 0.0  # Content-Length promises more than is sent
+    truncate_next: int = 0  # the next N answers truncated (handled, billed, answer lost)
     slow_body: float = 0.0  # seconds to trickle each body out
     image_failure_rate: float = 0.0  # per image: retryable -65010 download failed
     stall_rate: float = 0.0  # requests held `stall` seconds before handling (client timeouts)
@@ -103,6 +104,7 @@ class Stats:
     jobs_submitted: Counter[str] = field(default_factory=Counter)  # "kind:key" -> submits
     max_jobs_running: int = 0  # the most media jobs running at once (a client's cap, seen)
     job_units: Counter[str] = field(default_factory=Counter)  # billed: frames/pages x scenes
+    job_ids: dict[str, list[str]] = field(default_factory=dict)  # "kind:key" -> JobIds, in order
 
     def as_json(self, detail: bool) -> dict[str, Any]:
         doubled = [k for k, n in self.audits.items() if n > 1]
@@ -144,6 +146,7 @@ class Stats:
             out["contents"] = dict(self.contents)
             out["writes"] = dict(self.writes)
             out["list_markers"] = dict(self.list_markers)
+            out["job_ids"] = dict(self.job_ids)
         return out
 
 

@@ -51,6 +51,7 @@ class Copies:
         self.enabled = enabled
         self._remember = remember
         self._inflight: dict[str, tuple[str, list[ObjectRef]]] = {}
+        self._held: set[str] = set()  # keys of the copies waiting in `_inflight`
         self._resolved: OrderedDict[str, tuple[str, ImageVerdict]] = OrderedDict()
 
     def _key(self, ref: ObjectRef) -> str | None:
@@ -73,7 +74,21 @@ class Copies:
             self._inflight[key] = (ref.key, [])
             return None
         flying[1].append(ref)
+        self._held.add(ref.key)
         return WAIT
+
+    def holds(self, ref: ObjectRef) -> bool:
+        """Whether `ref` waits for a copy's outcome (so it must not be sent)."""
+        return ref.key in self._held
+
+    def forget(self, ref: ObjectRef) -> None:
+        """`ref` was routed to be sent but was not (a full job queue): its content is no
+        longer in flight, and the copies that waited for it are admitted again later."""
+        key = self._key(ref)
+        flying = self._inflight.get(key) if key is not None else None
+        if key is not None and flying is not None and flying[0] == ref.key:
+            del self._inflight[key]
+            self._held.difference_update(w.key for w in flying[1])
 
     def settle(self, ref: ObjectRef, verdict: ImageVerdict) -> list[tuple[ObjectRef, ImageVerdict]]:
         """The committed outcome of an audited object: the copies that waited for it, with
@@ -85,6 +100,7 @@ class Copies:
         if flying is None or flying[0] != ref.key:
             return []
         del self._inflight[key]
+        self._held.difference_update(w.key for w in flying[1])
         if verdict.failed and verdict.retryable:
             return []
         self._resolved[key] = (ref.key, verdict)

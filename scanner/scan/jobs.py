@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import anyio
@@ -35,6 +35,8 @@ from scanner.models import AuditItem, ImageVerdict, ObjectRef
 from scanner.scan.plan import ScanPlan
 from scanner.store import Store, StoredJob
 
+#: Media refs a queue holds before it leaves the rest in the store for later (~10 MB).
+QUEUE_CAPACITY = 20_000
 #: What the stage hands each outcome to (the pipeline's writer); returns once it is committed.
 Deliver = Callable[[ObjectRef, ImageVerdict], Awaitable[None]]
 
@@ -48,7 +50,7 @@ def is_job(key: str) -> bool:
 class JobQueue:
     """Media refs waiting for a worker; never blocks the sender (see the module's text)."""
 
-    capacity: int = 20_000
+    capacity: int = field(default_factory=lambda: QUEUE_CAPACITY)
     waiting: deque[ObjectRef] = field(default_factory=deque)
     routed: set[str] = field(default_factory=set)  # keys given to a worker this pass
     dropped: bool = False  # refs were left in the store for the refill
@@ -56,21 +58,23 @@ class JobQueue:
     _ready: anyio.Event = field(default_factory=anyio.Event)
     _refilling: bool = False
 
-    def put(self, ref: ObjectRef) -> None:
+    def put(self, ref: ObjectRef) -> bool:
+        """Whether `ref` was taken; False: left pending in the store for the refill."""
         if ref.key in self.routed:
-            return
+            return True
+        self._ready.set()
         if len(self.waiting) >= self.capacity:
             self.dropped = True
-        else:
-            self.waiting.append(ref)
-            self.routed.add(ref.key)
-        self._ready.set()
+            return False
+        self.waiting.append(ref)
+        self.routed.add(ref.key)
+        return True
 
     def close(self) -> None:
         self.closed = True
         self._ready.set()
 
-    async def take(self, refill: Callable[[], AsyncIterator[list[ObjectRef]]]) -> ObjectRef | None:
+    async def take(self, refill: Callable[[], Awaitable[None]]) -> ObjectRef | None:
         """The next ref; None once the source is done and nothing is left anywhere (one
         worker refills from the store while the others wait for what it finds)."""
         while True:
@@ -81,10 +85,7 @@ class JobQueue:
                     return None
                 self.dropped, self._refilling = False, True
                 try:
-                    async for refs in refill():
-                        for ref in refs:
-                            if is_job(ref.key):
-                                self.put(ref)
+                    await refill()  # puts what the store still has pending
                 finally:
                     self._refilling = False
                     self._ready.set()
@@ -190,14 +191,12 @@ async def job_worker(
     scan_id: int,
     queue: JobQueue,
     deliver: Deliver,
+    refill: Callable[[], Awaitable[None]],
     stop: anyio.Event,
     user_of: Callable[[str], str],
 ) -> None:
-    """One job at a time, from the queue until it is empty and closed (or the stop)."""
-
-    def refill() -> AsyncIterator[list[ObjectRef]]:
-        return stage.store.iter_pending(scan_id)
-
+    """One job at a time, from the queue until it is empty and closed (or the stop);
+    `refill` puts the media the queue left pending in the store, admitted again."""
     while (ref := await queue.take(refill)) is not None:
         if stop.is_set():
             continue  # not sent: pending for the next run

@@ -124,7 +124,8 @@ async def _send_refs(refs: Sequence[ObjectRef], flow: _Flow, feed: Feed, limit: 
             feed.capped = True
             return False
         if queue is not None and is_job(ref.key):
-            queue.put(ref)
+            if not queue.put(ref):
+                flow.copies.forget(ref)  # pending in the store: the queue's refill takes it
             feed.sent += 1
             continue
         try:
@@ -275,8 +276,9 @@ async def _audit(
 
 
 async def _jobs(
-    deps: ScanDeps, scan_id: int, flow: _Flow, tx: ObjectSendStream[_Outcome], stop: anyio.Event
-) -> None:
+    deps: ScanDeps, scan_id: int, flow: _Flow, tx: ObjectSendStream[_Outcome],
+    stop: anyio.Event, progress: Progress,
+) -> None:  # fmt: skip
     """A job worker (`scanner.scan.jobs`), its outcomes written as the auditors' are."""
 
     async def deliver(ref: ObjectRef, verdict: ImageVerdict) -> None:
@@ -284,10 +286,19 @@ async def _jobs(
         await tx.send(outcome)
         await outcome.done.wait()
 
+    async def refill() -> None:
+        assert flow.queue is not None
+        async for pending in deps.store.iter_pending(scan_id):
+            left = [r for r in pending if is_job(r.key) and not flow.copies.holds(r)]
+            left = [r for r in left if r.key not in flow.queue.routed]
+            for ref in await _admit(deps, scan_id, left, flow, Feed(), progress):
+                if not flow.queue.put(ref):
+                    flow.copies.forget(ref)
+
     assert deps.jobs is not None
     assert flow.queue is not None
     async with tx:
-        await job_worker(deps.jobs, scan_id, flow.queue, deliver, stop, deps.plan.user_of)
+        await job_worker(deps.jobs, scan_id, flow.queue, deliver, refill, stop, deps.plan.user_of)
 
 
 def _policy_of(options: AuditOptions) -> Callable[[ObjectRef], str]:
@@ -379,10 +390,7 @@ async def run_pass(
                     deps.plan.urls,
                     name=f"auditor-{n}",
                 )
-            if deps.jobs is not None:
-                for n in range(deps.jobs.settings.concurrency):
-                    tg.start_soon(
-                        _jobs, deps, scan.id, flow, results_tx.clone(), stop, name=f"job-{n}"
-                    )
+            for _n in range(deps.jobs.settings.concurrency if deps.jobs else 0):
+                tg.start_soon(_jobs, deps, scan.id, flow, results_tx.clone(), stop, progress)
         tg.start_soon(_write, deps, scan.id, results_rx, opts, progress, copies, name="writer")
     return feed
