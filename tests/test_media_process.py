@@ -28,7 +28,7 @@ def media_config(path: Path, url: str, store: Path) -> Path:
     text = path.read_text().replace(
         "[scan]\n", '[scan]\nmedia = ["image", "video", "audio", "document"]\n'
     )
-    jobs = f"[jobs]\nconcurrency = {CONCURRENCY}\nqps = 200.0\npoll_interval = 0.2\npoll_max = 0.5\n"
+    jobs = f"[jobs]\nconcurrency = {CONCURRENCY}\nqps = 200.0\npoll_interval = 0.2\n"
     path.write_text(text + jobs)
     return path
 
