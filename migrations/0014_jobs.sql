@@ -11,6 +11,7 @@ CREATE TABLE jobs (
     job_id       TEXT    NOT NULL,
     etag         TEXT    NOT NULL,            -- the object submitted: another upload is a new job
     size         INTEGER NOT NULL,
+    policy       TEXT    NOT NULL,            -- the options it was submitted with (fingerprint)
     submitted_at REAL    NOT NULL,
     state        TEXT    NOT NULL,            -- the last state seen; Success | Failed is final
     frames       INTEGER NOT NULL DEFAULT 0,

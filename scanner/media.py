@@ -56,3 +56,23 @@ def frame_count(seconds: float, mode: str, count: int, interval: float) -> int:
     if mode == "Fps":
         return max(1, min(count, math.ceil(seconds * interval)))
     return max(1, min(count, math.ceil(seconds / max(interval, 0.001))))
+
+
+#: Bytes a second of a video or a voice note takes, at the most and the least an estimate
+#: allows (video 8 and 0.5 Mbit/s, sound 320 and 8 kbit/s), and bytes a document page takes
+#: (2 MB and 20 kB): a listing gives sizes, not durations or pages.
+BYTES_PER_SECOND = {"video": (1_000_000, 62_500), "audio": (40_000, 1_000)}
+BYTES_PER_PAGE = (2_000_000, 20_000)
+MAX_PAGES = 5000
+
+
+def seconds_range(kind: str, size: int) -> tuple[int, int]:
+    """The shortest and the longest a video or voice note of `size` bytes may last."""
+    dense, sparse = BYTES_PER_SECOND[kind]
+    return max(1, size // dense), max(1, math.ceil(size / sparse))
+
+
+def pages_range(size: int) -> tuple[int, int]:
+    """The fewest and the most pages a document of `size` bytes may have."""
+    dense, sparse = BYTES_PER_PAGE
+    return max(1, size // dense), min(MAX_PAGES, 1 + size // sparse)

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from scanner.config import AuditSettings
+from scanner.jobspend import Counts as Jobs
+from scanner.jobspend import job_lines, job_verdicts, media_lines
 from scanner.models import ScanStatus
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,10 @@ def rates(
     return {"rate": rate, "elapsed": elapsed, "eta": eta}
 
 
-def billed_images(status: ScanStatus) -> int:
-    """Images the service billed for this scan: its audits, less the verdicts it shared."""
-    return max(0, status.audited - status.shared)
+def billed_images(status: ScanStatus, jobs: Jobs | None = None) -> int:
+    """Images the service billed for this scan: its audits, less the verdicts it shared and
+    those of moderation jobs (videos, voice, documents: `jobs`, billed by their own units)."""
+    return max(0, status.audited - status.shared - job_verdicts(jobs or {}))
 
 
 def spend_of(images: int, audit: AuditSettings | None) -> dict[str, Any]:
@@ -70,8 +73,8 @@ def spend_of(images: int, audit: AuditSettings | None) -> dict[str, Any]:
     return {"billed_units": units, "price": price, "currency": currency}
 
 
-def _billed_text(status: ScanStatus, audit: AuditSettings | None) -> str:
-    spend = spend_of(billed_images(status), audit)
+def _billed_text(status: ScanStatus, audit: AuditSettings | None, jobs: Jobs | None) -> str:
+    spend = spend_of(billed_images(status, jobs), audit)
     if spend["billed_units"] is None:
         return "images (units unknown: set [audit] billed_scenes)"
     text = f"images = {spend['billed_units']:,} units"
@@ -98,9 +101,12 @@ def status_json(
     review_queue: Mapping[str, int] | None = None,
     heartbeat_at: float | None = None,
     audit: AuditSettings | None = None,
+    jobs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The scan record: one scan as `status --json` lists it and summary.json holds it."""
+    """The scan record: one scan as `status --json` lists it and summary.json holds it
+    (`jobs`: `jobspend.job_spend` of its moderation jobs, per class)."""
     r = rates(status, expected=expected)
+    images = billed_images(status, jobs)
     return {
         "schema_version": SCAN_RECORD_VERSION,
         "scan_id": status.id,
@@ -117,8 +123,9 @@ def status_json(
         "pending": status.pending,
         "requests": status.requests,
         "maybe_billed_twice": status.maybe_double,
-        "billed_images": billed_images(status),
-        **spend_of(billed_images(status), audit),
+        "billed_images": images,
+        **spend_of(images, audit),
+        "jobs": {k: dict(v) for k, v in (jobs or {}).items()},
         "frozen": status.frozen,
         "shared": status.shared,
         "error": status.error,
@@ -205,8 +212,10 @@ def summary_text(
     run_audited: int,
     scenes: int | None = None,
     audit: AuditSettings | None = None,
+    jobs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> str:
-    """The table printed when a scan run ends (`scenes`: billed units per image, if known)."""
+    """The table printed when a scan run ends (`scenes`: billed units per image, if known;
+    `jobs`: what its moderation jobs were billed, per class)."""
     this_run = "nothing audited"
     if run_audited:
         this_run = f"{run_audited:,} images in {duration(run_seconds)}"
@@ -222,7 +231,8 @@ def summary_text(
         f"  pending   {status.pending:>10,}",
         f"  deleted   {status.deleted:>10,}   keys gone from the bucket since the last scan",
         f"  requests  {status.requests:>10,}",
-        f"  billed    {billed_images(status):>10,}   {_billed_text(status, audit)}",
+        f"  billed    {billed_images(status, jobs):>10,}   {_billed_text(status, audit, jobs)}",
+        *job_lines(jobs or {}),
         *(
             [
                 f"  shared    {status.shared:>10,}   audited without paying: copies of audited "
@@ -275,6 +285,7 @@ def dry_run_text(est: Mapping[str, Any], audit: AuditSettings) -> str:
         f"  objects      {est['objects']:>12,}",
         f"  images       {est['images']:>12,}   {est['bytes'] / 2**30:,.2f} GiB"
         + ("   (capped by --max-images)" if est["capped_at_max_images"] else ""),
+        *media_lines(est.get("media") or {}, audit.currency),
         f"  skipped      {sum(skipped.values()):>12,}   {skips}",
     ]
     if est["verdicts_reused"]:

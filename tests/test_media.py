@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 from scanner.config import Config
-from scanner.config.settings import JobSettings, VideoSettings
+from scanner.config.settings import AudioSettings, JobSettings, VideoSettings
 from scanner.emulator import EmulatorState, running, synthetic
 from scanner.emulator.bucket import MB, StoredObject
 from scanner.emulator.media import kind_of, media_verdict
@@ -24,7 +24,7 @@ from scanner.models import Target
 from scanner.scan import jobs as job_stage
 from scanner.scan.progress import Progress
 from scanner.store import Store
-from tests.helpers import config, db_rows, run_scan
+from tests.helpers import config, db_rows, estimate, estimate_json, run_scan
 from tests.helpers import scan_outcome as scan
 
 ALL = ("image", "video", "audio", "document")
@@ -185,3 +185,46 @@ async def test_copies_of_a_video_are_paid_once_and_a_queue_overflow_loses_nothin
         if not key.startswith("forwarded/"):
             assert submitted[f"{kind_of(key)}:{key}"] == 1, key
             assert got[key] == expected(state, key), key
+
+
+async def test_the_dry_runs_ranges_hold_what_was_billed_and_are_exact_once_measured(
+    tmp_path: Path,
+) -> None:
+    state = EmulatorState(bucket=synthetic(1500, 10, media=0.08), seed=10, job_seconds=0.1)
+    async with running(state) as url:
+        cfg = media_config(url, tmp_path, snapshot_count=40, snapshot_interval=2.0,
+                           detect_content=True)  # fmt: skip
+        cfg = replace(cfg, audit=replace(cfg.audit, detect_type="porn,ads"),
+                      video=replace(cfg.video, unit_price=0.001),
+                      audio=AudioSettings(unit_price=0.01))  # fmt: skip
+        before = estimate_json(await estimate(cfg), cfg)
+        assert await scan(cfg) == "done"
+        after = estimate_json(await estimate(cfg, force=True), cfg, force=True)
+    media, units = before["media"], state.stats.job_units
+    counts = {k: sum(1 for m in media_keys(state) if kind_of(m) == k) for k in media}
+    assert {k: media[k]["objects"] for k in media} == counts
+    assert before["images"] == len(state.stats.sent)  # the images' figure is exact as ever
+    frames = units["video"] / 2  # billed frames x 2 scenes
+    low, high = media["video"]["frames"]
+    assert low <= frames <= high
+    low, high = media["video"]["billed_units"]
+    assert low <= units["video"] <= high
+    s_low, s_high = media["video"]["sound_minutes"]
+    assert media["video"]["price"] == [
+        round(low * 0.001 + s_low * 0.01, 6), round(high * 0.001 + s_high * 0.01, 6)
+    ]  # fmt: skip
+    seconds = units["audio_seconds"]  # voice notes and soundtracks
+    sound = (
+        media["audio"]["minutes"][0] + media["video"]["sound_minutes"][0],
+        (media["audio"]["minutes"][1] + media["video"]["sound_minutes"][1]),
+    )
+    assert sound[0] <= seconds / 60 <= sound[1]
+    low, high = media["document"]["pages"]
+    assert low <= units["document"] / 2 <= high
+    assert not media["document"]["exact"]
+    # a --force rescan of the same bytes: each figure measured by the jobs, exactly
+    exact = after["media"]
+    assert all(row["exact"] for row in exact.values())
+    assert exact["video"]["frames"] == [frames, frames]
+    assert exact["document"]["pages"] == [units["document"] / 2] * 2
+    assert exact["audio"]["minutes"][0] == exact["audio"]["minutes"][1]

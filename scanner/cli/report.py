@@ -31,6 +31,7 @@ from scanner.cos.client import HttpClient, cos_service
 from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
 from scanner.export import csv_cell, write_rows
+from scanner.jobspend import job_columns, job_spend
 from scanner.lease import is_dead
 from scanner.models import ScanStatus, Target, unsharded
 from scanner.render import spend_of, status_json, status_table
@@ -49,7 +50,7 @@ def run_status(args: argparse.Namespace) -> int:
     stale_after = config.scan.lease_stale_after
 
     async def read() -> tuple[list[ScanStatus], dict[int, int | None], dict[str, Any],
-                              dict[int, float]]:  # fmt: skip
+                              dict[int, float], dict[int, Any]]:  # fmt: skip
         async with await Store.open(config.store.path, readonly=True) as store:
             scans = await store.scans(args.limit, target=await _chosen(store, args))
             expected = {
@@ -58,6 +59,7 @@ def run_status(args: argparse.Namespace) -> int:
                 if s.state != "done" and not s.listing_done
             }
             review = {t: await store.review_queue(t) for t in {s.target for s in scans}}
+            jobs = {s.id: job_spend(await store.job_counts(s.id), config) for s in scans}
             running = [s for s in scans if s.state == "running"]
             newest = {s.target: s for s in sorted(running, key=_run_start)}  # the lease's
             beats: dict[int, float] = {}
@@ -65,14 +67,14 @@ def run_status(args: argparse.Namespace) -> int:
                 lease = await store.lease_of(s.target) if newest[s.target] is s else None
                 if (beat := _dead_since(lease, s, stale_after)) is not None:
                     beats[s.id] = beat
-            return scans, expected, review, beats
+            return scans, expected, review, beats, jobs
 
-    scans, expected, review, beats = anyio.run(read)
+    scans, expected, review, beats, jobs = anyio.run(read)
     scans = [dataclasses.replace(s, state="dead") if s.id in beats else s for s in scans]
     if args.json:
         rows = [
             status_json(s, expected.get(s.id), review_queue=review[s.target],
-                        heartbeat_at=beats.get(s.id), audit=config.audit)
+                        heartbeat_at=beats.get(s.id), audit=config.audit, jobs=jobs[s.id])
             for s in scans
         ]  # fmt: skip
         print(json.dumps(rows, indent=2))
@@ -182,7 +184,8 @@ def _write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
 
 
 _SPEND_FIELDS = ("billed_images", "billed_units", "price", "currency", "saved_images",
-                 "saved_units", "maybe_double")  # fmt: skip
+                 "saved_units", "maybe_double", "videos", "video_frames", "voice_notes",
+                 "sound_minutes", "documents", "document_pages", "jobs_price")  # fmt: skip
 
 
 def _write_spend(
@@ -195,6 +198,8 @@ def _write_spend(
     for row in rows:
         row.update(spend_of(row["billed_images"], config.audit))
         row["saved_units"] = None if scenes is None else row["saved_images"] * scenes
+        row["jobs"] = job_spend(row.get("jobs", {}), config)
+        row.update(job_columns(row["jobs"]))
     if args.format == "json":
         total = {"billed_images": sum(r["billed_images"] for r in rows),
                  "saved_images": sum(r["saved_images"] for r in rows),

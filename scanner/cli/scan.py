@@ -38,6 +38,7 @@ from scanner.cli.scan_metrics import MetricsOut, keep_metrics, metrics_out_of, r
 from scanner.config import Config
 from scanner.config.window import Window
 from scanner.errors import ConfigError, ScanBusyError, ScannerError, leaf_error
+from scanner.jobspend import job_spend
 from scanner.metrics import ScanMetrics
 from scanner.models import Target
 from scanner.render import dry_run_text, shown_mode, status_json, summary_text
@@ -59,6 +60,7 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
             await store.failure_codes(sid),
             await store.labels(sid),
         )
+        jobs = job_spend(await store.job_counts(sid), config)
     return summary_text(
         result.status,
         outcome=result.note or OUTCOMES[result.outcome],
@@ -69,6 +71,7 @@ async def _summary(config: Config, result: ScanResult, run_seconds: float) -> st
         run_audited=0 if result.outcome == "nothing" else result.status.run_audited,
         scenes=config.audit.scenes_per_image,
         audit=config.audit,
+        jobs=jobs,
     )
 
 
@@ -171,8 +174,9 @@ async def _finish_scan(
     --log-format json, stdout gets one JSON object for the run instead of the text table."""
     async with await Store.open(config.store.path, readonly=True) as store:
         queue = await store.review_queue(result.status.target)
+        jobs = job_spend(await store.job_counts(result.status.id), config)
     record = {
-        **status_json(result.status, review_queue=queue, audit=config.audit),
+        **status_json(result.status, review_queue=queue, audit=config.audit, jobs=jobs),
         "outcome": result.outcome,
         "run_seconds": round(seconds, 2),
     }

@@ -33,14 +33,17 @@ from scanner.config import MAX_SCENES, Config
 from scanner.cos.client import HttpClient
 from scanner.cos.credentials import provider_of
 from scanner.cos.listing import Lister
+from scanner.media import IMAGE, class_of
 from scanner.models import ObjectRef, Page, ScanStatus, Target, content_key
 from scanner.scan.decide import Priors, decide
+from scanner.scan.media_estimate import MediaEstimate
 from scanner.scan.pipeline import Source
 from scanner.scan.plan import Mode, ScanPlan
 from scanner.scan.progress import Progress
 from scanner.scan.runner import opening
 from scanner.sources.inputs import Opened, open_input
 from scanner.store import Store
+from scanner.store.jobs import Known
 from scanner.store.seen import SeenSet
 
 
@@ -62,6 +65,13 @@ class Estimate:
     capped: bool = False  # --max-images stops the run before the end
     copies: int = 0  # images not sent: their content is audited once ([scan] dedupe)
     reused: int = 0  # images not sent: their own verdict (from any scan of the bucket) stands
+    media: MediaEstimate | None = None  # videos, voice notes, documents ([scan] media)
+
+    @property
+    def jobs(self) -> int:
+        """Media objects a run would submit as moderation jobs."""
+        classes = self.media.classes.values() if self.media is not None else ()
+        return sum(c.objects for c in classes)
 
     def billed_units(self, scenes: int | None) -> int | None:
         return None if scenes is None else self.images * scenes
@@ -103,6 +113,7 @@ class Estimate:
             "already_done": self.already_done,
             "capped_at_max_images": self.capped,
             "duration_s": round(self.duration(profile.batch_size, profile.qps), 3),
+            "media": {} if self.media is None else self.media.as_json(config),
         }
 
 
@@ -120,16 +131,27 @@ class _Counter:
         """Count `refs` as sent, less the copies the scan would not pay for (content audited
         before, or sent earlier in this run); False once `--max-images` is reached."""
         refs = await self._distinct(refs)
+        media, est = self.est.media, self.est
+        known = await self._known(refs) if media is not None else {}
         for ref in refs:
-            if self.max_images is not None and self.est.images >= self.max_images:
+            if self.max_images is not None and est.images + est.jobs >= self.max_images:
                 self.est.capped = True
                 return False
+            kind = class_of(ref.key) if media is not None else IMAGE
+            if media is not None and kind is not None and kind != IMAGE:
+                media.add(kind, ref, known.get(ref.key))
+                continue
             self.est.images += 1
             self.est.bytes += ref.size
             self.est.large_images += self.options.large_image_detect and (
                 ref.size > LARGE_IMAGE_BYTES
             )
         return True
+
+    async def _known(self, refs: Sequence[ObjectRef]) -> dict[str, Known]:
+        """What earlier jobs measured of the media among `refs` (exact frames and pages)."""
+        media = [r for r in refs if class_of(r.key) not in (IMAGE, None)]
+        return await self.store.known_units(media) if self.store is not None and media else {}
 
     async def _distinct(self, refs: Sequence[ObjectRef]) -> list[ObjectRef]:
         """`refs` less what the scan would take from the store or share within the run."""
@@ -221,6 +243,8 @@ async def _estimate(
 ) -> Estimate:
     """The branches of `runner._open_scan`, in its order, counting instead of scanning."""
     est = Estimate(plan.mode.stored, plan.target.id)
+    if plan.options.jobs and not plan.urls:
+        est.media = MediaEstimate(plan.options)
     counter = _Counter(est, plan.options, plan.request.max_images, plan.target)
     counter.store = store
     if plan.config.scan.dedupe:

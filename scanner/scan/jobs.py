@@ -135,9 +135,9 @@ class JobStage:
         if sub.failed:
             return sub
         doubled = sub.maybe_double or again
-        await self.store.record_job(
-            scan_id, self.scope, ref, kind, sub.job_id, sub.state, maybe_double=doubled
-        )
+        policy = self.client.options.job_fingerprint(kind)
+        await self.store.record_job(scan_id, self.scope, ref, kind, sub.job_id, sub.state,
+                                    policy=policy, maybe_double=doubled)  # fmt: skip
         verdict = await self._answer(
             scan_id, kind, sub.job_id, item, stop, self.settings.poll_interval
         )

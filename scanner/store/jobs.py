@@ -12,7 +12,7 @@ from scanner.models import ObjectRef
 from scanner.store.base import StoreBase, within
 from scanner.store.pages import _ref
 
-JOB_FIELDS = ("jobs", "frames", "seconds", "pages", "maybe_double")
+JOB_FIELDS = ("jobs", "audited", "frames", "seconds", "pages", "maybe_double")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,16 @@ class StoredJob:
     def of(self, ref: ObjectRef) -> bool:
         """Whether this job was submitted for `ref`'s bytes (not an earlier upload)."""
         return (self.etag, self.size) == (ref.etag, ref.size)
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What finished jobs of an object's bytes found: frames under each policy, the seconds
+    of sound (0: not moderated), pages."""
+
+    frames: dict[str, int]
+    seconds: float
+    pages: int
 
 
 class Jobs(StoreBase):
@@ -48,6 +58,7 @@ class Jobs(StoreBase):
         job_id: str,
         state: str,
         *,
+        policy: str,
         maybe_double: bool = False,
         now: float | None = None,
     ) -> None:
@@ -56,8 +67,9 @@ class Jobs(StoreBase):
         async with self._tx() as conn:
             await conn.execute(
                 "INSERT OR REPLACE INTO jobs (scan_id, key, target, kind, job_id, etag, size, "
-                "submitted_at, state, maybe_double) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (scan_id, ref.key, scope, kind, job_id, ref.etag, ref.size,
+                "policy, submitted_at, state, maybe_double) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (scan_id, ref.key, scope, kind, job_id, ref.etag, ref.size, policy,
                  time.time() if now is None else now, state or "Submitted", int(maybe_double)),
             )  # fmt: skip
 
@@ -84,36 +96,52 @@ class Jobs(StoreBase):
         return [_ref(r) for r in rows]
 
     async def job_counts(self, scan_id: int) -> dict[str, dict[str, float]]:
-        """Per class: jobs submitted, frames, seconds of sound and pages billed, and jobs
-        possibly submitted twice, by this scan."""
+        """Per class: jobs submitted, those that ended with a verdict, frames, seconds of
+        sound and pages billed, and jobs possibly submitted twice, by this scan."""
         return await self._counts("WHERE scan_id = ?", [scan_id])
-
-    async def job_spend(self, target: str) -> dict[str, dict[str, float]]:
-        """The same figures for every scan of the target."""
-        cond, args = within(target, "")
-        return await self._counts(f"WHERE {cond}", args)
 
     async def _counts(self, where: str, args: Sequence[Any]) -> dict[str, dict[str, float]]:
         rows = await self._all(
-            "SELECT kind, COUNT(*), SUM(frames), SUM(seconds), SUM(pages), SUM(maybe_double) "
-            f"FROM jobs {where} GROUP BY kind ORDER BY kind",
+            "SELECT kind, COUNT(*), SUM(state = 'Success'), SUM(frames), SUM(seconds), "
+            f"SUM(pages), SUM(maybe_double) FROM jobs {where} GROUP BY kind ORDER BY kind",
             args,
         )
-        return {
-            kind: dict(zip(JOB_FIELDS, (int(n), int(f), round(s, 3), int(p), int(d)), strict=True))
-            for kind, n, f, s, p, d in rows
-        }
+        out: dict[str, dict[str, float]] = {}
+        for kind, n, a, f, s, p, d in rows:
+            values = (int(n), int(a), int(f), round(s, 3), int(p), int(d))
+            out[kind] = dict(zip(JOB_FIELDS, values, strict=True))
+        return out
 
-    async def known_units(self, refs: Sequence[ObjectRef]) -> dict[tuple[str, int], Any]:
-        """(frames, seconds, pages) of earlier finished jobs of the same bytes (ETag, size):
-        what a dry run knows exactly."""
-        found: dict[tuple[str, int], Any] = {}
+    async def job_periods(self, target: str, period: str) -> dict[str, dict[str, Any]]:
+        """`job_spend`'s figures per period (`period`: SQL of a row's unix time `{t}` or
+        `scan_id`, from `store.spend.PERIODS`), a job counted when it finished."""
+        cond, args = within(target)
+        rows = await self._all(
+            f"SELECT {period.format(t='COALESCE(finished_at, submitted_at)')} AS p, kind, "
+            "COUNT(*), SUM(state = 'Success'), SUM(frames), SUM(seconds), SUM(pages), "
+            f"SUM(maybe_double) FROM jobs WHERE {cond} GROUP BY 1, 2 ORDER BY 1, 2",
+            args,
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for p, kind, n, a, f, s, pages, d in rows:
+            values = (int(n), int(a), int(f), round(s, 3), int(pages), int(d))
+            out.setdefault(str(p), {})[kind] = dict(zip(JOB_FIELDS, values, strict=True))
+        return out
+
+    async def known_units(self, refs: Sequence[ObjectRef]) -> dict[str, Known]:
+        """What earlier finished jobs of the same bytes (ETag, size) found, by key: what a
+        dry run knows exactly."""
+        found: dict[str, Known] = {}
         for ref in refs:
-            row = await self._one(
-                "SELECT frames, seconds, pages FROM jobs WHERE etag = ? AND size = ? "
-                "AND state = 'Success' ORDER BY finished_at DESC LIMIT 1",
+            rows = await self._all(
+                "SELECT policy, frames, seconds, pages FROM jobs WHERE etag = ? AND size = ? "
+                "AND state = 'Success' ORDER BY finished_at DESC LIMIT 20",
                 (ref.etag, ref.size),
             )
-            if row is not None:
-                found[(ref.etag, ref.size)] = tuple(row)
+            if rows:
+                found[ref.key] = Known(
+                    {str(p): int(f) for p, f, _, _ in rows},
+                    max(float(s) for _, _, s, _ in rows),
+                    int(rows[0][3]),
+                )
         return found

@@ -1,5 +1,6 @@
 """Spend: what the service billed, read back from the verdicts (`report --spend`, the summary,
-`status`). Every verdict made by an audit was billed once (a failure is not billed); a verdict
+`status`); moderation jobs from their rows (`jobs`: units per class, their verdicts are not
+billed images). Every verdict made by an audit was billed once (a failure is not billed); a verdict
 shared from a copy or another scan's audit (`verdict_from`) was not, and counts as saved. A
 verdict a re-audit replaced is in `verdict_history` and was billed too. Resends after a lost
 answer may have been billed twice: the scans count them (`maybe_double`), shown apart."""
@@ -9,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from scanner.models import key_range, split_target
-from scanner.store.base import StoreBase, within
+from scanner.store.base import within
+from scanner.store.jobs import Jobs
 
 #: How `--by` groups: the SQL of a period, from a row's unix time or scan id.
 PERIODS = {
@@ -19,7 +21,7 @@ PERIODS = {
 }
 
 
-class Spend(StoreBase):
+class Spend(Jobs):
     async def spend(self, target: str, by: str) -> list[dict[str, Any]]:
         """Images billed and saved per period (`PERIODS`) under the target, oldest first; each
         with the images its scans may have paid twice (resends after a lost answer)."""
@@ -33,10 +35,19 @@ class Spend(StoreBase):
             [*args, *args],
         )
         doubled = await self._maybe_double(target, by)
+        jobs = await self.job_periods(target, PERIODS[by])
         out = {
             str(p): {by: p, "billed_images": int(b), "saved_images": int(s), "maybe_double": 0}
             for p, b, s in rows
         }
+        for p, counts in jobs.items():  # their verdicts are billed by the jobs' own units
+            row = out.setdefault(
+                p, {by: p, "billed_images": 0, "saved_images": 0, "maybe_double": 0}
+            )
+            row["billed_images"] = max(
+                0, row["billed_images"] - sum(c["audited"] for c in counts.values())
+            )
+            row["jobs"] = counts
         for p, n in doubled.items():
             out.setdefault(p, {by: p, "billed_images": 0, "saved_images": 0, "maybe_double": 0})
             out[p]["maybe_double"] = n
