@@ -11,7 +11,10 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from scanner.audit.findings import FIELDS as FRAME_FIELDS
+from scanner.audit.findings import findings
 from scanner.audit.raw import raw_to_dict
+from scanner.media import IMAGE, class_of
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ FIELDS = (
     "acted_at",
     "act_run",  # the act run that did it (`act` journal)
 )
+#: Added after FIELDS (columns are only ever appended): image, video, audio or document.
+MEDIA = "media"
 
 
 #: What a spreadsheet takes for a formula at the start of a cell (OWASP "CSV injection").
@@ -68,6 +73,7 @@ def row_dict(row: Sequence[Any]) -> dict[str, Any]:
     out = dict(zip(FIELDS, row[: len(FIELDS)], strict=True))
     for stamp in ("audited_at", "decided_at", "acted_at"):
         out[stamp] = _iso(out[stamp])
+    out["media"] = class_of(out["key"]) or ""
     return out
 
 
@@ -85,7 +91,7 @@ async def write_rows(
     if fmt == "csv":
         # RFC 4180 line ends: a key with a bare \r (COS allows it) is quoted, not split
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow([*FIELDS, "url"] if link else FIELDS)
+        writer.writerow([*FIELDS, MEDIA, "url"] if link else [*FIELDS, MEDIA])
     count = unreadable = 0
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
@@ -110,4 +116,38 @@ async def write_rows(
             "exported with verdict null",
             unreadable,
         )
+    return count
+
+
+async def write_frames(
+    chunks: AsyncGenerator[list[tuple[Any, ...]], None], out: TextIO, fmt: str
+) -> int:
+    """`report --frames`: the flagged frames, sections and pages of the media objects among
+    the report rows, one row each (csv, jsonl, or one json list); returns how many."""
+    head = ("key", MEDIA, "job_id", *FRAME_FIELDS)
+    writer = csv.writer(out, lineterminator="\r\n") if fmt == "csv" else None
+    if writer is not None:
+        writer.writerow(head)
+    rows: list[dict[str, Any]] = []
+    count = 0
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            for row in chunk:
+                record = row_dict(row)
+                raw = row[len(FIELDS)]
+                if record[MEDIA] in (IMAGE, "") or not raw:
+                    continue
+                for found in findings(raw):
+                    item = {"key": record["key"], MEDIA: record[MEDIA],
+                            "job_id": record["job_id"], **found}  # fmt: skip
+                    count += 1
+                    if writer is not None:
+                        item["keywords"] = ",".join(item["keywords"])
+                        writer.writerow([csv_cell(item[h]) for h in head])
+                    elif fmt == "json":
+                        rows.append(item)
+                    else:
+                        out.write(json.dumps(item, ensure_ascii=False) + "\n")
+    if fmt == "json":
+        out.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
     return count

@@ -6,6 +6,10 @@ are paid once, and the default (images only) submits nothing."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,14 +21,15 @@ import pytest
 from scanner.config import Config
 from scanner.config.settings import AudioSettings, JobSettings, VideoSettings
 from scanner.emulator import EmulatorState, running, synthetic
-from scanner.emulator.bucket import MB, StoredObject
-from scanner.emulator.media import kind_of, media_verdict
+from scanner.emulator.bucket import MB, StoredObject, etag_of
+from scanner.emulator.media import kind_of, media_verdict, seconds_of
 from scanner.emulator.rules import DEFAULT_SCENES
+from scanner.media import frame_count
 from scanner.models import Target
 from scanner.scan import jobs as job_stage
 from scanner.scan.progress import Progress
 from scanner.store import Store
-from tests.helpers import config, db_rows, estimate, estimate_json, run_scan
+from tests.helpers import ENV, config, db_rows, estimate, estimate_json, run_scan
 from tests.helpers import scan_outcome as scan
 
 ALL = ("image", "video", "audio", "document")
@@ -228,3 +233,58 @@ async def test_the_dry_runs_ranges_hold_what_was_billed_and_are_exact_once_measu
     assert exact["video"]["frames"] == [frames, frames]
     assert exact["document"]["pages"] == [units["document"] / 2] * 2
     assert exact["audio"]["minutes"][0] == exact["audio"]["minutes"][1]
+
+
+async def test_report_has_a_media_column_and_frames_lists_what_was_flagged_with_offsets(
+    tmp_path: Path,
+) -> None:
+    bucket = synthetic(300, 2)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    crafted = {"u1/clip_nsfw.mp4": 40 * MB, "u1/voice_ad_.m4a": 700_000,
+               "u1/nsfw_slides.pdf": 900_000, "u1/plain_holiday.mp4": 9 * MB}  # fmt: skip
+    for key, size in crafted.items():
+        bucket.put(key, StoredObject(etag_of(key), size, when))
+    bucket.keys()
+    state = EmulatorState(bucket=bucket, seed=2, job_seconds=0.1)
+    async with running(state) as url:
+        cfg = media_config(url, tmp_path, snapshot_count=60, snapshot_interval=2.0)
+        assert await scan(cfg) == "done"
+        cfg_file = tmp_path / "c.toml"
+        cfg_file.write_text(f'[cos]\nbucket = "{cfg.cos.bucket}"\nendpoint = "{url}"\n'
+                            f'[store]\npath = "{cfg.store.path}"\n')  # fmt: skip
+        rows = list(csv.DictReader(io.StringIO(await cli(cfg_file, "report"))))
+        jsonl = await cli(cfg_file, "report", "--frames", "--format", "jsonl")
+        frames = [json.loads(line) for line in jsonl.splitlines()]
+        table = list(csv.DictReader(io.StringIO(await cli(cfg_file, "report", "--frames"))))
+    media = {r["key"]: r["media"] for r in rows}
+    assert media["u1/clip_nsfw.mp4"] == "video"
+    assert media["u1/voice_ad_.m4a"] == "audio"
+    assert media["u1/nsfw_slides.pdf"] == "document"
+    assert {media[k] for k in media if k.endswith((".jpg", ".png"))} == {"image"}
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for f in frames:
+        by_key.setdefault(f["key"], []).append(f)
+    assert "u1/plain_holiday.mp4" not in by_key  # nothing flagged, nothing listed
+    video = by_key["u1/clip_nsfw.mp4"]
+    seconds = seconds_of("video", 40 * MB)
+    count = frame_count(seconds, "Interval", 60, 2.0)
+    step = seconds * 1000 // count
+    assert [f["offset_ms"] for f in video] == [i * step for i in range(2, count, 10)]
+    assert {(f["kind"], f["label"], f["result"]) for f in video} == {("frame", "Porn", 1)}
+    assert all("ci-process=snapshot" in f["url"] for f in video)
+    (voice,) = by_key["u1/voice_ad_.m4a"]
+    assert (voice["kind"], voice["offset_ms"], voice["duration_ms"]) == ("section", 0, 15_000)
+    assert voice["label"] == "Ads"
+    assert voice["text"]
+    assert voice["keywords"]
+    (page,) = by_key["u1/nsfw_slides.pdf"]
+    assert (page["kind"], page["page"], page["label"]) == ("page", 1, "Porn")
+    assert len(table) == len(frames)
+    assert table[0].keys() >= {"key", "media", "job_id", "offset_ms", "page", "keywords", "url"}
+
+
+async def cli(cfg_file: Path, *args: str) -> str:
+    argv = [sys.executable, "-m", "scanner", *args, "--config", str(cfg_file)]
+    done = await anyio.run_process(argv, env=ENV, check=False)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()

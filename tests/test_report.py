@@ -73,7 +73,7 @@ async def test_csv_round_trips_every_verdict_field(
 ) -> None:
     _state, cfg, cfg_file = scanned
     rows = list(csv.DictReader(io.StringIO(await report(cfg_file, "--format", "csv"))))
-    assert tuple(rows[0]) == FIELDS
+    assert tuple(rows[0]) == (*FIELDS, "media")
     verdicts = {
         r[0]: r
         for r in db(
@@ -152,7 +152,7 @@ async def test_filters(scanned: tuple[EmulatorState, Config, Path]) -> None:
     assert {r["state"] for r in skipped} == {"skipped"}
     assert all(r["reason"] for r in skipped)
     none = await report(cfg_file, "--since", "2999-01-01")
-    assert none.strip() == ",".join(FIELDS)
+    assert none.strip() == ",".join((*FIELDS, "media"))
 
 
 async def test_presigned_urls_live_exactly_their_lifetime(
@@ -362,7 +362,7 @@ async def test_excel_csv_keeps_chinese_keys(
     assert data.startswith(b"\xef\xbb\xbf")
     assert data.count(b"\r\n") >= data.count(b"\n") - data.count(b"\n\r")  # CRLF line ends
     rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline="")))
-    assert tuple(rows[0]) == FIELDS
+    assert tuple(rows[0]) == (*FIELDS, "media")
     chinese = {k for k in state.bucket.objects if "相册" in k or "照片" in k}
     assert chinese
     assert chinese <= {r["key"] for r in rows}

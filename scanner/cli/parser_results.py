@@ -170,6 +170,13 @@ def report_args(sub: Any) -> None:
         "offenders (then `act --user U`)",
     )
     p.add_argument(
+        "--frames",
+        action="store_true",
+        help="the flagged frames, sound sections and pages of videos, voice notes and "
+        "documents: one row each with its offset (ms), page, label, score and OCR or speech "
+        "text (their urls are valid for 2 hours after the job's last query)",
+    )
+    p.add_argument(
         "--excel",
         action="store_true",
         help="--format csv for Excel: a UTF-8 byte order mark first, so Chinese and other "

@@ -30,7 +30,7 @@ from scanner.config import Config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
-from scanner.export import csv_cell, write_rows
+from scanner.export import csv_cell, write_frames, write_rows
 from scanner.jobspend import job_columns, job_spend
 from scanner.lease import is_dead
 from scanner.models import ScanStatus, Target, unsharded
@@ -223,6 +223,8 @@ def _check_flags(args: argparse.Namespace, config: Config) -> None:
             "--by-user needs [scan] user_from_key (a regex with a group named user, e.g. "
             "'^albums/(?P<user>[^/]+)/'), in the config or COS_SCANNER_SCAN_USER_FROM_KEY"
         )
+    if args.frames and (args.by_user or args.spend or args.presign is not None):
+        raise ConfigError("--frames goes alone (not with --by-user, --spend or --presign)")
     if args.excel and args.format != "csv":
         raise ConfigError("--excel goes with --format csv")
     if args.min_flagged and not args.by_user:
@@ -254,28 +256,36 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
         if args.spend:
             _write_spend(target, args.by, await store.spend(target, args.by), config, args, out)
             return
+        if args.frames:
+            await write_frames(store.iter_report(target, where), out, args.format)
+            return
         if args.format == "json":
             totals = await store.report_totals(target, where)
             out.write(json.dumps({"target": target, **totals}, indent=2) + "\n")
             return
-        if args.presign is None:
-            await write_rows(store.iter_report(target, where), out, args.format)
-            return
-        async with HttpClient(provider_of(config)) as http:
-            service = cos_service(config.cos)
-            expires = http.credentials.expires
-            if expires is not None and expires < time.time() + args.presign:
-                log.warning(
-                    "--presign: the links are signed with temporary keys (%s) and stop working "
-                    "when they expire, in %.0fs, before the %ds asked",
-                    http.credentials.source, expires - time.time(), args.presign,
-                )  # fmt: skip
-            await write_rows(
-                store.iter_report(target, where),
-                out,
-                args.format,
-                lambda key: http.presign(service, key, args.presign),
-            )
+        await _rows(config, args, store.iter_report(target, where), out)
+
+
+async def _rows(
+    config: Config, args: argparse.Namespace, rows: AsyncGenerator[list[tuple[Any, ...]], None],
+    out: TextIO,
+) -> None:  # fmt: skip
+    """One row per key (csv, jsonl), with a presigned link each under --presign."""
+    if args.presign is None:
+        await write_rows(rows, out, args.format)
+        return
+    async with HttpClient(provider_of(config)) as http:
+        service = cos_service(config.cos)
+        expires = http.credentials.expires
+        if expires is not None and expires < time.time() + args.presign:
+            log.warning(
+                "--presign: the links are signed with temporary keys (%s) and stop working "
+                "when they expire, in %.0fs, before the %ds asked",
+                http.credentials.source, expires - time.time(), args.presign,
+            )  # fmt: skip
+        await write_rows(
+            rows, out, args.format, lambda key: http.presign(service, key, args.presign)
+        )
 
 
 async def _merged_report(
