@@ -30,6 +30,7 @@ from scanner.models import Target
 from scanner.review.acting import act_on_decisions, decision_acts
 from scanner.review.app import serving
 from scanner.review.feedback import send_feedback
+from scanner.review.frames import Frames
 from scanner.review.guard import WILDCARDS, ReviewSettings
 from scanner.review.thumbs import Thumbs
 from scanner.store import Store
@@ -182,7 +183,9 @@ async def serve_review(
             decided = Nudge()
             settings = ReviewSettings(target, reviewer, token, host, public, feedback,
                                       config.review.claim_minutes * 60)  # fmt: skip
-            page = serving(store, settings, Thumbs(http, config.cos), port, decided)
+            thumbs = Thumbs(http, config.cos)
+            frames = Frames.of(config, http, thumbs)
+            page = serving(store, settings, thumbs, port, decided, frames)
             try:
                 bound = await stack.enter_async_context(page)
             except OSError as exc:  # only the bind: the page's own errors are its own

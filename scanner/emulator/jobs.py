@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from scanner.cos.client import encode_path
+from scanner.cos.signing import presign_query
 from scanner.cos.xml import XmlError, parse, text
 from scanner.emulator.media import SECTION_MS, MediaVerdict, kind_of, media_verdict
 from scanner.emulator.rules import DEFAULT_SCENES, Hit
@@ -28,6 +31,7 @@ from scanner.emulator.state import EmulatorState
 from scanner.emulator.wire import DECLARATION, Refusal, request_id
 from scanner.media import frame_count
 
+URL_SECONDS = 7200  # a frame's, section's or page's URL is valid this long (reference 12.5)
 PATH = re.compile(r"^/(video|audio|document)/auditing(?:/([A-Za-z0-9]+))?$")
 PREFIX = {"video": "av", "audio": "sa", "document": "sd"}
 
@@ -130,7 +134,7 @@ def query(state: EmulatorState, kind: str, job_id: str, base: str) -> str:
         body = (f"<Code>{job.verdict.code}</Code><Message>{escape(job.verdict.message)}</Message>"
                 f"<State>Failed</State>{head}")  # fmt: skip
     else:
-        body = f"<State>Success</State>{head}{_findings(job, base)}"
+        body = f"<State>Success</State>{head}{_findings(job, state, base)}"
     rid = request_id()
     detail = f"<JobsDetail>{body}</JobsDetail>"
     return f"{DECLARATION}<Response>{detail}<RequestId>{rid}</RequestId></Response>"
@@ -143,7 +147,21 @@ def _info(hit: Hit, count: int | None = None, extra: str = "") -> str:
             f"</{hit.scene}Info>")  # fmt: skip
 
 
-def _findings(job: MediaJob, base: str) -> str:
+Link = Callable[[str], str]
+
+
+def _linker(state: EmulatorState, base: str, key: str) -> Link:
+    """Presigned GETs of `key` with a processing parameter, valid for two hours from the
+    query, as CI gives frame, section and page URLs (reference 12.5); XML-escaped."""
+    secret_id, pair = next(iter(state.keys.items()))
+    now = int(state.now())
+    signed = presign_query(path="/" + key, host=None, secret_id=secret_id,
+                           secret_key=pair.secret_key, start=now, end=now + URL_SECONDS,
+                           token=pair.token)  # fmt: skip
+    return lambda process: escape(f"{base}{encode_path(key)}?{process}&{signed}")
+
+
+def _findings(job: MediaJob, state: EmulatorState, base: str) -> str:
     hit = job.verdict.hit
     result, label, sub, score = (
         (hit.result, hit.scene, hit.sub_label, hit.score) if hit else (0, "Normal", "", 0)
@@ -151,7 +169,7 @@ def _findings(job: MediaJob, base: str) -> str:
     verdict = "Suggestion" if job.kind == "document" else "Result"
     head = (f"<Label>{label}</Label><SubLabel>{sub}</SubLabel><{verdict}>{result}</{verdict}>"
             f"<Score>{score}</Score><ForbidState>0</ForbidState>")  # fmt: skip
-    link = escape(f"{base}/{quote(job.value if job.source == 'Object' else 'media')}")
+    link = _linker(state, base, job.value if job.source == "Object" else "media")
     if job.kind == "video":
         return head + _video(job, hit, link)
     if job.kind == "audio":
@@ -159,10 +177,10 @@ def _findings(job: MediaJob, base: str) -> str:
     return head + _document(job, hit, link)
 
 
-def _video(job: MediaJob, hit: Hit | None, link: str) -> str:
+def _video(job: MediaJob, hit: Hit | None, link: Link) -> str:
     out = [f"<SnapshotCount>{job.frames}</SnapshotCount>"]
     if job.sound:
-        out.append(_sections("AudioSection", job, None, link))
+        out.append(_sections("AudioSection", job, None, link("ci-process=audio")))
     if hit is None:
         return "".join(out)
     frames = range(2, job.frames, 10)  # every 10th frame from the 3rd shows it
@@ -171,7 +189,7 @@ def _video(job: MediaJob, hit: Hit | None, link: str) -> str:
     for i in frames:
         label = f"<Label>{hit.scene}</Label><SubLabel>{hit.sub_label}</SubLabel>"
         out.append(
-            f"<Snapshot><Url>{link}?ci-process=snapshot&amp;time={i * step / 1000:g}</Url>"
+            f"<Snapshot><Url>{link(f'ci-process=snapshot&time={i * step / 1000:g}')}</Url>"
             f"<SnapshotTime>{i * step}</SnapshotTime><Text>{escape(hit.ocr_text)}</Text>"
             f"{_info(hit, extra=label)}</Snapshot>"
         )
@@ -195,22 +213,33 @@ def _sections(tag: str, job: MediaJob, hit: Hit | None, link: str) -> str:
     return "".join(out)
 
 
-def _audio(job: MediaJob, hit: Hit | None, link: str) -> str:
+def _audio(job: MediaJob, hit: Hit | None, link: Link) -> str:
     spoken = escape(hit.ocr_text) if hit else ""
     scene = _info(hit, 1) if hit else ""
-    return f"<AudioText>{spoken}</AudioText>{scene}{_sections('Section', job, hit, link)}"
+    sections = _sections("Section", job, hit, link("ci-process=audio"))
+    return f"<AudioText>{spoken}</AudioText>{scene}{sections}"
 
 
-def _document(job: MediaJob, hit: Hit | None, link: str) -> str:
+def _document(job: MediaJob, hit: Hit | None, link: Link) -> str:
     pages = f"<PageCount>{job.verdict.pages}</PageCount>"
     if hit is None:
         return pages
     return (
-        f"{pages}<Labels>{_info(hit)}</Labels><PageSegment><Results><Url>{link}</Url>"
+        f"{pages}<Labels>{_info(hit)}</Labels><PageSegment><Results><Url>{link('ci-process=doc-preview&page=1')}</Url>"
         f"<Text>{escape(hit.ocr_text)}</Text><PageNumber>1</PageNumber>"
-        f"<SheetNumber>0</SheetNumber><Label>{hit.scene}</Label>"
+        f"<SheetNumber>0</SheetNumber><Label>{hit.scene}</Label>{_info(hit)}"
         f"<Suggestion>{hit.result}</Suggestion></Results></PageSegment>"
     )
+
+
+def _reachable(request: web.Request) -> str:
+    """The base URL frame links are given under: the socket the emulator listens on (an IP
+    Host is its own bucket), since a client's Host names a virtual host only DNS could find."""
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    if not sock:
+        return f"{request.scheme}://{request.host}"
+    host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
+    return f"{request.scheme}://{host}:{sock[1]}"
 
 
 async def handle(state: EmulatorState, request: web.Request) -> str:
@@ -221,5 +250,5 @@ async def handle(state: EmulatorState, request: web.Request) -> str:
     if request.method == "POST" and job_id is None:
         return submit(state, kind, await request.read())
     if request.method == "GET" and job_id is not None:
-        return query(state, kind, job_id, f"{request.scheme}://{request.host}")
+        return query(state, kind, job_id, _reachable(request))
     raise Refusal(405, "MethodNotAllowed", "The specified method is not allowed.")

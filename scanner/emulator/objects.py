@@ -23,7 +23,8 @@ from aiohttp import web
 from scanner.cos.xml import XmlError, parse
 from scanner.emulator.bucket import Bucket, StoredObject
 from scanner.emulator.images import content_type, fmt_of, picture
-from scanner.emulator.rules import verdict_for
+from scanner.emulator.media import kind_of, media_verdict
+from scanner.emulator.rules import DEFAULT_SCENES, verdict_for
 from scanner.emulator.state import EmulatorState
 from scanner.emulator.wire import Refusal, request_id
 
@@ -79,6 +80,29 @@ def thumbnail(key: str, obj: StoredObject) -> web.Response:
     return web.Response(
         body=small,
         headers={"Content-Type": content_type(key), "x-cos-request-id": request_id()},
+    )
+
+
+def _processed(key: str, obj: StoredObject, request: web.Request) -> web.Response | None:
+    """CI processing on download: a thumbnail, a video's frame, a document's page."""
+    if any(q.startswith("imageMogr2/") for q in request.query):
+        return thumbnail(key, obj)
+    if request.query.get("ci-process") in ("snapshot", "doc-preview"):
+        return still(key, obj)
+    return None
+
+
+def still(key: str, obj: StoredObject) -> web.Response:
+    """A video's frame (`?ci-process=snapshot&time=S`, the URLs of its job's answer) or a
+    document's page (`?ci-process=doc-preview&page=N`): a picture in the colour of what the
+    object's job finds (`media.media_verdict`)."""
+    kind = kind_of(key)
+    if kind is None or not obj.size:
+        raise Refusal(400, "InvalidArgument", "not a video or a document")
+    found = media_verdict(kind, key, obj, DEFAULT_SCENES)
+    body = picture("still.jpg", found.hit.scene if found.hit else "Normal", 0, b"", thumb=True)
+    return web.Response(
+        body=body, headers={"Content-Type": "image/jpeg", "x-cos-request-id": request_id()}
     )
 
 
@@ -156,8 +180,9 @@ def get(
         headers["x-cos-version-id"] = version
     if request.method == "HEAD":
         return web.Response(headers=headers)
-    if any(q.startswith("imageMogr2/") for q in request.query):
-        return thumbnail(key, obj)
+    processed = _processed(key, obj, request)
+    if processed is not None:
+        return processed
     del headers["Content-Length"]
     if obj.path is None:  # so that FileContent with these bytes is judged as this object
         state.served[seed_of(obj)] = key

@@ -22,8 +22,11 @@ from typing import Any
 import anyio
 from aiohttp import web
 
+from scanner.audit.findings import findings, spoken
 from scanner.audit.raw import raw_to_dict
 from scanner.config import DETECT_TYPES
+from scanner.media import class_of
+from scanner.review.frames import Frames
 from scanner.review.guard import SETTINGS, ReviewSettings, guard
 from scanner.review.thumbs import Thumbs
 from scanner.store import DECISIONS, Cursor, QueueFilter, Store
@@ -33,6 +36,7 @@ STATIC = {"app.js": "text/javascript", "app.css": "text/css", "index.html": "tex
 BANDS = {"sensitive": (91, 100), "suspected": (61, 90), "normal": (0, 60)}
 STORE = web.AppKey("store", Store)
 THUMBS = web.AppKey("thumbs", Thumbs)
+FRAMES = web.AppKey("frames", Frames)
 DECIDED = web.AppKey("decided", Nudge)  # told of each decision (acting.py acts on them)
 
 
@@ -200,7 +204,12 @@ async def api_queue(request: web.Request) -> web.Response:
         )  # fmt: skip
         rows = [r for r in rows if r["key"] in got]
     for row in rows:
-        row["scenes"] = scene_details(row.pop("raw"))
+        raw = row.pop("raw")
+        row["scenes"] = scene_details(raw)
+        row["media"] = class_of(row["key"]) or ""
+        if row["media"] not in ("image", ""):  # what the job found, where; URLs: /frame
+            row["frames"] = [{k: v for k, v in f.items() if k != "url"} for f in findings(raw)]
+            row["spoken"] = spoken(raw)
     return web.json_response({"items": rows, "next": nxt.encode() if nxt else None})
 
 
@@ -309,6 +318,17 @@ async def thumb(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": kind})
 
 
+async def frame(request: web.Request) -> web.Response:
+    """The n-th flagged frame (or page) of a video's (document's) job, fetched fresh."""
+    key, etag = request.query.get("key", ""), request.query.get("etag", "")
+    n = (_ints("n", request.query.get("n", "0"), range(10_000)) or (0,))[0]
+    job_id = await request.app[STORE].verdict_job(await target_of(request), key, etag)
+    if job_id is None:
+        raise web.HTTPNotFound(text="no verdict of this key and ETag under the target\n")
+    data, kind = await request.app[FRAMES].get(key, job_id, n)
+    return web.Response(body=data, headers={"Content-Type": kind})
+
+
 async def static(request: web.Request) -> web.Response:
     name = request.match_info.get("name", "index.html")
     if name not in STATIC:
@@ -322,10 +342,12 @@ async def no_content(request: web.Request) -> web.Response:
 
 
 def build_review_app(
-    store: Store, settings: ReviewSettings, thumbs: Thumbs, decided: Nudge | None = None
-) -> web.Application:
+    store: Store, settings: ReviewSettings, thumbs: Thumbs, decided: Nudge | None = None,
+    frames: Frames | None = None,
+) -> web.Application:  # fmt: skip
     app = web.Application(middlewares=[guard], client_max_size=1024 * 1024)
     app[STORE], app[SETTINGS], app[THUMBS] = store, settings, thumbs
+    app[FRAMES] = frames or Frames(None, thumbs)
     if decided is not None:
         app[DECIDED] = decided
     app.router.add_get("/", static)
@@ -340,18 +362,18 @@ def build_review_app(
     app.router.add_post("/api/state", api_state)
     app.router.add_get("/thumb", thumb)
     app.router.add_get("/image", thumb)
+    app.router.add_get("/frame", frame)
     return app
 
 
 @contextlib.asynccontextmanager
 async def serving(
     store: Store, settings: ReviewSettings, thumbs: Thumbs, port: int,
-    decided: Nudge | None = None,
+    decided: Nudge | None = None, frames: Frames | None = None,
 ) -> AsyncIterator[int]:  # fmt: skip
     """Serve the page on `settings.host`:`port` while the block runs; yields the bound port."""
-    runner = web.AppRunner(
-        build_review_app(store, settings, thumbs, decided), access_log=None, handle_signals=False
-    )
+    app = build_review_app(store, settings, thumbs, decided, frames)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, port)

@@ -245,11 +245,17 @@ class Review(StoreBase):
     async def has_verdict(self, target: str, key: str, etag: str) -> bool:
         """Whether `key` has a verdict of this ETag under the target (the review page shows
         only such objects' pictures)."""
+        return await self.verdict_job(target, key, etag) is not None
+
+    async def verdict_job(self, target: str, key: str, etag: str) -> str | None:
+        """The JobId of `key`'s verdict of this ETag under the target ("" for none; None: no
+        such verdict): a video's frames are asked of its job again, for fresh URLs."""
         cond, args = within(target)
         row = await self._one(
-            f"SELECT 1 FROM verdicts WHERE {cond} AND key = ? AND etag = ?", [*args, key, etag]
+            f"SELECT job_id FROM verdicts WHERE {cond} AND key = ? AND etag = ?",
+            [*args, key, etag],
         )
-        return row is not None
+        return None if row is None else str(row[0] or "")
 
     async def queue_labels(self, target: str) -> dict[str, list[str]]:
         """The labels and sub-labels the target's verdicts carry (the filter's choices)."""

@@ -89,13 +89,53 @@ function highlight(container, text, keywords) {
   }
 }
 
+function frameURL(item, n) {
+  // a still of the job's n-th flagged frame (or page), fetched fresh by the server
+  return `/frame?${new URLSearchParams({ key: item.key, etag: item.etag, n: String(n), target: state.target })}`;
+}
+
+function clock(ms) {
+  const s = Math.floor((ms || 0) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function mediaDetails(body, item, index, stills) {
+  // what a video's, voice note's or document's job found: its flagged frames, sections and
+  // pages (a frame opens in the zoom view), a voice note's text with its hit keywords
+  const words = (item.frames || []).flatMap((f) => f.keywords || []);
+  if (item.spoken) {
+    const p = el("div", "scene ocr", "said: ");
+    highlight(p, item.spoken, words);
+    body.append(p);
+  }
+  const list = el("ol", "frames");
+  for (const f of item.frames || []) {
+    const where = f.kind === "page" ? `page ${f.page}` : f.kind === "section"
+      ? `${clock(f.offset_ms)}–${clock((f.offset_ms || 0) + (f.duration_ms || 0))}` : clock(f.offset_ms);
+    const li = el("li", `r${f.result}`, `${where} ${f.label}${f.sub_label ? " / " + f.sub_label : ""} · ${f.score}`);
+    if (f.text && f.kind !== "section") { const t = el("span", "ocr", " "); highlight(t, f.text, f.keywords || []); li.append(t); }
+    const n = stills.indexOf(f);
+    if (n >= 0) {
+      li.classList.add("still");
+      li.title = "open this frame";
+      li.addEventListener("click", () => { state.focus = index; state.frame = n; zoom(true); });
+    }
+    list.append(li);
+  }
+  if (!(item.frames || []).length) list.append(el("li", "muted", "nothing flagged in its frames, sound or pages"));
+  body.append(list);
+}
+
 function card(item, index) {
   const node = el("article", "card");
   node.dataset.index = String(index);
   const thumb = el("img");
   thumb.alt = item.key;
   thumb.loading = "lazy";
-  thumb.src = `/thumb?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
+  const stills = (item.frames || []).filter((f) => f.kind === "frame" || f.kind === "page");
+  thumb.src = item.media && item.media !== "image" ? frameURL(item, 0)
+    : `/thumb?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
+  if (item.media === "audio" || (item.media && item.media !== "image" && !stills.length)) thumb.hidden = true;
   node.append(thumb);
   const body = el("div", "body");
   body.append(el("div", "key", item.key));
@@ -109,12 +149,16 @@ function card(item, index) {
     for (const o of s.ocr) { const p = el("div", "scene ocr", "OCR: "); highlight(p, o.text, o.keywords); body.append(p); }
     if (s.libs.length) body.append(el("div", "scene", `library: ${s.libs.join(", ")}`));
   }
+  if (item.media && item.media !== "image") mediaDetails(body, item, index, stills);
   const size = item.size >= 1048576 ? `${(item.size / 1048576).toFixed(1)} MB` : `${Math.round(item.size / 1024)} KB`;
   body.append(el("div", "meta", `${size} · modified ${item.last_modified || "?"}` +
     `${item.verdict_from ? " · copy of " + item.verdict_from : ""}${item.forbid_state ? " · frozen" : ""}` +
-    `${item.acted ? " · " + item.acted : ""}${item.user ? " · user " + item.user : ""}`));
-  const link = el("a", "meta", "full image");
-  link.href = `/image?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
+    `${item.acted ? " · " + item.acted : ""}${item.user ? " · user " + item.user : ""}` +
+    `${item.media && item.media !== "image" ? " · " + item.media : ""}`));
+  const link = el("a", "meta", item.media && item.media !== "image" ? "first flagged frame" : "full image");
+  link.href = item.media && item.media !== "image" ? frameURL(item, 0)
+    : `/image?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
+  if (item.media && item.media !== "image" && !stills.length) link.hidden = true;
   link.target = "_blank";
   link.rel = "noopener";
   body.append(link);
@@ -254,10 +298,16 @@ function zoom(open) {
   const item = state.items[state.focus];
   $("zoom").hidden = !open || !item;
   if ($("zoom").hidden) return;
-  $("zoom-img").src = `/image?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
+  const media = item.media && item.media !== "image";
+  $("zoom-img").src = media ? frameURL(item, state.frame || 0)
+    : `/image?${new URLSearchParams({ key: item.key, etag: item.etag, target: state.target })}`;
   $("zoom-img").alt = item.key;
+  const stills = (item.frames || []).filter((f) => f.kind === "frame" || f.kind === "page");
+  const shown = media ? stills[state.frame || 0] : null;
   $("zoom-caption").textContent = `${item.key} · ${item.result} ${RESULTS[item.result]} · ${item.label} · ${item.score}` +
-    `${item.decision ? " · " + item.decision : ""}`;
+    `${item.decision ? " · " + item.decision : ""}` +
+    (shown ? ` · ${shown.kind === "page" ? "page " + shown.page : "at " + clock(shown.offset_ms)}: ${shown.label} ${shown.score}` +
+      ` (${(state.frame || 0) + 1} of ${stills.length}; [ and ] move)` : "");
 }
 
 document.addEventListener("keydown", (event) => {
@@ -265,12 +315,15 @@ document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   if (!$("zoom").hidden) {
     // in the zoom view: arrows move through the cards, z or Esc close it, decisions work
-    const inZoom = { ArrowRight: () => { move(1); zoom(true); }, ArrowDown: () => { move(1); zoom(true); },
-      ArrowLeft: () => { move(-1); zoom(true); }, ArrowUp: () => { move(-1); zoom(true); },
-      Escape: () => zoom(false), z: () => zoom(false) };
+    const inZoom = { ArrowRight: () => { move(1); state.frame = 0; zoom(true); }, ArrowDown: () => { move(1); state.frame = 0; zoom(true); },
+      ArrowLeft: () => { move(-1); state.frame = 0; zoom(true); }, ArrowUp: () => { move(-1); state.frame = 0; zoom(true); },
+      Escape: () => zoom(false), z: () => zoom(false),
+      "[": () => { state.frame = Math.max(0, (state.frame || 0) - 1); zoom(true); },
+      "]": () => { const it = state.items[state.focus]; const last = (it.frames || []).filter((f) => f.kind !== "section").length - 1;
+        state.frame = Math.max(0, Math.min(last, (state.frame || 0) + 1)); zoom(true); } };
     if (inZoom[event.key]) { event.preventDefault(); inZoom[event.key](); return; }
   }
-  const actions = { j: () => move(1), k: () => move(-1), z: () => zoom(true),
+  const actions = { j: () => move(1), k: () => move(-1), z: () => { state.frame = 0; zoom(true); },
     n: () => { const node = document.querySelector(`.card[data-index="${state.focus}"] .note`); if (node) node.focus(); },
     a: () => decide("approve", false),
     b: () => decide("block", false), s: () => decide("skip", false), u: () => decide("undo", false),
