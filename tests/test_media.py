@@ -288,3 +288,21 @@ async def cli(cfg_file: Path, *args: str) -> str:
     done = await anyio.run_process(argv, env=ENV, check=False)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode()
+
+
+async def test_throttled_jobs_slow_down_and_every_object_still_gets_its_verdict(
+    tmp_path: Path,
+) -> None:
+    state = EmulatorState(bucket=synthetic(400, 13, media=0.1), seed=13, job_seconds=0.1)
+    state.faults.targets = ["jobs"]
+    state.faults.jobs_qps_cap = 15.0  # submits and queries past 15 a second: 503 SlowDown
+    async with running(state) as url:
+        cfg = media_config(url, tmp_path, concurrency=6)
+        cfg = replace(cfg, jobs=replace(cfg.jobs, poll_interval=0.2, poll_max=0.4))
+        assert await scan(cfg) == "done"
+        got = outcomes(cfg)
+    s = state.stats.as_json(False)
+    assert s["faults"].get("throttled", 0) > 0
+    assert s["jobs_submitted_twice"] == 0  # a throttled submit was not taken: sent again freely
+    for key in media_keys(state):
+        assert got[key] == expected(state, key), key

@@ -72,6 +72,8 @@ def over_cap(state: EmulatorState, endpoint: str = "audit") -> bool:
         cap, window = f.object_qps_cap, state.object_times
     elif endpoint == "list":
         cap, window = f.list_qps_cap, state.list_times
+    elif endpoint == "jobs":
+        cap, window = f.jobs_qps_cap, state.job_times
     else:
         cap, window = f.qps_cap, state.audit_times
     if not cap:
@@ -112,7 +114,7 @@ async def before(
         if state.rng.random() < 0.5:
             return _error(service, 500, "InternalError", "We encountered an internal error.")
         return _error(service, 503, "ServiceUnavailable", "Service is unavailable. Try again.")
-    if endpoint in ("audit", "object", "list") and over_cap(state, endpoint):
+    if endpoint in ("audit", "object", "list", "jobs") and over_cap(state, endpoint):
         return _throttled(state, service)
     return None
 

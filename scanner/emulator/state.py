@@ -47,6 +47,7 @@ class Faults:
     qps_cap: float = 0.0  # audit requests per second before throttling; 0 = no cap
     object_qps_cap: float = 0.0  # object requests (HEAD, ACL, copy, DELETE) likewise
     list_qps_cap: float = 0.0  # listing requests (pages and folder views) likewise
+    jobs_qps_cap: float = 0.0  # moderation job submits and queries likewise
     throttle_status: int = 503
     throttle_code: str = "SlowDown"
     retry_after: float | None = None  # sent as Retry-After on throttling answers
@@ -171,6 +172,7 @@ class EmulatorState:
     audit_times: deque[float] = field(default_factory=deque)
     object_times: deque[float] = field(default_factory=deque)
     list_times: deque[float] = field(default_factory=deque)
+    job_times: deque[float] = field(default_factory=deque)  # job submits and queries
     jobs: dict[str, Job] = field(default_factory=dict)
     media_jobs: dict[str, Any] = field(default_factory=dict)  # JobId -> jobs.MediaJob
     job_seconds: float = 0.5  # how long a media job runs before it ends
