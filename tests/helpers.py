@@ -340,6 +340,16 @@ def db_rows(store: Path, sql: str) -> list[Any]:
         return conn.execute(sql).fetchall()
 
 
+def assert_done_whole(store: Path, objects: int) -> None:
+    """A killed and resumed scan's store: done, I1 from its counters, SQLite intact."""
+    state, listed, audited, failed, skipped = db_rows(
+        store, "SELECT state, listed, audited, failed, skipped FROM scans"
+    )[0]
+    assert state == "done"
+    assert listed == objects == audited + failed + skipped  # I1
+    assert db_rows(store, "PRAGMA integrity_check") == [("ok",)]
+
+
 def children(pid: int) -> list[int]:
     """The live child processes of `pid`, from /proc."""
     found = []

@@ -15,7 +15,15 @@ import pytest
 from scanner.emulator import synthetic
 from scanner.emulator.media import kind_of, media_verdict
 from scanner.emulator.rules import DEFAULT_SCENES
-from tests.helpers import IN_FLIGHT, db_rows, emulator_process, stats, wait_until, write_config
+from tests.helpers import (
+    IN_FLIGHT,
+    assert_done_whole,
+    db_rows,
+    emulator_process,
+    stats,
+    wait_until,
+    write_config,
+)
 from tests.helpers import scan_process as scan
 
 pytestmark = pytest.mark.slow  # real subprocesses killed with real signals
@@ -57,12 +65,7 @@ def test_kill_9_three_times_while_jobs_are_in_flight_then_resume(tmp_path: Path)
         assert proc.wait(timeout=180) == 0, log.read_text()
         s = stats(url, detail=True)
     assert stored, "jobs were stored before the kills"
-    state, listed, audited, failed, skipped = db_rows(
-        store, "SELECT state, listed, audited, failed, skipped FROM scans"
-    )[0]
-    assert state == "done"
-    assert listed == OBJECTS == audited + failed + skipped  # I1
-    assert db_rows(store, "PRAGMA integrity_check") == [("ok",)]
+    assert_done_whole(store, OBJECTS)
     job_ids: dict[str, list[str]] = s["job_ids"]
     for name, job_id in stored.items():  # asked about after the kill, never submitted again
         assert job_ids[name][-1] == job_id, name

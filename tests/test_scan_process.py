@@ -19,6 +19,7 @@ from tests.helpers import (
     IN_FLIGHT,
     OBJECTS,
     SEED,
+    assert_done_whole,
     db_rows,
     emulator_process,
     stats,
@@ -78,12 +79,7 @@ def test_sigkill_at_five_points_then_resume(emulator: str, tmp_path: Path) -> No
     proc = scan(cfg, log)
     assert proc.wait(timeout=120) == 0, log.read_text()
 
-    state, listed, audited, failed, skipped = db_rows(
-        store, "SELECT state, listed, audited, failed, skipped FROM scans"
-    )[0]
-    assert state == "done"
-    assert listed == OBJECTS == audited + failed + skipped  # I1
-    assert db_rows(store, "PRAGMA integrity_check") == [("ok",)]
+    assert_done_whole(store, OBJECTS)
     s = stats(emulator, detail=True)
     reaudited = sum(n - 1 for n in s["audits"].values())
     print(f"kills={len(points)} reaudited={reaudited} pages_listed_twice={s['pages_listed_twice']}")

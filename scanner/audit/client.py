@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 import anyio
 
@@ -81,6 +82,7 @@ class AuditClient:
 
         async def send() -> Callable[[], list[ImageVerdict]]:
             """The request; what reads its answer (after the slot is given back)."""
+            self.requests += 1
             if self._remote is not None:  # --workers: sent and read in a worker process
                 verdicts = await self._remote(items)
                 return lambda: verdicts
@@ -96,18 +98,7 @@ class AuditClient:
             return lambda: read_answer(reply, items)
 
         async def attempt() -> list[ImageVerdict]:
-            async with await unless_set(stop, self.budget.slot) as sent_at:
-                self.requests += 1
-                try:
-                    read = await send()
-                except ThrottledError as exc:
-                    self.budget.rate.on_throttled(sent_at, exc.retry_after)
-                    raise
-                except TransportError as exc:
-                    resends.lost_answer(exc)
-                    raise
-            self.budget.rate.on_success()
-            return read()
+            return (await budgeted(self.budget, stop, resends, send))()
 
         verdicts = await resends.run(
             items,
@@ -125,6 +116,31 @@ def read_answer(reply: Reply, items: Sequence[AuditItem]) -> list[ImageVerdict]:
     except (XmlError, ValueError) as exc:
         error = unreadable("audit", "audit answer", reply, exc)
         return fail_all(items, "unreadable-answer", str(error))
+
+
+T = TypeVar("T")
+
+
+async def budgeted(
+    budget: AuditBudget,
+    stop: anyio.Event | None,
+    resends: Resends,
+    send: Callable[[], Awaitable[T]],
+) -> T:
+    """One attempt of a request under `budget`: a slot and a turn (none once `stop` is set),
+    a throttling answer shrinks the budget, a lost answer counts for the resend rule, a
+    success grows the budget back. Shared by the batch and job clients."""
+    async with await unless_set(stop, budget.slot) as sent_at:
+        try:
+            got = await send()
+        except ThrottledError as exc:
+            budget.rate.on_throttled(sent_at, exc.retry_after)
+            raise
+        except TransportError as exc:
+            resends.lost_answer(exc)
+            raise
+    budget.rate.on_success()
+    return got
 
 
 class Resends:

@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 import anyio
 
-from scanner.audit.client import MaybeBilled, Resends, fail_all
+from scanner.audit.client import MaybeBilled, Resends, budgeted, fail_all
 from scanner.audit.codec import MAX_USER_BYTES, decode_job
 from scanner.audit.policy import AuditOptions, xml_safe
 from scanner.clock import Clock
@@ -31,11 +31,11 @@ from scanner.config import AuditSettings, CosSettings
 from scanner.config.settings import JobSettings
 from scanner.cos.client import HttpClient, Reply, ci_service, unreadable
 from scanner.cos.xml import Node, XmlError, parse, to_int, tostring
-from scanner.errors import OnRetry, ServiceError, ThrottledError, TransportError
+from scanner.errors import OnRetry, ServiceError
 from scanner.limiter import AuditBudget
 from scanner.media import extension
 from scanner.models import AuditItem, ImageVerdict
-from scanner.retry import RetryPolicy, retrying, unless_set
+from scanner.retry import RetryPolicy, retrying
 
 JOB_KINDS = ("video", "audio", "document")
 FINAL_STATES = frozenset({"Success", "Failed"})
@@ -197,23 +197,15 @@ class JobClient:
     async def _call(
         self, method: str, path: str, body: bytes, stop: anyio.Event | None, resends: Resends
     ) -> Reply:
+        async def send() -> Reply:
+            self.requests += 1
+            return await self._http.send(
+                self._service, method, path, body=body,
+                content_type="application/xml" if body else "", timeout_s=self._jobs.timeout,
+            )  # fmt: skip
+
         async def attempt() -> Reply:
-            async with await unless_set(stop, self.budget.slot) as sent_at:
-                self.requests += 1
-                try:
-                    reply = await self._http.send(
-                        self._service, method, path, body=body,
-                        content_type="application/xml" if body else "",
-                        timeout_s=self._jobs.timeout,
-                    )  # fmt: skip
-                except ThrottledError as exc:
-                    self.budget.rate.on_throttled(sent_at, exc.retry_after)
-                    raise
-                except TransportError as exc:
-                    resends.lost_answer(exc)
-                    raise
-            self.budget.rate.on_success()
-            return reply
+            return await budgeted(self.budget, stop, resends, send)
 
         return await retrying(self._retry, self._clock, attempt, on_retry=self._on_retry, stop=stop)
 
