@@ -103,11 +103,7 @@ function mediaDetails(body, item, index, stills) {
   // what a video's, voice note's or document's job found: its flagged frames, sections and
   // pages (a frame opens in the zoom view), a voice note's text with its hit keywords
   const words = (item.frames || []).flatMap((f) => f.keywords || []);
-  if (item.spoken) {
-    const p = el("div", "scene ocr", "said: ");
-    highlight(p, item.spoken, words);
-    body.append(p);
-  }
+  if (item.spoken) { const p = el("div", "scene ocr", "said: "); highlight(p, item.spoken, words); body.append(p); }
   const list = el("ol", "frames");
   for (const f of item.frames || []) {
     const where = f.kind === "page" ? `page ${f.page}` : f.kind === "section"
@@ -117,7 +113,6 @@ function mediaDetails(body, item, index, stills) {
     const n = stills.indexOf(f);
     if (n >= 0) {
       li.classList.add("still");
-      li.title = "open this frame";
       li.addEventListener("click", () => { state.focus = index; state.frame = n; zoom(true); });
     }
     list.append(li);
