@@ -1,16 +1,19 @@
-"""The emulator's moderation jobs for videos, voice and documents (reference 12): `POST
-/<kind>/auditing` submits (`Input/Object` or `Input/Url`, `DataId`, `UserInfo`; `Conf`
+"""The emulator's moderation jobs for videos, voice, text and documents (reference 12): `POST
+/<kind>/auditing` submits (`Input/Object` or `Input/Url`, text also `Input/Content`, judged at
+once: the submit's answer is the result; `DataId`, `UserInfo`; `Conf`
 `BizType`, `DetectType`, `Snapshot{Mode,Count,TimeInterval}`, `DetectContent`), `GET
 /<kind>/auditing/<JobId>` answers one `JobsDetail`. A job moves through `Submitted` (video:
 `Snapshoting`), `Auditing` and ends `Success` or `Failed` after `EmulatorState.job_seconds`;
 what it finds follows `media.py`. Billing, counted when the job is submitted: video frames x
 scenes (and, with DetectContent, its seconds of sound), audio seconds, document pages x
-scenes. Stats: `jobs_submitted` per key (a key submitted twice shows), the most jobs running at
+scenes, a text once per scene. Stats: `jobs_submitted` per key (a key submitted twice shows), the most jobs running at
 once, units by kind. Only the flagged frames, sections and pages are listed in an answer.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import secrets
 from collections.abc import Callable
@@ -26,14 +29,15 @@ from scanner.cos.client import encode_path
 from scanner.cos.signing import presign_query
 from scanner.cos.xml import XmlError, parse, text
 from scanner.emulator.media import SECTION_MS, MediaVerdict, kind_of, media_verdict
-from scanner.emulator.rules import DEFAULT_SCENES, Hit
+from scanner.emulator.rules import DEFAULT_SCENES, Hit, _hit, bucket_of
 from scanner.emulator.state import EmulatorState
 from scanner.emulator.wire import DECLARATION, Refusal, request_id
 from scanner.media import frame_count
 
 URL_SECONDS = 7200  # a frame's, section's or page's URL is valid this long (reference 12.5)
-PATH = re.compile(r"^/(video|audio|document)/auditing(?:/([A-Za-z0-9]+))?$")
-PREFIX = {"video": "av", "audio": "sa", "document": "sd"}
+PATH = re.compile(r"^/(video|audio|text|document)/auditing(?:/([A-Za-z0-9]+))?$")
+PREFIX = {"video": "av", "audio": "sa", "text": "st", "document": "sd"}
+TEXT_LIMIT = 1024 * 1024  # a text file job reads at most 1 MB (reference 12.6)
 
 
 @dataclass(slots=True)
@@ -71,11 +75,11 @@ def submit(state: EmulatorState, kind: str, body: bytes) -> str:
     item, conf = root.find("Input"), root.find("Conf")
     if root.tag != "Request" or item is None:
         raise Refusal(400, "InvalidArgument", "Request/Input is required")
-    source = "Object" if item.find("Object") is not None else "Url"
+    source = next((t for t in ("Object", "Url", "Content") if item.find(t) is not None), "Url")
     value = text(item, source)
-    if not value:
+    if not value or (source == "Content" and kind != "text"):
         raise Refusal(400, "InvalidArgument", "Input needs an Object or a Url")
-    key = value if source == "Object" else unquote(urlsplit(value).path.lstrip("/"))
+    key = {"Object": value, "Content": ""}.get(source) or unquote(urlsplit(value).path[1:])
     if kind_of(key) not in (kind, None) and kind != "document":
         raise Refusal(400, "InvalidArgument", f"{key} is not a {kind} file")
     snapshot = conf.find("Snapshot") if conf is not None else None
@@ -90,7 +94,10 @@ def submit(state: EmulatorState, kind: str, body: bytes) -> str:
             400, "InvalidArgument", "Snapshot: Count in (0, 10000], Mode Interval|Average|Fps"
         )
     scenes = _scenes(conf)
-    verdict = media_verdict(kind, key, state.bucket.objects.get(key), scenes)
+    if kind == "text":
+        verdict = _text_verdict(state, key, value if source == "Content" else None, scenes)
+    else:
+        verdict = media_verdict(kind, key, state.bucket.objects.get(key), scenes)
     now = state.now()
     frames = frame_count(verdict.seconds, mode, count, interval) if kind == "video" else 0
     detect = text(conf, "DetectContent") if conf is not None else ""
@@ -105,14 +112,37 @@ def submit(state: EmulatorState, kind: str, body: bytes) -> str:
     stats.max_jobs_running = max(stats.max_jobs_running, running + 1)
     if not verdict.code:
         sound = verdict.seconds if kind == "audio" or job.sound else 0
-        stats.job_units[kind] += {"video": frames, "audio": 0, "document": verdict.pages}[
-            kind
-        ] * len(scenes)
+        units = {"video": frames, "audio": 0, "document": verdict.pages, "text": 1}[kind]
+        stats.job_units[kind] += units * len(scenes)
         stats.job_units["audio_seconds"] += sound
+    if source == "Content":  # judged at once: the answer is the query's (reference 12.3)
+        job.created = now - state.job_seconds
+        return query(state, kind, job.job_id, "")
     detail = (f"<JobsDetail><JobId>{job.job_id}</JobId><State>Submitted</State>"
               f"<CreationTime>{_stamp(now)}</CreationTime><{source}>{escape(value)}</{source}>"
               f"<DataId>{escape(job.data_id)}</DataId></JobsDetail>")  # fmt: skip
     return f"{DECLARATION}<Response>{detail}<RequestId>{request_id()}</RequestId></Response>"
+
+
+def _text_verdict(
+    state: EmulatorState, key: str, content: str | None, scenes: tuple[str, ...]
+) -> MediaVerdict:
+    """A text job's finding: of its base64 Content (judged at once), or of a text file."""
+    if content is not None:
+        try:
+            seed = base64.b64decode(content, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Refusal(400, "InvalidArgument", "Content is not base64 of UTF-8") from None
+        if len(seed) > 10_000:
+            raise Refusal(400, "InvalidArgument", "Content holds more than 10,000 characters")
+        return MediaVerdict("text", hit=_hit(seed, bucket_of(seed), scenes))
+    obj = state.bucket.objects.get(key)
+    if obj is None:
+        return MediaVerdict("text", "-1404", "file not found")
+    if obj.size > TEXT_LIMIT:
+        return MediaVerdict("text", "-1201", "file too large")
+    seed = obj.content or key
+    return MediaVerdict("text", hit=_hit(seed, bucket_of(seed), scenes))
 
 
 def query(state: EmulatorState, kind: str, job_id: str, base: str) -> str:
@@ -174,6 +204,8 @@ def _findings(job: MediaJob, state: EmulatorState, base: str) -> str:
         return head + _video(job, hit, link)
     if job.kind == "audio":
         return head + _audio(job, hit, link)
+    if job.kind == "text":
+        return head + _text(job, hit)
     return head + _document(job, hit, link)
 
 
@@ -218,6 +250,15 @@ def _audio(job: MediaJob, hit: Hit | None, link: Link) -> str:
     scene = _info(hit, 1) if hit else ""
     sections = _sections("Section", job, hit, link("ci-process=audio"))
     return f"<AudioText>{spoken}</AudioText>{scene}{sections}"
+
+
+def _text(job: MediaJob, hit: Hit | None) -> str:
+    """A text job's one Section (reference 12.5: SectionCount is always 1)."""
+    label, result = (hit.scene, hit.result) if hit else ("Normal", 0)
+    words = "".join(f"<Keywords>{escape(k)}</Keywords>" for k in hit.keywords) if hit else ""
+    info = _info(hit, 1, words) if hit else ""
+    return (f"<SectionCount>1</SectionCount>{info}<Section><StartByte>0</StartByte>"
+            f"<Label>{label}</Label><Result>{result}</Result>{info}</Section>")  # fmt: skip
 
 
 def _document(job: MediaJob, hit: Hit | None, link: Link) -> str:

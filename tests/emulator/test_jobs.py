@@ -4,6 +4,7 @@ album's rules' verdict; the synthetic album's `media` share is deterministic."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -14,6 +15,7 @@ from scanner.emulator import (
     running,
     synthetic,
 )
+from scanner.emulator.bucket import StoredObject, etag_of
 from scanner.emulator.media import kind_of, media_verdict, seconds_of
 from scanner.emulator.rules import DEFAULT_SCENES
 from scanner.media import frame_count
@@ -82,3 +84,37 @@ async def test_the_sdks_video_audio_and_document_calls_work_against_the_emulator
     assert state.stats.job_units["video"] == frames * len(DEFAULT_SCENES)
     assert state.stats.max_jobs_running == 3
     assert sum(state.stats.jobs_submitted.values()) == 3
+
+
+async def test_the_sdks_text_calls_work_against_the_emulator() -> None:
+    """The fourth job type: text Content is judged at once (the submit's answer is the
+    result); a text file is a job like the others."""
+    bucket = synthetic(200, 5)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    bucket.put("notes/ad_flyer.txt", StoredObject(etag_of("notes/ad_flyer.txt"), 2_000, when))
+    bucket.keys()
+    state = EmulatorState(bucket=bucket, seed=5, job_seconds=0.3)
+    async with running(state) as url:
+        client = sdk_client(url)
+
+        def submit() -> tuple[Any, Any]:
+            now = client.ci_auditing_text_submit(
+                Bucket=DEFAULT_BUCKET, Content="加微信 领红包 ad_".encode(), DataId="t1"
+            )
+            later = client.ci_auditing_text_submit(Bucket=DEFAULT_BUCKET, Key="notes/ad_flyer.txt")
+            return now["JobsDetail"], later["JobsDetail"]
+
+        at_once, job = await anyio.to_thread.run_sync(submit)
+        assert at_once["State"] == "Success"
+        assert at_once["Label"] == "Ads"
+        assert at_once["Section"][0]["AdsInfo"]["Keywords"]
+        assert job["State"] == "Submitted"
+        await anyio.sleep(0.4)
+
+        def query() -> Any:
+            return client.ci_auditing_text_query(Bucket=DEFAULT_BUCKET, JobID=job["JobId"])
+
+        done = (await anyio.to_thread.run_sync(query))["JobsDetail"]
+    assert done["State"] == "Success"
+    assert (done["Label"], int(done["Result"])) == ("Ads", 2)
+    assert done["SectionCount"] == "1"
