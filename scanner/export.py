@@ -151,3 +151,17 @@ async def write_frames(
     if fmt == "json":
         out.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
     return count
+
+
+def write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """`report --by-user`: uploaders by flagged images, as csv, jsonl or one json list."""
+    if fmt == "json":
+        out.write(json.dumps(users, indent=2, ensure_ascii=False) + "\n")
+        return
+    if fmt == "jsonl":
+        out.writelines(json.dumps(u, ensure_ascii=False) + "\n" for u in users)
+        return
+    fields = ("user", "audited", "flagged", "review", "flagged_share", "max_flagged_score")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(fields)
+    writer.writerows([csv_cell(u[f]) for f in fields] for u in users)

@@ -30,8 +30,8 @@ from scanner.config import Config
 from scanner.cos.client import HttpClient, cos_service
 from scanner.cos.credentials import provider_of
 from scanner.errors import ConfigError, echo
-from scanner.export import csv_cell, write_frames, write_rows
-from scanner.jobspend import job_columns, job_spend
+from scanner.export import csv_cell, write_frames, write_rows, write_users
+from scanner.jobspend import job_columns, job_lines, job_spend
 from scanner.lease import is_dead
 from scanner.models import ScanStatus, Target, unsharded
 from scanner.render import spend_of, status_json, status_table
@@ -81,19 +81,30 @@ def run_status(args: argparse.Namespace) -> int:
     elif not scans:
         print(f"no scans in {config.store.path}")
     else:
-        print(status_table(scans, expected, beats))
-        for target, r in sorted(review.items()):
-            if r["reviewed"] or r["to_review"]:
-                print(
-                    f"review of {target}: {r['reviewed']:,} reviewed (approve {r['approve']:,}, "
-                    f"block {r['block']:,}, skip {r['skip']:,}), {r['to_review']:,} to review"
-                )
-            if r["badcases_sent"] or r["badcases_pending"] or r["badcases_failed"]:
-                print(
-                    f"wrong verdicts told to the service: {r['badcases_sent']:,} sent, "
-                    f"{r['badcases_pending']:,} waiting, {r['badcases_failed']:,} failed"
-                )
+        _print_status(scans, expected, beats, review, jobs)
     return EXIT_OK
+
+
+def _print_status(
+    scans: list[ScanStatus], expected: dict[int, int | None], beats: dict[int, float],
+    review: dict[str, Any], jobs: dict[int, Any],
+) -> None:  # fmt: skip
+    """`status` for people: the table, each scan's jobs, each target's review queue."""
+    print(status_table(scans, expected, beats))
+    for s in scans:  # what its moderation jobs were billed, per class
+        for line in job_lines(jobs[s.id]):
+            print(f"scan {s.id}", *line.split())
+    for target, r in sorted(review.items()):
+        if r["reviewed"] or r["to_review"]:
+            print(
+                f"review of {target}: {r['reviewed']:,} reviewed (approve {r['approve']:,}, "
+                f"block {r['block']:,}, skip {r['skip']:,}), {r['to_review']:,} to review"
+            )
+        if r["badcases_sent"] or r["badcases_pending"] or r["badcases_failed"]:
+            print(
+                f"wrong verdicts told to the service: {r['badcases_sent']:,} sent, "
+                f"{r['badcases_pending']:,} waiting, {r['badcases_failed']:,} failed"
+            )
 
 
 def _run_start(scan: ScanStatus) -> float:
@@ -169,20 +180,6 @@ async def _report_target(store: Store, config: Config, args: argparse.Namespace)
     return targets[0]
 
 
-def _write_users(users: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
-    """`report --by-user`: uploaders by flagged images, as csv, jsonl or one json list."""
-    if fmt == "json":
-        out.write(json.dumps(users, indent=2, ensure_ascii=False) + "\n")
-        return
-    if fmt == "jsonl":
-        out.writelines(json.dumps(u, ensure_ascii=False) + "\n" for u in users)
-        return
-    fields = ("user", "audited", "flagged", "review", "flagged_share", "max_flagged_score")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(fields)
-    writer.writerows([csv_cell(u[f]) for f in fields] for u in users)
-
-
 _SPEND_FIELDS = ("billed_images", "billed_units", "price", "currency", "saved_images",
                  "saved_units", "maybe_double", "videos", "video_frames", "voice_notes",
                  "sound_minutes", "documents", "document_pages", "jobs_price")  # fmt: skip
@@ -251,7 +248,7 @@ async def _report(config: Config, args: argparse.Namespace, out: TextIO) -> None
             out.write(BOM)
         if args.by_user:
             users = await store.by_user(target, where, min_flagged=args.min_flagged)
-            _write_users(users, args.format, out)
+            write_users(users, args.format, out)
             return
         if args.spend:
             _write_spend(target, args.by, await store.spend(target, args.by), config, args, out)

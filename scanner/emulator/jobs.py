@@ -6,8 +6,9 @@ once: the submit's answer is the result; `DataId`, `UserInfo`; `Conf`
 `Snapshoting`), `Auditing` and ends `Success` or `Failed` after `EmulatorState.job_seconds`;
 what it finds follows `media.py`. Billing, counted when the job is submitted: video frames x
 scenes (and, with DetectContent, its seconds of sound), audio seconds, document pages x
-scenes, a text once per scene. Stats: `jobs_submitted` per key (a key submitted twice shows), the most jobs running at
-once, units by kind. Only the flagged frames, sections and pages are listed in an answer.
+scenes, a text once per scene. Stats: `jobs_submitted` per key (a key submitted twice shows),
+the most jobs running at once, units by kind. Only the flagged frames and pages (and every
+sound section) are listed in an answer.
 """
 
 from __future__ import annotations
