@@ -49,6 +49,8 @@ def scan_parts(p: Progress, scenes: int | None) -> list[str]:
     parts += [f"review {p.review:,}", f"skipped {p.skipped:,}"]
     if budget is not None:
         parts += [f"in-flight {budget.in_flight}", f"qps {budget.rate.rate:.1f}"]
+    if p.jobs_running:
+        parts.append(f"jobs running {p.jobs_running}")
     return parts
 
 
@@ -81,6 +83,7 @@ def scan_fields(p: Progress) -> dict[str, Any]:
         "in_flight": budget.in_flight if budget else 0,
         "qps_budget": round(budget.rate.rate, 2) if budget else None,
         "throttled": budget.rate.throttled if budget else 0,
+        "jobs_running": p.jobs_running,
     }
 
 

@@ -33,6 +33,7 @@ from scanner.errors import AbandonedError, OnRetry
 from scanner.media import IMAGE, class_of
 from scanner.models import AuditItem, ImageVerdict, ObjectRef
 from scanner.scan.plan import ScanPlan
+from scanner.scan.progress import Progress
 from scanner.store import Store, StoredJob
 
 #: Media refs a queue holds before it leaves the rest in the store for later (~10 MB).
@@ -194,12 +195,17 @@ async def job_worker(
     refill: Callable[[], Awaitable[None]],
     stop: anyio.Event,
     user_of: Callable[[str], str],
+    progress: Progress,
 ) -> None:
     """One job at a time, from the queue until it is empty and closed (or the stop);
     `refill` puts the media the queue left pending in the store, admitted again."""
     while (ref := await queue.take(refill)) is not None:
         if stop.is_set():
             continue  # not sent: pending for the next run
-        verdict = await stage.run(scan_id, ref, user_of(ref.key), stop)
+        progress.jobs_running += 1
+        try:
+            verdict = await stage.run(scan_id, ref, user_of(ref.key), stop)
+        finally:
+            progress.jobs_running -= 1
         if verdict is not None:
             await deliver(ref, verdict)

@@ -298,7 +298,8 @@ async def _jobs(
     assert deps.jobs is not None
     assert flow.queue is not None
     async with tx:
-        await job_worker(deps.jobs, scan_id, flow.queue, deliver, refill, stop, deps.plan.user_of)
+        user_of = deps.plan.user_of
+        await job_worker(deps.jobs, scan_id, flow.queue, deliver, refill, stop, user_of, progress)
 
 
 def _policy_of(options: AuditOptions) -> Callable[[ObjectRef], str]:

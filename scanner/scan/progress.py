@@ -29,6 +29,7 @@ class Progress:
     maybe_double: int = 0  # images possibly billed twice (resent after a lost answer)
     shared: int = 0  # audited without paying: copies, and keys another scan had just audited
     deferred: int = 0  # keys another live scan has in flight, left for a later pass
+    jobs_running: int = 0  # moderation jobs (videos, voice, documents) submitted, not final
     total: int | None = None  # objects the scan will have listed, once known (or estimated)
     listed_before: int = 0  # objects the scan had listed before this run
     done_before: int = 0  # objects it had finished (audited, failed, skipped) before this run
