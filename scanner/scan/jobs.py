@@ -117,8 +117,8 @@ class JobStage:
         try:
             if stored is not None and resumed:
                 verdict = await self._answer(scan_id, kind, stored.job_id, item, stop, 0.0)
-                if verdict is None or not _gone(verdict, stored):
-                    return verdict
+                if verdict is None or not _gone(verdict, stored):  # as its submit was counted
+                    return verdict and replace(verdict, maybe_double=stored.maybe_double)
                 again = True  # CI no longer knows the job: a new one (maybe billed twice)
             else:
                 again = False

@@ -24,6 +24,7 @@ class StoredJob:
     size: int
     submitted_at: float
     state: str
+    maybe_double: bool = False  # submitted again after a lost answer
 
     def of(self, ref: ObjectRef) -> bool:
         """Whether this job was submitted for `ref`'s bytes (not an earlier upload)."""
@@ -43,11 +44,14 @@ class Known:
 class Jobs(StoreBase):
     async def stored_job(self, scan_id: int, key: str) -> StoredJob | None:
         row = await self._one(
-            "SELECT key, kind, job_id, etag, size, submitted_at, state FROM jobs "
+            "SELECT key, kind, job_id, etag, size, submitted_at, state, maybe_double FROM jobs "
             "WHERE scan_id = ? AND key = ?",
             (scan_id, key),
         )
-        return StoredJob(*row) if row else None
+        if row is None:
+            return None
+        key_, kind, job_id, etag, size, submitted_at, state, doubled = row
+        return StoredJob(key_, kind, job_id, etag, size, submitted_at, state, bool(doubled))
 
     async def record_job(
         self,
