@@ -52,6 +52,7 @@ GAUGES = {
     "run_retries": "retried requests in this run (throttling included)",
     "run_limiter_wait_seconds": "seconds this run's audit requests waited for their turn",
     "run_retrying": "per-image failures waiting for another attempt in this run",
+    "jobs_running": "moderation jobs (videos, voice, documents) submitted and not final",
     "run_start_timestamp_seconds": "when this run started (unix time)",
 }
 
@@ -140,6 +141,7 @@ class ScanMetrics:
         """Take the live counters of the run."""
         self.set("run_retries", self.retries)
         self.set("run_retrying", p.retrying)
+        self.set("jobs_running", p.jobs_running)
         for reason, n in p.failures.items():
             self._failed.labels(self._target, reason or "unknown").set(n)
         if p.budget is not None:
