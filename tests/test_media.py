@@ -141,6 +141,8 @@ async def test_a_stop_leaves_jobs_in_flight_stored_and_the_resume_asks_about_the
         got = outcomes(cfg)
     s = state.stats
     assert s.as_json(False)["jobs_submitted_twice"] == 0
+    own = db_rows(Path(cfg.store.path), "SELECT key FROM verdicts WHERE verdict_from = key")
+    assert own == []  # a resumed job's object is its own verdict, not a copy of itself
     for key, job_id in open_jobs:  # asked about, never submitted again
         assert s.job_ids[f"{kind_of(key)}:{key}"] == [job_id]
         assert got[key] == expected(state, key)

@@ -61,20 +61,22 @@ class Copies:
         return None if content is None else f"{content}|{self._policy_of(ref)}"
 
     def route(self, ref: ObjectRef) -> ImageVerdict | str | None:
-        """None: send it (it audits its content); WAIT: a copy of content in flight; or the
-        shared verdict of content this pass audited a moment ago."""
+        """None: send it (it audits its content); WAIT: a copy of content in flight (or the
+        object in flight itself, routed again); or the shared verdict of content this pass
+        audited a moment ago."""
         key = self._key(ref)
         if key is None:
             return None
         done = self._resolved.get(key)
-        if done is not None:
-            return shared_verdict(done[1], ref, done[0])
+        if done is not None:  # the object itself, met again: its own outcome is written
+            return WAIT if done[0] == ref.key else shared_verdict(done[1], ref, done[0])
         flying = self._inflight.get(key)
         if flying is None:
             self._inflight[key] = (ref.key, [])
             return None
-        flying[1].append(ref)
-        self._held.add(ref.key)
+        if flying[0] != ref.key and ref.key not in self._held:  # once per key (a resume's
+            flying[1].append(ref)  # stored jobs are admitted first, then met again pending)
+            self._held.add(ref.key)
         return WAIT
 
     def holds(self, ref: ObjectRef) -> bool:
