@@ -66,6 +66,7 @@ def test_kill_9_three_times_while_jobs_are_in_flight_then_resume(tmp_path: Path)
         s = stats(url, detail=True)
     assert stored, "jobs were stored before the kills"
     assert_done_whole(store, OBJECTS)
+    assert db_rows(store, "SELECT key FROM verdicts WHERE verdict_from = key") == []
     job_ids: dict[str, list[str]] = s["job_ids"]
     for name, job_id in stored.items():  # asked about after the kill, never submitted again
         assert job_ids[name][-1] == job_id, name
