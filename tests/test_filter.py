@@ -80,3 +80,32 @@ def test_globs_windows_and_sizes() -> None:
     )
     assert reason("albums/a.jpg", size=50, scan=scan) == "size-window"
     assert reason("albums/a.jpg", size=5000, scan=scan) == "size-window"
+
+
+@pytest.mark.parametrize(
+    ("key", "size", "cls", "expected"),
+    [
+        ("a/clip.MP4", 5 * 1024 * MB, "STANDARD", ""),  # video: up to 5 GB
+        ("a/clip.mov", 5 * 1024 * MB + 1, "STANDARD", "too-large"),
+        ("a/voice.m4a", 600 * MB - 1, "STANDARD", ""),  # audio: under 600 MB
+        ("a/voice.mp3", 600 * MB, "STANDARD", "too-large"),
+        ("a/slides.pdf", 200 * MB, "STANDARD", ""),  # documents: up to 200 MB
+        ("a/slides.docx", 200 * MB + 1, "STANDARD", "too-large"),
+        ("a/clip.mp4", 50 * MB, "ARCHIVE", "archived"),  # the image rules apply
+        ("a/clip.mp4", 0, "STANDARD", "empty"),
+        ("a/b.jpg", 1000, "STANDARD", "image-not-enabled"),  # only the classes named
+        ("a/readme.txt", 10, "STANDARD", "not-image"),
+    ],
+)
+def test_media_classes_opt_in_with_their_own_limits(
+    key: str, size: int, cls: str, expected: str
+) -> None:
+    scan = ScanSettings(media=("video", "audio", "document"))
+    assert reason(key, size, cls, scan=scan) == expected
+
+
+def test_a_media_class_follows_the_same_key_and_date_filters() -> None:
+    scan = ScanSettings(media=("image", "video"), exclude=("*/raw/*",), min_size=100)
+    assert reason("u/raw/clip.mp4", 1000, scan=scan) == "excluded"
+    assert reason("u/clip.mp4", 50, scan=scan) == "size-window"
+    assert reason("u/clip.mp4", 1000, scan=scan) == ""
