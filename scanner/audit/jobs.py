@@ -41,6 +41,8 @@ JOB_KINDS = ("video", "audio", "document")
 FINAL_STATES = frozenset({"Success", "Failed"})
 #: How long CI keeps a job's answer (reference 12.6): a stored JobId older than this is gone.
 RETENTION_DAYS = {"video": 30, "audio": 90, "document": 90}
+#: The state of a query whose answer could not be read (not CI's: the job is asked again).
+UNREADABLE = "Unreadable"
 #: A query for a JobId CI does not know (gone after its retention, or never taken).
 NOT_FOUND = "job-not-found"
 
@@ -63,6 +65,7 @@ class JobAnswer:
     state: str
     verdict: ImageVerdict | None = None
     units: Units = Units()
+    unreadable: ImageVerdict | None = None  # an answer that could not be read: ask again
 
     @property
     def final(self) -> bool:
@@ -238,9 +241,11 @@ class JobClient:
         verdict = await self._read(
             self._call("GET", f"/{kind}/auditing/{job_id}", b"", stop, never), read, item
         )
-        if answer is None:  # refused or unreadable: final for this object
-            return JobAnswer("Failed", verdict)
-        return answer
+        if answer is not None:
+            return answer
+        if verdict.code == "unreadable-answer":  # a query bills nothing: ask again later
+            return JobAnswer(UNREADABLE, unreadable=verdict)
+        return JobAnswer("Failed", verdict)  # refused: final for this object
 
     @staticmethod
     async def _read(

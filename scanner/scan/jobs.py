@@ -36,6 +36,8 @@ from scanner.scan.plan import ScanPlan
 from scanner.scan.progress import Progress
 from scanner.store import Store, StoredJob
 
+#: Unreadable answers in a row after which a job's object fails `unreadable-answer`.
+UNREADABLE_TRIES = 5
 #: Media refs a queue holds before it leaves the rest in the store for later (~10 MB).
 QUEUE_CAPACITY = 20_000
 #: What the stage hands each outcome to (the pipeline's writer); returns once it is committed.
@@ -149,7 +151,7 @@ class JobStage:
         wait: float,
     ) -> ImageVerdict | None:  # fmt: skip
         """Ask about the job until it is final (None at the stop)."""
-        settings = self.settings
+        settings, unreadable = self.settings, 0
         while True:
             if wait > 0:
                 with anyio.move_on_after(wait):
@@ -157,6 +159,9 @@ class JobStage:
             if stop.is_set():
                 return None
             answer = await self.client.query(kind, job_id, item, stop)
+            unreadable = unreadable + 1 if answer.unreadable is not None else 0
+            if answer.unreadable is not None and unreadable >= UNREADABLE_TRIES:
+                return replace(answer.unreadable, job_id=job_id)  # final: the id stays stored
             if answer.verdict is not None:
                 units = answer.units
                 await self.store.finish_job(

@@ -185,3 +185,23 @@ async def test_a_job_the_service_refuses_is_that_objects_failure() -> None:
         bad = await client.submit("video", AuditItem(KEYS["video"], "d"))
         assert bad.failed
         assert bad.code == "InvalidArgument"
+
+
+async def test_an_unreadable_query_answer_is_asked_again_not_a_failure() -> None:
+    state = EmulatorState(bucket=_bucket(), seed=1, job_seconds=0.1)
+    async with running(state) as url, HttpClient(CREDS) as http:
+        client = _client(http, url)
+        item = AuditItem(KEYS["audio"], "d")
+        sub = await client.submit("audio", item)
+        await anyio.sleep(0.2)
+        state.faults.targets = ["jobs"]
+        state.faults.malformed_rate = 1.0  # 200 with half an XML body
+        garbled = await client.query("audio", sub.job_id, item)
+        assert not garbled.final
+        assert garbled.unreadable is not None
+        assert garbled.unreadable.code == "unreadable-answer"
+        state.faults.malformed_rate = 0.0
+        answer = await client.query("audio", sub.job_id, item)
+    assert answer.final
+    assert answer.state == "Success"
+    assert state.stats.jobs_submitted[f"audio:{KEYS['audio']}"] == 1
