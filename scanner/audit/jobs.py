@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape
 
 import anyio
 
-from scanner.audit.client import MaybeBilled, Resends, budgeted, fail_all
+from scanner.audit.client import Resends, budgeted, fail_all
 from scanner.audit.codec import MAX_USER_BYTES, decode_job
 from scanner.audit.policy import AuditOptions, xml_safe
 from scanner.clock import Clock
@@ -255,8 +255,6 @@ class JobClient:
         read, is the object's failure."""
         try:
             got = await reply
-        except MaybeBilled:
-            raise
         except ServiceError as exc:
             if exc.retryable or exc.status is None or exc.status >= 500:
                 raise

@@ -91,12 +91,17 @@ def content_verdict(data: bytes, scenes: tuple[str, ...], large: bool) -> Verdic
 def own_hosts(request: web.Request) -> frozenset[str]:
     """The addresses a client may use for this emulator: the Host it was sent, and the
     socket it listens on (an IP Host, a virtual-host Host, or the IP:port in a URL)."""
-    hosts = {request.host}
+    listening = listening_on(request)
+    return frozenset({request.host, listening} if listening else {request.host})
+
+
+def listening_on(request: web.Request) -> str | None:
+    """The `ip:port` of the socket the request came in on (IPv6 in brackets)."""
     sock = request.transport.get_extra_info("sockname") if request.transport else None
-    if sock:
-        host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
-        hosts.add(f"{host}:{sock[1]}")
-    return frozenset(hosts)
+    if not sock:
+        return None
+    host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
+    return f"{host}:{sock[1]}"
 
 
 async def judge_url(

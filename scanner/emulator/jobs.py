@@ -29,6 +29,7 @@ from aiohttp import web
 from scanner.cos.client import encode_path
 from scanner.cos.signing import presign_query
 from scanner.cos.xml import XmlError, parse, text
+from scanner.emulator.fetch import listening_on
 from scanner.emulator.media import SECTION_MS, MediaVerdict, kind_of, media_verdict
 from scanner.emulator.rules import DEFAULT_SCENES, Hit, _hit, bucket_of
 from scanner.emulator.state import EmulatorState
@@ -277,11 +278,7 @@ def _document(job: MediaJob, hit: Hit | None, link: Link) -> str:
 def _reachable(request: web.Request) -> str:
     """The base URL frame links are given under: the socket the emulator listens on (an IP
     Host is its own bucket), since a client's Host names a virtual host only DNS could find."""
-    sock = request.transport.get_extra_info("sockname") if request.transport else None
-    if not sock:
-        return f"{request.scheme}://{request.host}"
-    host = f"[{sock[0]}]" if ":" in sock[0] else sock[0]
-    return f"{request.scheme}://{host}:{sock[1]}"
+    return f"{request.scheme}://{listening_on(request) or request.host}"
 
 
 async def handle(state: EmulatorState, request: web.Request) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from scanner.emulator.bucket import StoredObject
 from scanner.emulator.rules import Hit, _hit, bucket_of
-from scanner.media import MAX_BYTES, MEDIA_EXTENSIONS
+from scanner.media import MAX_BYTES, MEDIA_EXTENSIONS, class_of
 
 #: Each class's formats and largest size (the scanner's tables, from reference 12.6).
 KINDS: dict[str, tuple[frozenset[str], int]] = {
@@ -30,9 +30,8 @@ SECTION_MS = 15_000  # a voice section
 
 def kind_of(key: str) -> str | None:
     """video, audio or document by the key's extension (any case), else None."""
-    name = key.rsplit("/", 1)[-1]
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    return next((k for k, (exts, _limit) in KINDS.items() if ext in exts), None)
+    kind = class_of(key)
+    return kind if kind in KINDS else None
 
 
 def seconds_of(kind: str, size: int) -> int:

@@ -3,13 +3,14 @@ the transaction that records it, what each was billed for, and the figures per c
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from scanner.models import ObjectRef
-from scanner.store.base import StoreBase, within
+from scanner.store.base import IN_JSON, StoreBase, within
 from scanner.store.pages import _ref
 
 JOB_FIELDS = ("jobs", "audited", "frames", "seconds", "pages", "maybe_double")
@@ -102,28 +103,22 @@ class Jobs(StoreBase):
     async def job_counts(self, scan_id: int) -> dict[str, dict[str, float]]:
         """Per class: jobs submitted, those that ended with a verdict, frames, seconds of
         sound and pages billed, and jobs possibly submitted twice, by this scan."""
-        return await self._counts("WHERE scan_id = ?", [scan_id])
-
-    async def _counts(self, where: str, args: Sequence[Any]) -> dict[str, dict[str, float]]:
-        rows = await self._all(
-            "SELECT kind, COUNT(*), SUM(state = 'Success'), SUM(frames), SUM(seconds), "
-            f"SUM(pages), SUM(maybe_double) FROM jobs {where} GROUP BY kind ORDER BY kind",
-            args,
-        )
-        out: dict[str, dict[str, float]] = {}
-        for kind, n, a, f, s, p, d in rows:
-            values = (int(n), int(a), int(f), round(s, 3), int(p), int(d))
-            out[kind] = dict(zip(JOB_FIELDS, values, strict=True))
-        return out
+        return (await self._figures("'scan'", "scan_id = ?", [scan_id])).get("scan", {})
 
     async def job_periods(self, target: str, period: str) -> dict[str, dict[str, Any]]:
-        """`job_spend`'s figures per period (`period`: SQL of a row's unix time `{t}` or
-        `scan_id`, from `store.spend.PERIODS`), a job counted when it finished."""
+        """`job_counts`' figures per period (`period`: SQL of a row's unix time `{t}` or
+        `scan_id`, from `store.spend.PERIODS`) of the target's jobs, counted when finished."""
         cond, args = within(target)
+        return await self._figures(
+            period.format(t="COALESCE(finished_at, submitted_at)"), cond, args
+        )
+
+    async def _figures(
+        self, group: str, where: str, args: Sequence[Any]
+    ) -> dict[str, dict[str, Any]]:
         rows = await self._all(
-            f"SELECT {period.format(t='COALESCE(finished_at, submitted_at)')} AS p, kind, "
-            "COUNT(*), SUM(state = 'Success'), SUM(frames), SUM(seconds), SUM(pages), "
-            f"SUM(maybe_double) FROM jobs WHERE {cond} GROUP BY 1, 2 ORDER BY 1, 2",
+            f"SELECT {group}, kind, COUNT(*), SUM(state = 'Success'), SUM(frames), SUM(seconds), "
+            f"SUM(pages), SUM(maybe_double) FROM jobs WHERE {where} GROUP BY 1, 2 ORDER BY 1, 2",
             args,
         )
         out: dict[str, dict[str, Any]] = {}
@@ -134,18 +129,22 @@ class Jobs(StoreBase):
 
     async def known_units(self, refs: Sequence[ObjectRef]) -> dict[str, Known]:
         """What earlier finished jobs of the same bytes (ETag, size) found, by key: what a
-        dry run knows exactly."""
-        found: dict[str, Known] = {}
+        dry run knows exactly (one query for a page's media)."""
+        rows = await self._all(
+            "SELECT etag, size, policy, frames, seconds, pages FROM jobs WHERE state = 'Success' "
+            f"AND etag IN {IN_JSON} ORDER BY finished_at DESC",
+            (json.dumps(sorted({r.etag for r in refs})),),
+        )
+        seen: dict[tuple[str, int], list[Any]] = {}
+        for etag, size, *found in rows:
+            seen.setdefault((etag, int(size)), []).append(found)
+        out: dict[str, Known] = {}
         for ref in refs:
-            rows = await self._all(
-                "SELECT policy, frames, seconds, pages FROM jobs WHERE etag = ? AND size = ? "
-                "AND state = 'Success' ORDER BY finished_at DESC LIMIT 20",
-                (ref.etag, ref.size),
-            )
-            if rows:
-                found[ref.key] = Known(
-                    {str(p): int(f) for p, f, _, _ in rows},
-                    max(float(s) for _, _, s, _ in rows),
-                    int(rows[0][3]),
+            jobs = seen.get((ref.etag, ref.size))
+            if jobs:  # newest first
+                out[ref.key] = Known(
+                    {str(p): int(f) for p, f, _, _ in jobs},
+                    max(float(s) for _, _, s, _ in jobs),
+                    int(jobs[0][3]),
                 )
-        return found
+        return out
