@@ -258,6 +258,8 @@ async def test_report_has_a_media_column_and_frames_lists_what_was_flagged_with_
         jsonl = await cli(cfg_file, "report", "--frames", "--format", "jsonl")
         frames = [json.loads(line) for line in jsonl.splitlines()]
         table = list(csv.DictReader(io.StringIO(await cli(cfg_file, "report", "--frames"))))
+        spend = json.loads(await cli(cfg_file, "report", "--spend", "--format", "json"))
+        units = dict(state.stats.job_units)
     media = {r["key"]: r["media"] for r in rows}
     assert media["u1/clip_nsfw.mp4"] == "video"
     assert media["u1/voice_ad_.m4a"] == "audio"
@@ -282,6 +284,15 @@ async def test_report_has_a_media_column_and_frames_lists_what_was_flagged_with_
     (page,) = by_key["u1/nsfw_slides.pdf"]
     assert (page["kind"], page["page"], page["label"]) == ("page", 1, "Porn")
     assert len(table) == len(frames)
+    (row,) = spend["rows"]  # one scan: its jobs per class, as the emulator billed them
+    kinds = [kind_of(k) for k in media_keys(state)]
+    assert (row["videos"], row["voice_notes"], row["documents"]) == tuple(
+        kinds.count(k) for k in ("video", "audio", "document")
+    )
+    assert row["video_frames"] * 5 == units["video"]  # frames x the default 5 scenes
+    assert row["document_pages"] * 5 == units["document"]
+    assert row["sound_minutes"] == round(units["audio_seconds"] / 60, 2)
+    assert row["billed_images"] == len(state.stats.audits)  # images only
     assert table[0].keys() >= {"key", "media", "job_id", "offset_ms", "page", "keywords", "url"}
 
 
